@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+// openConnector builds the named connector instance from the registry.
+func openConnector(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (connectors.Connector, error) {
+	cc, ok := cfg.Connectors[name]
+	if !ok {
+		names := make([]string, 0, len(cfg.Connectors))
+		for n := range cfg.Connectors {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, configError{fmt.Errorf("connector %q is not configured (configured: %s)", name, strings.Join(names, ", "))}
+	}
+	settings := cc.Settings
+	return connectors.Default().Open(ctx, connectors.Config{
+		Name:   name,
+		Type:   cc.Type,
+		Logger: log.With("connector", name),
+		Decode: func(v any) error {
+			if settings.Kind == 0 {
+				return nil
+			}
+			if err := settings.Decode(v); err != nil {
+				return fmt.Errorf("connectors.%s.settings: %w", name, err)
+			}
+			return nil
+		},
+	})
+}
+
+// checkConnectors builds every configured connector once, without
+// delivering anything, so that config check catches bad settings.
+func checkConnectors(cfg *config.Config) error {
+	var problems []string
+	names := make([]string, 0, len(cfg.Connectors))
+	for n := range cfg.Connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c, err := openConnector(context.Background(), cfg, name, slog.New(slog.DiscardHandler))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("connectors.%s: %v", name, err))
+			continue
+		}
+		_ = c.Close()
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+// Command fanout is the notification fan-out gateway: one binary, one
+// subcommand per role.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitConfig is the exit status for a configuration error.
+const exitConfig = 2
+
+type command struct {
+	name    string
+	summary string
+	help    string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what a command gets from the process.
+type env struct {
+	stdout, stderr io.Writer
+	stdin          io.Reader
+	getenv         func(string) string
+}
+
+// usageError is a bad command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// configError is a bad configuration (exit status 2).
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+func commands() []command {
+	return []command{
+		{name: "projector", summary: "consume source events, write the READ model and the outbox", help: helpProjector, run: runProjector},
+		{name: "relay", summary: "publish the outbox to the notifications topic (one active relay by lease)", help: helpRelay, run: runRelay},
+		{name: "run", summary: "projector and relay in one process, against real Kafka and MongoDB", help: helpRun, run: runBoth},
+		{name: "config", summary: "config check: validate a configuration file without connecting", help: helpConfig, run: runConfig},
+		{name: "version", summary: "print the version", help: "usage: fanout version\n\nPrints fanout's version and the Go version it was built with.\n", run: runVersion},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// Main runs the command line args and returns the exit status.
+func Main(ctx context.Context, args []string, e *env) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 {
+			for _, c := range cmds {
+				if c.name == args[1] {
+					fmt.Fprint(e.stdout, c.help)
+					return 0
+				}
+			}
+		}
+		printUsage(e.stdout, cmds)
+		if len(args) == 0 {
+			return exitConfig
+		}
+		return 0
+	}
+	for _, c := range cmds {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		var ue usageError
+		var ce configError
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, ue.msg)
+			return exitConfig
+		case errors.As(err, &ce):
+			fmt.Fprintf(e.stderr, "fanout %s: %v\n", c.name, ce.err)
+			return exitConfig
+		default:
+			fmt.Fprintf(e.stderr, "fanout %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(e.stderr, "fanout: unknown command %q\n\n", args[0])
+	printUsage(e.stderr, cmds)
+	return exitConfig
+}
+
+func printUsage(w io.Writer, cmds []command) {
+	fmt.Fprint(w, "fanout turns domain events into reliable notifications to downstream systems.\n\nusage: fanout <command> [flags]\n\ncommands:\n")
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nRun 'fanout <command> --help' for a command's flags.\n")
+}
+
+func runVersion(_ context.Context, e *env, args []string) error {
+	fs := newFlagSet("version", e, "usage: fanout version\n")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		fmt.Fprintf(e.stdout, "fanout %s (%s)\n", v, bi.GoVersion)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "fanout %s\n", v)
+	return nil
+}
+
+func newFlagSet(name string, e *env, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(e.stdout, help)
+		var b strings.Builder
+		fs.SetOutput(&b)
+		fs.PrintDefaults()
+		fs.SetOutput(e.stderr)
+		if b.Len() > 0 {
+			fmt.Fprint(e.stdout, "\nflags:\n"+b.String())
+		}
+	}
+	return fs
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fanout-dev/fanout/consumer"
+	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/kafkaconf"
+	"github.com/fanout-dev/fanout/internal/store"
+	"github.com/fanout-dev/fanout/outbox"
+)
+
+const helpProjector = `usage: fanout projector [--config FILE]
+
+Consumes the source events topic in the projector's consumer group and, per
+fetched batch, writes the outbox entries and then the READ model documents
+(version-guarded, write concern majority) before committing offsets.
+Records that can never be projected go to the events DLQ with the reason.
+SIGTERM finishes or abandons the batch in hand and leaves the group.
+`
+
+const helpRelay = `usage: fanout relay [--config FILE]
+
+Publishes outbox entries to the notifications topic once the READ model has
+durably reached their version, in version order per aggregate, then deletes
+them. Several relays may run: one holds the lease and publishes, the others
+stand by and take over within relay.lease_ttl of the leader's death.
+`
+
+const helpRun = `usage: fanout run [--config FILE]
+
+Runs the projector and the relay in one process against the configured
+Kafka and MongoDB; the relay wakes as soon as the projector has written a
+batch. For production, run each role on its own.
+`
+
+const helpConfig = `usage: fanout config check [--config FILE]
+
+Validates the configuration file and the environment overrides without
+connecting to anything. Exit status 0 when valid, 2 with one line per
+problem (field, problem, fix) otherwise.
+`
+
+// commonFlags are the flags every role accepts.
+type commonFlags struct {
+	config string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet, e *env) {
+	def := e.getenv("FANOUT_CONFIG")
+	fs.StringVar(&c.config, "config", def, "configuration file (YAML); default $FANOUT_CONFIG, else built-in defaults plus environment")
+}
+
+func parseRole(name, help string, e *env, args []string) (*config.Config, error) {
+	fs := newFlagSet(name, e, help)
+	var cf commonFlags
+	cf.register(fs, e)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := config.Load(cf.config, e.getenv)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if cfg.Log.Format == "text" {
+		h = slog.NewTextHandler(e.stderr, opts)
+	} else {
+		h = slog.NewJSONHandler(e.stderr, opts)
+	}
+	return slog.New(h).With("role", role)
+}
+
+func openStore(ctx context.Context, cfg *config.Config, e *env, app string) (*store.Store, error) {
+	m := cfg.Mongo
+	st, err := store.Open(ctx, store.Options{
+		URI:          cfg.MongoURI(e.getenv),
+		Database:     m.Database,
+		Domain:       m.Collections.Domain,
+		Outbox:       m.Collections.Outbox,
+		Leases:       m.Collections.Leases,
+		Delivered:    m.Collections.Delivered,
+		Control:      m.Collections.Control,
+		Audit:        m.Collections.Audit,
+		WriteConcern: m.WriteConcern,
+		Journal:      m.Journal,
+		ReadConcern:  m.ReadConcern,
+		Timeout:      m.Timeout,
+		VersionField: cfg.Source.VersionField,
+		DomainWrites: m.DomainWrites,
+		AppName:      "fanout-" + app,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := st.EnsureIndexes(ctx); err != nil {
+		_ = st.Close(context.Background())
+		return nil, err
+	}
+	return st, nil
+}
+
+func runProjector(ctx context.Context, e *env, args []string) error {
+	cfg, err := parseRole("projector", helpProjector, e, args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, e, "projector")
+	return startPipeline(ctx, cfg, e, log, true, false)
+}
+
+func runRelay(ctx context.Context, e *env, args []string) error {
+	cfg, err := parseRole("relay", helpRelay, e, args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, e, "relay")
+	return startPipeline(ctx, cfg, e, log, false, true)
+}
+
+func runBoth(ctx context.Context, e *env, args []string) error {
+	cfg, err := parseRole("run", helpRun, e, args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, e, "run")
+	return startPipeline(ctx, cfg, e, log, true, true)
+}
+
+// startPipeline runs the projector, the relay or both until ctx ends.
+func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Logger, withProjector, withRelay bool) error {
+	st, err := openStore(ctx, cfg, e, "pipeline")
+	if err != nil {
+		return err
+	}
+	defer st.Close(context.Background())
+	if st.IsFerretDB() {
+		log.Info("store is FerretDB: domain writes run as parallel single updates; see docs/architecture.md for its limits")
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	var relay *outbox.Relay
+	if withRelay {
+		kopts, err := kafkaconf.Options(cfg, "relay", e.getenv)
+		if err != nil {
+			return configError{err}
+		}
+		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(kopts...))
+		g.Go(func() error { return relay.Run(gctx) })
+	}
+	if withProjector {
+		kopts, err := kafkaconf.Options(cfg, "projector", e.getenv)
+		if err != nil {
+			return configError{err}
+		}
+		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(kopts...)}
+		if relay != nil {
+			popts = append(popts, consumer.WithNotify(relay.Wake))
+		}
+		p := consumer.New(cfg, st, popts...)
+		g.Go(func() error { return p.Run(gctx) })
+	}
+	log.Info("started", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "events", cfg.Topics.Events, "notifications", cfg.Topics.Notifications)
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func runConfig(_ context.Context, e *env, args []string) error {
+	if len(args) == 0 || (args[0] != "check" && args[0] != "-h" && args[0] != "--help") {
+		return usageError{"usage: fanout config check [--config FILE]"}
+	}
+	if args[0] != "check" {
+		fmt.Fprint(e.stdout, helpConfig)
+		return nil
+	}
+	cfg, err := parseRole("config check", helpConfig, e, args[1:])
+	if err != nil {
+		return err
+	}
+	if err := checkConnectors(cfg); err != nil {
+		return configError{err}
+	}
+	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
+	return nil
+}

@@ -1,0 +1,397 @@
+// Package consumer is the projector: a Kafka consumer that builds the READ
+// model in the store and writes, in the same batch, the outbox entries the
+// relay will publish. It knows nothing of any downstream system.
+//
+// Per fetched batch it: reads the stored versions of the batch's
+// aggregates; skips stale events; inserts the outbox entries (their _id is
+// the event id, so a replay is a no-op); writes the READ model documents
+// with a version guard; and only then commits the offsets. Records that can
+// never be projected go to the events DLQ with the reason in headers.
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/routing"
+	"github.com/fanout-dev/fanout/internal/store"
+)
+
+// Store is what the projector needs from the store.
+type Store interface {
+	Versions(ctx context.Context, ids []string) (map[string]int64, error)
+	InsertOutbox(ctx context.Context, entries []store.OutboxEntry) (int, error)
+	ApplyDomain(ctx context.Context, writes []store.DomainWrite) error
+}
+
+// DLQ header names on the events DLQ.
+const (
+	HeaderDLQReason    = "fanout_dlq_reason"
+	HeaderDLQDetail    = "fanout_dlq_detail"
+	HeaderDLQTopic     = "fanout_dlq_source_topic"
+	HeaderDLQPartition = "fanout_dlq_source_partition"
+	HeaderDLQOffset    = "fanout_dlq_source_offset"
+	HeaderDLQTime      = "fanout_dlq_time"
+	// HeaderDLQTruncated holds the original size when the value was cut.
+	HeaderDLQTruncated = "fanout_dlq_truncated"
+)
+
+// Stats counts what the projector did; safe for concurrent reads.
+type Stats struct {
+	Consumed  atomic.Int64
+	Projected atomic.Int64
+	Stale     atomic.Int64
+	Duplicate atomic.Int64
+	Poison    atomic.Int64
+	Unrouted  atomic.Int64
+	Batches   atomic.Int64
+	StoreErrs atomic.Int64
+}
+
+// Projector consumes the events topic.
+type Projector struct {
+	cfg    *config.Config
+	store  Store
+	router *routing.Router
+	log    *slog.Logger
+	opts   []kgo.Opt
+	// Notify, if set, is called after each batch whose outbox entries are
+	// durable: the relay in the same process wakes at once.
+	notify func()
+	seq    atomic.Int64
+	// Stats are the projector's counters.
+	Stats Stats
+}
+
+// Option configures a Projector.
+type Option func(*Projector)
+
+// WithNotify sets a function called after each durable batch.
+func WithNotify(f func()) Option { return func(p *Projector) { p.notify = f } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(p *Projector) { p.log = l } }
+
+// WithKafkaOptions adds franz-go client options (brokers, TLS, SASL).
+func WithKafkaOptions(opts ...kgo.Opt) Option {
+	return func(p *Projector) { p.opts = append(p.opts, opts...) }
+}
+
+// New returns a projector. cfg must be validated.
+func New(cfg *config.Config, st Store, opts ...Option) *Projector {
+	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Run consumes until ctx is done, then finishes or abandons the batch in
+// hand within projector.shutdown_grace, commits what is durable and leaves
+// the group. It returns nil on a clean stop.
+func (p *Projector) Run(ctx context.Context) error {
+	opts := append(slices.Clone(p.opts),
+		kgo.ConsumerGroup(p.cfg.Groups.Projector),
+		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		kgo.DisableAutoCommit(),
+		// A rebalance waits until the batch in hand is durable and
+		// committed, so no other member re-projects it concurrently.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(p.cfg.Kafka.SessionTimeout),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AllowAutoTopicCreation(),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("projector: create kafka client: %w", err)
+	}
+	defer cl.Close() // leaves the group
+
+	for {
+		fetches := cl.PollRecords(ctx, p.cfg.Projector.MaxBatch)
+		if ctx.Err() != nil {
+			cl.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			cl.AllowRebalance()
+			continue
+		}
+		// The batch gets its own context: SIGTERM cancels ctx, but the
+		// batch may finish within the grace period.
+		bctx, cancel := graceContext(ctx, p.cfg.Projector.ShutdownGrace)
+		err := p.handleWithRetry(bctx, cl, recs)
+		if err == nil {
+			err = cl.CommitRecords(bctx, recs...)
+			if err != nil {
+				err = fmt.Errorf("commit offsets: %w", err)
+			}
+		}
+		cancel()
+		cl.AllowRebalance()
+		if err != nil {
+			if ctx.Err() != nil {
+				p.log.Info("projector stopping; batch abandoned, its records will be re-read", "records", len(recs))
+				return nil
+			}
+			p.log.Error("projector batch failed", "err", err)
+			return err
+		}
+	}
+}
+
+// graceContext returns a context that ends grace after parent ends.
+func graceContext(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(ctx, func() { t.Stop() })
+	})
+	return ctx, func() { stop(); cancel() }
+}
+
+// handleWithRetry projects one batch, retrying store errors with backoff
+// until it succeeds or ctx ends. It never returns before the batch is
+// durable unless it returns an error.
+func (p *Projector) handleWithRetry(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	backoff := p.cfg.Projector.RetryMinBackoff
+	for attempt := 1; ; attempt++ {
+		err := p.HandleBatch(ctx, cl, recs)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.Stats.StoreErrs.Add(1)
+		wait := time.Duration(rand.Int64N(int64(backoff) + 1))
+		p.log.Warn("projector batch failed; retrying without committing", "attempt", attempt, "wait", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, p.cfg.Projector.RetryMaxBackoff)
+	}
+}
+
+// Producer is the part of a Kafka client HandleBatch needs to dead-letter
+// poison records.
+type Producer interface {
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+// HandleBatch makes one batch durable: poison records dead-lettered,
+// outbox entries inserted, READ model written. It is safe to call again
+// with the same records after any failure.
+func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.Record) error {
+	p.Stats.Batches.Add(1)
+	var (
+		events  []*Event
+		poisons []*kgo.Record
+		seen    = make(map[string]struct{}, len(recs))
+	)
+	for _, r := range recs {
+		ev, pe := Decode(r, p.cfg.Source)
+		if pe != nil {
+			poisons = append(poisons, p.dlqRecord(r, pe))
+			continue
+		}
+		if _, dup := seen[ev.ID]; dup {
+			p.Stats.Duplicate.Add(1)
+			continue
+		}
+		seen[ev.ID] = struct{}{}
+		events = append(events, ev)
+	}
+	if len(poisons) > 0 {
+		if err := prod.ProduceSync(ctx, poisons...).FirstErr(); err != nil {
+			return fmt.Errorf("dead-letter %d poison records: %w", len(poisons), err)
+		}
+		for _, r := range poisons {
+			v, _ := envelope.Header(r, HeaderDLQReason)
+			p.log.Warn("poison event dead-lettered", "reason", v, "partition", r.Partition, "offset", r.Offset)
+		}
+	}
+
+	ids := make([]string, 0, len(events))
+	for _, ev := range events {
+		ids = append(ids, ev.AggregateID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	versions, err := p.store.Versions(ctx, ids)
+	if err != nil {
+		return err
+	}
+
+	now := time.Now().UTC()
+	var (
+		entries []store.OutboxEntry
+		writes  = make(map[string]*store.DomainWrite, len(ids))
+		order   []string
+	)
+	for _, ev := range events {
+		cur := versions[ev.AggregateID]
+		if ev.Version <= cur {
+			// Stale, or already projected before a crash: its outbox
+			// entry was inserted before the domain write, so skipping it
+			// loses nothing.
+			p.Stats.Stale.Add(1)
+			p.log.Debug("stale event skipped", "event_id", ev.ID, "aggregate_id", ev.AggregateID, "version", ev.Version, "stored_version", cur)
+			continue
+		}
+		versions[ev.AggregateID] = ev.Version
+		decision := p.router.Route(ev.Type, ev.Fields)
+		if len(decision.Targets) > 0 {
+			e, err := p.entry(ev, decision, now)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, e)
+		} else {
+			p.Stats.Unrouted.Add(1)
+		}
+		w, ok := writes[ev.AggregateID]
+		if !ok {
+			w = &store.DomainWrite{ID: ev.AggregateID}
+			writes[ev.AggregateID] = w
+			order = append(order, ev.AggregateID)
+		}
+		w.Version = ev.Version
+		w.Set = mergeSet(w.Set, ev.Set)
+		p.Stats.Projected.Add(1)
+	}
+	p.Stats.Consumed.Add(int64(len(recs)))
+	p.Stats.Poison.Add(int64(len(poisons)))
+
+	// Outbox first, then the READ model: the relay publishes an entry only
+	// once the READ model has reached its version, so a crash between the
+	// two leaves entries that wait for the replay, never a notification
+	// ahead of its data.
+	if _, err := p.store.InsertOutbox(ctx, entries); err != nil {
+		return err
+	}
+	dw := make([]store.DomainWrite, 0, len(order))
+	for _, id := range order {
+		w := writes[id]
+		w.Set = append(w.Set, setUpdatedAt(now)...)
+		dw = append(dw, *w)
+	}
+	if err := p.store.ApplyDomain(ctx, dw); err != nil {
+		return err
+	}
+	if p.notify != nil && len(entries) > 0 {
+		p.notify()
+	}
+	return nil
+}
+
+func setUpdatedAt(now time.Time) bson.D {
+	return bson.D{{Key: "_updated_at", Value: now}}
+}
+
+// mergeSet applies next over prev as two consecutive $set would.
+func mergeSet(prev, next bson.D) bson.D {
+	if len(prev) == 0 {
+		return slices.Clone(next)
+	}
+	idx := make(map[string]int, len(prev))
+	for i, e := range prev {
+		idx[e.Key] = i
+	}
+	for _, e := range next {
+		if i, ok := idx[e.Key]; ok {
+			prev[i] = e
+		} else {
+			idx[e.Key] = len(prev)
+			prev = append(prev, e)
+		}
+	}
+	return prev
+}
+
+func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.OutboxEntry, error) {
+	n := envelope.Notification{
+		ID:               ev.ID,
+		EventType:        ev.Type,
+		AggregateType:    p.cfg.Source.AggregateType,
+		AggregateIDField: p.cfg.Source.IDField,
+		AggregateID:      ev.AggregateID,
+		Version:          ev.Version,
+		Timestamp:        ev.Timestamp,
+		Routing:          envelope.Routing{Targets: d.Targets, Priority: d.Priority, TriggerType: d.TriggerType},
+		Payload:          ev.Payload,
+	}
+	value, err := n.MarshalJSON()
+	if err != nil {
+		return store.OutboxEntry{}, fmt.Errorf("encode notification %s: %w", ev.ID, err)
+	}
+	return store.OutboxEntry{
+		ID:          ev.ID,
+		AggregateID: ev.AggregateID,
+		Version:     ev.Version,
+		Seq:         p.nextSeq(now),
+		CreatedAt:   now,
+		EventType:   ev.Type,
+		EventTime:   ev.Timestamp,
+		Targets:     d.Targets,
+		Priority:    d.Priority,
+		TriggerType: d.TriggerType,
+		Rule:        d.Rule,
+		TraceParent: ev.TraceParent,
+		Value:       string(value),
+	}, nil
+}
+
+// nextSeq returns a strictly increasing sequence close to wall-clock
+// nanoseconds, so entries sort oldest first.
+func (p *Projector) nextSeq(now time.Time) int64 {
+	for {
+		last := p.seq.Load()
+		next := max(now.UnixNano(), last+1)
+		if p.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+func (p *Projector) dlqRecord(r *kgo.Record, pe *PoisonError) *kgo.Record {
+	detail := pe.Detail
+	if len(detail) > 500 {
+		detail = detail[:500]
+	}
+	h := slices.Clone(r.Headers)
+	h = append(h,
+		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(pe.Reason)},
+		kgo.RecordHeader{Key: HeaderDLQDetail, Value: []byte(detail)},
+		kgo.RecordHeader{Key: HeaderDLQTopic, Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: HeaderDLQPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		kgo.RecordHeader{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	value := r.Value
+	// A value the broker would refuse would stall the partition: keep its
+	// head and say so.
+	if limit := int(p.cfg.Kafka.MaxRecordBytes) - 16<<10; len(value) > limit {
+		h = append(h, kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(value)))})
+		value = value[:max(limit, 0)]
+	}
+	return &kgo.Record{Topic: p.cfg.Topics.EventsDLQ, Key: r.Key, Value: value, Headers: h}
+}

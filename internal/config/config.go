@@ -1,0 +1,440 @@
+// Package config loads fanout's configuration: one YAML file plus
+// environment overrides, validated before any role starts so that a typo
+// fails at once with the field, the problem and the fix.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of a fanout deployment. Every role
+// reads the same file and uses the parts it needs.
+type Config struct {
+	Kafka      Kafka                `yaml:"kafka"`
+	Topics     Topics               `yaml:"topics"`
+	Groups     Groups               `yaml:"groups"`
+	Mongo      Mongo                `yaml:"mongo"`
+	Source     Source               `yaml:"source"`
+	Projector  Projector            `yaml:"projector"`
+	Relay      Relay                `yaml:"relay"`
+	Routing    Routing              `yaml:"routing"`
+	Connectors map[string]Connector `yaml:"connectors"`
+	Delivery   Delivery             `yaml:"delivery"`
+	Admin      Admin                `yaml:"admin"`
+	Log        Log                  `yaml:"log"`
+}
+
+// Kafka is how every role reaches the broker.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers"`
+	ClientID string   `yaml:"client_id"`
+	TLS      TLS      `yaml:"tls"`
+	SASL     SASL     `yaml:"sasl"`
+	// MaxRecordBytes bounds one produced record batch; Azure Event Hubs
+	// closes the connection above 1,046,528 bytes.
+	MaxRecordBytes int32 `yaml:"max_record_bytes"`
+	// RequestTimeout is the broker request timeout (Event Hubs wants >= 60s).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// SessionTimeout is the consumer group session timeout.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+}
+
+// TLS configures TLS to the broker.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures broker authentication. For Azure Event Hubs use
+// mechanism PLAIN, username "$ConnectionString" and the connection string
+// as the password, with TLS enabled.
+type SASL struct {
+	Mechanism   string `yaml:"mechanism"`
+	Username    string `yaml:"username"`
+	Password    string `yaml:"password"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// Topics names the topics fanout reads and writes.
+type Topics struct {
+	Events        string `yaml:"events"`
+	EventsDLQ     string `yaml:"events_dlq"`
+	Notifications string `yaml:"notifications"`
+	// DLQPrefix is the prefix of per-connector dead-letter topics; the
+	// connector name is appended: quote-notifications.dlq.<connector>.
+	DLQPrefix string `yaml:"dlq_prefix"`
+}
+
+// Groups names the consumer groups.
+type Groups struct {
+	Projector string `yaml:"projector"`
+	// WorkerPrefix is prepended to the connector name for each worker's
+	// group unless the connector sets its own.
+	WorkerPrefix string `yaml:"worker_prefix"`
+}
+
+// Mongo is the store: the READ model, the outbox and the relay lease.
+type Mongo struct {
+	URI      string `yaml:"uri"`
+	URIEnv   string `yaml:"uri_env"`
+	Database string `yaml:"database"`
+	// Collections names the collections fanout uses.
+	Collections Collections `yaml:"collections"`
+	// WriteConcern is "majority" (default) or a number of nodes.
+	WriteConcern string `yaml:"write_concern"`
+	// Journal asks for j:true on writes.
+	Journal bool `yaml:"journal"`
+	// ReadConcern is "majority" (default) or "local".
+	ReadConcern string        `yaml:"read_concern"`
+	Timeout     time.Duration `yaml:"timeout"`
+	// DomainWrites is "bulk" (one bulkWrite per batch, best on MongoDB),
+	// "parallel" (concurrent single updates, best on FerretDB, whose
+	// bulkWrite is sequential) or "auto" (default: parallel when the server
+	// identifies as FerretDB).
+	DomainWrites string `yaml:"domain_writes"`
+}
+
+// Collections names the store's collections.
+type Collections struct {
+	Domain string `yaml:"domain"`
+	Outbox string `yaml:"outbox"`
+	Leases string `yaml:"leases"`
+	// Delivered holds the newest version delivered per key and connector.
+	Delivered string `yaml:"delivered"`
+	// Control holds operator state (connector pause) and audit records.
+	Control string `yaml:"control"`
+	Audit   string `yaml:"audit"`
+}
+
+// Source describes the domain events on the events topic. Field names are
+// configuration so fanout is not tied to quotes.
+type Source struct {
+	AggregateType  string `yaml:"aggregate_type"`
+	IDField        string `yaml:"id_field"`
+	VersionField   string `yaml:"version_field"`
+	EventIDField   string `yaml:"event_id_field"`
+	EventTypeField string `yaml:"event_type_field"`
+	TimestampField string `yaml:"timestamp_field"`
+	// MissingVersion says what to do with an event that has no version:
+	// "reject" (default: dead-letter it) or "offset" (use the partition
+	// offset; see docs/architecture.md for why that breaks when partitions
+	// are added).
+	MissingVersion string `yaml:"missing_version"`
+	// MaxEventBytes rejects larger events to the events DLQ.
+	MaxEventBytes int `yaml:"max_event_bytes"`
+	// CloudEventsSource is the ce_source of notifications.
+	CloudEventsSource string `yaml:"cloudevents_source"`
+}
+
+// Projector tunes the projector.
+type Projector struct {
+	MaxBatch        int           `yaml:"max_batch"`
+	RetryMinBackoff time.Duration `yaml:"retry_min_backoff"`
+	RetryMaxBackoff time.Duration `yaml:"retry_max_backoff"`
+	// ShutdownGrace bounds how long SIGTERM waits for the batch in hand.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// Relay tunes the relay.
+type Relay struct {
+	BatchSize int `yaml:"batch_size"`
+	// IdleBackoff is the longest pause between polls of an empty outbox.
+	IdleBackoff time.Duration `yaml:"idle_backoff"`
+	// LeaseTTL is how long a silent leader keeps the lease; a standby takes
+	// over within LeaseTTL plus one check interval.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// LeaseName distinguishes relays of different pipelines in one store.
+	LeaseName      string        `yaml:"lease_name"`
+	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+}
+
+// Routing holds the routing rules; the first matching rule wins, else the
+// default applies.
+type Routing struct {
+	Default RouteAction `yaml:"default"`
+	Rules   []Rule      `yaml:"rules"`
+}
+
+// RouteAction is where a notification goes and how.
+type RouteAction struct {
+	Targets     []string `yaml:"targets"`
+	Priority    string   `yaml:"priority"`
+	TriggerType string   `yaml:"trigger_type"`
+}
+
+// Rule routes events that match.
+type Rule struct {
+	Name string `yaml:"name"`
+	// EventTypes matches the event type; empty matches any.
+	EventTypes []string `yaml:"event_types"`
+	// Fields matches top-level or dotted fields by string equality.
+	Fields      map[string]string `yaml:"fields"`
+	RouteAction `yaml:",inline"`
+}
+
+// Connector is one connector instance.
+type Connector struct {
+	Type string `yaml:"type"`
+	// Group overrides the worker's consumer group.
+	Group string `yaml:"group"`
+	// Settings are the type's own settings, decoded by its factory.
+	Settings yaml.Node `yaml:"settings"`
+	// Delivery overrides the global delivery settings for this connector.
+	Delivery *Delivery `yaml:"delivery"`
+}
+
+// Delivery tunes the workers.
+type Delivery struct {
+	MaxInFlight    int           `yaml:"max_in_flight"`
+	MaxAttempts    int           `yaml:"max_attempts"`
+	MaxElapsed     time.Duration `yaml:"max_elapsed"`
+	MinBackoff     time.Duration `yaml:"min_backoff"`
+	MaxBackoff     time.Duration `yaml:"max_backoff"`
+	RetryAfterCap  time.Duration `yaml:"retry_after_cap"`
+	RateLimit      float64       `yaml:"rate_limit"`
+	RateBurst      int           `yaml:"rate_burst"`
+	Breaker        Breaker       `yaml:"breaker"`
+	AfterDeadLtr   string        `yaml:"after_dead_letter"`
+	RevokeTimeout  time.Duration `yaml:"revoke_timeout"`
+	BatchLinger    time.Duration `yaml:"batch_linger"`
+	CallTimeout    time.Duration `yaml:"call_timeout"`
+	DeliveredFlush time.Duration `yaml:"delivered_flush"`
+}
+
+// Breaker tunes the per-connector circuit breaker.
+type Breaker struct {
+	// ConsecutiveFailures opens the breaker.
+	ConsecutiveFailures uint32 `yaml:"consecutive_failures"`
+	// OpenTimeout is how long it stays open before a half-open probe.
+	OpenTimeout time.Duration `yaml:"open_timeout"`
+	// HalfOpenProbes is how many calls half-open lets through.
+	HalfOpenProbes uint32 `yaml:"half_open_probes"`
+}
+
+// Admin configures each role's admin listener.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers:        []string{"127.0.0.1:9092"},
+			ClientID:       "fanout",
+			MaxRecordBytes: 1_000_000,
+			RequestTimeout: 60 * time.Second,
+			SessionTimeout: 30 * time.Second,
+		},
+		Topics: Topics{
+			Events:        "quote-events",
+			EventsDLQ:     "quote-events.dlq",
+			Notifications: "quote-notifications",
+			DLQPrefix:     "quote-notifications.dlq.",
+		},
+		Groups: Groups{Projector: "fanout-projector", WorkerPrefix: "fanout-"},
+		Mongo: Mongo{
+			URI:      "mongodb://127.0.0.1:27017/",
+			Database: "fanout",
+			Collections: Collections{
+				Domain: "quotes", Outbox: "outbox", Leases: "leases",
+				Delivered: "delivered", Control: "control", Audit: "audit",
+			},
+			WriteConcern: "majority",
+			ReadConcern:  "majority",
+			Timeout:      10 * time.Second,
+			DomainWrites: "auto",
+		},
+		Source: Source{
+			AggregateType:     "quote",
+			IDField:           "quote_id",
+			VersionField:      "version",
+			EventIDField:      "id",
+			EventTypeField:    "event_type",
+			TimestampField:    "timestamp",
+			MissingVersion:    "reject",
+			MaxEventBytes:     256 << 10,
+			CloudEventsSource: "/fanout/quotes",
+		},
+		Projector: Projector{
+			MaxBatch:        500,
+			RetryMinBackoff: 100 * time.Millisecond,
+			RetryMaxBackoff: 10 * time.Second,
+			ShutdownGrace:   10 * time.Second,
+		},
+		Relay: Relay{
+			BatchSize:      500,
+			IdleBackoff:    50 * time.Millisecond,
+			LeaseTTL:       10 * time.Second,
+			LeaseName:      "relay",
+			ProduceTimeout: 3 * time.Second,
+		},
+		Routing: Routing{Default: RouteAction{Priority: "normal"}},
+		Delivery: Delivery{
+			MaxInFlight:   64,
+			MaxAttempts:   20,
+			MaxElapsed:    24 * time.Hour,
+			MinBackoff:    200 * time.Millisecond,
+			MaxBackoff:    30 * time.Second,
+			RetryAfterCap: 5 * time.Minute,
+			Breaker: Breaker{
+				ConsecutiveFailures: 5,
+				OpenTimeout:         10 * time.Second,
+				HalfOpenProbes:      1,
+			},
+			AfterDeadLtr:   "continue",
+			RevokeTimeout:  10 * time.Second,
+			BatchLinger:    5 * time.Millisecond,
+			CallTimeout:    30 * time.Second,
+			DeliveredFlush: time.Second,
+		},
+		Admin: Admin{Listen: "127.0.0.1:9464"},
+		Log:   Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads path (YAML), applies environment overrides from getenv and
+// validates the result. An empty path loads only defaults and environment.
+// The error, when not nil, is a *Errors listing every problem found.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &Errors{List: []FieldError{{Field: "--config", Problem: err.Error(), Fix: "pass the path of a readable YAML file"}}}
+		}
+		if err := Parse(data, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Parse decodes YAML data over cfg. Unknown fields are errors, since a
+// misspelt key would otherwise silently keep its default.
+func Parse(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+			return nil
+		}
+		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
+	}
+	return nil
+}
+
+var errEOF = errors.New("EOF")
+
+func yamlProblem(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.ReplaceAll(msg, "\n", "; ")
+	return msg
+}
+
+// DLQTopic returns the dead-letter topic of a connector.
+func (c *Config) DLQTopic(connector string) string {
+	return c.Topics.DLQPrefix + connector
+}
+
+// WorkerGroup returns the consumer group of a connector's workers.
+func (c *Config) WorkerGroup(connector string) string {
+	if g := c.Connectors[connector].Group; g != "" {
+		return g
+	}
+	return c.Groups.WorkerPrefix + connector
+}
+
+// DeliveryFor returns the delivery settings of a connector: its own when it
+// has them, else the global ones.
+func (c *Config) DeliveryFor(connector string) Delivery {
+	if d := c.Connectors[connector].Delivery; d != nil {
+		return *d
+	}
+	return c.Delivery
+}
+
+// MongoURI returns the store URI, reading the environment variable named by
+// uri_env when set.
+func (c *Config) MongoURI(getenv func(string) string) string {
+	if c.Mongo.URIEnv != "" {
+		if v := getenv(c.Mongo.URIEnv); v != "" {
+			return v
+		}
+	}
+	return c.Mongo.URI
+}
+
+// SASLPassword returns the SASL password, reading password_env when set.
+func (c *Config) SASLPassword(getenv func(string) string) string {
+	if c.Kafka.SASL.PasswordEnv != "" {
+		return getenv(c.Kafka.SASL.PasswordEnv)
+	}
+	return c.Kafka.SASL.Password
+}
+
+// FieldError is one problem in the configuration.
+type FieldError struct {
+	Field   string
+	Problem string
+	Fix     string
+}
+
+func (e FieldError) String() string {
+	s := e.Field + ": " + e.Problem
+	if e.Fix != "" {
+		s += " (fix: " + e.Fix + ")"
+	}
+	return s
+}
+
+// Errors lists every problem found in a configuration.
+type Errors struct {
+	List []FieldError
+}
+
+// Error implements error with one problem per line.
+func (e *Errors) Error() string {
+	lines := make([]string, 0, len(e.List))
+	for _, fe := range e.List {
+		lines = append(lines, fe.String())
+	}
+	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
+}
+
+// Fields returns the names of the fields in error, for tests and tools.
+func (e *Errors) Fields() []string {
+	out := make([]string, 0, len(e.List))
+	for _, fe := range e.List {
+		out = append(out, fe.Field)
+	}
+	return out
+}
+
+func (e *Errors) add(field, problem, fix string, args ...any) {
+	e.List = append(e.List, FieldError{Field: field, Problem: fmt.Sprintf(problem, args...), Fix: fix})
+}

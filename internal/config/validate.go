@@ -1,0 +1,269 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var connectorName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// Validate checks the configuration without connecting to anything. It
+// returns a *Errors naming every field in error, or nil.
+func (c *Config) Validate() error {
+	var e Errors
+
+	if len(c.Kafka.Brokers) == 0 {
+		e.add("kafka.brokers", "is empty", "list at least one broker, e.g. [\"127.0.0.1:9092\"]")
+	}
+	for i, b := range c.Kafka.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			e.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", "write the broker as host:port, e.g. 127.0.0.1:9092", b)
+		}
+	}
+	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.Kafka.SASL.Username == "" {
+			e.add("kafka.sasl.username", "is empty while kafka.sasl.mechanism is set", "set the username (for Azure Event Hubs: $ConnectionString)")
+		}
+		if c.Kafka.SASL.Password == "" && c.Kafka.SASL.PasswordEnv == "" {
+			e.add("kafka.sasl.password", "is empty while kafka.sasl.mechanism is set", "set kafka.sasl.password_env to the name of an environment variable holding it")
+		}
+		if c.Kafka.SASL.Username == "$ConnectionString" && !c.Kafka.TLS.Enabled {
+			e.add("kafka.tls.enabled", "is false but the SASL user is $ConnectionString (Azure Event Hubs), which requires TLS", "set kafka.tls.enabled: true")
+		}
+	default:
+		e.add("kafka.sasl.mechanism", "%q is not supported", "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		e.add("kafka.tls.cert_file", "cert_file and key_file must be set together", "set both for mutual TLS, or neither")
+	}
+	if c.Kafka.MaxRecordBytes < 1024 {
+		e.add("kafka.max_record_bytes", "%d is too small", "use at least 1024 (Azure Event Hubs: at most 1046528)", c.Kafka.MaxRecordBytes)
+	}
+	positive(&e, "kafka.request_timeout", c.Kafka.RequestTimeout)
+	positive(&e, "kafka.session_timeout", c.Kafka.SessionTimeout)
+
+	nonEmpty(&e, "topics.events", c.Topics.Events)
+	nonEmpty(&e, "topics.events_dlq", c.Topics.EventsDLQ)
+	nonEmpty(&e, "topics.notifications", c.Topics.Notifications)
+	nonEmpty(&e, "topics.dlq_prefix", c.Topics.DLQPrefix)
+	if c.Topics.Events != "" && c.Topics.Events == c.Topics.Notifications {
+		e.add("topics.notifications", "is the same topic as topics.events", "use a separate topic for notifications, e.g. quote-notifications")
+	}
+	nonEmpty(&e, "groups.projector", c.Groups.Projector)
+
+	if c.Mongo.URI == "" && c.Mongo.URIEnv == "" {
+		e.add("mongo.uri", "is empty", "set mongo.uri (e.g. mongodb://host:27017/?replicaSet=rs0) or mongo.uri_env")
+	} else if c.Mongo.URI != "" && !strings.HasPrefix(c.Mongo.URI, "mongodb://") && !strings.HasPrefix(c.Mongo.URI, "mongodb+srv://") {
+		e.add("mongo.uri", "does not start with mongodb:// or mongodb+srv://", "write a MongoDB connection string")
+	}
+	nonEmpty(&e, "mongo.database", c.Mongo.Database)
+	nonEmpty(&e, "mongo.collections.domain", c.Mongo.Collections.Domain)
+	nonEmpty(&e, "mongo.collections.outbox", c.Mongo.Collections.Outbox)
+	nonEmpty(&e, "mongo.collections.leases", c.Mongo.Collections.Leases)
+	if c.Mongo.WriteConcern != "majority" {
+		if n, err := strconv.Atoi(c.Mongo.WriteConcern); err != nil || n < 1 {
+			e.add("mongo.write_concern", "%q is not valid", "use majority (recommended) or a number of nodes >= 1", c.Mongo.WriteConcern)
+		}
+	}
+	switch c.Mongo.ReadConcern {
+	case "majority", "local":
+	default:
+		e.add("mongo.read_concern", "%q is not valid", "use majority (recommended) or local", c.Mongo.ReadConcern)
+	}
+	switch c.Mongo.DomainWrites {
+	case "auto", "bulk", "parallel":
+	default:
+		e.add("mongo.domain_writes", "%q is not valid", "use auto, bulk or parallel", c.Mongo.DomainWrites)
+	}
+	positive(&e, "mongo.timeout", c.Mongo.Timeout)
+
+	nonEmpty(&e, "source.aggregate_type", c.Source.AggregateType)
+	for _, f := range []struct{ name, v string }{
+		{"source.id_field", c.Source.IDField},
+		{"source.version_field", c.Source.VersionField},
+		{"source.event_id_field", c.Source.EventIDField},
+		{"source.event_type_field", c.Source.EventTypeField},
+	} {
+		if f.v == "" {
+			e.add(f.name, "is empty", "name the event's JSON field")
+		} else if strings.HasPrefix(f.v, "$") || strings.Contains(f.v, ".") {
+			e.add(f.name, "%q is not a plain field name", "use a top-level field name without '$' or '.'", f.v)
+		}
+	}
+	switch c.Source.MissingVersion {
+	case "reject", "offset":
+	default:
+		e.add("source.missing_version", "%q is not valid", "use reject (dead-letter events without a version) or offset", c.Source.MissingVersion)
+	}
+	if c.Source.MaxEventBytes < 64 || c.Source.MaxEventBytes > 16<<20 {
+		e.add("source.max_event_bytes", "%d is out of range", "use a value between 64 and 16777216 (MongoDB's document limit)", c.Source.MaxEventBytes)
+	}
+
+	if c.Projector.MaxBatch < 1 || c.Projector.MaxBatch > 100000 {
+		e.add("projector.max_batch", "%d is out of range", "use 1..100000 (default 500)", c.Projector.MaxBatch)
+	}
+	positive(&e, "projector.retry_min_backoff", c.Projector.RetryMinBackoff)
+	if c.Projector.RetryMaxBackoff < c.Projector.RetryMinBackoff {
+		e.add("projector.retry_max_backoff", "is below projector.retry_min_backoff", "make it at least retry_min_backoff")
+	}
+	positive(&e, "projector.shutdown_grace", c.Projector.ShutdownGrace)
+
+	if c.Relay.BatchSize < 1 || c.Relay.BatchSize > 10000 {
+		e.add("relay.batch_size", "%d is out of range", "use 1..10000 (default 500)", c.Relay.BatchSize)
+	}
+	positive(&e, "relay.idle_backoff", c.Relay.IdleBackoff)
+	if c.Relay.LeaseTTL < time.Second {
+		e.add("relay.lease_ttl", "%s is too short", "use at least 1s (default 10s)", c.Relay.LeaseTTL)
+	}
+	positive(&e, "relay.produce_timeout", c.Relay.ProduceTimeout)
+	if c.Relay.ProduceTimeout >= c.Relay.LeaseTTL/2 && c.Relay.LeaseTTL >= time.Second {
+		e.add("relay.produce_timeout", "must be below half of relay.lease_ttl so a relay that lost its lease stops before a standby can take over", "lower relay.produce_timeout or raise relay.lease_ttl")
+	}
+	nonEmpty(&e, "relay.lease_name", c.Relay.LeaseName)
+
+	names := make([]string, 0, len(c.Connectors))
+	for name := range c.Connectors {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		conn := c.Connectors[name]
+		if !connectorName.MatchString(name) {
+			e.add("connectors."+name, "name is not valid", "use lower-case letters, digits, '_' or '-', starting with a letter")
+		}
+		if conn.Type == "" {
+			e.add("connectors."+name+".type", "is empty", "set the connector type, e.g. logicapps, salesforce or webhook")
+		}
+		if conn.Delivery != nil {
+			validateDelivery(&e, "connectors."+name+".delivery", *conn.Delivery)
+		}
+	}
+	validateDelivery(&e, "delivery", c.Delivery)
+
+	checkTargets := func(field string, ra RouteAction) {
+		for i, t := range ra.Targets {
+			if _, ok := c.Connectors[t]; !ok {
+				e.add(fmt.Sprintf("%s.targets[%d]", field, i), "names connector %q, which is not configured", fixTarget(t, names), t)
+			}
+		}
+	}
+	checkTargets("routing.default", c.Routing.Default)
+	for i, r := range c.Routing.Rules {
+		field := fmt.Sprintf("routing.rules[%d]", i)
+		if r.Name != "" {
+			field = fmt.Sprintf("routing.rules[%d](%s)", i, r.Name)
+		}
+		if len(r.Targets) == 0 {
+			e.add(field+".targets", "is empty", "list the connectors this rule routes to")
+		}
+		checkTargets(field, r.RouteAction)
+		for k := range r.Fields {
+			if k == "" || strings.HasPrefix(k, "$") {
+				e.add(field+".fields", "field name %q is not valid", "use a field name or dotted path", k)
+			}
+		}
+	}
+
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		e.add("log.level", "%q is not valid", "use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		e.add("log.format", "%q is not valid", "use json or text", c.Log.Format)
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			e.add("admin.listen", "%q is not host:port", "e.g. 127.0.0.1:9464, or empty to disable", c.Admin.Listen)
+		}
+	}
+
+	if len(e.List) > 0 {
+		return &e
+	}
+	return nil
+}
+
+func validateDelivery(e *Errors, field string, d Delivery) {
+	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
+		e.add(field+".max_in_flight", "%d is out of range", "use 1..10000 (default 64)", d.MaxInFlight)
+	}
+	if d.MaxAttempts < 1 {
+		e.add(field+".max_attempts", "%d is below 1", "use at least 1 (default 20)", d.MaxAttempts)
+	}
+	positive(e, field+".max_elapsed", d.MaxElapsed)
+	positive(e, field+".min_backoff", d.MinBackoff)
+	if d.MaxBackoff < d.MinBackoff {
+		e.add(field+".max_backoff", "is below min_backoff", "make it at least min_backoff")
+	}
+	if d.RateLimit < 0 {
+		e.add(field+".rate_limit", "is negative", "use 0 for no limit or a rate in calls per second")
+	}
+	switch d.AfterDeadLtr {
+	case "continue", "park":
+	default:
+		e.add(field+".after_dead_letter", "%q is not valid", "use continue (later records of the key go on) or park (hold the key until replay)", d.AfterDeadLtr)
+	}
+	if d.Breaker.ConsecutiveFailures < 1 {
+		e.add(field+".breaker.consecutive_failures", "is 0", "use at least 1 (default 5)")
+	}
+	positive(e, field+".breaker.open_timeout", d.Breaker.OpenTimeout)
+	positive(e, field+".call_timeout", d.CallTimeout)
+}
+
+func fixTarget(t string, names []string) string {
+	if len(names) == 0 {
+		return "configure the connector under connectors: or remove it from the rule"
+	}
+	best, bestD := "", 1<<30
+	for _, n := range names {
+		if d := editDistance(t, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD <= 3 {
+		return fmt.Sprintf("did you mean %q? configured connectors: %s", best, strings.Join(names, ", "))
+	}
+	return "use one of the configured connectors: " + strings.Join(names, ", ")
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func nonEmpty(e *Errors, field, v string) {
+	if strings.TrimSpace(v) == "" {
+		e.add(field, "is empty", "set a value (see fanout.example.yaml)")
+	}
+}
+
+func positive(e *Errors, field string, d time.Duration) {
+	if d <= 0 {
+		e.add(field, "must be positive", "write a duration such as 500ms, 10s or 5m")
+	}
+}

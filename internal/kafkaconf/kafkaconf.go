@@ -1,0 +1,79 @@
+// Package kafkaconf turns fanout's Kafka configuration into franz-go client
+// options shared by every role: brokers, TLS, SASL (PLAIN, including Azure
+// Event Hubs' $ConnectionString user, and SCRAM) and timeouts.
+package kafkaconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+// Options returns the client options common to all roles. getenv resolves
+// password_env.
+func Options(cfg *config.Config, role string, getenv func(string) string) ([]kgo.Opt, error) {
+	k := cfg.Kafka
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(k.Brokers...),
+		kgo.ClientID(k.ClientID + "-" + role),
+		kgo.RequestTimeoutOverhead(k.RequestTimeout),
+		kgo.ProducerBatchMaxBytes(k.MaxRecordBytes),
+		// Idle connections are closed by Event Hubs at 240 s; refresh
+		// metadata before that.
+		kgo.MetadataMaxAge(3 * time.Minute),
+		kgo.ConnIdleTimeout(3 * time.Minute),
+	}
+	if k.TLS.Enabled {
+		tc, err := tlsConfig(k.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	switch strings.ToUpper(k.SASL.Mechanism) {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: cfg.SASLPassword(getenv)}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: cfg.SASLPassword(getenv)}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: cfg.SASLPassword(getenv)}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", k.SASL.Mechanism)
+	}
+	return opts, nil
+}
+
+func tlsConfig(t config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in for tests
+	// Left empty, franz-go sets ServerName to each broker's own host.
+	tc.ServerName = t.ServerName
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka.tls.ca_file: no PEM certificate found in %s", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

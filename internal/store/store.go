@@ -1,0 +1,347 @@
+// Package store holds all of fanout's MongoDB access: the READ model
+// (domain) collection, the outbox, the relay lease and operator state.
+//
+// It is written for real MongoDB (a replica set, w:majority, read concern
+// majority) and must also run on MongoDB-compatible servers with fewer
+// features, FerretDB in particular: it uses no multi-document transaction,
+// no change stream, no partial or TTL index, no arrayFilters, and never has
+// two processes update one document concurrently. Every query that must be
+// fast filters by _id.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+)
+
+// Options configures a Store.
+type Options struct {
+	URI      string
+	Database string
+	// Collection names.
+	Domain, Outbox, Leases, Delivered, Control, Audit string
+	// WriteConcern is "majority" or a node count.
+	WriteConcern string
+	Journal      bool
+	// ReadConcern is "majority" or "local".
+	ReadConcern string
+	Timeout     time.Duration
+	// VersionField is the domain documents' version field.
+	VersionField string
+	// DomainWrites is "auto", "bulk" or "parallel".
+	DomainWrites string
+	// Monitor, if set, observes every command (benchmarks count them).
+	Monitor *event.CommandMonitor
+	// AppName is reported to the server.
+	AppName string
+}
+
+// Store is a connection to the store.
+type Store struct {
+	client    *mongo.Client
+	db        *mongo.Database
+	domain    *mongo.Collection
+	outbox    *mongo.Collection
+	leases    *mongo.Collection
+	delivered *mongo.Collection
+	control   *mongo.Collection
+	audit     *mongo.Collection
+
+	versionField string
+	parallel     bool
+	ferret       bool
+}
+
+// Open connects to the store and checks that it answers.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	wc := writeconcern.Majority()
+	if o.WriteConcern != "" && o.WriteConcern != "majority" {
+		n, err := strconv.Atoi(o.WriteConcern)
+		if err != nil {
+			return nil, fmt.Errorf("store: write concern %q: %w", o.WriteConcern, err)
+		}
+		wc = &writeconcern.WriteConcern{W: n}
+	}
+	if o.Journal {
+		j := true
+		wc.Journal = &j
+	}
+	rc := readconcern.Majority()
+	if o.ReadConcern == "local" {
+		rc = readconcern.Local()
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	copts := options.Client().ApplyURI(o.URI).
+		SetWriteConcern(wc).
+		SetReadConcern(rc).
+		SetTimeout(o.Timeout).
+		SetServerSelectionTimeout(o.Timeout)
+	if o.AppName != "" {
+		copts.SetAppName(o.AppName)
+	}
+	if o.Monitor != nil {
+		copts.SetMonitor(o.Monitor)
+	}
+	client, err := mongo.Connect(copts)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", redactErr(err, o.URI))
+	}
+	s := &Store{client: client, versionField: o.VersionField}
+	if s.versionField == "" {
+		s.versionField = "version"
+	}
+	s.db = client.Database(o.Database)
+	name := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	s.domain = s.db.Collection(name(o.Domain, "quotes"))
+	s.outbox = s.db.Collection(name(o.Outbox, "outbox"))
+	s.leases = s.db.Collection(name(o.Leases, "leases"))
+	s.delivered = s.db.Collection(name(o.Delivered, "delivered"))
+	s.control = s.db.Collection(name(o.Control, "control"))
+	s.audit = s.db.Collection(name(o.Audit, "audit"))
+
+	var info bson.M
+	if err := s.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, fmt.Errorf("store: buildInfo: %w", redactErr(err, o.URI))
+	}
+	_, s.ferret = info["ferretdb"]
+	if !s.ferret {
+		_, s.ferret = info["ferretdbVersion"]
+	}
+	switch o.DomainWrites {
+	case "parallel":
+		s.parallel = true
+	case "bulk":
+	default:
+		s.parallel = s.ferret
+	}
+	return s, nil
+}
+
+// IsFerretDB reports whether the server identified itself as FerretDB.
+func (s *Store) IsFerretDB() bool { return s.ferret }
+
+// Close disconnects.
+func (s *Store) Close(ctx context.Context) error {
+	return s.client.Disconnect(ctx)
+}
+
+// Ping checks that the store answers (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	return s.client.Ping(ctx, nil)
+}
+
+// EnsureIndexes creates the secondary indexes fanout queries by. They are
+// plain indexes: FerretDB lacks partial and TTL ones.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	_, err := s.outbox.Indexes().CreateMany(ctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "seq", Value: 1}}},
+		{Keys: bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}}},
+	})
+	if err != nil {
+		return fmt.Errorf("store: create outbox indexes: %w", err)
+	}
+	return nil
+}
+
+// Drop removes every collection of the store (tests and dev resets).
+func (s *Store) Drop(ctx context.Context) error {
+	return s.db.Drop(ctx)
+}
+
+// Versions returns the stored version of each aggregate id that has a
+// domain document.
+func (s *Store) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cur, err := s.domain.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: s.versionField, Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: read domain versions: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		id, _ := cur.Current.Lookup("_id").StringValueOK()
+		out[id] = numberOf(cur.Current.Lookup(s.versionField))
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("store: read domain versions: %w", err)
+	}
+	return out, nil
+}
+
+func numberOf(v bson.RawValue) int64 {
+	if n, ok := v.AsInt64OK(); ok {
+		return n
+	}
+	if f, ok := v.DoubleOK(); ok {
+		return int64(f)
+	}
+	return 0
+}
+
+// DomainWrite is one version-guarded change of a domain document.
+type DomainWrite struct {
+	ID      string
+	Version int64
+	// Set holds the fields to set; the version field is set by the store.
+	Set bson.D
+}
+
+// ApplyDomain writes each change only if the stored version is below the
+// change's version. A guarded upsert that finds a newer document fails with
+// a duplicate-key error on its _id; that is the guard working, not an error.
+func (s *Store) ApplyDomain(ctx context.Context, writes []DomainWrite) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	if !s.parallel {
+		models := make([]mongo.WriteModel, 0, len(writes))
+		for _, w := range writes {
+			models = append(models, mongo.NewUpdateOneModel().
+				SetFilter(s.guard(w)).SetUpdate(s.update(w)).SetUpsert(true))
+		}
+		_, err := s.domain.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		if err == nil || onlyDuplicates(err) {
+			return nil
+		}
+		var bwe mongo.BulkWriteException
+		if !errors.As(err, &bwe) {
+			return fmt.Errorf("store: write domain documents: %w", err)
+		}
+		// Some servers stop a bulk write at the first error; every write is
+		// idempotent, so finish the batch one document at a time.
+	}
+	return s.applyParallel(ctx, writes)
+}
+
+func (s *Store) guard(w DomainWrite) bson.D {
+	return bson.D{{Key: "_id", Value: w.ID}, {Key: s.versionField, Value: bson.D{{Key: "$lt", Value: w.Version}}}}
+}
+
+func (s *Store) update(w DomainWrite) bson.D {
+	set := make(bson.D, 0, len(w.Set)+1)
+	for _, e := range w.Set {
+		if e.Key != s.versionField && e.Key != "_id" {
+			set = append(set, e)
+		}
+	}
+	set = append(set, bson.E{Key: s.versionField, Value: w.Version})
+	return bson.D{{Key: "$set", Value: set}}
+}
+
+func (s *Store) applyParallel(ctx context.Context, writes []DomainWrite) error {
+	const workers = 8
+	ch := make(chan DomainWrite)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for range min(workers, len(writes)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := range ch {
+				_, err := s.domain.UpdateOne(ctx, s.guard(w), s.update(w), options.UpdateOne().SetUpsert(true))
+				if err != nil && !mongo.IsDuplicateKeyError(err) {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("store: write domain document %q: %w", w.ID, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, w := range writes {
+		select {
+		case ch <- w:
+		case <-ctx.Done():
+			close(ch)
+			wg.Wait()
+			return ctx.Err()
+		}
+	}
+	close(ch)
+	wg.Wait()
+	return firstErr
+}
+
+// Domain returns the domain document of id, nil if there is none.
+func (s *Store) Domain(ctx context.Context, id string) (bson.M, error) {
+	var doc bson.M
+	err := s.domain.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read domain document: %w", err)
+	}
+	return doc, nil
+}
+
+// AllDomain returns every domain document keyed by id (tests and tools;
+// keep the collection small).
+func (s *Store) AllDomain(ctx context.Context) (map[string]bson.M, error) {
+	cur, err := s.domain.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("store: read domain documents: %w", err)
+	}
+	var docs []bson.M
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("store: read domain documents: %w", err)
+	}
+	out := make(map[string]bson.M, len(docs))
+	for _, d := range docs {
+		id, _ := d["_id"].(string)
+		out[id] = d
+	}
+	return out, nil
+}
+
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}
+
+// redactErr removes the URI (which may hold a password) from an error.
+func redactErr(err error, uri string) error {
+	if err == nil || uri == "" {
+		return err
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, uri) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(msg, uri, "<mongo uri>"))
+}

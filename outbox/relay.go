@@ -1,0 +1,317 @@
+// Package outbox is the relay: it publishes outbox entries to the
+// notifications topic once the READ model has durably reached their
+// version, in version order per aggregate, and deletes them after the
+// broker acknowledged them. Only the holder of the relay lease publishes.
+//
+// One relay iteration is three reads, one produce and one delete:
+//
+//  1. page: up to batch_size entries, oldest first;
+//  2. versions: the READ model version of each aggregate in the page (read
+//     concern majority);
+//  3. all entries of the aggregates that have something publishable, read
+//     after step 2.
+//
+// An entry whose version is at most the READ model's was inserted before
+// the READ model write that step 2 observed, so step 3 sees it and every
+// lower version of its aggregate not yet deleted: publishing step 3's
+// entries up to the READ model version, in version order, never skips one
+// and never runs ahead of the data, whatever order the store made the
+// inserts visible in.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/store"
+)
+
+// Store is what the relay needs from the store.
+type Store interface {
+	LeaseStore
+	PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEntry, error)
+	Versions(ctx context.Context, ids []string) (map[string]int64, error)
+	OutboxOf(ctx context.Context, aggregateIDs []string) ([]store.OutboxEntry, error)
+	DeleteOutbox(ctx context.Context, ids []string) error
+}
+
+// Stats counts what the relay did.
+type Stats struct {
+	Published  atomic.Int64
+	Iterations atomic.Int64
+	Held       atomic.Int64
+	Errors     atomic.Int64
+	IsLeader   atomic.Bool
+	Token      atomic.Int64
+}
+
+// Relay publishes the outbox.
+type Relay struct {
+	cfg    *config.Config
+	st     Store
+	log    *slog.Logger
+	opts   []kgo.Opt
+	holder string
+	wake   chan struct{}
+	// OnPublished, if set, is called with the entries the broker
+	// acknowledged (tests and latency measurement).
+	onPublished func([]store.OutboxEntry, time.Time)
+
+	// Stats are the relay's counters.
+	Stats Stats
+}
+
+// Option configures a Relay.
+type Option func(*Relay)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Relay) { r.log = l } }
+
+// WithKafkaOptions adds franz-go client options (brokers, TLS, SASL).
+func WithKafkaOptions(opts ...kgo.Opt) Option {
+	return func(r *Relay) { r.opts = append(r.opts, opts...) }
+}
+
+// WithHolder names this relay in the lease (default host-pid-random).
+func WithHolder(h string) Option { return func(r *Relay) { r.holder = h } }
+
+// WithOnPublished sets a callback run after each acknowledged batch.
+func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
+	return func(r *Relay) { r.onPublished = f }
+}
+
+// New returns a relay. cfg must be validated.
+func New(cfg *config.Config, st Store, opts ...Option) *Relay {
+	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.holder == "" {
+		r.holder = defaultHolder()
+	}
+	return r
+}
+
+// Wake makes an idle relay poll at once; the projector calls it when both
+// run in one process. It never blocks.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends. It returns nil on a clean stop.
+func (r *Relay) Run(ctx context.Context) error {
+	opts := append(slices.Clone(r.opts),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(r.cfg.Relay.ProduceTimeout),
+		kgo.AllowAutoTopicCreation(),
+		kgo.MaxBufferedRecords(4*r.cfg.Relay.BatchSize+1000),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("relay: create kafka client: %w", err)
+	}
+	defer cl.Close()
+
+	lease := NewLease(r.st, r.cfg.Relay.LeaseName, r.holder, r.cfg.Relay.LeaseTTL, r.cfg.Relay.LeaseTTL/4, r.log)
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	leaseDone := make(chan error, 1)
+	go func() {
+		leaseDone <- lease.Run(leaseCtx, func(tok int64) {
+			r.Stats.Token.Store(tok)
+			r.Stats.IsLeader.Store(tok != 0)
+			r.Wake()
+		})
+	}()
+	defer func() {
+		stopLease()
+		<-leaseDone
+	}()
+
+	idle := time.Millisecond
+	for ctx.Err() == nil {
+		token, ok := lease.Token(r.cfg.Relay.ProduceTimeout)
+		if !ok {
+			r.sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		n, err := r.iterate(ctx, cl, lease, token)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			r.Stats.Errors.Add(1)
+			r.log.Warn("relay iteration failed", "err", err)
+			r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
+			continue
+		}
+		if n > 0 {
+			idle = time.Millisecond
+			continue
+		}
+		r.sleep(ctx, idle)
+		idle = min(idle*2, r.cfg.Relay.IdleBackoff)
+	}
+	return nil
+}
+
+func (r *Relay) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-r.wake:
+	case <-t.C:
+	}
+}
+
+// iterate runs one relay iteration and returns how many entries it
+// published.
+func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token int64) (int, error) {
+	r.Stats.Iterations.Add(1)
+	page, err := r.st.PendingOutbox(ctx, r.cfg.Relay.BatchSize)
+	if err != nil || len(page) == 0 {
+		return 0, err
+	}
+	ids := make([]string, 0, len(page))
+	for _, e := range page {
+		ids = append(ids, e.AggregateID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	versions, err := r.st.Versions(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	ready := ids[:0]
+	for _, id := range ids {
+		for _, e := range page {
+			if e.AggregateID == id && e.Version <= versions[id] {
+				ready = append(ready, id)
+				break
+			}
+		}
+	}
+	if len(ready) == 0 {
+		r.Stats.Held.Add(int64(len(page)))
+		return 0, nil
+	}
+	all, err := r.st.OutboxOf(ctx, ready)
+	if err != nil {
+		return 0, err
+	}
+	publish := Publishable(all, versions)
+	if len(publish) == 0 {
+		return 0, nil
+	}
+
+	// Never start a publish that could outlive the lease.
+	if _, ok := lease.Token(r.cfg.Relay.ProduceTimeout); !ok {
+		return 0, nil
+	}
+	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
+	defer cancel()
+	recs := make([]*kgo.Record, len(publish))
+	for i := range publish {
+		recs[i] = r.record(&publish[i], token)
+	}
+	results := cl.ProduceSync(pctx, recs...)
+	acked := time.Now()
+	done := make([]string, 0, len(publish))
+	okEntries := make([]store.OutboxEntry, 0, len(publish))
+	var firstErr error
+	for i, res := range results {
+		if res.Err != nil {
+			if firstErr == nil {
+				firstErr = res.Err
+			}
+			continue
+		}
+		done = append(done, publish[i].ID)
+		okEntries = append(okEntries, publish[i])
+	}
+	if len(done) > 0 {
+		r.Stats.Published.Add(int64(len(done)))
+		if r.onPublished != nil {
+			r.onPublished(okEntries, acked)
+		}
+		// Deleting after the ack: a crash before this line republishes
+		// the batch (a duplicate with the same id), never loses it.
+		if err := r.st.DeleteOutbox(context.WithoutCancel(ctx), done); err != nil {
+			return len(done), err
+		}
+	}
+	if firstErr != nil {
+		return len(done), fmt.Errorf("publish %d of %d notifications: %w", len(publish)-len(done), len(publish), firstErr)
+	}
+	return len(done), nil
+}
+
+// Publishable returns, per aggregate in version order, the entries whose
+// version the READ model has reached. Entries are ordered by aggregate
+// first appearance in seq order, so older aggregates go first.
+func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store.OutboxEntry {
+	slices.SortFunc(entries, func(a, b store.OutboxEntry) int {
+		if a.AggregateID != b.AggregateID {
+			return strings.Compare(a.AggregateID, b.AggregateID)
+		}
+		if a.Version != b.Version {
+			if a.Version < b.Version {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	out := entries[:0]
+	for _, e := range entries {
+		if e.Version <= versions[e.AggregateID] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {
+	ceTime := e.EventTime
+	if ceTime == "" {
+		ceTime = e.CreatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	h := []kgo.RecordHeader{
+		{Key: envelope.HeaderID, Value: []byte(e.ID)},
+		{Key: envelope.HeaderType, Value: []byte(e.EventType)},
+		{Key: envelope.HeaderSource, Value: []byte(r.cfg.Source.CloudEventsSource)},
+		{Key: envelope.HeaderSpecVersion, Value: []byte(envelope.SpecVersion)},
+		{Key: envelope.HeaderTime, Value: []byte(ceTime)},
+		{Key: envelope.HeaderSubject, Value: []byte(e.AggregateID)},
+		{Key: envelope.HeaderContentType, Value: []byte("application/json")},
+		{Key: envelope.HeaderTargets, Value: []byte(strings.Join(e.Targets, ","))},
+		{Key: envelope.HeaderPriority, Value: []byte(e.Priority)},
+		{Key: envelope.HeaderTriggerType, Value: []byte(e.TriggerType)},
+		{Key: envelope.HeaderVersion, Value: []byte(strconv.FormatInt(e.Version, 10))},
+		{Key: envelope.HeaderCommitTime, Value: []byte(e.CreatedAt.UTC().Format(time.RFC3339Nano))},
+		{Key: envelope.HeaderLeaseToken, Value: []byte(strconv.FormatInt(token, 10))},
+	}
+	if e.TraceParent != "" {
+		h = append(h, kgo.RecordHeader{Key: envelope.HeaderTraceParent, Value: []byte(e.TraceParent)})
+	}
+	return &kgo.Record{
+		Topic:   r.cfg.Topics.Notifications,
+		Key:     []byte(e.AggregateID),
+		Value:   []byte(e.Value),
+		Headers: h,
+	}
+}
