@@ -113,6 +113,9 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AllowAutoTopicCreation(),
 	)
+	if id := p.cfg.Groups.ProjectorInstanceID; id != "" {
+		opts = append(opts, kgo.InstanceID(id))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("projector: create kafka client: %w", err)

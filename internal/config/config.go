@@ -79,6 +79,10 @@ type Topics struct {
 // Groups names the consumer groups.
 type Groups struct {
 	Projector string `yaml:"projector"`
+	// ProjectorInstanceID enables static group membership for the
+	// projector (e.g. the pod name of a StatefulSet): a restarted member
+	// takes its partitions back without a rebalance.
+	ProjectorInstanceID string `yaml:"projector_instance_id"`
 	// WorkerPrefix is prepended to the connector name for each worker's
 	// group unless the connector sets its own.
 	WorkerPrefix string `yaml:"worker_prefix"`

@@ -151,13 +151,35 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // EnsureIndexes creates the secondary indexes fanout queries by. They are
-// plain indexes: FerretDB lacks partial and TTL ones.
+// plain indexes: FerretDB lacks partial and TTL ones. Existing indexes are
+// left alone (FerretDB 1.24 drops the connection when asked to create a
+// compound index that already exists).
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.outbox.Indexes().CreateMany(ctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "seq", Value: 1}}},
-		{Keys: bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}}},
-	})
+	want := []struct {
+		name string
+		keys bson.D
+	}{
+		{"seq_1", bson.D{{Key: "seq", Value: 1}}},
+		{"aggregate_id_1_version_1", bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}}},
+	}
+	specs, err := s.outbox.Indexes().ListSpecifications(ctx)
 	if err != nil {
+		return fmt.Errorf("store: list outbox indexes: %w", err)
+	}
+	have := make(map[string]bool, len(specs))
+	for _, sp := range specs {
+		have[sp.Name] = true
+	}
+	var missing []mongo.IndexModel
+	for _, w := range want {
+		if !have[w.name] {
+			missing = append(missing, mongo.IndexModel{Keys: w.keys, Options: options.Index().SetName(w.name)})
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := s.outbox.Indexes().CreateMany(ctx, missing); err != nil {
 		return fmt.Errorf("store: create outbox indexes: %w", err)
 	}
 	return nil

@@ -192,3 +192,11 @@ func TestConcurrentTakeover(t *testing.T) {
 		t.Fatalf("%d takeovers won, want exactly 1", n)
 	}
 }
+
+// TestEnsureIndexesTwice: every role calls EnsureIndexes at start.
+func TestEnsureIndexesTwice(t *testing.T) {
+	st := open(t)
+	if err := st.EnsureIndexes(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
