@@ -14,6 +14,7 @@ import (
 // onOff is a boolean flag that also accepts "on" and "off".
 type onOff bool
 
+// String implements flag.Value.
 func (b *onOff) String() string {
 	if b != nil && bool(*b) {
 		return "on"
@@ -21,6 +22,7 @@ func (b *onOff) String() string {
 	return "off"
 }
 
+// Set implements flag.Value.
 func (b *onOff) Set(s string) error {
 	switch strings.ToLower(s) {
 	case "on", "true", "1", "yes":
@@ -39,6 +41,7 @@ func (b *onOff) IsBoolFlag() bool { return true }
 // clientsFlag collects repeated -client id:secret flags.
 type clientsFlag map[string]string
 
+// String implements flag.Value, hiding the secrets.
 func (c clientsFlag) String() string {
 	ids := make([]string, 0, len(c))
 	for id := range c {
@@ -47,6 +50,7 @@ func (c clientsFlag) String() string {
 	return strings.Join(ids, ",")
 }
 
+// Set implements flag.Value.
 func (c clientsFlag) Set(s string) error {
 	id, secret, ok := strings.Cut(s, ":")
 	if !ok || id == "" || secret == "" {

@@ -28,6 +28,7 @@ type Schema struct {
 // schemaType is "type" as a single name or a list of names.
 type schemaType []string
 
+// UnmarshalJSON accepts a type name or a list of them.
 func (t *schemaType) UnmarshalJSON(b []byte) error {
 	var one string
 	if json.Unmarshal(b, &one) == nil {
@@ -42,6 +43,7 @@ func (t *schemaType) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalJSON writes a single type as a string.
 func (t schemaType) MarshalJSON() ([]byte, error) {
 	if len(t) == 1 {
 		return json.Marshal(t[0])

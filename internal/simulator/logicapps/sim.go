@@ -210,6 +210,11 @@ func New(cfg Config) (*Server, error) {
 // Start listens on addr (e.g. "127.0.0.1:0") and serves until ctx is done
 // or Close is called. It returns the base URL, e.g. "http://127.0.0.1:41234".
 func (s *Server) Start(ctx context.Context, addr string) (string, error) {
+	select {
+	case <-s.stop:
+		return "", errors.New("logicapps simulator: closed")
+	default:
+	}
 	s.mu.Lock()
 	if s.started {
 		s.mu.Unlock()

@@ -353,6 +353,7 @@ type statusWriter struct {
 	limit  bool
 }
 
+// WriteHeader stamps Sforce-Limit-Info with the usage at answer time.
 func (w *statusWriter) WriteHeader(code int) {
 	if w.wrote {
 		return
@@ -365,6 +366,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write implements http.ResponseWriter.
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)

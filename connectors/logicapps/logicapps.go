@@ -1,0 +1,254 @@
+// Package logicapps delivers notifications to an Azure Logic Apps workflow
+// through its "When a HTTP request is received" (Request) trigger. It
+// registers the connector type "logicapps".
+//
+// Each notification is one POST of its JSON body to the trigger's callback
+// URL, with the notification id as x-ms-client-tracking-id (Logic Apps has
+// no deduplication: a workflow that must not run twice for one change
+// dedupes on it) and the CloudEvents HTTP binary-mode headers ce-id,
+// ce-type, ce-source, ce-specversion and ce-time, plus traceparent.
+//
+// SAS (default): the callback URL carries the credential in its sig query
+// parameter; keep it out of the file with url_env:
+//
+//	connectors:
+//	  logic_apps:
+//	    type: logicapps
+//	    settings:
+//	      url_env: LOGIC_APPS_CALLBACK_URL
+//	      timeout: 30s
+//	      max_attempts: 3
+//
+// Entra ID: a bearer token from the client credentials flow, with a
+// callback URL stripped of sig (a request may use only one scheme):
+//
+//	settings:
+//	  url: https://prod-01.westeurope.logic.azure.com/workflows/<id>/triggers/manual/paths/invoke?api-version=2016-10-01
+//	  auth: entra
+//	  tenant_id: <directory id>
+//	  client_id: <application id>
+//	  client_secret_env: LOGIC_APPS_CLIENT_SECRET
+//	  # scope: https://logic.azure.com/.default
+//
+// The Entra settings may also be nested: auth: {type: entra, tenant_id: ...}.
+//
+// Classification: any 2xx is delivered (202 without a Response action);
+// 408, 429 and 5xx are Retryable, with the server's Retry-After when it
+// sent one; 401 is Permanent with SAS (the sig is wrong or its key was
+// regenerated: no retry will fix the configuration) and Reauthenticate
+// with Entra (the cached token is dropped first); other 4xx (400
+// TriggerInputSchemaMismatch, 403, 404 WorkflowNotFound, 413) and 3xx are
+// Permanent. The error code and message of the body {"error":{"code",
+// "message"}} go into Error.Code and Error.Message. Neither errors nor logs
+// ever contain the sig, the token or the client secret.
+package logicapps
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/transport"
+)
+
+// TypeName is the connector type this package registers.
+const TypeName = "logicapps"
+
+func init() {
+	connectors.Register(TypeName, Factory)
+}
+
+// Factory builds a logicapps connector from its YAML settings; it is the
+// function registered under TypeName.
+func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, error) {
+	var s Settings
+	if cfg.Decode != nil {
+		if err := cfg.Decode(&s); err != nil {
+			return nil, fmt.Errorf("decode logicapps settings: %s", transport.RedactText(err.Error()))
+		}
+	}
+	return New(ctx, cfg.Name, s, cfg.Logger)
+}
+
+// Connector delivers notifications to one Logic Apps Request trigger. It
+// is safe for concurrent use.
+type Connector struct {
+	name    string
+	cfg     *resolved
+	log     *slog.Logger
+	client  *transport.Client
+	tokens  *transport.TokenCache // nil with SAS
+	secrets []string
+	closed  atomic.Bool
+}
+
+var _ connectors.Connector = (*Connector)(nil)
+
+// New validates s, loads its secrets and returns a connector. It makes no
+// network call: with Entra ID the first delivery fetches the token. log may
+// be nil (slog.Default).
+func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	r, err := resolve(name, s, log)
+	if err != nil {
+		return nil, err
+	}
+	client, err := transport.New(r.opts)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	c := &Connector{name: name, cfg: r, log: log, client: client}
+	c.secrets = []string{r.sig, r.clientSecret}
+	if r.auth == AuthEntra {
+		c.tokens = transport.NewTokenCache(&clientcredentials.Config{
+			ClientID:     r.clientID,
+			ClientSecret: r.clientSecret,
+			TokenURL:     r.tokenURL,
+			Scopes:       []string{r.scope},
+			AuthStyle:    oauth2.AuthStyleInParams,
+		}, client.HTTPClient())
+	}
+	return c, nil
+}
+
+// Deliver posts n to the trigger. It returns nil once the workflow
+// accepted it (any 2xx), or a *connectors.Error.
+func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) error {
+	if c.closed.Load() {
+		return &connectors.Error{Class: connectors.Retryable, Message: "connector " + c.name + " is closed"}
+	}
+	if n == nil {
+		return &connectors.Error{Class: connectors.Permanent, Message: "nil notification"}
+	}
+	if !json.Valid(n.Body) {
+		return &connectors.Error{Class: connectors.Permanent, Code: "InvalidBody", Message: "notification body is not valid JSON; the trigger expects application/json"}
+	}
+
+	h := c.cfg.headers.Clone()
+	h.Set("Content-Type", "application/json")
+	h.Set("x-ms-client-tracking-id", n.ID)
+	h.Set("ce-specversion", "1.0")
+	h.Set("ce-id", n.ID)
+	source := n.Source
+	if source == "" {
+		source = c.cfg.source
+	}
+	h.Set("ce-source", source)
+	if n.Type != "" {
+		h.Set("ce-type", n.Type)
+	}
+	if !n.Time.IsZero() {
+		h.Set("ce-time", n.Time.UTC().Format(time.RFC3339Nano))
+	}
+	if n.TraceParent != "" {
+		h.Set("traceparent", n.TraceParent)
+	}
+
+	secrets := c.secrets
+	if c.tokens != nil {
+		tok, err := c.tokens.Token(ctx)
+		if err != nil {
+			return c.fail(n, err)
+		}
+		h.Set("Authorization", "Bearer "+tok)
+		secrets = append(secrets[:len(secrets):len(secrets)], tok)
+	}
+
+	resp, err := c.client.Do(ctx, &transport.Request{
+		Method:  http.MethodPost,
+		URL:     c.cfg.rawURL,
+		Header:  h,
+		Body:    n.Body,
+		Secrets: secrets,
+	})
+	if err != nil {
+		return c.fail(n, transport.Failure(err))
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		c.log.Debug("logicapps: delivered",
+			"connector", c.name, "notification_id", n.ID, "status", resp.StatusCode,
+			"run_id", resp.Header.Get("x-ms-workflow-run-id"), "attempts", resp.Attempts)
+		return nil
+	}
+	ce := c.classify(resp, secrets)
+	if ce.Class == connectors.Reauthenticate && c.tokens != nil {
+		c.tokens.Invalidate()
+	}
+	return c.fail(n, ce)
+}
+
+// fail logs a failed delivery at debug level (the delivery layer logs the
+// outcome) and returns err.
+func (c *Connector) fail(n *connectors.Notification, err error) error {
+	c.log.Debug("logicapps: delivery failed",
+		"connector", c.name, "notification_id", n.ID, "class", connectors.Classify(err).String(), "error", err.Error())
+	return err
+}
+
+// classify turns a non-2xx response into a *connectors.Error.
+func (c *Connector) classify(resp *transport.Response, secrets []string) *connectors.Error {
+	code, msg := transport.ParseErrorBody(resp.Body)
+	msg = transport.RedactSecrets(msg, secrets...)
+	if msg == "" {
+		msg = transport.StatusMessage(resp.StatusCode)
+	}
+	e := &connectors.Error{Status: resp.StatusCode, Code: code, Message: msg}
+	if resp.Attempts > 1 {
+		e.Message += fmt.Sprintf(" (after %d attempts)", resp.Attempts)
+	}
+	s := resp.StatusCode
+	switch {
+	case s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500:
+		e.Class = connectors.Retryable
+		e.RetryAfter = resp.RetryAfter
+	case s == http.StatusUnauthorized && c.cfg.auth == AuthEntra:
+		e.Class = connectors.Reauthenticate
+		e.Message = hint(e.Message, "the bearer token was refused; it has been dropped and the next attempt fetches a new one")
+	case s == http.StatusUnauthorized:
+		e.Class = connectors.Permanent
+		e.Message = hint(e.Message, "the callback URL's sig is not valid (wrong URL, or the access key was regenerated): update "+c.cfg.urlField)
+	case s == http.StatusNotFound:
+		e.Class = connectors.Permanent
+		e.Message = hint(e.Message, "check "+c.cfg.urlField+": the workflow or trigger does not exist, or the workflow is disabled")
+	case s >= 300 && s < 400:
+		e.Class = connectors.Permanent
+		e.Message = hint(e.Message, "unexpected redirect from the trigger")
+	default:
+		e.Class = connectors.Permanent
+	}
+	return e
+}
+
+// hint appends advice for the operator to a downstream message.
+func hint(msg, advice string) string {
+	return strings.TrimRight(msg, ". ") + "; " + advice
+}
+
+// classifyAttempt decides in-call retries: transport errors that may pass,
+// 408, 429, 500, 502, 503 and 504. Everything else is decided once, by
+// classify.
+func classifyAttempt(resp *http.Response, err error) bool {
+	if err != nil {
+		return transport.RetryableError(err)
+	}
+	return transport.RetryableStatus(resp.StatusCode)
+}
+
+// Close releases idle connections; Deliver fails afterwards.
+func (c *Connector) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.client.Close()
+}

@@ -1,0 +1,350 @@
+package logicapps
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fanout-dev/fanout/connectors/transport"
+)
+
+// Auth modes.
+const (
+	// AuthSAS authenticates with the sig in the callback URL (default).
+	AuthSAS = "sas"
+	// AuthEntra authenticates with a Microsoft Entra ID bearer token from
+	// the client credentials flow; the URL must then carry no sig.
+	AuthEntra = "entra"
+)
+
+// Defaults of the settings.
+const (
+	DefaultScope   = "https://logic.azure.com/.default"
+	DefaultTimeout = 30 * time.Second
+	// entraTokenURL is the Microsoft identity platform v2.0 token endpoint.
+	entraTokenURL = "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
+)
+
+// Settings are the logicapps connector's settings, decoded from the
+// connector's YAML block (see the package documentation for examples).
+type Settings struct {
+	// URL is the trigger's callback URL ("Get callback URL" in the
+	// portal, or listCallbackUrl). In SAS mode it holds the credential
+	// (sig), so prefer URLEnv, the name of an environment variable that
+	// holds it. Exactly one of the two is required.
+	URL    string `yaml:"url"`
+	URLEnv string `yaml:"url_env"`
+	// Auth is AuthSAS (default) or AuthEntra. It is either that word, with
+	// the Entra settings below at the top level, or a mapping with a type
+	// and those settings: auth: {type: entra, tenant_id: ...}.
+	Auth AuthSettings `yaml:"auth"`
+	// Entra ID client credentials, used with auth entra only; they may
+	// also be given inside auth.
+	TenantID        string `yaml:"tenant_id"`
+	ClientID        string `yaml:"client_id"`
+	ClientSecret    string `yaml:"client_secret"`
+	ClientSecretEnv string `yaml:"client_secret_env"`
+	Scope           string `yaml:"scope"`
+	TokenURL        string `yaml:"token_url"`
+	// Timeout bounds one HTTP attempt (default 30s). With a Response
+	// action in the workflow, set it above the workflow's response time
+	// (the service answers 504 after 120 s in Consumption).
+	Timeout time.Duration `yaml:"timeout"`
+	// Headers are extra static headers sent with every call. Headers the
+	// connector sets itself (Content-Type, Authorization,
+	// x-ms-client-tracking-id, traceparent, ce-*) cannot be overridden.
+	Headers map[string]string `yaml:"headers"`
+	// MaxAttempts bounds the attempts within one Deliver call (default 3,
+	// at most 10); MinBackoff and MaxBackoff bound the full-jitter backoff
+	// between them and MaxRetryAfter caps the Retry-After the connector
+	// will wait for in-call (default 60s; longer waits are handed to the
+	// delivery layer).
+	MaxAttempts   int           `yaml:"max_attempts"`
+	MinBackoff    time.Duration `yaml:"min_backoff"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+	// Source is the CloudEvents source (ce-source) used when a
+	// notification has none; default "/fanout/connectors/<name>".
+	Source string `yaml:"source"`
+}
+
+// AuthSettings select the authentication scheme, optionally with the Entra
+// ID settings nested.
+type AuthSettings struct {
+	Type            string `yaml:"type"`
+	TenantID        string `yaml:"tenant_id"`
+	ClientID        string `yaml:"client_id"`
+	ClientSecret    string `yaml:"client_secret"`
+	ClientSecretEnv string `yaml:"client_secret_env"`
+	Scope           string `yaml:"scope"`
+	TokenURL        string `yaml:"token_url"`
+}
+
+// UnmarshalYAML accepts both "auth: entra" and "auth: {type: entra, ...}",
+// rejecting unknown keys in the mapping form.
+func (a *AuthSettings) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*a = AuthSettings{Type: n.Value}
+		return nil
+	case yaml.MappingNode:
+		type plain AuthSettings
+		var p plain
+		if err := strictDecode(n, &p); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		*a = AuthSettings(p)
+		return nil
+	}
+	return fmt.Errorf("auth: want sas, entra or a mapping with a type")
+}
+
+// String hides the client secret, so that printing settings never leaks it.
+func (a AuthSettings) String() string {
+	secret := ""
+	if a.ClientSecret != "" {
+		secret = transport.Redacted
+	}
+	return fmt.Sprintf("{type:%s tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s scope:%s token_url:%s}",
+		a.Type, a.TenantID, a.ClientID, secret, a.ClientSecretEnv, a.Scope, a.TokenURL)
+}
+
+// LogValue hides the client secret from slog.
+func (a AuthSettings) LogValue() slog.Value { return slog.StringValue(a.String()) }
+
+// String hides the URL's query and the client secret.
+func (s Settings) String() string {
+	secret := ""
+	if s.ClientSecret != "" {
+		secret = transport.Redacted
+	}
+	return fmt.Sprintf("{url:%s url_env:%s auth:%v tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s scope:%s token_url:%s timeout:%v max_attempts:%d}",
+		transport.RedactURL(s.URL), s.URLEnv, s.Auth, s.TenantID, s.ClientID, secret, s.ClientSecretEnv, s.Scope, s.TokenURL, s.Timeout, s.MaxAttempts)
+}
+
+// LogValue hides secrets from slog.
+func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// strictDecode decodes a mapping node into v, rejecting unknown keys.
+func strictDecode(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+var (
+	consumptionPath = regexp.MustCompile(`^/workflows/[^/]+/triggers/[^/]+/paths/invoke(/.*)?$`)
+	standardPath    = regexp.MustCompile(`^/api/[^/]+/triggers/[^/]+/invoke$`)
+)
+
+// reservedHeader reports whether the connector sets the (canonical) header
+// on every call itself.
+func reservedHeader(h string) bool {
+	switch h {
+	case "Content-Type", "Content-Length", "Host", "Authorization",
+		"X-Ms-Client-Tracking-Id", "Traceparent":
+		return true
+	}
+	return strings.HasPrefix(strings.ToLower(h), "ce-")
+}
+
+// resolved are validated settings with the secrets loaded.
+type resolved struct {
+	url          *url.URL
+	rawURL       string
+	urlField     string // "url" or "url_env", for messages
+	sig          string
+	auth         string
+	tenantID     string
+	clientID     string
+	clientSecret string
+	scope        string
+	tokenURL     string
+	headers      http.Header
+	source       string
+	timeout      time.Duration
+	opts         transport.Options
+}
+
+// pick merges a top-level setting with its auth.* twin.
+func pick(field, top, nested string) (string, error) {
+	switch {
+	case top != "" && nested != "" && top != nested:
+		return "", fmt.Errorf("%s and auth.%s are both set: keep one", field, field)
+	case nested != "":
+		return nested, nil
+	}
+	return top, nil
+}
+
+// resolve applies defaults, validates s and loads its secrets. Errors name
+// the setting and the fix, and never contain a secret; warnings (an
+// unusual but possibly valid URL) go to log.
+func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
+	r := &resolved{}
+	var err error
+
+	// Authentication mode and its settings.
+	r.auth = strings.ToLower(strings.TrimSpace(s.Auth.Type))
+	if r.auth == "" {
+		r.auth = AuthSAS
+	}
+	if r.auth != AuthSAS && r.auth != AuthEntra {
+		return nil, fmt.Errorf("auth %q: want %s (sig in the URL) or %s (Entra ID client credentials)", s.Auth.Type, AuthSAS, AuthEntra)
+	}
+	var secretEnv string
+	for _, f := range []struct {
+		name        string
+		top, nested string
+		dst         *string
+	}{
+		{"tenant_id", s.TenantID, s.Auth.TenantID, &r.tenantID},
+		{"client_id", s.ClientID, s.Auth.ClientID, &r.clientID},
+		{"client_secret", s.ClientSecret, s.Auth.ClientSecret, &r.clientSecret},
+		{"client_secret_env", s.ClientSecretEnv, s.Auth.ClientSecretEnv, &secretEnv},
+		{"scope", s.Scope, s.Auth.Scope, &r.scope},
+		{"token_url", s.TokenURL, s.Auth.TokenURL, &r.tokenURL},
+	} {
+		if *f.dst, err = pick(f.name, f.top, f.nested); err != nil {
+			return nil, err
+		}
+		if r.auth == AuthSAS && *f.dst != "" {
+			return nil, fmt.Errorf("%s is set but auth is %s: it is used with auth: %s only; remove it or set auth: %s", f.name, AuthSAS, AuthEntra, AuthEntra)
+		}
+	}
+
+	// The callback URL.
+	switch {
+	case s.URL != "" && s.URLEnv != "":
+		return nil, errors.New("url and url_env are both set: set exactly one (url_env, the name of an environment variable holding the callback URL, keeps the sig out of the file)")
+	case s.URL != "":
+		r.rawURL, r.urlField = s.URL, "url"
+	case s.URLEnv != "":
+		v, ok := os.LookupEnv(s.URLEnv)
+		if !ok || strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("url_env: environment variable %s is not set or empty: export the trigger's callback URL in it", s.URLEnv)
+		}
+		r.rawURL, r.urlField = strings.TrimSpace(v), "url_env"
+	default:
+		return nil, errors.New("url is required: set url or url_env to the trigger's callback URL (portal: the trigger's HTTP URL; API: listCallbackUrl)")
+	}
+	if r.url, err = transport.ValidateURL(r.rawURL); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+	}
+	q := r.url.Query()
+	r.sig = q.Get("sig")
+	switch r.auth {
+	case AuthSAS:
+		if r.sig == "" {
+			return nil, fmt.Errorf("%s %s has no sig query parameter: with auth: %s use the full callback URL, with api-version, sp, sv and sig", r.urlField, transport.RedactURL(r.url), AuthSAS)
+		}
+		for _, k := range []string{"api-version", "sp", "sv"} {
+			if q.Get(k) == "" {
+				log.Warn("logicapps: callback URL lacks a SAS query parameter; the trigger will likely refuse the call",
+					"connector", name, "field", r.urlField, "parameter", k, "url", transport.RedactURL(r.url))
+			}
+		}
+	case AuthEntra:
+		if q.Has("sig") {
+			return nil, fmt.Errorf("%s %s carries a sig (SAS) query parameter but auth is %s: a request may use only one scheme, so remove sig (and sp, sv) from the URL or use auth: %s", r.urlField, transport.RedactURL(r.url), AuthEntra, AuthSAS)
+		}
+		if q.Get("api-version") == "" {
+			log.Warn("logicapps: callback URL has no api-version query parameter; the trigger will likely refuse the call",
+				"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
+		}
+		if r.clientID == "" {
+			return nil, errors.New("client_id is required with auth: entra: set it to the application (client) id of the app registration")
+		}
+		switch {
+		case r.clientSecret != "" && secretEnv != "":
+			return nil, errors.New("client_secret and client_secret_env are both set: set exactly one (client_secret_env keeps the secret out of the file)")
+		case secretEnv != "":
+			v, ok := os.LookupEnv(secretEnv)
+			if !ok || v == "" {
+				return nil, fmt.Errorf("client_secret_env: environment variable %s is not set or empty", secretEnv)
+			}
+			r.clientSecret = v
+		case r.clientSecret == "":
+			return nil, errors.New("client_secret or client_secret_env is required with auth: entra")
+		}
+		if r.scope == "" {
+			r.scope = DefaultScope
+		}
+		if r.tokenURL == "" {
+			if r.tenantID == "" {
+				return nil, errors.New("tenant_id is required with auth: entra: set it to the directory (tenant) id")
+			}
+			r.tokenURL = fmt.Sprintf(entraTokenURL, url.PathEscape(r.tenantID))
+		}
+		if _, err := transport.ValidateURL(r.tokenURL); err != nil {
+			return nil, fmt.Errorf("token_url: %w", err)
+		}
+	}
+	if !consumptionPath.MatchString(r.url.Path) && !standardPath.MatchString(r.url.Path) {
+		log.Warn("logicapps: callback URL path has neither the Consumption shape /workflows/{id}/triggers/{trigger}/paths/invoke nor the Standard shape /api/{workflow}/triggers/{trigger}/invoke",
+			"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
+	}
+	if r.url.Scheme == "http" && !isLoopback(r.url.Hostname()) {
+		log.Warn("logicapps: callback URL uses plain http: its credential travels in clear",
+			"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
+	}
+
+	// Headers.
+	r.headers = make(http.Header)
+	for k, v := range s.Headers {
+		ck := http.CanonicalHeaderKey(strings.TrimSpace(k))
+		if ck == "" {
+			return nil, errors.New("headers: empty header name")
+		}
+		if reservedHeader(ck) {
+			return nil, fmt.Errorf("headers: %s is set by the connector and cannot be configured", ck)
+		}
+		r.headers.Set(ck, v)
+	}
+
+	r.source = s.Source
+	if r.source == "" {
+		r.source = "/fanout/connectors/" + name
+	}
+	r.timeout = s.Timeout
+	if r.timeout == 0 {
+		r.timeout = DefaultTimeout
+	}
+	if r.timeout < 0 {
+		return nil, fmt.Errorf("timeout %v is negative", s.Timeout)
+	}
+	if s.MaxAttempts < 0 || s.MaxAttempts > transport.MaxMaxAttempts {
+		return nil, fmt.Errorf("max_attempts %d out of range: use 1 to %d (0 for the default %d)", s.MaxAttempts, transport.MaxMaxAttempts, transport.DefaultMaxAttempts)
+	}
+	r.opts = transport.Options{
+		MaxAttempts:   s.MaxAttempts,
+		MinBackoff:    s.MinBackoff,
+		MaxBackoff:    s.MaxBackoff,
+		MaxRetryAfter: s.MaxRetryAfter,
+		Timeout:       r.timeout,
+		Classifier:    classifyAttempt,
+		Logger:        log,
+	}
+	return r, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,292 @@
+package salesforce
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanout-dev/fanout/connectors"
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// TypeName is the connector type under which the package registers.
+const TypeName = "salesforce"
+
+func init() {
+	connectors.Register(TypeName, Factory)
+}
+
+// Factory builds a salesforce connector from its YAML settings; it is the
+// function registered under TypeName.
+func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, error) {
+	var s Settings
+	if cfg.Decode != nil {
+		if err := cfg.Decode(&s); err != nil {
+			return nil, fmt.Errorf("decode salesforce settings: %w", err)
+		}
+	}
+	return New(ctx, cfg.Name, s, cfg.Logger)
+}
+
+// Connector delivers notifications to one Salesforce org, by sObject upsert
+// or platform event. It is safe for concurrent use.
+type Connector struct {
+	name     string
+	cfg      *resolved
+	log      *slog.Logger
+	reserved map[string]struct{}
+
+	transport *http.Transport
+	http      *retryablehttp.Client
+	fetch     fetchFunc
+	tokens    *tokenCache
+	limits    atomic.Pointer[LimitInfo]
+	closed    atomic.Bool
+}
+
+var (
+	_ connectors.BatchConnector = (*Connector)(nil)
+	_ connectors.UsageReporter  = (*Connector)(nil)
+)
+
+// New validates s, loads its secrets and returns a connector. It makes no
+// network call: the first delivery fetches the token.
+func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Connector, error) {
+	cfg, err := resolve(s)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce settings: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Connector{
+		name:     name,
+		cfg:      cfg,
+		log:      logger.With("connector", name, "type", TypeName),
+		tokens:   newTokenCache(),
+		reserved: map[string]struct{}{"Id": {}, cfg.NotificationIDField: {}, cfg.VersionField: {}},
+	}
+	if cfg.ExternalIDField != "" {
+		c.reserved[cfg.ExternalIDField] = struct{}{}
+	}
+	base, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("salesforce: http.DefaultTransport is not an *http.Transport")
+	}
+	c.transport = base.Clone()
+	c.transport.MaxIdleConnsPerHost = 16
+	c.http = newRetryClient(cfg, c.transport, func(li LimitInfo) { c.limits.Store(&li) })
+	tokenClient := &http.Client{
+		Transport:     &retryablehttp.RoundTripper{Client: c.http},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c.fetch = newFetcher(cfg, tokenClient)
+	return c, nil
+}
+
+// MaxBatch is the largest batch DeliverBatch takes: max_records, or 1 for
+// platform events published one call each.
+func (c *Connector) MaxBatch() int {
+	if c.cfg.Mode == ModePlatformEvent && !c.cfg.Batch.PlatformEventCollections {
+		return 1
+	}
+	return c.cfg.Batch.MaxRecords
+}
+
+// Usage implements connectors.UsageReporter from the latest
+// Sforce-Limit-Info header.
+func (c *Connector) Usage() (used, limit int64, ok bool) {
+	li := c.limits.Load()
+	if li == nil {
+		return 0, 0, false
+	}
+	return li.Used, li.Max, true
+}
+
+// Limits returns the latest Sforce-Limit-Info, bursts included.
+func (c *Connector) Limits() (LimitInfo, bool) {
+	li := c.limits.Load()
+	if li == nil {
+		return LimitInfo{}, false
+	}
+	return *li, true
+}
+
+// Close releases idle connections; later deliveries fail as retryable.
+func (c *Connector) Close() error {
+	c.closed.Store(true)
+	c.transport.CloseIdleConnections()
+	return nil
+}
+
+// response is a read REST response.
+type response struct {
+	status int
+	body   []byte
+}
+
+// call sends one REST request with the cached token. On 401 it drops the
+// token, fetches a new one and sends once more; a second 401 is a
+// Reauthenticate error.
+func (c *Connector) call(ctx context.Context, method, path string, body []byte) (*response, *connectors.Error) {
+	what := method + " " + path
+	if c.closed.Load() {
+		return nil, &connectors.Error{Class: connectors.Retryable, Message: what + ": connector closed"}
+	}
+	for attempt := 1; ; attempt++ {
+		s, err := c.session(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, &connectors.Error{Class: connectors.Retryable, Message: what + ": waiting for access token", Err: ctx.Err()}
+			}
+			return nil, tokenError(err)
+		}
+		resp, cerr := c.send(ctx, s, method, path, body)
+		if cerr != nil {
+			return nil, cerr
+		}
+		if resp.status != http.StatusUnauthorized {
+			return resp, nil
+		}
+		c.dropSession(s)
+		if attempt == 1 {
+			c.log.Info("salesforce: session expired or invalid; fetching a new access token", "call", what)
+			continue
+		}
+		e := c.classifyResponse(what, resp.status, resp.body)
+		e.Class = connectors.Reauthenticate
+		e.Message += " (refused again right after re-authentication)"
+		return nil, e
+	}
+}
+
+// send performs the HTTP exchange (with in-call retries) and reads the body.
+func (c *Connector) send(ctx context.Context, s *session, method, path string, body []byte) (*response, *connectors.Error) {
+	what := method + " " + path
+	var raw any
+	if body != nil {
+		raw = body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, s.base+path, raw)
+	if err != nil {
+		return nil, &connectors.Error{Class: connectors.Permanent, Message: what + ": build request", Err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+s.tok.AccessToken)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, &connectors.Error{Class: connectors.Retryable, Message: what + ": request failed", Err: stripURLError(err)}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return nil, &connectors.Error{Class: connectors.Retryable, Status: resp.StatusCode, Message: what + ": read response", Err: err}
+	}
+	c.log.Debug("salesforce: call", "method", method, "path", path, "status", resp.StatusCode, "duration", time.Since(start))
+	return &response{status: resp.StatusCode, body: b}, nil
+}
+
+// stripURLError keeps the cause of a *url.Error and drops its URL, which
+// callers already name by path.
+func stripURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// Deliver upserts or publishes one notification.
+func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) error {
+	fields, err := c.buildFields(n)
+	if err != nil {
+		return err
+	}
+	if c.cfg.Mode == ModePlatformEvent {
+		return c.publish(ctx, fields)
+	}
+	return c.upsert(ctx, n, fields)
+}
+
+func (c *Connector) dataPath(rest string) string {
+	return "/services/data/" + c.cfg.APIVersion + rest
+}
+
+// upsert sends PATCH /sobjects/{object}/{extField}/{key}. Any 2xx is
+// success: 201 created, 200 or 204 updated.
+func (c *Connector) upsert(ctx context.Context, n *notification, fields map[string]any) error {
+	if n.Key == "" {
+		return permanent("notification %s has no key (aggregate id) to use as the %s value", n.ID, c.cfg.ExternalIDField)
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return permanent("encode record: %v", err)
+	}
+	path := c.dataPath("/sobjects/" + url.PathEscape(c.cfg.Object) + "/" + url.PathEscape(c.cfg.ExternalIDField) + "/" + url.PathEscape(n.Key))
+	resp, cerr := c.call(ctx, http.MethodPatch, path, body)
+	if cerr != nil {
+		return cerr
+	}
+	if resp.status >= 200 && resp.status < 300 {
+		return nil
+	}
+	return c.classifyResponse(http.MethodPatch+" "+path, resp.status, resp.body)
+}
+
+// recordResult is one result of sObject Collections, or a platform event
+// publish response.
+type recordResult struct {
+	ID      string     `json:"id"`
+	Success bool       `json:"success"`
+	Errors  []apiError `json:"errors"`
+	Created *bool      `json:"created"`
+}
+
+// publish sends POST /sobjects/{Event__e}/. A 2xx with success:true is
+// success even when errors holds OPERATION_ENQUEUED (the event is queued).
+func (c *Connector) publish(ctx context.Context, fields map[string]any) error {
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return permanent("encode event: %v", err)
+	}
+	path := c.dataPath("/sobjects/" + url.PathEscape(c.cfg.Event) + "/")
+	resp, cerr := c.call(ctx, http.MethodPost, path, body)
+	if cerr != nil {
+		return cerr
+	}
+	if resp.status < 200 || resp.status >= 300 {
+		return c.classifyResponse(http.MethodPost+" "+path, resp.status, resp.body)
+	}
+	var rr struct {
+		Success *bool      `json:"success"`
+		Errors  []apiError `json:"errors"`
+	}
+	if json.Unmarshal(resp.body, &rr) == nil && rr.Success != nil && !*rr.Success && !(len(rr.Errors) > 0 && onlyEnqueued(rr.Errors)) {
+		return c.classifyRecord(resp.status, rr.Errors)
+	}
+	return nil
+}
+
+// onlyEnqueued reports whether errs are all OPERATION_ENQUEUED notes.
+func onlyEnqueued(errs []apiError) bool {
+	for _, e := range errs {
+		if e.code() != codeOperationEnqueued {
+			return false
+		}
+	}
+	return true
+}

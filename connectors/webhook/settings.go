@@ -1,0 +1,630 @@
+package webhook
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fanout-dev/fanout/connectors/transport"
+)
+
+// Auth types.
+const (
+	AuthNone   = "none"
+	AuthBasic  = "basic"
+	AuthBearer = "bearer"
+	AuthOAuth2 = "oauth2"
+)
+
+// Defaults of the settings.
+const (
+	DefaultMethod      = http.MethodPost
+	DefaultContentType = "application/json"
+	DefaultTimeout     = 30 * time.Second
+)
+
+// Settings are the webhook connector's settings, decoded from the
+// connector's YAML block (see the package documentation for an example).
+type Settings struct {
+	// URL is the receiver's URL; URLEnv names an environment variable
+	// holding it instead (for URLs with a key in them). Exactly one.
+	URL    string `yaml:"url"`
+	URLEnv string `yaml:"url_env"`
+	// Method is POST (default), PUT, PATCH or DELETE.
+	Method string `yaml:"method"`
+	// Headers are static headers; ${NAME} in a value is replaced by the
+	// environment variable NAME when the connector is built.
+	Headers map[string]string `yaml:"headers"`
+	// BodyTemplate is a Go text/template rendering the request body from
+	// the notification (see TemplateData); empty sends the notification
+	// body as is.
+	BodyTemplate string `yaml:"body_template"`
+	// ContentType is the Content-Type of the body (default
+	// application/json). A JSON content type makes the connector check
+	// that the rendered body is valid JSON.
+	ContentType string `yaml:"content_type"`
+	// Auth is none (default), basic, bearer or oauth2 (client
+	// credentials), either as that word with the settings below at the top
+	// level, or as a mapping: auth: {type: bearer, token_env: API_TOKEN}.
+	Auth AuthSettings `yaml:"auth"`
+	// Basic auth.
+	Username    string `yaml:"username"`
+	Password    string `yaml:"password"`
+	PasswordEnv string `yaml:"password_env"`
+	// Bearer auth with a static token.
+	Token    string `yaml:"token"`
+	TokenEnv string `yaml:"token_env"`
+	// OAuth2 client credentials.
+	TokenURL          string            `yaml:"token_url"`
+	ClientID          string            `yaml:"client_id"`
+	ClientSecret      string            `yaml:"client_secret"`
+	ClientSecretEnv   string            `yaml:"client_secret_env"`
+	Scopes            []string          `yaml:"scopes"`
+	EndpointParams    map[string]string `yaml:"endpoint_params"`
+	AuthStyleInParams bool              `yaml:"auth_style_in_params"`
+	// Signing signs every attempt per Standard Webhooks.
+	Signing *SigningSettings `yaml:"signing"`
+	// Status overrides how statuses are classified.
+	Status StatusSettings `yaml:"status"`
+	// Timeout bounds one HTTP attempt (default 30s); MaxAttempts bounds
+	// the attempts within one Deliver call (default 3, at most 10);
+	// MinBackoff and MaxBackoff bound the full-jitter backoff between them;
+	// MaxRetryAfter caps the Retry-After waited for in-call (default 60s).
+	Timeout       time.Duration `yaml:"timeout"`
+	MaxAttempts   int           `yaml:"max_attempts"`
+	MinBackoff    time.Duration `yaml:"min_backoff"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+}
+
+// AuthSettings select the authentication scheme, optionally with its
+// settings nested (the same names as at the top level).
+type AuthSettings struct {
+	Type              string            `yaml:"type"`
+	Username          string            `yaml:"username"`
+	Password          string            `yaml:"password"`
+	PasswordEnv       string            `yaml:"password_env"`
+	Token             string            `yaml:"token"`
+	TokenEnv          string            `yaml:"token_env"`
+	TokenURL          string            `yaml:"token_url"`
+	ClientID          string            `yaml:"client_id"`
+	ClientSecret      string            `yaml:"client_secret"`
+	ClientSecretEnv   string            `yaml:"client_secret_env"`
+	Scopes            []string          `yaml:"scopes"`
+	EndpointParams    map[string]string `yaml:"endpoint_params"`
+	AuthStyleInParams bool              `yaml:"auth_style_in_params"`
+}
+
+// UnmarshalYAML accepts both "auth: bearer" and "auth: {type: bearer, ...}",
+// rejecting unknown keys in the mapping form.
+func (a *AuthSettings) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*a = AuthSettings{Type: n.Value}
+		return nil
+	case yaml.MappingNode:
+		type plain AuthSettings
+		var p plain
+		if err := strictDecode(n, &p); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		*a = AuthSettings(p)
+		return nil
+	}
+	return errors.New("auth: want none, basic, bearer, oauth2 or a mapping with a type")
+}
+
+// String hides secrets, so that printing settings never leaks them.
+func (a AuthSettings) String() string {
+	return fmt.Sprintf("{type:%s username:%s password:%s token:%s client_id:%s client_secret:%s token_url:%s}",
+		a.Type, a.Username, hidden(a.Password), hidden(a.Token), a.ClientID, hidden(a.ClientSecret), a.TokenURL)
+}
+
+// LogValue hides secrets from slog.
+func (a AuthSettings) LogValue() slog.Value { return slog.StringValue(a.String()) }
+
+// SigningSettings configure Standard Webhooks signatures.
+type SigningSettings struct {
+	// Secret or SecretEnv (the name of an environment variable) give the
+	// signing secret, "whsec_" followed by the base64 of 24 to 64 random
+	// bytes. Exactly one.
+	Secret    string `yaml:"secret"`
+	SecretEnv string `yaml:"secret_env"`
+}
+
+// String hides the secret.
+func (s SigningSettings) String() string {
+	return fmt.Sprintf("{secret:%s secret_env:%s}", hidden(s.Secret), s.SecretEnv)
+}
+
+// LogValue hides the secret from slog.
+func (s SigningSettings) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// StatusSettings override status classification. Each entry is a status
+// ("409"), a range ("500-599") or a class ("5xx"). A list given replaces
+// its default; a status in none of the lists is Permanent.
+type StatusSettings struct {
+	// Success defaults to 200-299.
+	Success []string `yaml:"success"`
+	// Retryable defaults to 408, 425, 429, 500-599.
+	Retryable []string `yaml:"retryable"`
+	// Permanent has no default: everything not matched above.
+	Permanent []string `yaml:"permanent"`
+}
+
+// String hides the URL's query and every secret.
+func (s Settings) String() string {
+	return fmt.Sprintf("{url:%s url_env:%s method:%s auth:%v signing:%v timeout:%v max_attempts:%d}",
+		transport.RedactURL(s.URL), s.URLEnv, s.Method, s.Auth, s.Signing, s.Timeout, s.MaxAttempts)
+}
+
+// LogValue hides secrets from slog.
+func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+func hidden(s string) string {
+	if s == "" {
+		return ""
+	}
+	return transport.Redacted
+}
+
+// strictDecode decodes a mapping node into v, rejecting unknown keys.
+func strictDecode(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	return dec.Decode(v)
+}
+
+// statusRange is an inclusive range of statuses.
+type statusRange struct{ lo, hi int }
+
+func (r statusRange) has(s int) bool { return s >= r.lo && s <= r.hi }
+
+// statusSet is a list of ranges; nil means "not configured".
+type statusSet []statusRange
+
+func (s statusSet) has(status int) bool {
+	return slices.ContainsFunc(s, func(r statusRange) bool { return r.has(status) })
+}
+
+func (s statusSet) overlaps(o statusSet) (int, bool) {
+	for _, a := range s {
+		for _, b := range o {
+			if a.lo <= b.hi && b.lo <= a.hi {
+				return max(a.lo, b.lo), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// defaultSuccess and defaultRetryable are the classifications used when
+// the settings give none.
+func defaultSuccess() statusSet { return statusSet{{200, 299}} }
+
+func defaultRetryable() statusSet {
+	return statusSet{{408, 408}, {425, 425}, {429, 429}, {500, 599}}
+}
+
+// parseStatuses parses a status list from the configuration.
+func parseStatuses(field string, items []string) (statusSet, error) {
+	if items == nil {
+		return nil, nil
+	}
+	set := statusSet{}
+	for _, it := range items {
+		it = strings.TrimSpace(it)
+		var r statusRange
+		var err error
+		switch {
+		case len(it) == 3 && strings.HasSuffix(strings.ToLower(it), "xx") && it[0] >= '1' && it[0] <= '5':
+			d := int(it[0]-'0') * 100
+			r = statusRange{d, d + 99}
+		case strings.Contains(it, "-"):
+			lo, hi, _ := strings.Cut(it, "-")
+			r.lo, err = strconv.Atoi(strings.TrimSpace(lo))
+			if err == nil {
+				r.hi, err = strconv.Atoi(strings.TrimSpace(hi))
+			}
+		default:
+			r.lo, err = strconv.Atoi(it)
+			r.hi = r.lo
+		}
+		if err != nil || r.lo < 100 || r.hi > 599 || r.lo > r.hi {
+			return nil, fmt.Errorf("status.%s: %q is not a status, a range like 500-599 or a class like 5xx (100..599)", field, it)
+		}
+		set = append(set, r)
+	}
+	return set, nil
+}
+
+// classes is the resolved status classification.
+type classes struct {
+	success, retryable, permanent statusSet // explicit lists, nil if not given
+}
+
+// explicit reports whether the operator classified status themselves.
+func (c classes) explicit(status int) bool {
+	return c.success.has(status) || c.retryable.has(status) || c.permanent.has(status)
+}
+
+// of returns the class of status: "success", "retryable" or "permanent".
+func (c classes) of(status int) string {
+	switch {
+	case c.success.has(status):
+		return "success"
+	case c.retryable.has(status):
+		return "retryable"
+	case c.permanent.has(status):
+		return "permanent"
+	case c.success == nil && defaultSuccess().has(status):
+		return "success"
+	case c.retryable == nil && defaultRetryable().has(status):
+		return "retryable"
+	}
+	return "permanent"
+}
+
+// resolved are validated settings with the secrets loaded.
+type resolved struct {
+	rawURL     string
+	url        *url.URL
+	urlField   string
+	method     string
+	headers    http.Header
+	tmpl       *template.Template
+	ctype      string
+	jsonBody   bool
+	auth       string
+	authHeader string // static Authorization value (basic, bearer)
+	oauth      oauthSettings
+	signingKey []byte
+	classes    classes
+	secrets    []string
+	opts       transport.Options
+}
+
+type oauthSettings struct {
+	tokenURL, clientID, clientSecret string
+	scopes                           []string
+	params                           map[string]string
+	inParams                         bool
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// reserved reports whether the connector sets the (canonical) header
+// itself.
+func reserved(h string) bool {
+	switch h {
+	case "Content-Type", "Content-Length", "Host", "Traceparent",
+		"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature":
+		return true
+	}
+	return false
+}
+
+// pick merges a top-level setting with its auth.* twin.
+func pick(field, top, nested string) (string, error) {
+	if top != "" && nested != "" && top != nested {
+		return "", fmt.Errorf("%s and auth.%s are both set: keep one", field, field)
+	}
+	if nested != "" {
+		return nested, nil
+	}
+	return top, nil
+}
+
+// secretFrom loads a secret given inline or through an environment
+// variable: exactly one, or neither when optional.
+func secretFrom(field, inline, envField, envName string, required bool, what string) (string, error) {
+	switch {
+	case inline != "" && envName != "":
+		return "", fmt.Errorf("%s and %s are both set: set exactly one (%s keeps the secret out of the file)", field, envField, envField)
+	case envName != "":
+		v, ok := os.LookupEnv(envName)
+		if !ok || v == "" {
+			return "", fmt.Errorf("%s: environment variable %s is not set or empty", envField, envName)
+		}
+		return v, nil
+	case inline == "" && required:
+		return "", fmt.Errorf("%s or %s is required %s", field, envField, what)
+	}
+	return inline, nil
+}
+
+// resolve applies defaults, validates s and loads its secrets. Errors name
+// the setting and the fix, and never contain a secret.
+func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
+	r := &resolved{}
+	var err error
+
+	// URL.
+	switch {
+	case s.URL != "" && s.URLEnv != "":
+		return nil, errors.New("url and url_env are both set: set exactly one")
+	case s.URL != "":
+		r.rawURL, r.urlField = s.URL, "url"
+	case s.URLEnv != "":
+		v, ok := os.LookupEnv(s.URLEnv)
+		if !ok || strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("url_env: environment variable %s is not set or empty: export the receiver's URL in it", s.URLEnv)
+		}
+		r.rawURL, r.urlField = strings.TrimSpace(v), "url_env"
+	default:
+		return nil, errors.New("url is required: set url or url_env to the receiver's URL")
+	}
+	if r.url, err = transport.ValidateURL(r.rawURL); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+	}
+	for _, vs := range r.url.Query() {
+		r.secrets = append(r.secrets, vs...)
+	}
+	if p, ok := r.url.User.Password(); ok {
+		r.secrets = append(r.secrets, p)
+	}
+
+	// Method and body.
+	r.method = strings.ToUpper(strings.TrimSpace(s.Method))
+	if r.method == "" {
+		r.method = DefaultMethod
+	}
+	switch r.method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return nil, fmt.Errorf("method %q: want POST, PUT, PATCH or DELETE", s.Method)
+	}
+	r.ctype = strings.TrimSpace(s.ContentType)
+	if r.ctype == "" {
+		r.ctype = DefaultContentType
+	}
+	ct := strings.ToLower(r.ctype)
+	r.jsonBody = strings.HasPrefix(ct, "application/json") || strings.Contains(ct, "+json")
+	if s.BodyTemplate != "" {
+		if r.tmpl, err = parseTemplate(s.BodyTemplate); err != nil {
+			return nil, err
+		}
+	}
+
+	// Authentication.
+	if err := resolveAuth(r, s); err != nil {
+		return nil, err
+	}
+
+	// Headers, with ${ENV} references.
+	r.headers = make(http.Header)
+	for k, v := range s.Headers {
+		ck := http.CanonicalHeaderKey(strings.TrimSpace(k))
+		if ck == "" {
+			return nil, errors.New("headers: empty header name")
+		}
+		if reserved(ck) {
+			return nil, fmt.Errorf("headers: %s is set by the connector and cannot be configured (use content_type for Content-Type)", ck)
+		}
+		if ck == "Authorization" && r.auth != AuthNone {
+			return nil, fmt.Errorf("headers: Authorization conflicts with auth: %s; remove one", r.auth)
+		}
+		var missing []string
+		val := envRef.ReplaceAllStringFunc(v, func(m string) string {
+			name := envRef.FindStringSubmatch(m)[1]
+			ev, ok := os.LookupEnv(name)
+			if !ok {
+				missing = append(missing, name)
+			}
+			if ev != "" {
+				r.secrets = append(r.secrets, ev)
+			}
+			return ev
+		})
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("headers.%s: environment variable %s is not set", ck, strings.Join(missing, ", "))
+		}
+		if ck == "Authorization" {
+			if _, cred, ok := strings.Cut(val, " "); ok {
+				r.secrets = append(r.secrets, cred)
+			}
+			r.secrets = append(r.secrets, val)
+		}
+		r.headers.Set(ck, val)
+	}
+
+	// Signing.
+	if s.Signing != nil {
+		secret, err := secretFrom("signing.secret", s.Signing.Secret, "signing.secret_env", s.Signing.SecretEnv, true, "when signing is set")
+		if err != nil {
+			return nil, err
+		}
+		if r.signingKey, err = decodeSigningSecret(secret); err != nil {
+			return nil, err
+		}
+		if len(r.signingKey) < 24 || len(r.signingKey) > 64 {
+			log.Warn("webhook: signing secret should be 24 to 64 random bytes (Standard Webhooks)", "connector", name, "bytes", len(r.signingKey))
+		}
+		r.secrets = append(r.secrets, secret, strings.TrimPrefix(secret, "whsec_"))
+	}
+
+	// Status classification.
+	if r.classes.success, err = parseStatuses("success", s.Status.Success); err != nil {
+		return nil, err
+	}
+	if r.classes.retryable, err = parseStatuses("retryable", s.Status.Retryable); err != nil {
+		return nil, err
+	}
+	if r.classes.permanent, err = parseStatuses("permanent", s.Status.Permanent); err != nil {
+		return nil, err
+	}
+	for _, p := range []struct {
+		a, b   string
+		sa, sb statusSet
+	}{
+		{"success", "retryable", r.classes.success, r.classes.retryable},
+		{"success", "permanent", r.classes.success, r.classes.permanent},
+		{"retryable", "permanent", r.classes.retryable, r.classes.permanent},
+	} {
+		if st, ok := p.sa.overlaps(p.sb); ok {
+			return nil, fmt.Errorf("status: %d is in both status.%s and status.%s", st, p.a, p.b)
+		}
+	}
+	if r.classes.success != nil && !r.classes.success.has(200) && !r.classes.success.has(201) &&
+		!r.classes.success.has(202) && !r.classes.success.has(204) {
+		log.Warn("webhook: status.success has none of 200, 201, 202, 204", "connector", name)
+	}
+
+	if s.Timeout < 0 {
+		return nil, fmt.Errorf("timeout %v is negative", s.Timeout)
+	}
+	if s.MaxAttempts < 0 || s.MaxAttempts > transport.MaxMaxAttempts {
+		return nil, fmt.Errorf("max_attempts %d out of range: use 1 to %d (0 for the default %d)", s.MaxAttempts, transport.MaxMaxAttempts, transport.DefaultMaxAttempts)
+	}
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	if r.url.Scheme == "http" && r.auth != AuthNone {
+		log.Warn("webhook: credentials sent over plain http", "connector", name, "url", transport.RedactURL(r.url))
+	}
+	classes := r.classes
+	r.opts = transport.Options{
+		MaxAttempts:   s.MaxAttempts,
+		MinBackoff:    s.MinBackoff,
+		MaxBackoff:    s.MaxBackoff,
+		MaxRetryAfter: s.MaxRetryAfter,
+		Timeout:       timeout,
+		Logger:        log,
+		Classifier: func(resp *http.Response, err error) bool {
+			if err != nil {
+				return transport.RetryableError(err)
+			}
+			return classes.of(resp.StatusCode) == "retryable"
+		},
+	}
+	return r, nil
+}
+
+// resolveAuth validates the auth settings into r.
+func resolveAuth(r *resolved, s Settings) error {
+	a := s.Auth
+	r.auth = strings.ToLower(strings.TrimSpace(a.Type))
+	if r.auth == "" {
+		r.auth = AuthNone
+	}
+	var f struct {
+		username, password, passwordEnv, token, tokenEnv  string
+		tokenURL, clientID, clientSecret, clientSecretEnv string
+	}
+	var err error
+	for _, p := range []struct {
+		name        string
+		top, nested string
+		dst         *string
+		only        string
+	}{
+		{"username", s.Username, a.Username, &f.username, AuthBasic},
+		{"password", s.Password, a.Password, &f.password, AuthBasic},
+		{"password_env", s.PasswordEnv, a.PasswordEnv, &f.passwordEnv, AuthBasic},
+		{"token", s.Token, a.Token, &f.token, AuthBearer},
+		{"token_env", s.TokenEnv, a.TokenEnv, &f.tokenEnv, AuthBearer},
+		{"token_url", s.TokenURL, a.TokenURL, &f.tokenURL, AuthOAuth2},
+		{"client_id", s.ClientID, a.ClientID, &f.clientID, AuthOAuth2},
+		{"client_secret", s.ClientSecret, a.ClientSecret, &f.clientSecret, AuthOAuth2},
+		{"client_secret_env", s.ClientSecretEnv, a.ClientSecretEnv, &f.clientSecretEnv, AuthOAuth2},
+	} {
+		if *p.dst, err = pick(p.name, p.top, p.nested); err != nil {
+			return err
+		}
+		if *p.dst != "" && r.auth != p.only {
+			return fmt.Errorf("%s is set but auth is %s: it is used with auth: %s only", p.name, r.auth, p.only)
+		}
+	}
+	scopes := s.Scopes
+	if len(a.Scopes) > 0 {
+		if len(scopes) > 0 {
+			return errors.New("scopes and auth.scopes are both set: keep one")
+		}
+		scopes = a.Scopes
+	}
+	params := s.EndpointParams
+	if len(a.EndpointParams) > 0 {
+		if len(params) > 0 {
+			return errors.New("endpoint_params and auth.endpoint_params are both set: keep one")
+		}
+		params = a.EndpointParams
+	}
+	inParams := s.AuthStyleInParams || a.AuthStyleInParams
+	if r.auth != AuthOAuth2 && (len(scopes) > 0 || len(params) > 0 || inParams) {
+		return fmt.Errorf("scopes, endpoint_params and auth_style_in_params are used with auth: %s only", AuthOAuth2)
+	}
+
+	switch r.auth {
+	case AuthNone:
+	case AuthBasic:
+		if f.username == "" {
+			return errors.New("username is required with auth: basic")
+		}
+		pw, err := secretFrom("password", f.password, "password_env", f.passwordEnv, true, "with auth: basic")
+		if err != nil {
+			return err
+		}
+		req := &http.Request{Header: make(http.Header)}
+		req.SetBasicAuth(f.username, pw)
+		r.staticAuth(req.Header.Get("Authorization"), pw)
+	case AuthBearer:
+		tok, err := secretFrom("token", f.token, "token_env", f.tokenEnv, true, "with auth: bearer")
+		if err != nil {
+			return err
+		}
+		r.staticAuth("Bearer "+tok, tok)
+	case AuthOAuth2:
+		if f.tokenURL == "" {
+			return errors.New("token_url is required with auth: oauth2")
+		}
+		if _, err := transport.ValidateURL(f.tokenURL); err != nil {
+			return fmt.Errorf("token_url: %w", err)
+		}
+		if f.clientID == "" {
+			return errors.New("client_id is required with auth: oauth2")
+		}
+		secret, err := secretFrom("client_secret", f.clientSecret, "client_secret_env", f.clientSecretEnv, true, "with auth: oauth2")
+		if err != nil {
+			return err
+		}
+		r.oauth = oauthSettings{tokenURL: f.tokenURL, clientID: f.clientID, clientSecret: secret, scopes: scopes, params: params, inParams: inParams}
+		r.secrets = append(r.secrets, secret)
+	default:
+		return fmt.Errorf("auth %q: want none, basic, bearer or oauth2", a.Type)
+	}
+	return nil
+}
+
+// staticAuth records a fixed Authorization header value and its secret.
+func (r *resolved) staticAuth(value, secret string) {
+	r.secrets = append(r.secrets, secret, value)
+	r.authHeader = value
+}
+
+// decodeSigningSecret turns "whsec_<base64>" into the HMAC key, as the
+// Standard Webhooks libraries do.
+func decodeSigningSecret(secret string) ([]byte, error) {
+	raw := strings.TrimPrefix(strings.TrimSpace(secret), "whsec_")
+	key, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil || len(key) == 0 {
+		return nil, errors.New("signing secret: want whsec_ followed by standard base64 of 24 to 64 random bytes")
+	}
+	return key, nil
+}

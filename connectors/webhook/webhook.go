@@ -1,0 +1,270 @@
+// Package webhook delivers notifications to any HTTP receiver described by
+// configuration alone, and registers the connector type "webhook". A new
+// plain-HTTP downstream needs a settings block, not code:
+//
+//	connectors:
+//	  billing_hook:
+//	    type: webhook
+//	    settings:
+//	      url_env: BILLING_HOOK_URL
+//	      method: POST
+//	      headers:
+//	        X-Api-Key: ${BILLING_API_KEY}
+//	      body_template: '{"event":{{json .Type}},"id":{{json .ID}},"data":{{.Body}}}'
+//	      auth: {type: oauth2, token_url: https://idp.example/oauth2/token,
+//	             client_id: fanout, client_secret_env: BILLING_CLIENT_SECRET,
+//	             scopes: [notifications.write]}
+//	      signing:
+//	        secret_env: BILLING_WEBHOOK_SECRET   # whsec_...
+//	      status:
+//	        success: [200-299, 409]              # 409: already have it
+//	        retryable: [408, 425, 429, 500-599]
+//
+// Every call carries webhook-id: <notification id> (the same on every
+// attempt and replay, for receivers to deduplicate on) and traceparent when
+// known. With signing, each attempt is signed per Standard Webhooks:
+// webhook-timestamp is the Unix time of that attempt and webhook-signature
+// is "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body))
+// over the exact bytes sent, so in-call retries are re-signed.
+//
+// Classification: status.success (default 2xx) is delivered;
+// status.retryable (default 408, 425, 429, 5xx) is Retryable, with the
+// server's Retry-After; everything else is Permanent, 410 Gone with a
+// message that the receiver wants no more calls. With auth oauth2 an
+// unclassified 401 is Reauthenticate (the token is dropped first).
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/transport"
+)
+
+// TypeName is the connector type this package registers.
+const TypeName = "webhook"
+
+func init() {
+	connectors.Register(TypeName, Factory)
+}
+
+// Factory builds a webhook connector from its YAML settings; it is the
+// function registered under TypeName.
+func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, error) {
+	var s Settings
+	if cfg.Decode != nil {
+		if err := cfg.Decode(&s); err != nil {
+			return nil, fmt.Errorf("decode webhook settings: %s", transport.RedactText(err.Error()))
+		}
+	}
+	return New(ctx, cfg.Name, s, cfg.Logger)
+}
+
+// Connector delivers notifications to one HTTP receiver. It is safe for
+// concurrent use.
+type Connector struct {
+	name   string
+	cfg    *resolved
+	log    *slog.Logger
+	client *transport.Client
+	tokens *transport.TokenCache // nil unless auth is oauth2
+	closed atomic.Bool
+	// now is the clock of webhook-timestamp; tests replace it.
+	now func() time.Time
+}
+
+var _ connectors.Connector = (*Connector)(nil)
+
+// New validates s, loads its secrets and returns a connector. It makes no
+// network call. log may be nil (slog.Default).
+func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	r, err := resolve(name, s, log)
+	if err != nil {
+		return nil, err
+	}
+	client, err := transport.New(r.opts)
+	if err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	c := &Connector{name: name, cfg: r, log: log, client: client, now: time.Now}
+	if r.auth == AuthOAuth2 {
+		cc := &clientcredentials.Config{
+			ClientID:     r.oauth.clientID,
+			ClientSecret: r.oauth.clientSecret,
+			TokenURL:     r.oauth.tokenURL,
+			Scopes:       r.oauth.scopes,
+		}
+		if r.oauth.inParams {
+			cc.AuthStyle = oauth2.AuthStyleInParams
+		}
+		if len(r.oauth.params) > 0 {
+			cc.EndpointParams = make(map[string][]string, len(r.oauth.params))
+			for k, v := range r.oauth.params {
+				cc.EndpointParams.Set(k, v)
+			}
+		}
+		c.tokens = transport.NewTokenCache(cc, client.HTTPClient())
+	}
+	return c, nil
+}
+
+// Deliver sends n to the receiver. It returns nil once the receiver
+// answered a success status, or a *connectors.Error.
+func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) error {
+	if c.closed.Load() {
+		return &connectors.Error{Class: connectors.Retryable, Message: "connector " + c.name + " is closed"}
+	}
+	if n == nil {
+		return &connectors.Error{Class: connectors.Permanent, Message: "nil notification"}
+	}
+	body := n.Body
+	if c.cfg.tmpl != nil {
+		out, err := render(c.cfg.tmpl, n)
+		if err != nil {
+			return c.fail(n, &connectors.Error{Class: connectors.Permanent, Code: "BodyTemplate",
+				Message: "body_template failed on this notification: " + transport.Truncate(transport.RedactSecrets(err.Error(), c.cfg.secrets...), transport.MaxMessageLen)})
+		}
+		body = out
+	}
+	if c.cfg.jsonBody && c.cfg.method != http.MethodDelete && !json.Valid(body) {
+		what := "the notification body"
+		if c.cfg.tmpl != nil {
+			what = "body_template's output"
+		}
+		return c.fail(n, &connectors.Error{Class: connectors.Permanent, Code: "InvalidBody",
+			Message: what + " is not valid JSON but content_type is " + c.cfg.ctype})
+	}
+
+	h := c.cfg.headers.Clone()
+	h.Set("Content-Type", c.cfg.ctype)
+	h.Set("webhook-id", n.ID)
+	if n.TraceParent != "" {
+		h.Set("traceparent", n.TraceParent)
+	}
+	secrets := c.cfg.secrets
+	switch {
+	case c.cfg.authHeader != "":
+		h.Set("Authorization", c.cfg.authHeader)
+	case c.tokens != nil:
+		tok, err := c.tokens.Token(ctx)
+		if err != nil {
+			return c.fail(n, err)
+		}
+		h.Set("Authorization", "Bearer "+tok)
+		secrets = append(secrets[:len(secrets):len(secrets)], tok)
+	}
+
+	req := &transport.Request{
+		Method:  c.cfg.method,
+		URL:     c.cfg.rawURL,
+		Header:  h,
+		Body:    body,
+		Secrets: secrets,
+	}
+	if c.cfg.signingKey != nil {
+		req.Prepare = func(r *http.Request, _ int) error {
+			ts := strconv.FormatInt(c.now().Unix(), 10)
+			r.Header.Set("webhook-timestamp", ts)
+			r.Header.Set("webhook-signature", "v1,"+sign(c.cfg.signingKey, n.ID, ts, body))
+			return nil
+		}
+	}
+	resp, err := c.client.Do(ctx, req)
+	if err != nil {
+		return c.fail(n, transport.Failure(err))
+	}
+	if c.cfg.classes.of(resp.StatusCode) == "success" {
+		c.log.Debug("webhook: delivered", "connector", c.name, "notification_id", n.ID,
+			"status", resp.StatusCode, "attempts", resp.Attempts)
+		return nil
+	}
+	ce := c.classify(resp, secrets)
+	if ce.Class == connectors.Reauthenticate && c.tokens != nil {
+		c.tokens.Invalidate()
+	}
+	return c.fail(n, ce)
+}
+
+// sign returns the Standard Webhooks v1 signature of one attempt.
+func sign(key []byte, id, ts string, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id))
+	m.Write([]byte{'.'})
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// classify turns a non-success response into a *connectors.Error.
+func (c *Connector) classify(resp *transport.Response, secrets []string) *connectors.Error {
+	code, msg := transport.ParseErrorBody(resp.Body)
+	msg = transport.RedactSecrets(msg, secrets...)
+	if msg == "" {
+		msg = transport.StatusMessage(resp.StatusCode)
+	}
+	if resp.Attempts > 1 {
+		msg += fmt.Sprintf(" (after %d attempts)", resp.Attempts)
+	}
+	e := &connectors.Error{Status: resp.StatusCode, Code: code, Message: msg}
+	s := resp.StatusCode
+	explicit := c.cfg.classes.explicit(s)
+	switch {
+	case c.cfg.classes.of(s) == "retryable":
+		e.Class = connectors.Retryable
+		e.RetryAfter = resp.RetryAfter
+	case s == http.StatusUnauthorized && c.tokens != nil && !explicit:
+		e.Class = connectors.Reauthenticate
+		e.Message = hint(e.Message, "the access token was refused; it has been dropped and the next attempt fetches a new one")
+	case s == http.StatusGone && !explicit:
+		e.Class = connectors.Permanent
+		e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		e.Class = connectors.Permanent
+		e.Message = hint(e.Message, "the receiver refused the credentials; check auth and headers")
+	case s >= 300 && s < 400 && !explicit:
+		e.Class = connectors.Permanent
+		e.Message = hint(e.Message, "unexpected redirect (redirects are not followed); fix "+c.cfg.urlField)
+	default:
+		e.Class = connectors.Permanent
+	}
+	return e
+}
+
+// hint appends advice for the operator to a downstream message.
+func hint(msg, advice string) string {
+	return strings.TrimRight(msg, ". ") + "; " + advice
+}
+
+// fail logs a failed delivery at debug level (the delivery layer logs the
+// outcome) and returns err.
+func (c *Connector) fail(n *connectors.Notification, err error) error {
+	c.log.Debug("webhook: delivery failed", "connector", c.name, "notification_id", n.ID,
+		"class", connectors.Classify(err).String(), "error", err.Error())
+	return err
+}
+
+// Close releases idle connections; Deliver fails afterwards.
+func (c *Connector) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.client.Close()
+}
