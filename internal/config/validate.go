@@ -122,7 +122,9 @@ func (c *Config) Validate() error {
 	if c.Relay.LeaseTTL < time.Second {
 		e.add("relay.lease_ttl", "%s is too short", "use at least 1s (default 10s)", c.Relay.LeaseTTL)
 	}
-	positive(&e, "relay.produce_timeout", c.Relay.ProduceTimeout)
+	if c.Relay.ProduceTimeout < time.Second {
+		e.add("relay.produce_timeout", "%s is below 1s, the Kafka client's minimum record delivery timeout", "use at least 1s (default 3s)", c.Relay.ProduceTimeout)
+	}
 	if c.Relay.ProduceTimeout >= c.Relay.LeaseTTL/2 && c.Relay.LeaseTTL >= time.Second {
 		e.add("relay.produce_timeout", "must be below half of relay.lease_ttl so a relay that lost its lease stops before a standby can take over", "lower relay.produce_timeout or raise relay.lease_ttl")
 	}

@@ -74,40 +74,53 @@ func TestCrashes(t *testing.T) {
 	// Static membership: a restarted projector takes its partitions back
 	// at once instead of waiting for the dead member's session to expire.
 	instance := "FANOUT_GROUPS_PROJECTOR_INSTANCE_ID=crash-projector"
+	// A short lease, so that a restarted relay takes over from its killed
+	// predecessor within the round.
+	shortLease := []string{"FANOUT_RELAY_LEASE_TTL=2500ms", "FANOUT_RELAY_PRODUCE_TIMEOUT=1s"}
 	w := genWorkload(3000, 300, 7)
 	c := collect(t, e)
 	rng := rand.New(rand.NewPCG(7, 7))
 	const rounds = 20
 	chunk := (len(w.events) + rounds - 1) / rounds
 	kills := map[string]int{}
+	var proj, relay *proc
 	for round := range rounds {
 		lo, hi := round*chunk, min((round+1)*chunk, len(w.events))
 		produceEvents(t, e.brokers, e.cfg.Topics.Events, w.events[lo:hi])
-		proj := startRole(t, bin, cfgPath, "projector", instance)
-		relay := startRole(t, bin, cfgPath, "relay")
-		time.Sleep(time.Duration(300+rng.IntN(2700)) * time.Millisecond)
+		if proj == nil {
+			proj = startRole(t, bin, cfgPath, "projector", instance)
+		}
+		if relay == nil {
+			relay = startRole(t, bin, cfgPath, "relay", shortLease...)
+		}
+		time.Sleep(time.Duration(1000+rng.IntN(3000)) * time.Millisecond)
+		// Kill the projector, the relay or both; a survivor carries on
+		// into the next round.
 		switch rng.IntN(3) {
 		case 0:
 			proj.kill()
+			proj = nil
 			kills["projector"]++
-			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
-			relay.kill()
-			kills["relay"]++
 		case 1:
 			relay.kill()
+			relay = nil
 			kills["relay"]++
-			time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
-			proj.kill()
-			kills["projector"]++
 		default:
 			proj.kill()
 			relay.kill()
+			proj, relay = nil, nil
 			kills["both"]++
 		}
+		backlog, _, _ := e.st.OutboxBacklog(context.Background(), time.Now())
+		t.Logf("round %d: %d notifications received, outbox backlog %d", round, len(c.snapshot()), backlog)
 	}
 	t.Logf("after %d rounds (kills %v): %d of %d notifications received so far", rounds, kills, len(c.snapshot()), len(w.expected))
-	startRole(t, bin, cfgPath, "projector", instance)
-	startRole(t, bin, cfgPath, "relay")
+	if proj == nil {
+		startRole(t, bin, cfgPath, "projector", instance)
+	}
+	if relay == nil {
+		startRole(t, bin, cfgPath, "relay", shortLease...)
+	}
 	c.waitFor(t, w.expected, 3*time.Minute)
 	checkReadModel(t, e.st, w)
 	recs := c.snapshot()

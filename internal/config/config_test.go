@@ -1,0 +1,114 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestExampleFileIsValid(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "fanout.example.yaml"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Connectors) != 2 || len(cfg.Routing.Rules) != 2 {
+		t.Fatalf("example: %d connectors, %d rules", len(cfg.Connectors), len(cfg.Routing.Rules))
+	}
+}
+
+func TestErrorsNameTheField(t *testing.T) {
+	base := `
+connectors:
+  logic_apps: {type: logicapps}
+routing:
+  default: {targets: [logic_apps]}
+`
+	cases := []struct {
+		name  string
+		yaml  string
+		env   map[string]string
+		field string
+		fix   string
+	}{
+		{"unknown key", "kafka:\n  brokerz: [a:1]\n", nil, "file", "brokerz"},
+		{"typo in target", base + "  rules:\n    - {name: r, event_types: [x], targets: [logic_app]}\n", nil, "routing.rules[0](r).targets[0]", `did you mean "logic_apps"`},
+		{"default target unknown", "routing:\n  default: {targets: [salesforce]}\n", nil, "routing.default.targets[0]", "configure the connector"},
+		{"broker not host:port", "kafka:\n  brokers: [localhost]\n", nil, "kafka.brokers[0]", "host:port"},
+		{"event hubs without tls", "kafka:\n  sasl: {mechanism: PLAIN, username: $ConnectionString, password_env: X}\n", nil, "kafka.tls.enabled", "true"},
+		{"bad sasl", "kafka:\n  sasl: {mechanism: GSSAPI}\n", nil, "kafka.sasl.mechanism", "SCRAM"},
+		{"bad duration from env", base, map[string]string{"FANOUT_RELAY_LEASE_TTL": "ten"}, "relay.lease_ttl", "FANOUT_RELAY_LEASE_TTL"},
+		{"produce timeout vs lease", "relay: {lease_ttl: 4s, produce_timeout: 3s}\n", nil, "relay.produce_timeout", "lease_ttl"},
+		{"bad write concern", "mongo: {write_concern: most}\n", nil, "mongo.write_concern", "majority"},
+		{"bad uri", "mongo: {uri: 'http://x'}\n", nil, "mongo.uri", "connection string"},
+		{"connector without type", "connectors:\n  x: {}\n", nil, "connectors.x.type", "logicapps"},
+		{"bad after_dead_letter", "delivery: {after_dead_letter: drop}\n", nil, "delivery.after_dead_letter", "park"},
+		{"missing_version", "source: {missing_version: guess}\n", nil, "source.missing_version", "offset"},
+		{"operator id field", "source: {id_field: $id}\n", nil, "source.id_field", "without '$'"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "f.yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(p, env(tc.env))
+			var ce *Errors
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load error = %v, want *Errors", err)
+			}
+			if !slices.Contains(ce.Fields(), tc.field) {
+				t.Fatalf("fields %v do not include %q; error:\n%v", ce.Fields(), tc.field, err)
+			}
+			if !strings.Contains(err.Error(), tc.fix) {
+				t.Fatalf("error does not mention %q:\n%v", tc.fix, err)
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg, err := Load("", env(map[string]string{
+		"FANOUT_KAFKA_BROKERS":                         "a:1, b:2",
+		"FANOUT_MONGO_URI":                             "mongodb://m:27017/",
+		"FANOUT_RELAY_LEASE_TTL":                       "20s",
+		"FANOUT_PROJECTOR_MAX_BATCH":                   "42",
+		"FANOUT_KAFKA_TLS_ENABLED":                     "true",
+		"FANOUT_DELIVERY_BREAKER_CONSECUTIVE_FAILURES": "3",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Kafka.Brokers, []string{"a:1", "b:2"}) || cfg.Mongo.URI != "mongodb://m:27017/" ||
+		cfg.Relay.LeaseTTL != 20*time.Second || cfg.Projector.MaxBatch != 42 || !cfg.Kafka.TLS.Enabled ||
+		cfg.Delivery.Breaker.ConsecutiveFailures != 3 {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	names := EnvNames()
+	for _, want := range []string{"FANOUT_KAFKA_BROKERS", "FANOUT_MONGO_URI", "FANOUT_KAFKA_SASL_PASSWORD_ENV"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("EnvNames lacks %s", want)
+		}
+	}
+}
+
+func TestEmptyFileKeepsDefaults(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Topics.Notifications != "quote-notifications" {
+		t.Fatalf("defaults lost: %+v", cfg.Topics)
+	}
+}
