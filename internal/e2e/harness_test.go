@@ -35,7 +35,7 @@ type env struct {
 	st      *store.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{brokers: testenv.Kafka(t), uri: testenv.Mongo(t)}
 	cfg := config.Default()
@@ -180,7 +180,7 @@ func genWorkload(n, aggs int, seed uint64) *workload {
 	return w
 }
 
-func produceEvents(t *testing.T, brokers []string, topic string, evs []sourceEvent) {
+func produceEvents(t testing.TB, brokers []string, topic string, evs []sourceEvent) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {

@@ -63,10 +63,13 @@ func (s *Store) InsertOutbox(ctx context.Context, entries []OutboxEntry) (int, e
 	return 0, fmt.Errorf("store: insert outbox entries: %w", err)
 }
 
-// PendingOutbox returns up to limit entries, oldest first.
+// PendingOutbox returns up to limit entries, oldest first, with only their
+// ids, aggregate ids and versions (the relay reads whole entries later, by
+// aggregate).
 func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
 	cur, err := s.outbox.Find(ctx, bson.D{},
-		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)))
+		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).
+			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: read outbox: %w", err)
 	}

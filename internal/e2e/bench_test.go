@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/fanout-dev/fanout/consumer"
+	"github.com/fanout-dev/fanout/internal/store"
+	"github.com/fanout-dev/fanout/internal/testenv"
+	"github.com/fanout-dev/fanout/outbox"
+)
+
+// BenchmarkPipeline measures the projector and the relay together on the
+// configured broker and store: events per second from the first produce to
+// the last notification acknowledged, store commands per event (counted by
+// the driver's command monitor), and relay latency from outbox write to
+// broker acknowledgement.
+//
+//	make bench   (or: go test -run '^$' -bench Pipeline -benchtime 1x ./internal/e2e)
+func BenchmarkPipeline(b *testing.B) {
+	for range b.N {
+		benchPipelineOnce(b, 5000, 500)
+	}
+}
+
+func benchPipelineOnce(b *testing.B, events, aggs int) {
+	e := newEnv(b)
+	var cmds atomic.Int64
+	byName := sync.Map{}
+	mon := &event.CommandMonitor{Started: func(_ context.Context, ev *event.CommandStartedEvent) {
+		cmds.Add(1)
+		v, _ := byName.LoadOrStore(ev.CommandName, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+	}}
+	st, err := store.Open(context.Background(), store.Options{
+		URI: e.uri, Database: e.cfg.Mongo.Database, Timeout: 20 * time.Second, VersionField: "version", Monitor: mon,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close(context.Background())
+
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		published atomic.Int64
+		allDone   = make(chan struct{})
+	)
+	w := genWorkload(events, aggs, 3)
+	want := int64(len(w.expected))
+	ctx, cancel := context.WithCancel(context.Background())
+	relay := outbox.New(e.cfg, st, outbox.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)),
+		outbox.WithOnPublished(func(es []store.OutboxEntry, acked time.Time) {
+			mu.Lock()
+			for _, en := range es {
+				latencies = append(latencies, acked.Sub(en.CreatedAt))
+			}
+			mu.Unlock()
+			if published.Add(int64(len(es))) >= want {
+				select {
+				case <-allDone:
+				default:
+					close(allDone)
+				}
+			}
+		}))
+	proj := consumer.New(e.cfg, st, consumer.WithNotify(relay.Wake), consumer.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	// Let the projector join its group before the clock starts.
+	time.Sleep(2 * time.Second)
+	cmds.Store(0)
+	byName.Clear()
+
+	b.ResetTimer()
+	start := time.Now()
+	produceEvents(b, e.brokers, e.cfg.Topics.Events, w.events)
+	select {
+	case <-allDone:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("only %d of %d published", published.Load(), want)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	mu.Lock()
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	p := func(q float64) time.Duration { return latencies[int(q*float64(len(latencies)-1))] }
+	b.ReportMetric(float64(len(w.events))/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(cmds.Load())/float64(len(w.events)), "store-cmds/event")
+	b.ReportMetric(float64(p(0.50).Microseconds())/1000, "relay-p50-ms")
+	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "relay-p99-ms")
+	mu.Unlock()
+	var parts []string
+	byName.Range(func(k, v any) bool {
+		parts = append(parts, k.(string)+"="+strconv.FormatInt(v.(*atomic.Int64).Load(), 10))
+		return true
+	})
+	sort.Strings(parts)
+	b.Logf("kafka %s, store %s: %d events (%d notifications) in %v; commands %v",
+		testenv.KafkaKind(), testenv.StoreKind(), len(w.events), want, elapsed.Round(time.Millisecond), parts)
+}
+
