@@ -154,10 +154,22 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 		return err
 	}
 	defer st.Close(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	if err := startPipelineRoles(gctx, g, cfg, e, st, log, withProjector, withRelay); err != nil {
+		return err
+	}
+	log.Info("started", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "events", cfg.Topics.Events, "notifications", cfg.Topics.Notifications)
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// startPipelineRoles starts the projector and/or the relay in g; when both
+// run, the projector wakes the relay after every batch.
+func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger, withProjector, withRelay bool) error {
 	if st.IsFerretDB() {
 		log.Info("store is FerretDB: domain writes run as parallel single updates; see docs/architecture.md for its limits")
 	}
-	g, gctx := errgroup.WithContext(ctx)
 	var relay *outbox.Relay
 	if withRelay {
 		kopts, err := kafkaconf.Options(cfg, "relay", e.getenv)
@@ -165,7 +177,7 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 			return configError{err}
 		}
 		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(kopts...))
-		g.Go(func() error { return relay.Run(gctx) })
+		g.Go(func() error { return relay.Run(ctx) })
 	}
 	if withProjector {
 		kopts, err := kafkaconf.Options(cfg, "projector", e.getenv)
@@ -177,12 +189,14 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}
 		p := consumer.New(cfg, st, popts...)
-		g.Go(func() error { return p.Run(gctx) })
+		g.Go(func() error { return p.Run(ctx) })
 	}
-	log.Info("started", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "events", cfg.Topics.Events, "notifications", cfg.Topics.Notifications)
-	err = g.Wait()
-	log.Info("stopped")
-	return err
+	return nil
+}
+
+// startRoles starts every role in one process (fanout dev).
+func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) error {
+	return startPipelineRoles(ctx, g, cfg, e, st, log, true, true)
 }
 
 func runConfig(_ context.Context, e *env, args []string) error {
