@@ -66,10 +66,10 @@ func scrubValue(v any) any {
 		return redactParsed(x, true)
 	case error:
 		return redactText(x.Error(), true)
+	case slog.Attr: // before fmt.Stringer, which slog.Attr also implements
+		return slog.Any(x.Key, scrubValue(x.Value.Any()))
 	case fmt.Stringer:
 		return redactText(x.String(), true)
-	case slog.Attr:
-		return slog.Any(x.Key, scrubValue(x.Value.Any()))
 	case bool, int, int64, int32, uint, uint64, float64, float32:
 		return x
 	default:
