@@ -172,7 +172,7 @@ func graceContext(parent context.Context, grace time.Duration) (context.Context,
 // handleWithRetry projects one batch, retrying store errors with backoff
 // until it succeeds or ctx ends. It never returns before the batch is
 // durable unless it returns an error.
-func (p *Projector) handleWithRetry(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kgo.Record) error {
 	backoff := p.cfg.Projector.RetryMinBackoff
 	for attempt := 1; ; attempt++ {
 		err := p.HandleBatch(ctx, cl, recs)

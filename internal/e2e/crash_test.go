@@ -235,3 +235,44 @@ func sortedByOffset(recs []received) []received {
 	})
 	return out
 }
+
+// TestSIGTERM: the projector and the relay stop cleanly on SIGTERM (exit
+// status 0, group left, lease released) while events flow, and what they
+// committed is not lost.
+func TestSIGTERM(t *testing.T) {
+	e := newEnv(t)
+	bin := fanoutBinary(t)
+	cfgPath := e.writeConfig(t)
+	w := genWorkload(1000, 100, 5)
+	c := collect(t, e)
+	proj := startRole(t, bin, cfgPath, "projector")
+	relay := startRole(t, bin, cfgPath, "relay")
+	produceEvents(t, e.brokers, e.cfg.Topics.Events, w.events[:500])
+	for len(c.snapshot()) < 50 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range []*proc{proj, relay} {
+		start := time.Now()
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.done:
+			p.done <- err
+			if err != nil {
+				t.Errorf("%s exited with %v after SIGTERM", p.name, err)
+			}
+			t.Logf("%s stopped %v after SIGTERM", p.name, time.Since(start).Round(time.Millisecond))
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s still running 20 s after SIGTERM", p.name)
+		}
+	}
+	// The lease was released: a new relay takes over at once.
+	l, err := e.st.ReadLease(context.Background(), e.cfg.Relay.LeaseName)
+	if err != nil || l == nil || !l.Released {
+		t.Fatalf("lease after SIGTERM: %+v %v", l, err)
+	}
+	produceEvents(t, e.brokers, e.cfg.Topics.Events, w.events[500:])
+	startRole(t, bin, cfgPath, "projector")
+	startRole(t, bin, cfgPath, "relay")
+	c.waitFor(t, w.expected, 2*time.Minute)
+	checkOrder(t, c.snapshot())
+}

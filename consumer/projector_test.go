@@ -1,0 +1,156 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/store"
+)
+
+// fakeStore records calls in order; it is pure logic, the real store is
+// tested in internal/store and internal/e2e.
+type fakeStore struct {
+	versions map[string]int64
+	calls    []string
+	outbox   []store.OutboxEntry
+	writes   []store.DomainWrite
+	failNext int
+}
+
+func (f *fakeStore) Versions(_ context.Context, ids []string) (map[string]int64, error) {
+	f.calls = append(f.calls, "versions")
+	out := map[string]int64{}
+	for _, id := range ids {
+		if v, ok := f.versions[id]; ok {
+			out[id] = v
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeStore) InsertOutbox(_ context.Context, es []store.OutboxEntry) (int, error) {
+	f.calls = append(f.calls, "outbox")
+	if f.failNext > 0 {
+		f.failNext--
+		return 0, errors.New("store unavailable")
+	}
+	f.outbox = append(f.outbox, es...)
+	return len(es), nil
+}
+
+func (f *fakeStore) ApplyDomain(_ context.Context, ws []store.DomainWrite) error {
+	f.calls = append(f.calls, "domain")
+	f.writes = append(f.writes, ws...)
+	for _, w := range ws {
+		if w.Version > f.versions[w.ID] {
+			f.versions[w.ID] = w.Version
+		}
+	}
+	return nil
+}
+
+type fakeProducer struct{ recs []*kgo.Record }
+
+func (p *fakeProducer) ProduceSync(_ context.Context, rs ...*kgo.Record) kgo.ProduceResults {
+	p.recs = append(p.recs, rs...)
+	out := make(kgo.ProduceResults, len(rs))
+	for i, r := range rs {
+		out[i] = kgo.ProduceResult{Record: r}
+	}
+	return out
+}
+
+func rec(offset int64, format string, args ...any) *kgo.Record {
+	return &kgo.Record{Topic: "quote-events", Offset: offset, Value: fmt.Appendf(nil, format, args...)}
+}
+
+func testConfig() *config.Config {
+	cfg := config.Default()
+	cfg.Connectors = map[string]config.Connector{"la": {Type: "logicapps"}}
+	cfg.Routing.Default.Targets = []string{"la"}
+	cfg.Projector.RetryMinBackoff = time.Millisecond
+	cfg.Projector.RetryMaxBackoff = 2 * time.Millisecond
+	return &cfg
+}
+
+func TestHandleBatch(t *testing.T) {
+	st := &fakeStore{versions: map[string]int64{"A": 2}}
+	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	prod := &fakeProducer{}
+	recs := []*kgo.Record{
+		rec(0, `{"id":"a1","quote_id":"A","version":1,"amount":1}`), // stale: stored is 2
+		rec(1, `{"id":"a3","quote_id":"A","version":3,"amount":3}`),
+		rec(2, `{"id":"a3","quote_id":"A","version":3,"amount":3}`), // duplicate in batch
+		rec(3, `{"id":"b1","quote_id":"B","version":1,"amount":10,"currency":"INR"}`),
+		rec(4, `{"id":"a4","quote_id":"A","version":4,"amount":4}`),
+		rec(5, `{"id":"b0","quote_id":"B","version":1,"amount":99}`), // same version again: stale
+		rec(6, `not json`),
+		rec(7, `{"id":"b2","quote_id":"B","version":2,"currency":"EUR"}`),
+	}
+	if err := p.HandleBatch(context.Background(), prod, recs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.calls, []string{"versions", "outbox", "domain"}) {
+		t.Fatalf("store calls %v: the outbox must be written before the READ model", st.calls)
+	}
+	var ids []string
+	for _, e := range st.outbox {
+		ids = append(ids, e.ID)
+	}
+	if !slices.Equal(ids, []string{"a3", "b1", "a4", "b2"}) {
+		t.Fatalf("outbox entries %v", ids)
+	}
+	if len(st.writes) != 2 {
+		t.Fatalf("%d domain writes, want one per aggregate", len(st.writes))
+	}
+	for _, w := range st.writes {
+		got := map[string]any{}
+		for _, e := range w.Set {
+			got[e.Key] = e.Value
+		}
+		switch w.ID {
+		case "A":
+			if w.Version != 4 || got["amount"] != int64(4) {
+				t.Errorf("A written as v%d %v", w.Version, got)
+			}
+		case "B":
+			// b2 sets only currency: amount stays from b1, as two $set would.
+			if w.Version != 2 || got["amount"] != int64(10) || got["currency"] != "EUR" {
+				t.Errorf("B written as v%d %v", w.Version, got)
+			}
+		}
+	}
+	if len(prod.recs) != 1 || prod.recs[0].Topic != "quote-events.dlq" {
+		t.Fatalf("dead letters: %v", prod.recs)
+	}
+	if s, d := p.Stats.Stale.Load(), p.Stats.Duplicate.Load(); s != 2 || d != 1 {
+		t.Errorf("stale %d duplicate %d, want 2 and 1", s, d)
+	}
+}
+
+func TestStoreErrorsAreRetried(t *testing.T) {
+	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
+	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	err := p.handleWithRetry(context.Background(), &fakeProducer{}, []*kgo.Record{rec(0, `{"id":"x","quote_id":"X","version":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.outbox) != 1 || st.versions["X"] != 1 || p.Stats.StoreErrs.Load() != 3 {
+		t.Fatalf("after retries: outbox %d, version %d, errors %d", len(st.outbox), st.versions["X"], p.Stats.StoreErrs.Load())
+	}
+	// A cancelled context stops the retries without pretending success.
+	st.failNext = 1 << 30
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.handleWithRetry(ctx, &fakeProducer{}, []*kgo.Record{rec(1, `{"id":"y","quote_id":"Y","version":1}`)}); err == nil {
+		t.Fatal("handleWithRetry succeeded with a failing store and a cancelled context")
+	}
+}
