@@ -112,4 +112,3 @@ func benchPipelineOnce(b *testing.B, events, aggs int) {
 	b.Logf("kafka %s, store %s: %d events (%d notifications) in %v; commands %v",
 		testenv.KafkaKind(), testenv.StoreKind(), len(w.events), want, elapsed.Round(time.Millisecond), parts)
 }
-
