@@ -57,6 +57,8 @@ type Stats struct {
 	Unrouted  atomic.Int64
 	Batches   atomic.Int64
 	StoreErrs atomic.Int64
+	// Assigned is the number of partitions this projector holds.
+	Assigned atomic.Int64
 }
 
 // Projector consumes the events topic.
@@ -112,6 +114,18 @@ func (p *Projector) Run(ctx context.Context) error {
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AllowAutoTopicCreation(),
+	)
+	count := func(m map[string][]int32) int64 {
+		n := 0
+		for _, ps := range m {
+			n += len(ps)
+		}
+		return int64(n)
+	}
+	opts = append(opts,
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { p.Stats.Assigned.Add(count(m)) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { p.Stats.Assigned.Add(-count(m)) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { p.Stats.Assigned.Add(-count(m)) }),
 	)
 	if id := p.cfg.Groups.ProjectorInstanceID; id != "" {
 		opts = append(opts, kgo.InstanceID(id))

@@ -132,6 +132,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		if err := config.Parse([]byte(y), &c); err != nil {
 			return fmt.Errorf("built-in dev configuration: %w", err)
 		}
+		if err := config.ApplyEnv(&c, e.getenv); err != nil {
+			return configError{err}
+		}
 		cfg = &c
 	}
 	if f.config == "" || f.kafka != "" {

@@ -155,7 +155,11 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 	}
 	defer st.Close(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
-	if err := startPipelineRoles(gctx, g, cfg, e, st, log, withProjector, withRelay); err != nil {
+	obs, err := startObserver(gctx, g, cfg, e, st, log)
+	if err != nil {
+		return err
+	}
+	if err := startPipelineRoles(gctx, g, cfg, e, st, obs, log, withProjector, withRelay); err != nil {
 		return err
 	}
 	log.Info("started", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "events", cfg.Topics.Events, "notifications", cfg.Topics.Notifications)
@@ -166,7 +170,7 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 
 // startPipelineRoles starts the projector and/or the relay in g; when both
 // run, the projector wakes the relay after every batch.
-func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger, withProjector, withRelay bool) error {
+func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, obs *observer, log *slog.Logger, withProjector, withRelay bool) error {
 	if st.IsFerretDB() {
 		log.Info("store is FerretDB: domain writes run as parallel single updates; see docs/architecture.md for its limits")
 	}
@@ -176,7 +180,8 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(kopts...))
+		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(append(kopts, obs.hooks)...))
+		obs.srv.Registry().MustRegister(relay.Collectors(st)...)
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	if withProjector {
@@ -184,11 +189,13 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(kopts...)}
+		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.hooks)...)}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}
 		p := consumer.New(cfg, st, popts...)
+		obs.srv.Registry().MustRegister(p.Collectors()...)
+		obs.srv.AddCheck("projector_assignment", assigned(p.Stats.Assigned.Load))
 		g.Go(func() error { return p.Run(ctx) })
 	}
 	return nil
@@ -196,7 +203,11 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 
 // startRoles starts every role in one process (fanout dev).
 func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) error {
-	return startPipelineRoles(ctx, g, cfg, e, st, log, true, true)
+	obs, err := startObserver(ctx, g, cfg, e, st, log)
+	if err != nil {
+		return err
+	}
+	return startPipelineRoles(ctx, g, cfg, e, st, obs, log, true, true)
 }
 
 func runConfig(_ context.Context, e *env, args []string) error {

@@ -329,7 +329,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 			return nil, err
 		}
 	}
-	if err := applyEnv(&cfg, getenv); err != nil {
+	if err := ApplyEnv(&cfg, getenv); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {

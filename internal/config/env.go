@@ -17,7 +17,8 @@ const EnvPrefix = "FANOUT_"
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-func applyEnv(cfg *Config, getenv func(string) string) error {
+// ApplyEnv applies the environment overrides to cfg.
+func ApplyEnv(cfg *Config, getenv func(string) string) error {
 	if getenv == nil {
 		return nil
 	}

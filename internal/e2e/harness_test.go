@@ -112,6 +112,8 @@ routing:
       event_types: [quote_created]
       targets: [logic_apps, salesforce]
       priority: high
+admin:
+  listen: 127.0.0.1:0
 log:
   level: info
 `, c.Kafka.Brokers[0], c.Topics.Events, c.Topics.EventsDLQ, c.Topics.Notifications, c.Groups.Projector,

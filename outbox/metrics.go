@@ -1,0 +1,62 @@
+package outbox
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Backlogger reports the outbox backlog.
+type Backlogger interface {
+	OutboxBacklog(ctx context.Context, now time.Time) (int64, time.Duration, error)
+}
+
+// Collectors returns the relay's Prometheus metrics, including the outbox
+// backlog and the age of its oldest entry (queried at scrape time, with a
+// short timeout).
+func (r *Relay) Collectors(st Backlogger) []prometheus.Collector {
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	s := &r.Stats
+	return []prometheus.Collector{
+		counter("fanout_relay_published_total", "Notifications published and acknowledged by the broker.", &s.Published),
+		counter("fanout_relay_iterations_total", "Relay polling iterations.", &s.Iterations),
+		counter("fanout_relay_held_total", "Outbox entries seen but held because the READ model had not reached their version.", &s.Held),
+		counter("fanout_relay_errors_total", "Relay iterations that failed.", &s.Errors),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_relay_leader", Help: "1 while this relay holds the lease."}, func() float64 {
+			if s.IsLeader.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_relay_lease_token", Help: "Fencing token of the lease this relay holds (0 when standing by)."}, func() float64 {
+			return float64(s.Token.Load())
+		}),
+		&backlogCollector{st: st,
+			count: prometheus.NewDesc("fanout_outbox_backlog", "Outbox entries not yet published.", nil, nil),
+			age:   prometheus.NewDesc("fanout_outbox_oldest_age_seconds", "Age of the oldest outbox entry.", nil, nil),
+		},
+	}
+}
+
+type backlogCollector struct {
+	st         Backlogger
+	count, age *prometheus.Desc
+}
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.count; ch <- c.age }
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, age, err := c.st.OutboxBacklog(ctx, time.Now())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.count, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age.Seconds())
+}
