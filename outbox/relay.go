@@ -63,6 +63,7 @@ type Relay struct {
 	opts   []kgo.Opt
 	holder string
 	wake   chan struct{}
+	del    *deleter
 	// OnPublished, if set, is called with the entries the broker
 	// acknowledged (tests and latency measurement).
 	onPublished func([]store.OutboxEntry, time.Time)
@@ -126,6 +127,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 
+	r.del = newDeleter(r.st.DeleteOutbox, r.log)
+	delCtx, stopDel := context.WithCancel(context.WithoutCancel(ctx))
+	delDone := make(chan struct{})
+	go func() { defer close(delDone); r.del.run(delCtx) }()
+	defer func() { stopDel(); <-delDone }()
+
 	lease := NewLease(r.st, r.cfg.Relay.LeaseName, r.holder, r.cfg.Relay.LeaseTTL, r.cfg.Relay.LeaseTTL/4, r.log)
 	leaseCtx, stopLease := context.WithCancel(ctx)
 	leaseDone := make(chan error, 1)
@@ -182,9 +189,14 @@ func (r *Relay) sleep(ctx context.Context, d time.Duration) {
 // published.
 func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token int64) (int, error) {
 	r.Stats.Iterations.Add(1)
+	r.del.prune()
 	page, err := r.st.PendingOutbox(ctx, r.cfg.Relay.BatchSize)
-	if err != nil || len(page) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	page = r.unpublished(page)
+	if len(page) == 0 {
+		return 0, nil
 	}
 	ids := make([]string, 0, len(page))
 	for _, e := range page {
@@ -213,6 +225,7 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	if err != nil {
 		return 0, err
 	}
+	all = r.unpublished(all)
 	publish := Publishable(all, versions)
 	if len(publish) == 0 {
 		return 0, nil
@@ -248,16 +261,26 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 		if r.onPublished != nil {
 			r.onPublished(okEntries, acked)
 		}
-		// Deleting after the ack: a crash before this line republishes
-		// the batch (a duplicate with the same id), never loses it.
-		if err := r.st.DeleteOutbox(context.WithoutCancel(ctx), done); err != nil {
-			return len(done), err
-		}
+		// Deleting after the ack: a crash before the delete completes
+		// republishes the batch (a duplicate with the same id), never
+		// loses it.
+		r.del.add(ctx, done)
 	}
 	if firstErr != nil {
 		return len(done), fmt.Errorf("publish %d of %d notifications: %w", len(publish)-len(done), len(publish), firstErr)
 	}
 	return len(done), nil
+}
+
+// unpublished drops the entries published whose delete is still pending.
+func (r *Relay) unpublished(es []store.OutboxEntry) []store.OutboxEntry {
+	out := es[:0]
+	for _, e := range es {
+		if !r.del.published(e.ID) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Publishable returns, per aggregate in version order, the entries whose

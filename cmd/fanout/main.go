@@ -50,8 +50,11 @@ func commands() []command {
 	return []command{
 		{name: "projector", summary: "consume source events, write the READ model and the outbox", help: helpProjector, run: runProjector},
 		{name: "relay", summary: "publish the outbox to the notifications topic (one active relay by lease)", help: helpRelay, run: runRelay},
+		{name: "dev", summary: "the whole pipeline in one process on embedded defaults", help: helpDev, run: runDev},
+		{name: "send", summary: "produce source events from a file or stdin", help: helpSend, run: runSend},
 		{name: "run", summary: "projector and relay in one process, against real Kafka and MongoDB", help: helpRun, run: runBoth},
 		{name: "config", summary: "config check: validate a configuration file without connecting", help: helpConfig, run: runConfig},
+		{name: "deploy", summary: "deploy render: Kubernetes manifests for the configured connectors", help: helpDeploy, run: runDeploy},
 		{name: "version", summary: "print the version", help: "usage: fanout version\n\nPrints fanout's version and the Go version it was built with.\n", run: runVersion},
 	}
 }
