@@ -1,0 +1,190 @@
+package render
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+// SecretRef is one environment variable a role reads a secret from. In
+// Kubernetes it is a secretKeyRef on the Secret Options.Secret, with the
+// variable's name as the key.
+type SecretRef struct {
+	// Env is the environment variable's name, and the Secret's key.
+	Env string
+	// Field is the configuration field that names it, e.g.
+	// connectors.salesforce.settings.auth.client_secret_env.
+	Field string
+}
+
+// envName is what fanout accepts as the name of an environment variable
+// holding a secret; it is also a valid Secret key.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// headerEnvRef matches ${NAME} in a webhook header value, which the webhook
+// connector replaces with the environment variable NAME.
+var headerEnvRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// ConnectorSecretRefs lists the environment variables that connector name
+// reads its secrets from: the value of every key ending in "_env" anywhere
+// in its settings (url_env, auth.client_secret_env, auth.private_key_env,
+// signing.secret_env, ...) and every ${NAME} in a value under a "headers"
+// key. The settings are walked generically, so a new connector type needs
+// no change here as long as it follows the *_env convention. The list is
+// sorted by variable and has no duplicates.
+func ConnectorSecretRefs(cfg *config.Config, name string) ([]SecretRef, error) {
+	c, ok := cfg.Connectors[name]
+	if !ok {
+		return nil, fmt.Errorf("connector %q is not configured", name)
+	}
+	var refs []SecretRef
+	var errs []string
+	var walk func(n *yaml.Node, path string, inHeaders bool)
+	walk = func(n *yaml.Node, path string, inHeaders bool) {
+		if n == nil {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path, inHeaders)
+			}
+		case yaml.AliasNode:
+			walk(n.Alias, path, inHeaders)
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, path+"["+strconv.Itoa(i)+"]", inHeaders)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, val := n.Content[i].Value, n.Content[i+1]
+				field := path + "." + key
+				if strings.HasSuffix(key, "_env") && val.Kind == yaml.ScalarNode {
+					if v := strings.TrimSpace(val.Value); v != "" {
+						if !envName.MatchString(v) {
+							errs = append(errs, fmt.Sprintf("%s: %q is not a valid environment variable name (use letters, digits and '_', not starting with a digit)", field, v))
+						} else {
+							refs = append(refs, SecretRef{Env: v, Field: field})
+						}
+					}
+					continue
+				}
+				walk(val, field, inHeaders || key == "headers")
+			}
+		case yaml.ScalarNode:
+			if !inHeaders {
+				return
+			}
+			for _, m := range headerEnvRef.FindAllStringSubmatch(n.Value, -1) {
+				refs = append(refs, SecretRef{Env: m[1], Field: path})
+			}
+		}
+	}
+	settings := c.Settings
+	walk(&settings, "connectors."+name+".settings", false)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("connector %s: %s", name, strings.Join(errs, "; "))
+	}
+	return dedupe(refs), nil
+}
+
+// CommonSecretRefs lists the secrets every role reads: the MongoDB URI
+// (mongo.uri_env when set, else the FANOUT_MONGO_URI override, since a
+// production URI carries credentials) and the Kafka SASL password
+// (kafka.sasl.password_env, when set).
+func CommonSecretRefs(cfg *config.Config) []SecretRef {
+	var refs []SecretRef
+	if cfg.Mongo.URIEnv != "" {
+		refs = append(refs, SecretRef{Env: cfg.Mongo.URIEnv, Field: "mongo.uri_env"})
+	} else {
+		refs = append(refs, SecretRef{Env: config.EnvPrefix + "MONGO_URI", Field: "mongo.uri (environment override)"})
+	}
+	if cfg.Kafka.SASL.PasswordEnv != "" {
+		refs = append(refs, SecretRef{Env: cfg.Kafka.SASL.PasswordEnv, Field: "kafka.sasl.password_env"})
+	}
+	return dedupe(refs)
+}
+
+// dedupe sorts refs by variable and keeps the first field naming each.
+func dedupe(refs []SecretRef) []SecretRef {
+	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Env < refs[j].Env })
+	out := refs[:0]
+	for _, r := range refs {
+		if len(out) > 0 && out[len(out)-1].Env == r.Env {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// inlineSecretKeys are settings keys whose non-empty value is a secret.
+var inlineSecretKeys = map[string]bool{
+	"password": true, "client_secret": true, "token": true, "secret": true, "private_key": true,
+}
+
+// sasSignature finds a shared access signature in a URL's query.
+var sasSignature = regexp.MustCompile(`(?i)[?&]sig=[^&\s]`)
+
+// InlineSecrets lists the fields of cfg that hold a secret value in the
+// file itself: kafka.sasl.password, a password in mongo.uri, and in
+// connector settings a non-empty password, client_secret, token, secret or
+// private_key, or a URL carrying a SAS signature (sig=). In Kubernetes the
+// file becomes a ConfigMap, which is no place for secrets: each of these
+// has an *_env field naming an environment variable instead. The list
+// names fields, never values.
+func InlineSecrets(cfg *config.Config) []string {
+	var found []string
+	if cfg.Kafka.SASL.Password != "" {
+		found = append(found, "kafka.sasl.password")
+	}
+	if _, rest, ok := strings.Cut(cfg.Mongo.URI, "://"); ok {
+		if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 && strings.Contains(rest[:at], ":") {
+			found = append(found, "mongo.uri")
+		}
+	}
+	names := make([]string, 0, len(cfg.Connectors))
+	for n := range cfg.Connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.AliasNode:
+			walk(n.Alias, path)
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, path+"["+strconv.Itoa(i)+"]")
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, val := n.Content[i].Value, n.Content[i+1]
+				if inlineSecretKeys[key] && val.Kind == yaml.ScalarNode && strings.TrimSpace(val.Value) != "" {
+					found = append(found, path+"."+key)
+					continue
+				}
+				walk(val, path+"."+key)
+			}
+		case yaml.ScalarNode:
+			if sasSignature.MatchString(n.Value) {
+				found = append(found, path)
+			}
+		}
+	}
+	for _, name := range names {
+		settings := cfg.Connectors[name].Settings
+		walk(&settings, "connectors."+name+".settings")
+	}
+	return found
+}
