@@ -38,6 +38,10 @@ type Kafka struct {
 	ClientID string   `yaml:"client_id"`
 	TLS      TLS      `yaml:"tls"`
 	SASL     SASL     `yaml:"sasl"`
+	// Compression of produced batches: none, gzip, snappy, lz4 or zstd;
+	// empty is the client's default (snappy). Azure Event Hubs accepts
+	// gzip only (Premium/Dedicated) or none.
+	Compression string `yaml:"compression"`
 	// MaxRecordBytes bounds one produced record batch; Azure Event Hubs
 	// closes the connection above 1,046,528 bytes.
 	MaxRecordBytes int32 `yaml:"max_record_bytes"`

@@ -40,6 +40,11 @@ func (c *Config) Validate() error {
 	default:
 		e.add("kafka.sasl.mechanism", "%q is not supported", "use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
 	}
+	switch c.Kafka.Compression {
+	case "", "none", "gzip", "snappy", "lz4", "zstd":
+	default:
+		e.add("kafka.compression", "%q is not supported", "use none, gzip, snappy, lz4 or zstd (Azure Event Hubs: gzip or none)", c.Kafka.Compression)
+	}
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
 		e.add("kafka.tls.cert_file", "cert_file and key_file must be set together", "set both for mutual TLS, or neither")
 	}

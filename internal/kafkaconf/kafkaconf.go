@@ -32,6 +32,19 @@ func Options(cfg *config.Config, role string, getenv func(string) string) ([]kgo
 		kgo.MetadataMaxAge(3 * time.Minute),
 		kgo.ConnIdleTimeout(3 * time.Minute),
 	}
+	switch k.Compression {
+	case "":
+	case "none":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.NoCompression()))
+	case "gzip":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression()))
+	case "snappy":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	case "lz4":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	case "zstd":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	}
 	if k.TLS.Enabled {
 		tc, err := tlsConfig(k.TLS)
 		if err != nil {
