@@ -109,7 +109,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 	defer la.Close()
 	sfID, sfSecret := "fanout-dev-"+randomHex(4), randomHex(16)
-	sf, err := sfsim.New(sfsim.Config{ClientID: sfID, ClientSecret: sfSecret, Faults: sfsim.Faults{RejectField: "currency", RejectValue: "XXX"}})
+	sf, err := sfsim.New(sfsim.Config{ClientID: sfID, ClientSecret: sfSecret, Faults: sfsim.Faults{RejectField: "Currency__c", RejectValue: "XXX"}})
 	if err != nil {
 		return fmt.Errorf("salesforce simulator: %w", err)
 	}
@@ -254,6 +254,11 @@ connectors:
       mode: upsert
       object: Quote__c
       external_id_field: Quote_Ext_Id__c
+      fields:
+        Amount__c: amount
+        Currency__c: currency
+        User_Id__c: user_id
+        Event_Type__c: "@type"
 routing:
   default: {targets: [logic_apps], priority: normal, trigger_type: quote_lifecycle}
   rules:

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -207,7 +208,20 @@ func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 	if err != nil {
 		return err
 	}
-	return startPipelineRoles(ctx, g, cfg, e, st, obs, log, true, true)
+	if err := startPipelineRoles(ctx, g, cfg, e, st, obs, log, true, true); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(cfg.Connectors))
+	for n := range cfg.Connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := startWorker(ctx, g, cfg, e, st, obs, log, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func runConfig(_ context.Context, e *env, args []string) error {

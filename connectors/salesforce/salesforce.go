@@ -81,7 +81,7 @@ func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Conn
 		return nil, errors.New("salesforce: http.DefaultTransport is not an *http.Transport")
 	}
 	c.transport = base.Clone()
-	c.transport.MaxIdleConnsPerHost = 16
+	c.transport.MaxIdleConnsPerHost = 256
 	c.http = newRetryClient(cfg, c.transport, func(li LimitInfo) { c.limits.Store(&li) })
 	tokenClient := &http.Client{
 		Transport:     &retryablehttp.RoundTripper{Client: c.http},

@@ -123,11 +123,17 @@ func New(opts Options) (*Client, error) {
 	}
 	rt := opts.Transport
 	if rt == nil {
+		var t *http.Transport
 		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-			rt = dt.Clone()
+			t = dt.Clone()
 		} else {
-			rt = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+			t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
 		}
+		// A worker keeps up to delivery.max_in_flight calls open to one
+		// host; the default of 2 idle connections would make most of them
+		// dial (and handshake TLS) anew.
+		t.MaxIdleConnsPerHost = 256
+		rt = t
 	}
 	hc := &http.Client{Transport: rt, Timeout: opts.Timeout}
 	if !opts.FollowRedirects {

@@ -235,27 +235,47 @@ type DomainWrite struct {
 // change's version. A guarded upsert that finds a newer document fails with
 // a duplicate-key error on its _id; that is the guard working, not an error.
 func (s *Store) ApplyDomain(ctx context.Context, writes []DomainWrite) error {
-	if len(writes) == 0 {
+	return s.guardedUpserts(ctx, s.domain, len(writes), func(i int) (bson.D, bson.D) {
+		return s.guard(writes[i]), s.update(writes[i])
+	}, "write domain documents")
+}
+
+// guardedUpserts applies n version-guarded upserts: one unordered bulk
+// write where bulk writes are fast (MongoDB), else or when the bulk write
+// fails part way, one by one on a few goroutines. Every write is
+// idempotent, so redoing the whole batch is safe.
+func (s *Store) guardedUpserts(ctx context.Context, coll *mongo.Collection, n int, model func(i int) (filter, update bson.D), what string) error {
+	if n == 0 {
 		return nil
 	}
 	if !s.parallel {
-		models := make([]mongo.WriteModel, 0, len(writes))
-		for _, w := range writes {
-			models = append(models, mongo.NewUpdateOneModel().
-				SetFilter(s.guard(w)).SetUpdate(s.update(w)).SetUpsert(true))
+		models := make([]mongo.WriteModel, 0, n)
+		for i := range n {
+			f, u := model(i)
+			models = append(models, mongo.NewUpdateOneModel().SetFilter(f).SetUpdate(u).SetUpsert(true))
 		}
-		_, err := s.domain.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		if err == nil || onlyDuplicates(err) {
+		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		if err == nil {
 			return nil
 		}
 		var bwe mongo.BulkWriteException
 		if !errors.As(err, &bwe) {
-			return fmt.Errorf("store: write domain documents: %w", err)
+			return fmt.Errorf("store: %s: %w", what, err)
 		}
-		// Some servers stop a bulk write at the first error; every write is
-		// idempotent, so finish the batch one document at a time.
+		// Duplicates alone are the guard working, but only if the server
+		// went on after them: FerretDB stops an unordered bulk write at
+		// the first error, so check that the counts add up.
+		if onlyDuplicates(err) && res != nil && res.MatchedCount+res.UpsertedCount+int64(len(bwe.WriteErrors)) >= int64(n) {
+			return nil
+		}
 	}
-	return s.applyParallel(ctx, writes)
+	return upsertEach(ctx, n, func(ctx context.Context, i int) error {
+		f, u := model(i)
+		if _, err := coll.UpdateOne(ctx, f, u, options.UpdateOne().SetUpsert(true)); err != nil && !mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
+		return nil
+	})
 }
 
 func (s *Store) guard(w DomainWrite) bson.D {
@@ -273,33 +293,35 @@ func (s *Store) update(w DomainWrite) bson.D {
 	return bson.D{{Key: "$set", Value: set}}
 }
 
-func (s *Store) applyParallel(ctx context.Context, writes []DomainWrite) error {
+// upsertEach runs write(i) for i in [0, n) on a few goroutines and returns
+// the first error. It is the one-by-one path for servers whose bulkWrite
+// is sequential or stops at the first error.
+func upsertEach(ctx context.Context, n int, write func(ctx context.Context, i int) error) error {
 	const workers = 8
-	ch := make(chan DomainWrite)
+	ch := make(chan int)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		firstErr error
 	)
-	for range min(workers, len(writes)) {
+	for range min(workers, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for w := range ch {
-				_, err := s.domain.UpdateOne(ctx, s.guard(w), s.update(w), options.UpdateOne().SetUpsert(true))
-				if err != nil && !mongo.IsDuplicateKeyError(err) {
+			for i := range ch {
+				if err := write(ctx, i); err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = fmt.Errorf("store: write domain document %q: %w", w.ID, err)
+						firstErr = err
 					}
 					mu.Unlock()
 				}
 			}
 		}()
 	}
-	for _, w := range writes {
+	for i := range n {
 		select {
-		case ch <- w:
+		case ch <- i:
 		case <-ctx.Done():
 			close(ch)
 			wg.Wait()

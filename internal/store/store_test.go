@@ -17,10 +17,12 @@ import (
 // FerretDB by default, FANOUT_TEST_MONGO_URI when set (FerretDB on
 // PostgreSQL under `make test`, or a real MongoDB replica set).
 
-func open(t *testing.T) *store.Store {
+func open(t *testing.T) *store.Store { return openMode(t, "auto") }
+
+func openMode(t *testing.T, domainWrites string) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
+	st, err := store.Open(ctx, store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second, DomainWrites: domainWrites})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +36,15 @@ func open(t *testing.T) *store.Store {
 	return st
 }
 
+// TestVersionGuard runs on both write paths: bulk (MongoDB's) must also
+// be right on a server whose bulk write stops at the first error.
 func TestVersionGuard(t *testing.T) {
-	st := open(t)
+	for _, mode := range []string{"parallel", "bulk"} {
+		t.Run(mode, func(t *testing.T) { testVersionGuard(t, openMode(t, mode)) })
+	}
+}
+
+func testVersionGuard(t *testing.T, st *store.Store) {
 	ctx := context.Background()
 	w := func(id string, v int64, amount int) store.DomainWrite {
 		return store.DomainWrite{ID: id, Version: v, Set: bson.D{{Key: "amount", Value: amount}}}

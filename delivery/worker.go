@@ -1,0 +1,572 @@
+// Package delivery is the worker that takes notifications from the
+// notifications topic to one connector: one consumer group per connector,
+// per-key ordered concurrency, scheduled retries, a circuit breaker that
+// holds records during an outage, and dead letters for what can never be
+// delivered.
+//
+// # Ordering and commits
+//
+// Records of one key (the aggregate id) are delivered one at a time in
+// offset order; records of different keys run concurrently, up to
+// delivery.max_in_flight downstream calls. With a BatchConnector
+// (Salesforce Collections) a call carries up to MaxBatch records, one per
+// key, gathered for at most delivery.batch_linger, and max_in_flight
+// bounds calls, not records. A partition's committed offset
+// only ever moves up to its lowest unfinished record, so a crash or a
+// rebalance redelivers (at least once, with the same notification id) and
+// never skips. Offsets are committed about every second, and synchronously
+// when partitions are revoked and when the worker stops. Records routed
+// elsewhere are skipped from their headers alone and committed past.
+// Fetching pauses while too many records are buffered.
+//
+// # Rebalances
+//
+// When partitions are revoked the worker stops starting work on them,
+// gives their in-flight calls up to delivery.revoke_timeout to finish,
+// cancels what is left (the next owner redelivers it), commits what is done
+// and forgets them. Records not started yet, or waiting for a retry, are
+// left to the next owner; it also redelivers records of other keys that
+// finished after the lowest unfinished one (at least once: same id, and
+// never a version before an older one's first delivery). Lost partitions
+// (the session expired) are abandoned at once without a commit: someone
+// else may already own them.
+//
+// # Retries and the breaker
+//
+// A failed attempt is retried after an exponential backoff with full jitter
+// (or the downstream's Retry-After, capped), scheduled on a timer: the
+// waiting record keeps its key blocked but gives up its in-flight slot.
+// Retryable and Reauthenticate failures count against a per-connector
+// circuit breaker; when it opens, the worker pauses fetching, holds every
+// record (no delivery, no dead letter) and lets the half-open probes
+// through; it resumes when the breaker closes. max_attempts dead-letters a
+// record only while the breaker is closed (then the failure is the
+// record's own), and attempts that failed while it was not closed (the
+// probes of an outage) do not count; max_elapsed since the first failure
+// always dead-letters, outage or not. A
+// Reauthenticate failure is retried at once the first time (the connector
+// has dropped its token), even past max_attempts, then like a retryable
+// one.
+//
+// # Dead letters
+//
+// Permanent failures, exhausted retries and invalid records go to
+// <dlq_prefix><connector> with the original key, value and headers plus the
+// HeaderDLQ* headers, produced synchronously before the record counts as
+// done. With after_dead_letter: park, later records of a dead-lettered key
+// go straight to the dead letters (class parked) so that a replay can keep
+// their order; the set of parked keys lives in the worker's memory only, so
+// a restart or a rebalance forgets it and later records flow again.
+//
+// # Delivered versions
+//
+// After each acknowledgement the worker notes the notification's version
+// per key and flushes the newest ones every delivery.delivered_flush to a
+// DeliveredStore (version-guarded: never lowered), for replays to refuse
+// stale notifications.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/time/rate"
+
+	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+// DeliveredStore keeps the newest version delivered per key and connector,
+// so that a replay older than what the target already has can be refused.
+// *store.Store implements it.
+type DeliveredStore interface {
+	// RecordDelivered stores versions (key -> version) for connector,
+	// never lowering a stored version.
+	RecordDelivered(ctx context.Context, connector string, versions map[string]int64) error
+}
+
+// Option configures a Worker.
+type Option func(*Worker)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(w *Worker) { w.log = l } }
+
+// WithKafkaOptions adds franz-go client options: brokers, TLS, SASL, as
+// kafkaconf.Options builds them.
+func WithKafkaOptions(opts ...kgo.Opt) Option {
+	return func(w *Worker) { w.kopts = append(w.kopts, opts...) }
+}
+
+// WithDeliveredStore sets where the newest delivered versions are flushed;
+// without one they are not recorded.
+func WithDeliveredStore(s DeliveredStore) Option { return func(w *Worker) { w.store = s } }
+
+// Sequential delivers one record at a time per partition, in offset order,
+// without batching: the baseline that per-key concurrency is measured
+// against. Everything else (retries, breaker, dead letters) is unchanged.
+func Sequential() Option { return func(w *Worker) { w.sequential = true } }
+
+// Worker delivers the notifications routed to one connector.
+type Worker struct {
+	cfg        *config.Config
+	name       string
+	conn       connectors.Connector
+	batch      connectors.BatchConnector // nil unless batching
+	maxBatch   int
+	d          config.Delivery
+	log        *slog.Logger
+	kopts      []kgo.Opt
+	store      DeliveredStore
+	sequential bool
+	topic      string
+	dlqTopic   string
+	group      string
+
+	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	breakerCh chan struct{} // signalled on every breaker state change
+	limiter   *rate.Limiter // nil without rate_limit
+	delivered deliveredTracker
+	stats     Stats
+	started   atomic.Bool
+}
+
+// New returns a worker for the connector named name, delivering through
+// conn, which the caller keeps and closes after Run returns. cfg must be
+// validated; delivery settings left zero in a connector's override take
+// the defaults.
+func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Option) *Worker {
+	w := &Worker{
+		cfg:       cfg,
+		name:      name,
+		conn:      conn,
+		d:         withDefaults(cfg.DeliveryFor(name)),
+		log:       slog.Default(),
+		topic:     cfg.Topics.Notifications,
+		dlqTopic:  cfg.DLQTopic(name),
+		group:     cfg.WorkerGroup(name),
+		breakerCh: make(chan struct{}, 1),
+		delivered: deliveredTracker{pending: make(map[string]int64)},
+	}
+	for _, o := range opts {
+		o(w)
+	}
+	w.log = w.log.With("connector", name)
+	if bc, ok := conn.(connectors.BatchConnector); ok && bc.MaxBatch() > 1 && !w.sequential {
+		w.batch, w.maxBatch = bc, bc.MaxBatch()
+	}
+	if w.d.RateLimit > 0 {
+		burst := w.d.RateBurst
+		if burst <= 0 {
+			burst = max(1, int(w.d.RateLimit))
+		}
+		w.limiter = rate.NewLimiter(rate.Limit(w.d.RateLimit), burst)
+	}
+	b := w.d.Breaker
+	w.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        name,
+		MaxRequests: max(b.HalfOpenProbes, 1),
+		Timeout:     b.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.ConsecutiveFailures },
+		// A permanent failure is the downstream answering: it is up.
+		IsSuccessful: func(err error) bool { return err == nil || connectors.Classify(err) == connectors.Permanent },
+		// A call we cancelled ourselves (revoke, stop) says nothing.
+		IsExcluded:    func(err error) bool { return errors.Is(err, context.Canceled) },
+		OnStateChange: w.onBreakerChange,
+	})
+	return w
+}
+
+// withDefaults fills the fields of d left zero (a connector's partial
+// delivery override) with the global defaults.
+func withDefaults(d config.Delivery) config.Delivery {
+	def := config.Default().Delivery
+	set := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
+		}
+	}
+	if d.MaxInFlight <= 0 {
+		d.MaxInFlight = def.MaxInFlight
+	}
+	if d.MaxAttempts <= 0 {
+		d.MaxAttempts = def.MaxAttempts
+	}
+	set(&d.MaxElapsed, def.MaxElapsed)
+	set(&d.MinBackoff, def.MinBackoff)
+	set(&d.MaxBackoff, def.MaxBackoff)
+	d.MaxBackoff = max(d.MaxBackoff, d.MinBackoff)
+	set(&d.RetryAfterCap, def.RetryAfterCap)
+	if d.Breaker.ConsecutiveFailures == 0 {
+		d.Breaker.ConsecutiveFailures = def.Breaker.ConsecutiveFailures
+	}
+	set(&d.Breaker.OpenTimeout, def.Breaker.OpenTimeout)
+	if d.AfterDeadLtr == "" {
+		d.AfterDeadLtr = def.AfterDeadLtr
+	}
+	set(&d.RevokeTimeout, def.RevokeTimeout)
+	if d.BatchLinger < 0 {
+		d.BatchLinger = 0
+	}
+	set(&d.CallTimeout, def.CallTimeout)
+	set(&d.DeliveredFlush, def.DeliveredFlush)
+	return d
+}
+
+// Stats returns the worker's live counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Name returns the connector name the worker delivers to.
+func (w *Worker) Name() string { return w.name }
+
+// onBreakerChange runs under the breaker's lock: it only records, logs and
+// signals; the loop does the pausing.
+func (w *Worker) onBreakerChange(_ string, from, to gobreaker.State) {
+	w.stats.BreakerState.Store(int32(to))
+	if to == gobreaker.StateOpen {
+		w.stats.BreakerOpened.Add(1)
+	}
+	lvl := slog.LevelWarn
+	if to == gobreaker.StateClosed {
+		lvl = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), lvl, "circuit breaker state changed", "from", from.String(), "to", to.String(),
+		"consecutive_failures", w.d.Breaker.ConsecutiveFailures, "open_timeout", w.d.Breaker.OpenTimeout)
+	select {
+	case w.breakerCh <- struct{}{}:
+	default:
+	}
+}
+
+// Run consumes and delivers until ctx is done. Then it stops fetching,
+// gives in-flight work up to delivery.revoke_timeout, commits what is
+// finished, flushes the delivered versions and leaves the group. It returns
+// nil on a clean stop and may be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("delivery: Run called twice")
+	}
+	l := newLoop(w)
+	opts := append(slices.Clone(w.kopts),
+		kgo.ConsumerGroup(w.group),
+		kgo.ConsumeTopics(w.topic),
+		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+			l.onRevoked(ctx, cl, parts, false)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+			l.onRevoked(ctx, cl, parts, true)
+		}),
+		kgo.SessionTimeout(w.cfg.Kafka.SessionTimeout),
+		// Short fetch waits: a resumed partition is fetched again soon.
+		kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// The DLQ topic is created on first use where the broker allows
+		// it; production clusters should create it beforehand.
+		kgo.AllowAutoTopicCreation(),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		l.hardStop()
+		return fmt.Errorf("delivery %s: create kafka client: %w", w.name, err)
+	}
+	l.cl = cl
+	w.log.Info("worker started", "topic", w.topic, "group", w.group, "dlq", w.dlqTopic,
+		"max_in_flight", w.d.MaxInFlight, "batch", max(w.maxBatch, 1), "sequential", w.sequential)
+
+	var bg sync.WaitGroup
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	bg.Add(3)
+	go func() { defer bg.Done(); l.poll(pollCtx) }()
+	go func() { defer bg.Done(); l.committer.run(bgCtx, cl, w.log) }()
+	go func() { defer bg.Done(); w.flushLoop(bgCtx) }()
+
+	final := l.run(ctx, stopPoll)
+	stopPoll()
+	stopBg()
+	bg.Wait()
+
+	// The final commit: everything finished, nothing in flight any more.
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	l.committer.pmu.Lock()
+	l.committer.pending = nil
+	l.committer.pmu.Unlock()
+	var commitErr error
+	if len(final) > 0 {
+		commitErr = commitSync(cctx, cl, final)
+	}
+	cancel()
+	w.flushDelivered(context.Background(), 10*time.Second)
+	cl.Close() // leaves the group; the revoke callback sees the loop done
+	if commitErr != nil {
+		w.log.Warn("final offset commit failed; the next owner redelivers the uncommitted records", "err", commitErr)
+	}
+	w.log.Info("worker stopped", "delivered", w.stats.Delivered.Load(), "dead_lettered", w.stats.DeadLettered.Total())
+	return nil
+}
+
+// commitSync commits offs and waits, returning the first error of the
+// request or of any partition.
+func commitSync(ctx context.Context, cl *kgo.Client, offs map[string]map[int32]kgo.EpochOffset) error {
+	var rerr error
+	cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			rerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 && rerr == nil {
+					rerr = fmt.Errorf("commit %s[%d]: error code %d", t.Topic, p.Partition, p.ErrorCode)
+				}
+			}
+		}
+	})
+	return rerr
+}
+
+// committer commits offsets the loop offers, off the loop's goroutine, one
+// commit at a time; a revoke callback takes mu so that no periodic commit
+// of a revoked partition can land after the revoke's own commit.
+type committer struct {
+	mu      sync.Mutex // held for a whole commit
+	pmu     sync.Mutex // guards pending
+	pending map[string]map[int32]kgo.EpochOffset
+	signal  chan struct{}
+}
+
+// offer merges offs into the pending commit, keeping the higher offset,
+// and wakes the committer.
+func (c *committer) offer(offs map[string]map[int32]kgo.EpochOffset) {
+	c.pmu.Lock()
+	c.pending = mergeOffsets(c.pending, offs)
+	n := len(c.pending)
+	c.pmu.Unlock()
+	if n > 0 {
+		select {
+		case c.signal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// drop forgets pending offsets of partitions that are being revoked.
+func (c *committer) drop(parts map[string][]int32) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	for t, ps := range parts {
+		for _, p := range ps {
+			delete(c.pending[t], p)
+		}
+		if len(c.pending[t]) == 0 {
+			delete(c.pending, t)
+		}
+	}
+}
+
+func (c *committer) run(ctx context.Context, cl *kgo.Client, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.signal:
+		}
+		c.mu.Lock()
+		c.pmu.Lock()
+		offs := c.pending
+		c.pending = nil
+		c.pmu.Unlock()
+		if len(offs) > 0 {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := commitSync(cctx, cl, offs); err != nil && ctx.Err() == nil {
+				log.Warn("offset commit failed; retrying with the next commit", "err", err)
+				c.pmu.Lock()
+				c.pending = mergeOffsets(offs, c.pending)
+				c.pmu.Unlock()
+			}
+			cancel()
+		}
+		c.mu.Unlock()
+	}
+}
+
+func mergeOffsets(dst, src map[string]map[int32]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
+	if dst == nil && len(src) > 0 {
+		dst = make(map[string]map[int32]kgo.EpochOffset, len(src))
+	}
+	for t, ps := range src {
+		if dst[t] == nil {
+			dst[t] = make(map[int32]kgo.EpochOffset, len(ps))
+		}
+		for p, o := range ps {
+			if cur, ok := dst[t][p]; !ok || o.Offset > cur.Offset {
+				dst[t][p] = o
+			}
+		}
+	}
+	return dst
+}
+
+// pollGate lets a revoke callback stop the poller between polls: the
+// callback cancels a poll in progress and waits until its records, if any,
+// have been handed to the loop. The loop then sees them before the revoke,
+// and franz-go returns no record of a revoked partition from any later
+// poll.
+type pollGate struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	blockers int
+	busy     bool
+	cancel   context.CancelFunc
+}
+
+func newPollGate() *pollGate {
+	g := &pollGate{}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+// begin waits until no callback holds the gate and returns the context of
+// the next poll; ok is false once ctx is done.
+func (g *pollGate) begin(ctx context.Context) (context.Context, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.blockers > 0 && ctx.Err() == nil {
+		g.cond.Wait()
+	}
+	if ctx.Err() != nil {
+		return nil, false
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	g.busy, g.cancel = true, cancel
+	return pctx, true
+}
+
+// end marks the poll and its hand-off finished.
+func (g *pollGate) end() {
+	g.mu.Lock()
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.busy, g.cancel = false, nil
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// block stops the poller and waits until it is between polls.
+func (g *pollGate) block() {
+	g.mu.Lock()
+	g.blockers++
+	if g.cancel != nil {
+		g.cancel()
+	}
+	for g.busy {
+		g.cond.Wait()
+	}
+	g.mu.Unlock()
+}
+
+// unblock lets the poller go on.
+func (g *pollGate) unblock() {
+	g.mu.Lock()
+	g.blockers--
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// wakeAll wakes a poller waiting on the gate so that it sees its context
+// is done.
+func (g *pollGate) wakeAll() {
+	g.mu.Lock()
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// deliveredTracker collects the newest delivered version per key between
+// flushes.
+type deliveredTracker struct {
+	mu      sync.Mutex
+	pending map[string]int64
+}
+
+func (t *deliveredTracker) note(key string, v int64) {
+	t.mu.Lock()
+	if v > t.pending[key] {
+		t.pending[key] = v
+	}
+	t.mu.Unlock()
+}
+
+func (t *deliveredTracker) take() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.pending) == 0 {
+		return nil
+	}
+	m := t.pending
+	t.pending = make(map[string]int64, len(m))
+	return m
+}
+
+// restore puts back versions a failed flush could not store.
+func (t *deliveredTracker) restore(m map[string]int64) {
+	t.mu.Lock()
+	for k, v := range m {
+		if v > t.pending[k] {
+			t.pending[k] = v
+		}
+	}
+	t.mu.Unlock()
+}
+
+// flushLoop flushes the delivered versions every delivered_flush until ctx
+// is done; Run flushes once more after the last delivery.
+func (w *Worker) flushLoop(ctx context.Context) {
+	if w.store == nil {
+		return
+	}
+	t := time.NewTicker(w.d.DeliveredFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.flushDelivered(ctx, 30*time.Second)
+		}
+	}
+}
+
+// flushDelivered stores the pending versions within timeout; on failure
+// they go back to pending for the next flush. A flush cut short by ctx (the
+// worker stopping) is not an error: Run flushes once more.
+func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) {
+	if w.store == nil {
+		return
+	}
+	m := w.delivered.take()
+	if len(m) == 0 {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err := w.store.RecordDelivered(fctx, w.name, m)
+	w.log.Debug("delivered versions flushed", "keys", len(m), "took", time.Since(start), "err", err)
+	if err != nil {
+		w.delivered.restore(m)
+		if ctx.Err() == nil {
+			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "err", err)
+		}
+	}
+}
