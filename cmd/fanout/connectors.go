@@ -13,19 +13,13 @@ import (
 
 // openConnector builds the named connector instance from the registry.
 func openConnector(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (connectors.Connector, error) {
-	cc, ok := cfg.Connectors[name]
-	if !ok {
-		names := make([]string, 0, len(cfg.Connectors))
-		for n := range cfg.Connectors {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return nil, configError{fmt.Errorf("connector %q is not configured (configured: %s)", name, strings.Join(names, ", "))}
+	if err := connectorConfigured(cfg, name); err != nil {
+		return nil, err
 	}
-	settings := cc.Settings
+	settings := cfg.Connectors[name].Settings
 	return connectors.Default().Open(ctx, connectors.Config{
 		Name:   name,
-		Type:   cc.Type,
+		Type:   cfg.Connectors[name].Type,
 		Logger: log.With("connector", name),
 		Decode: func(v any) error {
 			if settings.Kind == 0 {
@@ -37,6 +31,20 @@ func openConnector(ctx context.Context, cfg *config.Config, name string, log *sl
 			return nil
 		},
 	})
+}
+
+// connectorConfigured returns a configError unless name is a configured
+// connector.
+func connectorConfigured(cfg *config.Config, name string) error {
+	if _, ok := cfg.Connectors[name]; ok {
+		return nil
+	}
+	names := make([]string, 0, len(cfg.Connectors))
+	for n := range cfg.Connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return configError{fmt.Errorf("connector %q is not configured (configured: %s)", name, strings.Join(names, ", "))}
 }
 
 // checkConnectors builds every configured connector once, without

@@ -54,6 +54,9 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 	if name == "" {
 		return usageError{"--connector is required: name the connector to deliver to (a key of connectors: in the configuration)"}
 	}
+	if err := connectorConfigured(cfg, name); err != nil {
+		return err
+	}
 	log := newLogger(cfg, e, "worker")
 	st, err := openStore(ctx, cfg, e, "worker-"+name)
 	if err != nil {
