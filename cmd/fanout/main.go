@@ -16,7 +16,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+var version = "devel"
 
 // exitConfig is the exit status for a configuration error.
 const exitConfig = 2
@@ -127,7 +127,7 @@ func runVersion(_ context.Context, e *env, args []string) error {
 	}
 	v := version
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		if v == "devel" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
 		fmt.Fprintf(e.stdout, "fanout %s (%s)\n", v, bi.GoVersion)
