@@ -22,10 +22,7 @@ func openConnector(ctx context.Context, cfg *config.Config, name string, log *sl
 		Type:   cfg.Connectors[name].Type,
 		Logger: log.With("connector", name),
 		Decode: func(v any) error {
-			if settings.Kind == 0 {
-				return nil
-			}
-			if err := settings.Decode(v); err != nil {
+			if err := connectors.DecodeStrict(&settings, v); err != nil {
 				return fmt.Errorf("connectors.%s.settings: %w", name, err)
 			}
 			return nil

@@ -73,3 +73,28 @@ func TestSendRejectsInvalidJSON(t *testing.T) {
 		t.Fatalf("missing key: exit %d, stderr %s", code, errOut)
 	}
 }
+
+func TestConfigCheckConnectorSettings(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	yaml := "connectors:\n  la:\n    type: logicapps\n    settings:\n      url_env: LA_URL\n      timeoutt: 5s\nrouting:\n  default: {targets: [la]}\n"
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"LA_URL": "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=2016-10-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SECRETSIG"}
+	code, _, errOut := run(t, "", vars, "config", "check", "--config", p)
+	if code != exitConfig || !strings.Contains(errOut, "timeoutt") || !strings.Contains(errOut, "connectors.la") {
+		t.Fatalf("misspelt setting: exit %d, stderr:\n%s", code, errOut)
+	}
+	if strings.Contains(errOut, "SECRETSIG") {
+		t.Fatalf("config check printed the sig:\n%s", errOut)
+	}
+	// The example file is valid once its secrets are in the environment
+	// (connectors read their *_env variables from the process).
+	t.Setenv("FANOUT_LOGICAPPS_URL", vars["LA_URL"])
+	t.Setenv("FANOUT_SALESFORCE_CLIENT_SECRET", "s3cret")
+	code, out, errOut := run(t, "", vars, "config", "check", "--config", filepath.Join("..", "..", "fanout.example.yaml"))
+	if code != 0 {
+		t.Fatalf("example: exit %d, %s %s", code, out, errOut)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
 )
 
@@ -99,7 +100,7 @@ func (a *AuthSettings) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.MappingNode:
 		type plain AuthSettings
 		var p plain
-		if err := strictDecode(n, &p); err != nil {
+		if err := connectors.DecodeStrict(n, &p); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
 		*a = AuthSettings(p)
@@ -133,17 +134,6 @@ func (s Settings) String() string {
 
 // LogValue hides secrets from slog.
 func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// strictDecode decodes a mapping node into v, rejecting unknown keys.
-func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	return dec.Decode(v)
-}
 
 var (
 	consumptionPath = regexp.MustCompile(`^/workflows/[^/]+/triggers/[^/]+/paths/invoke(/.*)?$`)

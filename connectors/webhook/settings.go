@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
 )
 
@@ -117,7 +118,7 @@ func (a *AuthSettings) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.MappingNode:
 		type plain AuthSettings
 		var p plain
-		if err := strictDecode(n, &p); err != nil {
+		if err := connectors.DecodeStrict(n, &p); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
 		*a = AuthSettings(p)
@@ -178,17 +179,6 @@ func hidden(s string) string {
 		return ""
 	}
 	return transport.Redacted
-}
-
-// strictDecode decodes a mapping node into v, rejecting unknown keys.
-func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	return dec.Decode(v)
 }
 
 // statusRange is an inclusive range of statuses.
