@@ -130,18 +130,20 @@ func dlqRecord(topic, connector string, r *kgo.Record, dl deadLetter) *kgo.Recor
 	return &kgo.Record{Topic: topic, Key: slices.Clone(r.Key), Value: r.Value, Headers: h}
 }
 
-// priorAttempts reads the attempt count of an earlier dead letter of the
-// record (a replay), so that Notification.Attempt keeps counting.
+// priorAttempts reads the attempts made before this record was replayed
+// (HeaderReplayAttempts, or the attempt count of a dead letter fed back
+// as it is), so that Notification.Attempt keeps counting.
 func priorAttempts(r *kgo.Record) int {
+	best := 0
 	for _, h := range r.Headers {
-		if h.Key == HeaderDLQAttempts {
+		if h.Key == HeaderDLQAttempts || h.Key == HeaderReplayAttempts {
 			n, err := strconv.Atoi(string(h.Value))
-			if err == nil && n > 0 {
-				return n
+			if err == nil && n > best {
+				best = n
 			}
 		}
 	}
-	return 0
+	return best
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a rune.

@@ -42,6 +42,7 @@ func newEnv(t *testing.T, name, typ string, edit func(d *config.Delivery)) *tenv
 	cfg.Kafka.SessionTimeout = 6 * time.Second
 	cfg.Topics.Notifications = testenv.Topic(t, "notif")
 	cfg.Topics.DLQPrefix = cfg.Topics.Notifications + ".dlq."
+	cfg.Topics.RetryPrefix = cfg.Topics.Notifications + ".retry."
 	cfg.Groups.WorkerPrefix = testenv.Topic(t, "g") + "-"
 	cfg.Connectors = map[string]config.Connector{name: {Type: typ}, "other": {Type: "webhook"}}
 	d := &cfg.Delivery
@@ -63,6 +64,7 @@ func newEnv(t *testing.T, name, typ string, edit func(d *config.Delivery)) *tenv
 	e.cfg = &cfg
 	testenv.CreateTopic(t, e.brokers, cfg.Topics.Notifications, 6)
 	testenv.CreateTopic(t, e.brokers, cfg.DLQTopic(name), 1)
+	testenv.CreateTopic(t, e.brokers, cfg.RetryTopic(name), 2)
 	return e
 }
 
@@ -79,6 +81,8 @@ type note struct {
 	targets []string // default: the connector under test
 	noID    bool     // publish without ce_id
 	payload map[string]any
+	// traceparent, if set, is sent in the traceparent header.
+	traceparent string
 }
 
 // notes makes keys x versions notifications, version-major (v1 of every
@@ -133,6 +137,9 @@ func (e *tenv) produce(t *testing.T, ns ...note) []*kgo.Record {
 		}
 		if !n.noID {
 			h = append(h, kgo.RecordHeader{Key: envelope.HeaderID, Value: []byte(n.id)})
+		}
+		if n.traceparent != "" {
+			h = append(h, kgo.RecordHeader{Key: envelope.HeaderTraceParent, Value: []byte(n.traceparent)})
 		}
 		recs = append(recs, &kgo.Record{Key: []byte(n.key), Value: value, Headers: h})
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/envelope"
@@ -52,8 +53,9 @@ type rec struct {
 	lastFail  time.Time
 	lastErr   error
 	readyAt   time.Time
-	heapIdx   int // in the retry heap
-	openIdx   int // in the partition's open heap
+	heapIdx   int        // in the retry heap
+	openIdx   int        // in the partition's open heap
+	span      trace.Span // of the attempt in flight, when tracing
 }
 
 // keyQueue holds the unfinished records of one key in one partition, in
@@ -143,6 +145,7 @@ type loop struct {
 
 	fetchCh  chan []*kgo.Record
 	ctrlCh   chan revokeReq
+	pauseCh  chan bool // the operator's pause, from the control loop
 	resCh    chan callResult
 	dlqCh    chan dlqResult
 	loopDone chan struct{}
@@ -160,6 +163,7 @@ type loop struct {
 	limit     int // buffered records above which fetching pauses
 	lingerTil time.Time
 	paused    bool
+	opPaused  bool // an operator paused the connector
 	blocked   bool // the breaker refused the last dispatch
 	stopping  bool
 	stopAt    time.Time
@@ -176,6 +180,7 @@ func newLoop(w *Worker) *loop {
 		w:         w,
 		fetchCh:   make(chan []*kgo.Record),
 		ctrlCh:    make(chan revokeReq),
+		pauseCh:   make(chan bool),
 		resCh:     make(chan callResult),
 		dlqCh:     make(chan dlqResult),
 		loopDone:  make(chan struct{}),
@@ -240,7 +245,7 @@ func (l *loop) poll(ctx context.Context) {
 // asks the loop to finish or abandon the partitions' work, and commits
 // what is done before the partitions move.
 func (l *loop) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32, lost bool) {
-	if len(parts[l.w.topic]) == 0 {
+	if len(parts[l.w.topic]) == 0 && len(parts[l.w.retryTopic]) == 0 {
 		return
 	}
 	select {
@@ -306,6 +311,8 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 			l.ingest(recs)
 		case req := <-l.ctrlCh:
 			l.startRevoke(req)
+		case p := <-l.pauseCh:
+			l.setOpPaused(p)
 		case res := <-l.resCh:
 			l.handleResult(res)
 		case res := <-l.dlqCh:
@@ -330,10 +337,32 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	}
 	l.revokes = nil
 	offs := make(map[string]map[int32]kgo.EpochOffset)
+	st := &l.w.stats
 	for _, p := range l.parts {
 		l.addOffset(offs, p, true)
+		// What is unfinished is left to the next owner.
+		st.Abandoned.Add(int64(p.buffered))
+		l.buffered -= p.buffered
+		p.buffered = 0
 	}
+	l.publishGauges()
+	st.takeLedger()
 	return offs
+}
+
+// setOpPaused applies the operator's pause: no new delivery starts and
+// fetching pauses (updatePause) until resumed; calls in flight finish.
+func (l *loop) setOpPaused(p bool) {
+	if p == l.opPaused {
+		return
+	}
+	l.opPaused = p
+	l.w.stats.Paused.Store(p)
+	if p {
+		l.w.log.Warn("connector paused by an operator: no new deliveries until resumed", "in_flight", l.w.stats.InFlight.Load())
+	} else {
+		l.w.log.Info("connector resumed by an operator")
+	}
 }
 
 // nextWake returns the earliest time the loop has something to do without
@@ -385,8 +414,12 @@ func (l *loop) ingest(recs []*kgo.Record) {
 	st := &l.w.stats
 	for _, kr := range recs {
 		st.Consumed.Add(1)
+		if kr.Topic == l.w.retryTopic {
+			st.ConsumedRetry.Add(1)
+		}
 		p := l.part(kr)
 		if p.revoking || kr.Offset < p.next {
+			st.Ignored.Add(1)
 			continue // a revoked partition's late record, or seen already
 		}
 		p.next, p.epoch = kr.Offset+1, kr.LeaderEpoch
@@ -394,6 +427,7 @@ func (l *loop) ingest(recs []*kgo.Record) {
 			st.SkippedNotRouted.Add(1)
 			continue
 		}
+		st.Routed.Add(1)
 		r := &rec{r: kr, p: p, heapIdx: -1}
 		heap.Push(&p.open, r)
 		r.meta = envelope.ParseMeta(kr)
@@ -464,7 +498,7 @@ func (l *loop) finish(r *rec) {
 // breaker lets them through.
 func (l *loop) dispatch() {
 	l.blocked = false
-	if l.stopping {
+	if l.stopping || l.opPaused {
 		return
 	}
 	batch := max(l.w.maxBatch, 1)
@@ -498,6 +532,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	ctx, cancel := context.WithTimeout(l.hardCtx, l.w.d.CallTimeout)
 	c := &call{recs: recs, cancel: cancel}
 	ns := make([]*connectors.Notification, len(recs))
+	callCtx := ctx
 	for i, r := range recs {
 		r.state = stInFlight
 		r.attempts++
@@ -507,6 +542,12 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 			ID: r.meta.ID, Key: r.key, Type: r.meta.Type, Source: r.meta.Source, Version: r.meta.Version,
 			Time: r.meta.CommitTime, Priority: r.meta.Priority, TriggerType: r.meta.TriggerType,
 			Body: r.r.Value, Attempt: r.prior + r.attempts, TraceParent: r.meta.TraceParent,
+		}
+		if l.w.tracer != nil {
+			sctx := l.w.startSpan(ctx, r, ns[i])
+			if len(recs) == 1 {
+				callCtx = sctx
+			}
 		}
 	}
 	l.calls++
@@ -525,7 +566,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 				errs[i] = &connectors.Error{Class: connectors.Retryable, Message: "rate limiter", Err: err}
 			}
 		case len(ns) == 1:
-			errs[0] = w.conn.Deliver(ctx, ns[0])
+			errs[0] = w.conn.Deliver(callCtx, ns[0])
 		default:
 			out := w.batch.DeliverBatch(ctx, ns)
 			copy(errs, out)
@@ -577,10 +618,11 @@ func (l *loop) handleResult(res callResult) {
 		p := r.p
 		p.busy--
 		delete(p.calls, res.c)
+		err := res.errs[i]
+		endSpan(r, err)
 		if p.dropped {
 			continue
 		}
-		err := res.errs[i]
 		switch {
 		case err == nil:
 			l.delivered(r)
@@ -699,9 +741,9 @@ func (l *loop) promoteDue() {
 }
 
 // expired dead-letters r if it has been failing for max_elapsed, breaker
-// or not.
+// or not; not while an operator holds the connector paused.
 func (l *loop) expired(r *rec) bool {
-	if r.firstFail.IsZero() || l.now.Sub(r.firstFail) < l.w.d.MaxElapsed {
+	if l.opPaused || r.firstFail.IsZero() || l.now.Sub(r.firstFail) < l.w.d.MaxElapsed {
 		return false
 	}
 	l.deadLetter(r, deadLetter{class: classOf(connectors.Classify(r.lastErr)), err: r.lastErr,
@@ -789,17 +831,17 @@ func (l *loop) updatePause() {
 	over := l.buffered >= l.limit || (l.paused && l.buffered > l.limit/2)
 	// With nothing buffered, fetch anyway: new records are the breaker's
 	// only probes once every held record has been dead-lettered.
-	want := over || (l.w.stats.Breaker() != gobreaker.StateClosed && l.buffered > 0)
+	want := over || l.opPaused || (l.w.stats.Breaker() != gobreaker.StateClosed && l.buffered > 0)
 	if want == l.paused {
 		return
 	}
 	l.paused = want
 	l.w.stats.FetchPaused.Store(want)
 	if want {
-		l.cl.PauseFetchTopics(l.w.topic)
-		l.w.log.Debug("fetching paused", "buffered", l.buffered, "limit", l.limit, "breaker", l.w.stats.Breaker().String())
+		l.cl.PauseFetchTopics(l.w.Topics()...)
+		l.w.log.Debug("fetching paused", "buffered", l.buffered, "limit", l.limit, "breaker", l.w.stats.Breaker().String(), "operator_pause", l.opPaused)
 	} else {
-		l.cl.ResumeFetchTopics(l.w.topic)
+		l.cl.ResumeFetchTopics(l.w.Topics()...)
 		l.w.log.Debug("fetching resumed", "buffered", l.buffered)
 	}
 }
@@ -807,15 +849,18 @@ func (l *loop) updatePause() {
 func (l *loop) publishGauges() {
 	st := &l.w.stats
 	st.Buffered.Store(int64(l.buffered))
-	if l.blocked {
+	if l.blocked || l.opPaused {
 		st.Held.Store(int64(l.ready.len()))
 	} else {
 		st.Held.Store(0)
 	}
 }
 
-// periodic runs every second: commit progress, expire held records.
+// periodic runs every second: commit progress, expire held records, take
+// the ledger.
 func (l *loop) periodic() {
+	l.publishGauges()
+	l.w.stats.takeLedger()
 	if !l.stopping {
 		offs := make(map[string]map[int32]kgo.EpochOffset)
 		for _, p := range l.parts {
@@ -825,7 +870,7 @@ func (l *loop) periodic() {
 		}
 		l.committer.offer(offs)
 	}
-	if l.blocked {
+	if l.blocked && !l.opPaused {
 		// Held records are not attempted, so check their age here.
 		l.ready.filter(func(r *rec) bool { return !l.expired(r) })
 	}
@@ -927,11 +972,14 @@ func (l *loop) abandonAll() {
 	l.stopAt = time.Time{}
 }
 
-// drop forgets a partition.
+// drop forgets a partition; its unfinished records are abandoned to the
+// next owner.
 func (l *loop) drop(p *partition) {
 	p.dropped = true
 	p.cancel()
+	l.w.stats.Abandoned.Add(int64(p.buffered))
 	l.buffered -= p.buffered
+	p.buffered = 0
 	delete(l.parts, tp{p.topic, p.id})
 }
 

@@ -1,22 +1,40 @@
 package delivery
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/fanout-dev/fanout/internal/store"
 )
 
 // Stats are a worker's counters and gauges. Every field is updated with
 // atomics on the hot path and may be read at any time from any goroutine
 // (admin API, metrics exporter, tests).
 type Stats struct {
-	// Consumed counts records read from the notifications topic, routed
-	// here or not.
+	// Consumed counts records read from the notifications and retry
+	// topics, routed here or not.
 	Consumed atomic.Int64
+	// ConsumedRetry counts the records of Consumed read from the retry
+	// topic (replayed dead letters).
+	ConsumedRetry atomic.Int64
 	// SkippedNotRouted counts records whose fanout_targets header does not
 	// name this connector: skipped from the headers alone and committed past.
 	SkippedNotRouted atomic.Int64
+	// Ignored counts records read again after a rebalance (already seen)
+	// or that arrived for a partition being revoked: their owner handles
+	// them.
+	Ignored atomic.Int64
+	// Routed counts records routed to this connector and taken on:
+	// Routed = Delivered + DeadLettered + Pending + Abandoned.
+	Routed atomic.Int64
+	// Abandoned counts routed records given up unfinished when their
+	// partition was revoked or the worker stopped; the next owner
+	// delivers them (at least once).
+	Abandoned atomic.Int64
 	// Delivered counts notifications the downstream acknowledged.
 	Delivered atomic.Int64
 	// Retried counts failed attempts that were scheduled for another try.
@@ -33,8 +51,11 @@ type Stats struct {
 	// finished (delivered or dead-lettered); fetching pauses above a bound.
 	Buffered atomic.Int64
 	// FetchPaused is true while the worker has paused fetching, for
-	// backpressure or because the breaker is not closed.
+	// backpressure, because the breaker is not closed or because an
+	// operator paused the connector.
 	FetchPaused atomic.Bool
+	// Paused is true while an operator has paused the connector.
+	Paused atomic.Bool
 	// BreakerState is the circuit breaker's state as a gobreaker.State.
 	BreakerState atomic.Int32
 	// BreakerOpened counts transitions of the breaker to open.
@@ -44,7 +65,72 @@ type Stats struct {
 	// (fanout_commit_time) to the downstream's acknowledgement.
 	Latency Latency
 
-	lastError atomic.Pointer[string]
+	lastError   atomic.Pointer[string]
+	lastErrorAt atomic.Int64 // unix nanoseconds
+	ledger      atomic.Pointer[store.Ledger]
+	startedAt   time.Time
+
+	rateMu        sync.Mutex
+	rateAt        time.Time
+	rateDelivered int64
+}
+
+// Ledger returns the latest ledger the worker's loop took (every second
+// and when it stops): taken on the loop's goroutine, its equations hold
+// exactly. Before the first one it is computed from the live counters.
+func (s *Stats) Ledger() store.Ledger {
+	if p := s.ledger.Load(); p != nil {
+		l := *p
+		l.DeadLetteredByClass = maps.Clone(p.DeadLetteredByClass)
+		return l
+	}
+	return s.liveLedger()
+}
+
+// liveLedger reads the counters now; on the loop's goroutine it is exact.
+func (s *Stats) liveLedger() store.Ledger {
+	return store.Ledger{
+		Consumed:            s.Consumed.Load(),
+		ConsumedRetry:       s.ConsumedRetry.Load(),
+		SkippedNotRouted:    s.SkippedNotRouted.Load(),
+		Ignored:             s.Ignored.Load(),
+		Routed:              s.Routed.Load(),
+		Delivered:           s.Delivered.Load(),
+		DeadLettered:        s.DeadLettered.Total(),
+		DeadLetteredByClass: s.DeadLettered.ByClass(),
+		Pending:             s.Buffered.Load(),
+		Abandoned:           s.Abandoned.Load(),
+		Retried:             s.Retried.Load(),
+	}
+}
+
+// takeLedger stores a consistent ledger; only the loop calls it.
+func (s *Stats) takeLedger() {
+	l := s.liveLedger()
+	s.ledger.Store(&l)
+}
+
+// LastErrorAt returns when the latest failure happened, zero if none.
+func (s *Stats) LastErrorAt() time.Time {
+	if n := s.lastErrorAt.Load(); n != 0 {
+		return time.Unix(0, n).UTC()
+	}
+	return time.Time{}
+}
+
+// rate returns deliveries per second since the previous call.
+func (s *Stats) rate(now time.Time) float64 {
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	d := s.Delivered.Load()
+	var r float64
+	if !s.rateAt.IsZero() {
+		if el := now.Sub(s.rateAt).Seconds(); el > 0 {
+			r = float64(d-s.rateDelivered) / el
+		}
+	}
+	s.rateAt, s.rateDelivered = now, d
+	return r
 }
 
 // Breaker returns the circuit breaker's state.
@@ -63,6 +149,7 @@ func (s *Stats) LastError() string {
 
 func (s *Stats) setLastError(msg string) {
 	s.lastError.Store(&msg)
+	s.lastErrorAt.Store(time.Now().UnixNano())
 }
 
 // DeadLetterCounts counts dead letters by the class written in their

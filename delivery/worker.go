@@ -64,6 +64,18 @@
 // per key and flushes the newest ones every delivery.delivered_flush to a
 // DeliveredStore (version-guarded: never lowered), for replays to refuse
 // stale notifications.
+//
+// # Replays, pause and status
+//
+// The worker reads its connector's retry topic (<retry_prefix><connector>)
+// besides the notifications topic, in the same group: the admin API
+// replays dead letters there with fanout_targets naming this connector
+// only, and the records are delivered like any other. The attempt count of
+// a replayed record continues from its dead letter
+// (HeaderReplayAttempts). With a ControlStore the worker reads the
+// operator's pause before it fetches anything, polls it every second
+// (pausing fetches and starting no new delivery while paused) and
+// publishes its status every few seconds.
 package delivery
 
 import (
@@ -79,10 +91,12 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/store"
 )
 
 // DeliveredStore keeps the newest version delivered per key and connector,
@@ -110,6 +124,50 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // without one they are not recorded.
 func WithDeliveredStore(s DeliveredStore) Option { return func(w *Worker) { w.store = s } }
 
+// ControlStore is where a worker reads the operator's pause and publishes
+// its status, so that the admin API, in another process, sees and steers
+// every worker. *store.Store implements it.
+type ControlStore interface {
+	// ConnectorPaused reports whether the operator paused connector.
+	ConnectorPaused(ctx context.Context, connector string) (bool, error)
+	// PublishWorkerStatus stores the status of one worker instance.
+	PublishWorkerStatus(ctx context.Context, st store.WorkerStatus) error
+}
+
+// WithControl makes the worker obey the operator's pause and publish its
+// status to s; without it the worker is never paused and publishes
+// nothing.
+func WithControl(s ControlStore) Option { return func(w *Worker) { w.control = s } }
+
+// WithInstance names this worker process in its status (default: host
+// name, process id and a random suffix), so that replicas tell apart.
+func WithInstance(id string) Option { return func(w *Worker) { w.instance = id } }
+
+// WithControlIntervals sets how often the pause is polled (default 1s) and
+// the status published (default 2s); tests shorten them.
+func WithControlIntervals(pausePoll, status time.Duration) Option {
+	return func(w *Worker) {
+		if pausePoll > 0 {
+			w.pausePoll = pausePoll
+		}
+		if status > 0 {
+			w.statusEvery = status
+		}
+	}
+}
+
+// WithTracerProvider traces every delivery attempt as a client span, child
+// of the notification's traceparent, and passes the span's traceparent to
+// the connector. Without it the notification's traceparent is passed on
+// unchanged and no span is made.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(w *Worker) {
+		if tp != nil {
+			w.tracer = tp.Tracer("github.com/fanout-dev/fanout/delivery")
+		}
+	}
+}
+
 // Sequential delivers one record at a time per partition, in offset order,
 // without batching: the baseline that per-key concurrency is measured
 // against. Everything else (retries, breaker, dead letters) is unchanged.
@@ -128,8 +186,17 @@ type Worker struct {
 	store      DeliveredStore
 	sequential bool
 	topic      string
+	retryTopic string
 	dlqTopic   string
 	group      string
+
+	control     ControlStore
+	instance    string
+	pausePoll   time.Duration
+	statusEvery time.Duration
+	tracer      trace.Tracer // nil: no spans
+	client      atomic.Pointer[kgo.Client]
+	assigned    assignment
 
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	breakerCh chan struct{} // signalled on every breaker state change
@@ -145,19 +212,26 @@ type Worker struct {
 // the defaults.
 func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Option) *Worker {
 	w := &Worker{
-		cfg:       cfg,
-		name:      name,
-		conn:      conn,
-		d:         withDefaults(cfg.DeliveryFor(name)),
-		log:       slog.Default(),
-		topic:     cfg.Topics.Notifications,
-		dlqTopic:  cfg.DLQTopic(name),
-		group:     cfg.WorkerGroup(name),
-		breakerCh: make(chan struct{}, 1),
-		delivered: deliveredTracker{pending: make(map[string]int64)},
+		cfg:         cfg,
+		name:        name,
+		conn:        conn,
+		d:           withDefaults(cfg.DeliveryFor(name)),
+		log:         slog.Default(),
+		topic:       cfg.Topics.Notifications,
+		retryTopic:  cfg.RetryTopic(name),
+		dlqTopic:    cfg.DLQTopic(name),
+		group:       cfg.WorkerGroup(name),
+		breakerCh:   make(chan struct{}, 1),
+		delivered:   deliveredTracker{pending: make(map[string]int64)},
+		pausePoll:   time.Second,
+		statusEvery: 2 * time.Second,
+		assigned:    assignment{parts: make(map[tp]bool)},
 	}
 	for _, o := range opts {
 		o(w)
+	}
+	if w.instance == "" {
+		w.instance = defaultInstance()
 	}
 	w.log = w.log.With("connector", name)
 	if bc, ok := conn.(connectors.BatchConnector); ok && bc.MaxBatch() > 1 && !w.sequential {
@@ -227,6 +301,17 @@ func (w *Worker) Stats() *Stats { return &w.stats }
 // Name returns the connector name the worker delivers to.
 func (w *Worker) Name() string { return w.name }
 
+// Instance returns the name this worker publishes its status under.
+func (w *Worker) Instance() string { return w.instance }
+
+// Topics returns the topics the worker reads: the notifications topic and
+// the connector's retry topic.
+func (w *Worker) Topics() []string { return []string{w.topic, w.retryTopic} }
+
+// Assigned returns the partitions the worker holds, as "topic/partition",
+// sorted.
+func (w *Worker) Assigned() []string { return w.assigned.list() }
+
 // onBreakerChange runs under the breaker's lock: it only records, logs and
 // signals; the loop does the pausing.
 func (w *Worker) onBreakerChange(_ string, from, to gobreaker.State) {
@@ -255,14 +340,31 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("delivery: Run called twice")
 	}
 	l := newLoop(w)
+	w.stats.startedAt = time.Now()
+	// A paused connector stays paused across restarts: know before the
+	// first fetch.
+	if w.control != nil {
+		paused, ok := w.initialPause(ctx)
+		if !ok {
+			l.hardStop()
+			return nil
+		}
+		l.opPaused = paused
+		w.stats.Paused.Store(paused)
+	}
 	opts := append(slices.Clone(w.kopts),
 		kgo.ConsumerGroup(w.group),
-		kgo.ConsumeTopics(w.topic),
+		kgo.ConsumeTopics(w.topic, w.retryTopic),
 		kgo.DisableAutoCommit(),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+			w.assigned.add(parts)
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+			w.assigned.remove(parts)
 			l.onRevoked(ctx, cl, parts, false)
 		}),
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+			w.assigned.remove(parts)
 			l.onRevoked(ctx, cl, parts, true)
 		}),
 		kgo.SessionTimeout(w.cfg.Kafka.SessionTimeout),
@@ -280,16 +382,25 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("delivery %s: create kafka client: %w", w.name, err)
 	}
 	l.cl = cl
-	w.log.Info("worker started", "topic", w.topic, "group", w.group, "dlq", w.dlqTopic,
+	if l.opPaused {
+		cl.PauseFetchTopics(w.Topics()...)
+		l.paused = true
+		w.stats.FetchPaused.Store(true)
+	}
+	w.client.Store(cl)
+	defer w.client.Store(nil)
+	w.log.Info("worker started", "topic", w.topic, "retry_topic", w.retryTopic, "group", w.group, "dlq", w.dlqTopic,
+		"instance", w.instance, "paused", l.opPaused,
 		"max_in_flight", w.d.MaxInFlight, "batch", max(w.maxBatch, 1), "sequential", w.sequential)
 
 	var bg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	bgCtx, stopBg := context.WithCancel(context.Background())
-	bg.Add(3)
+	bg.Add(4)
 	go func() { defer bg.Done(); l.poll(pollCtx) }()
 	go func() { defer bg.Done(); l.committer.run(bgCtx, cl, w.log) }()
 	go func() { defer bg.Done(); w.flushLoop(bgCtx) }()
+	go func() { defer bg.Done(); w.controlLoop(bgCtx, l) }()
 
 	final := l.run(ctx, stopPoll)
 	stopPoll()
@@ -308,6 +419,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	cancel()
 	w.flushDelivered(context.Background(), 10*time.Second)
 	cl.Close() // leaves the group; the revoke callback sees the loop done
+	w.assigned.clear()
+	w.publishStatus(context.Background(), true)
 	if commitErr != nil {
 		w.log.Warn("final offset commit failed; the next owner redelivers the uncommitted records", "err", commitErr)
 	}

@@ -35,7 +35,9 @@ const helpDev = `usage: fanout dev [flags]
 Runs the whole pipeline in one process on embedded defaults: an embedded
 Kafka-protocol broker (kfake), an embedded MongoDB-compatible store (FerretDB
 on SQLite in --data), the projector, the relay, one delivery worker per
-connector, and local Logic Apps and Salesforce simulators the connectors
+connector, the admin API and console (on admin.listen, 127.0.0.1:9464 by
+default; without admin.tokens it answers this machine only, no token
+needed), and local Logic Apps and Salesforce simulators the connectors
 call over real HTTP. It prints where everything is. Ctrl-C stops it all.
 
   --generate 20     produce 20 sample quote events a second (creates,
@@ -144,7 +146,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	// Broker.
 	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications}
 	for name := range cfg.Connectors {
-		topics = append(topics, cfg.DLQTopic(name))
+		topics = append(topics, cfg.DLQTopic(name), cfg.RetryTopic(name))
 	}
 	switch {
 	case f.kafka != "":
@@ -220,8 +222,16 @@ Send an event:
 		cfg.Mongo.URI, cfg.Mongo.Database, cfg.Mongo.Collections.Domain,
 		laURL, laURL, sfURL, sfURL, sfURL, dir, cfg.Kafka.Brokers[0])
 
-	if err := startRoles(gctx, g, cfg, e, st, log); err != nil {
+	obs, err := startRoles(gctx, g, cfg, e, st, log)
+	if err != nil {
 		return err
+	}
+	if u := adminURL(gctx, cfg, obs); u != "" {
+		access := "no token needed from this machine (no admin.tokens configured)"
+		if len(cfg.Admin.Tokens) > 0 {
+			access = "tokens of admin.tokens"
+		}
+		fmt.Fprintf(e.stdout, "  Admin and console   %s   (API %sv1/connectors, %sopenapi.json; %s)\n\n", u, u, u, access)
 	}
 	if f.generate > 0 {
 		g.Go(func() error { return generate(gctx, cfg, f.generate, f.rejectRate, log) })

@@ -51,6 +51,7 @@ func commands() []command {
 		{name: "projector", summary: "consume source events, write the READ model and the outbox", help: helpProjector, run: runProjector},
 		{name: "relay", summary: "publish the outbox to the notifications topic (one active relay by lease)", help: helpRelay, run: runRelay},
 		{name: "worker", summary: "deliver the notifications routed to one connector (--connector NAME)", help: helpWorker, run: runWorker},
+		{name: "admin", summary: "the admin API and console: connectors, pause, dead letters, replay", help: helpAdmin, run: runAdmin},
 		{name: "simulate", summary: "run a local Logic Apps or Salesforce simulator", help: helpSimulate, run: runSimulate},
 		{name: "dev", summary: "the whole pipeline in one process on embedded defaults", help: helpDev, run: runDev},
 		{name: "send", summary: "produce source events from a file or stdin", help: helpSend, run: runSend},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
@@ -16,19 +17,37 @@ import (
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
-// observer is a role's admin listener plus the Kafka client hooks that
-// export franz-go's own metrics into the same registry.
+// observer is a role's admin listener, the source of the Kafka client
+// hooks that export franz-go's own metrics into the same registry, and the
+// tracer provider (nil when no OTLP endpoint is configured).
 type observer struct {
-	srv   *observe.Server
-	hooks kgo.Opt
+	srv    *observe.Server
+	tracer trace.TracerProvider
+}
+
+// kafkaHooks returns the metrics hooks for one Kafka client. A kprom
+// Metrics serves one client (its OnNewClient replaces its collectors), so
+// every client gets its own, told apart by the client_id label: the roles
+// of one process (fanout dev, fanout run) each have their own client id.
+func (o *observer) kafkaHooks() kgo.Opt {
+	return kgo.WithHooks(kprom.NewMetrics("fanout_kafka", kprom.Registerer(o.srv.Registry()), kprom.WithClientLabel()))
 }
 
 // startObserver starts the admin listener in g with the store and broker
 // readiness checks.
 func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) (*observer, error) {
 	srv := observe.NewServer(log.With("component", "admin"))
-	m := kprom.NewMetrics("fanout_kafka", kprom.Registerer(srv.Registry()), kprom.WithClientLabel())
-	o := &observer{srv: srv, hooks: kgo.WithHooks(m)}
+	o := &observer{srv: srv}
+	if a := cfg.Admin; a.TLSCertFile != "" {
+		if err := srv.UseTLS(a.TLSCertFile, a.TLSKeyFile); err != nil {
+			return nil, configError{err}
+		}
+	}
+	tp, err := startTracing(ctx, g, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	o.tracer = tp
 	srv.AddCheck("store", st.Ping)
 	kopts, err := kafkaconf.Options(cfg, "readiness", e.getenv)
 	if err != nil {

@@ -181,7 +181,7 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(append(kopts, obs.hooks)...))
+		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(append(kopts, obs.kafkaHooks())...))
 		obs.srv.Registry().MustRegister(relay.Collectors(st)...)
 		g.Go(func() error { return relay.Run(ctx) })
 	}
@@ -190,7 +190,7 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.hooks)...)}
+		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...)}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}
@@ -202,14 +202,16 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 	return nil
 }
 
-// startRoles starts every role in one process (fanout dev).
-func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) error {
+// startRoles starts every role in one process (fanout dev): projector,
+// relay, one worker per connector, and the admin API and console on the
+// one admin listener.
+func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) (*observer, error) {
 	obs, err := startObserver(ctx, g, cfg, e, st, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := startPipelineRoles(ctx, g, cfg, e, st, obs, log, true, true); err != nil {
-		return err
+		return nil, err
 	}
 	names := make([]string, 0, len(cfg.Connectors))
 	for n := range cfg.Connectors {
@@ -218,10 +220,13 @@ func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 	sort.Strings(names)
 	for _, n := range names {
 		if err := startWorker(ctx, g, cfg, e, st, obs, log, n); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	if err := startAdmin(ctx, g, cfg, e, st, obs, log); err != nil {
+		return nil, err
+	}
+	return obs, nil
 }
 
 func runConfig(_ context.Context, e *env, args []string) error {
@@ -237,6 +242,9 @@ func runConfig(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	if err := checkConnectors(cfg); err != nil {
+		return configError{err}
+	}
+	if err := cfg.CheckAdminTokens(e.getenv); err != nil {
 		return configError{err}
 	}
 	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))

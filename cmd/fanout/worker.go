@@ -88,11 +88,22 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 		conn.Close()
 		return configError{err}
 	}
-	w := delivery.New(cfg, name, conn,
+	opts := []delivery.Option{
 		delivery.WithLogger(log),
-		delivery.WithKafkaOptions(append(kopts, obs.hooks)...),
+		delivery.WithKafkaOptions(append(kopts, obs.kafkaHooks())...),
 		delivery.WithDeliveredStore(st),
-	)
+		delivery.WithControl(st),
+	}
+	if obs.tracer != nil {
+		opts = append(opts, delivery.WithTracerProvider(obs.tracer))
+	}
+	w := delivery.New(cfg, name, conn, opts...)
+	for _, c := range w.Collectors() {
+		if err := obs.srv.Registry().Register(c); err != nil {
+			conn.Close()
+			return fmt.Errorf("register the metrics of worker %s: %w", name, err)
+		}
+	}
 	g.Go(func() error {
 		defer conn.Close()
 		return w.Run(ctx)

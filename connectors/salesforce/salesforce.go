@@ -180,6 +180,9 @@ func (c *Connector) send(ctx context.Context, s *session, method, path string, b
 	}
 	req.Header.Set("Authorization", "Bearer "+s.tok.AccessToken)
 	req.Header.Set("Accept", "application/json")
+	if tp, ok := ctx.Value(traceParentKey{}).(string); ok && tp != "" {
+		req.Header.Set("traceparent", tp)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -210,8 +213,17 @@ func stripURLError(err error) error {
 	return err
 }
 
-// Deliver upserts or publishes one notification.
+// traceParentKey carries a notification's traceparent to the requests
+// that deliver it.
+type traceParentKey struct{}
+
+// Deliver upserts or publishes one notification. Its requests carry the
+// notification's traceparent; batched calls (DeliverBatch) serve several
+// traces and carry none.
 func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) error {
+	if n.TraceParent != "" {
+		ctx = context.WithValue(ctx, traceParentKey{}, n.TraceParent)
+	}
 	fields, err := c.buildFields(n)
 	if err != nil {
 		return err

@@ -30,6 +30,8 @@ type Config struct {
 	Delivery   Delivery             `yaml:"delivery"`
 	Admin      Admin                `yaml:"admin"`
 	Log        Log                  `yaml:"log"`
+	// Observability configures tracing export.
+	Observability Observability `yaml:"observability"`
 }
 
 // Kafka is how every role reaches the broker.
@@ -79,6 +81,10 @@ type Topics struct {
 	// DLQPrefix is the prefix of per-connector dead-letter topics; the
 	// connector name is appended: quote-notifications.dlq.<connector>.
 	DLQPrefix string `yaml:"dlq_prefix"`
+	// RetryPrefix is the prefix of per-connector retry topics, which the
+	// admin API replays dead letters into and the connector's workers read
+	// besides the notifications topic: quote-notifications.retry.<connector>.
+	RetryPrefix string `yaml:"retry_prefix"`
 }
 
 // Groups names the consumer groups.
@@ -231,9 +237,56 @@ type Breaker struct {
 	HalfOpenProbes uint32 `yaml:"half_open_probes"`
 }
 
-// Admin configures each role's admin listener.
+// Admin configures each role's admin listener and the admin API that
+// `fanout admin` (and `fanout dev`) serve on it.
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// TLSCertFile and TLSKeyFile, both set, make the admin listener serve
+	// HTTPS (health probes must then use the HTTPS scheme).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// Tokens are the bearer tokens the admin API accepts. Without any, the
+	// API answers only requests from the loopback interface (fanout dev,
+	// kubectl port-forward) and refuses the rest.
+	Tokens []AdminToken `yaml:"tokens"`
+	// ReplayRate is the default cap, in records per second, of a dead
+	// letter replay that does not set its own rate.
+	ReplayRate float64 `yaml:"replay_rate"`
+	// ReplayMaxRecords bounds the records one replay request selects.
+	ReplayMaxRecords int `yaml:"replay_max_records"`
+}
+
+// AdminToken is one bearer token of the admin API. The value lives in an
+// environment variable only, so that it never sits in a ConfigMap.
+type AdminToken struct {
+	// Name identifies the token's holder in the audit records.
+	Name string `yaml:"name"`
+	// TokenEnv names the environment variable holding the token.
+	TokenEnv string `yaml:"token_env"`
+	// Scopes are read (look) and operate (pause, resume, replay).
+	Scopes []string `yaml:"scopes"`
+}
+
+// Admin token scopes.
+const (
+	// ScopeRead allows the GET routes of the admin API.
+	ScopeRead = "read"
+	// ScopeOperate allows the mutating routes: pause, resume, replay.
+	ScopeOperate = "operate"
+)
+
+// Observability configures trace export. Metrics and logs need no
+// configuration beyond admin.listen and log.
+type Observability struct {
+	// OTLPEndpoint is the OTLP/HTTP endpoint URL traces are exported to,
+	// e.g. http://otel-collector:4318; empty (default) exports nothing,
+	// while traceparent is still passed on to the downstream calls.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the share of root traces sampled (0..1, default 1);
+	// a notification that carries a sampled traceparent is always traced.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name resource attribute (default fanout).
+	ServiceName string `yaml:"service_name"`
 }
 
 // Log configures logging.
@@ -257,6 +310,7 @@ func Default() Config {
 			EventsDLQ:     "quote-events.dlq",
 			Notifications: "quote-notifications",
 			DLQPrefix:     "quote-notifications.dlq.",
+			RetryPrefix:   "quote-notifications.retry.",
 		},
 		Groups: Groups{Projector: "fanout-projector", WorkerPrefix: "fanout-"},
 		Mongo: Mongo{
@@ -314,8 +368,9 @@ func Default() Config {
 			CallTimeout:    30 * time.Second,
 			DeliveredFlush: time.Second,
 		},
-		Admin: Admin{Listen: "127.0.0.1:9464"},
-		Log:   Log{Level: "info", Format: "json"},
+		Admin:         Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000},
+		Log:           Log{Level: "info", Format: "json"},
+		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
 	}
 }
 
@@ -366,6 +421,44 @@ func yamlProblem(err error) string {
 // DLQTopic returns the dead-letter topic of a connector.
 func (c *Config) DLQTopic(connector string) string {
 	return c.Topics.DLQPrefix + connector
+}
+
+// RetryTopic returns the retry topic of a connector: replayed dead letters
+// go there, and only that connector's workers read it.
+func (c *Config) RetryTopic(connector string) string {
+	return c.Topics.RetryPrefix + connector
+}
+
+// AdminTokenValue returns the value of an admin token, read from its
+// environment variable ("" when unset).
+func (c *Config) AdminTokenValue(t AdminToken, getenv func(string) string) string {
+	if t.TokenEnv == "" || getenv == nil {
+		return ""
+	}
+	return getenv(t.TokenEnv)
+}
+
+// MinAdminTokenLength is the shortest admin token accepted.
+const MinAdminTokenLength = 16
+
+// CheckAdminTokens checks that every admin token's environment variable
+// holds a long enough value; it returns a *Errors naming each token_env
+// that does not. The admin API runs it at start, config check too.
+func (c *Config) CheckAdminTokens(getenv func(string) string) error {
+	var e Errors
+	for i, t := range c.Admin.Tokens {
+		field := fmt.Sprintf("admin.tokens[%d](%s).token_env", i, t.Name)
+		switch v := c.AdminTokenValue(t, getenv); {
+		case v == "":
+			e.add(field, "environment variable %s is empty", "set it to the token's value (e.g. openssl rand -hex 32)", t.TokenEnv)
+		case len(v) < MinAdminTokenLength:
+			e.add(field, "the token in %s is shorter than %d characters", "use a long random value, e.g. openssl rand -hex 32", t.TokenEnv, MinAdminTokenLength)
+		}
+	}
+	if len(e.List) > 0 {
+		return &e
+	}
+	return nil
 }
 
 // WorkerGroup returns the consumer group of a connector's workers.

@@ -58,6 +58,10 @@ func (c *Config) Validate() error {
 	nonEmpty(&e, "topics.events_dlq", c.Topics.EventsDLQ)
 	nonEmpty(&e, "topics.notifications", c.Topics.Notifications)
 	nonEmpty(&e, "topics.dlq_prefix", c.Topics.DLQPrefix)
+	nonEmpty(&e, "topics.retry_prefix", c.Topics.RetryPrefix)
+	if c.Topics.RetryPrefix != "" && c.Topics.RetryPrefix == c.Topics.DLQPrefix {
+		e.add("topics.retry_prefix", "is the same as topics.dlq_prefix", "use a separate prefix for retry topics, e.g. quote-notifications.retry.")
+	}
 	if c.Topics.Events != "" && c.Topics.Events == c.Topics.Notifications {
 		e.add("topics.notifications", "is the same topic as topics.events", "use a separate topic for notifications, e.g. quote-notifications")
 	}
@@ -193,11 +197,64 @@ func (c *Config) Validate() error {
 			e.add("admin.listen", "%q is not host:port", "e.g. 127.0.0.1:9464, or empty to disable", c.Admin.Listen)
 		}
 	}
+	validateAdmin(&e, c.Admin)
+	if o := c.Observability; o.SampleRatio < 0 || o.SampleRatio > 1 {
+		e.add("observability.sample_ratio", "%v is out of range", "use a share between 0 and 1 (default 1)", o.SampleRatio)
+	}
+	if ep := c.Observability.OTLPEndpoint; ep != "" && !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+		e.add("observability.otlp_endpoint", "%q is not an http:// or https:// URL", "write the OTLP/HTTP endpoint URL, e.g. http://otel-collector:4318, or leave it empty to export nothing", ep)
+	}
 
 	if len(e.List) > 0 {
 		return &e
 	}
 	return nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func validateAdmin(e *Errors, a Admin) {
+	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
+		e.add("admin.tls_cert_file", "tls_cert_file and tls_key_file must be set together", "set both to serve the admin listener over HTTPS, or neither")
+	}
+	if a.ReplayRate <= 0 {
+		e.add("admin.replay_rate", "must be positive", "use a rate in records per second, e.g. 50")
+	}
+	if a.ReplayMaxRecords < 1 || a.ReplayMaxRecords > 1_000_000 {
+		e.add("admin.replay_max_records", "%d is out of range", "use 1..1000000 (default 10000)", a.ReplayMaxRecords)
+	}
+	names := map[string]bool{}
+	envs := map[string]bool{}
+	for i, t := range a.Tokens {
+		field := fmt.Sprintf("admin.tokens[%d]", i)
+		if t.Name != "" {
+			field = fmt.Sprintf("admin.tokens[%d](%s)", i, t.Name)
+		}
+		switch {
+		case strings.TrimSpace(t.Name) == "":
+			e.add(field+".name", "is empty", "name the token's holder; the name appears in audit records")
+		case names[t.Name]:
+			e.add(field+".name", "%q is used by another token", "give every token its own name", t.Name)
+		}
+		names[t.Name] = true
+		switch {
+		case t.TokenEnv == "":
+			e.add(field+".token_env", "is empty", "name the environment variable that holds the token (token values never go in the file)")
+		case !envName.MatchString(t.TokenEnv):
+			e.add(field+".token_env", "%q is not an environment variable name", "use letters, digits and '_', e.g. FANOUT_ADMIN_TOKEN_OPS", t.TokenEnv)
+		case envs[t.TokenEnv]:
+			e.add(field+".token_env", "%q is used by another token", "give every token its own variable", t.TokenEnv)
+		}
+		envs[t.TokenEnv] = true
+		if len(t.Scopes) == 0 {
+			e.add(field+".scopes", "is empty", "list read, operate or both")
+		}
+		for j, s := range t.Scopes {
+			if s != ScopeRead && s != ScopeOperate {
+				e.add(fmt.Sprintf("%s.scopes[%d]", field, j), "%q is not a scope", "use read (look) or operate (pause, resume, replay)", s)
+			}
+		}
+	}
 }
 
 func validateDelivery(e *Errors, field string, d Delivery) {

@@ -5,6 +5,7 @@ package observe
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ type Server struct {
 	mu     sync.Mutex
 	checks map[string]Check
 	addr   string
+	tls    *tls.Config
 }
 
 // NewServer returns a server with a fresh registry holding the Go and
@@ -46,6 +48,19 @@ func NewServer(log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return s
+}
+
+// UseTLS makes the listener serve HTTPS with the certificate and key in
+// the given PEM files. Call it before Serve.
+func (s *Server) UseTLS(certFile, keyFile string) error {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("admin listener TLS: load %s and %s: %w", certFile, keyFile, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	return nil
 }
 
 // Registry is where the role registers its metrics.
@@ -129,11 +144,15 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
+	tc := s.tls
 	s.mu.Unlock()
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("admin listener started", "addr", s.addr)
+	s.log.Info("admin listener started", "addr", s.addr, "tls", tc != nil)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin listener: %w", err)

@@ -79,7 +79,7 @@ func TestCompose(t *testing.T) {
 	initCmd := strings.Join(stringsOf(list(svcs["kafka-init"], "command")), " ")
 	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications}
 	for name := range cfg.Connectors {
-		topics = append(topics, cfg.DLQTopic(name))
+		topics = append(topics, cfg.DLQTopic(name), cfg.RetryTopic(name))
 	}
 	for _, topic := range topics {
 		if !regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(topic) + `(\s|;|$)`).MatchString(initCmd) {

@@ -1,0 +1,509 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fanout-dev/fanout/internal/config"
+	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
+	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
+	"github.com/fanout-dev/fanout/internal/testenv"
+)
+
+// syncBuffer collects the log output of every role of a stack.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testStack is the whole pipeline in this process, started the way
+// `fanout dev` starts it (startRoles), with both simulators, real secrets
+// and admin tokens, all logs collected.
+type testStack struct {
+	cfg     *config.Config
+	brokers []string
+	la      *lasim.Server
+	sf      *sfsim.Server
+	admin   string // base URL of the admin listener
+	logs    *syncBuffer
+	secrets map[string]string // what must never be logged, by name
+	stop    func() error
+}
+
+const stackAdminToken = "stack-ops-token-5f1d0c9a7e3b42d8"
+
+func startStack(t *testing.T) *testStack {
+	t.Helper()
+	s := &testStack{brokers: testenv.Kafka(t), logs: &syncBuffer{}}
+	uri := testenv.Mongo(t)
+
+	la, err := lasim.New(lasim.Config{Key: "la-signing-key-" + testenv.Database(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := la.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = la.Close() })
+	s.la = la
+	laURL := la.CallbackURL("quotes", "manual", false)
+	u, err := url.Parse(laURL)
+	if err != nil || u.Query().Get("sig") == "" {
+		t.Fatalf("simulator callback URL %q has no sig", laURL)
+	}
+	sfSecret := "sf-client-secret-" + testenv.Database(t)
+	sf, err := sfsim.New(sfsim.Config{ClientID: "fanout-test", ClientSecret: sfSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfURL, err := sf.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sf.Close() })
+	s.sf = sf
+	s.secrets = map[string]string{"logic apps sig": u.Query().Get("sig"), "salesforce client secret": sfSecret, "admin token": stackAdminToken}
+
+	events := testenv.Topic(t, "events")
+	notif := testenv.Topic(t, "notif")
+	y := fmt.Sprintf(`
+kafka: {brokers: [%q], session_timeout: 6s}
+topics:
+  events: %s
+  events_dlq: %s.dlq
+  notifications: %s
+  dlq_prefix: %s.dlq.
+  retry_prefix: %s.retry.
+groups: {projector: %s, worker_prefix: %s-}
+mongo: {uri: %q, database: %s, timeout: 20s}
+relay: {lease_ttl: 3s, produce_timeout: 1s}
+connectors:
+  logic_apps:
+    type: logicapps
+    settings: {url_env: T_LA_URL, max_attempts: 1}
+  salesforce:
+    type: salesforce
+    settings:
+      login_url: %q
+      allow_http: true
+      auth: {type: client_credentials, client_id: fanout-test, client_secret_env: T_SF_SECRET}
+      mode: upsert
+      object: Quote__c
+      external_id_field: Quote_Ext_Id__c
+      fields: {Amount__c: amount, Currency__c: currency}
+routing:
+  default: {targets: [logic_apps], priority: normal}
+  rules:
+    - {name: created, event_types: [quote_created], targets: [logic_apps, salesforce], priority: high}
+delivery:
+  max_attempts: 2
+  min_backoff: 20ms
+  max_backoff: 100ms
+  revoke_timeout: 3s
+  delivered_flush: 200ms
+admin:
+  listen: 127.0.0.1:0
+  tokens: [{name: ops, token_env: T_ADMIN_OPS, scopes: [read, operate]}]
+log: {level: debug, format: json}
+`, s.brokers[0], events, events, notif, notif, notif, testenv.Topic(t, "proj"), testenv.Topic(t, "w"), uri, testenv.Database(t), sfURL)
+	vars := map[string]string{"T_LA_URL": laURL, "T_SF_SECRET": sfSecret, "T_ADMIN_OPS": stackAdminToken}
+	// Connectors read their *_env variables from the process.
+	t.Setenv("T_LA_URL", laURL)
+	t.Setenv("T_SF_SECRET", sfSecret)
+	e := &env{stdout: io.Discard, stderr: s.logs, stdin: strings.NewReader(""), getenv: func(k string) string { return vars[k] }}
+	c := config.Default()
+	if err := config.Parse([]byte(y), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg = &c
+	for _, tp := range []string{c.Topics.Events, c.Topics.EventsDLQ, c.Topics.Notifications} {
+		testenv.CreateTopic(t, s.brokers, tp, 3)
+	}
+	for n := range c.Connectors {
+		testenv.CreateTopic(t, s.brokers, c.DLQTopic(n), 2)
+		testenv.CreateTopic(t, s.brokers, c.RetryTopic(n), 2)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	log := newLogger(s.cfg, e, "dev")
+	st, err := openStore(ctx, s.cfg, e, "test")
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	obs, err := startRoles(gctx, g, s.cfg, e, st, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	s.admin = strings.TrimSuffix(adminURL(gctx, s.cfg, obs), "/")
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			done := make(chan error, 1)
+			go func() { done <- g.Wait() }()
+			select {
+			case stopErr = <-done:
+			case <-time.After(30 * time.Second):
+				stopErr = fmt.Errorf("the stack did not stop within 30 s")
+			}
+			_ = st.Drop(context.Background())
+			_ = st.Close(context.Background())
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			l := s.logs.String()
+			if len(l) > 8000 {
+				l = l[len(l)-8000:]
+			}
+			t.Logf("log tail:\n%s", l)
+		}
+	})
+	return s
+}
+
+// sendEvents produces source events (JSON objects) keyed by quote_id.
+func (s *testStack) sendEvents(t *testing.T, evs ...map[string]any) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.DefaultProduceTopic(s.cfg.Topics.Events))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, ev := range evs {
+		b, _ := json.Marshal(ev)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(ev["quote_id"].(string)), Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// get calls the admin API with the stack's token.
+func (s *testStack) get(t *testing.T, path string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.admin+path, nil)
+	req.Header.Set("Authorization", "Bearer "+stackAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// laDelivered returns the ids the Logic Apps simulator accepted.
+func (s *testStack) laDelivered() map[string]int {
+	out := map[string]int{}
+	for _, c := range s.la.Calls() {
+		if c.Status >= 200 && c.Status < 300 {
+			out[c.TrackingID]++
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStack runs the pipeline as fanout dev does, with a Logic Apps
+// simulator that refuses everything at first: the documented metrics are
+// on /metrics, a replay started from the console (in headless Chromium)
+// reaches the simulator once the fault is fixed, and no secret (the Logic
+// Apps sig, the Salesforce client secret, the admin token) appears in any
+// log line of the run.
+func TestStack(t *testing.T) {
+	s := startStack(t)
+	if err := s.la.SetFaults(lasim.Faults{Mode: lasim.ModeResponse, Status: 400, Body: `{"error":{"code":"InvalidQuote","message":"no"}}`}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	s.sendEvents(t,
+		map[string]any{"id": "st-1", "event_type": "quote_created", "quote_id": "SQ1", "version": 1, "timestamp": now, "amount": 10, "currency": "INR"},
+		map[string]any{"id": "st-2", "event_type": "quote_created", "quote_id": "SQ2", "version": 1, "timestamp": now, "amount": 20, "currency": "EUR"},
+	)
+	waitUntil(t, 60*time.Second, "two logic_apps dead letters and two Salesforce upserts", func() bool {
+		var c struct {
+			DeadLetters int64 `json:"dead_letters"`
+		}
+		s.get(t, "/v1/connectors/logic_apps", &c)
+		ok := 0
+		for _, call := range s.sf.Calls() {
+			if call.Method == "PATCH" && call.Status < 300 {
+				ok += max(call.Records, 1) // one upsert, or a Collections batch
+			}
+		}
+		return c.DeadLetters == 2 && ok >= 2
+	})
+
+	t.Run("metrics", func(t *testing.T) { checkDocumentedMetrics(t, s) })
+
+	if err := s.la.SetFaults(lasim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("console", func(t *testing.T) { consoleReplay(t, s) })
+
+	t.Run("no secrets in logs", func(t *testing.T) {
+		if err := s.stop(); err != nil {
+			t.Fatal(err)
+		}
+		logs := s.logs.String()
+		for _, want := range []string{`"msg":"notification dead-lettered"`, `"msg":"admin listener started"`, `"msg":"worker started"`} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("the logs lack %s: the check below would prove nothing", want)
+			}
+		}
+		lines := 0
+		sc := bufio.NewScanner(strings.NewReader(logs))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines++
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				t.Errorf("log line is not JSON: %s", sc.Text())
+			}
+		}
+		for name, secret := range s.secrets {
+			for _, form := range []string{secret, url.QueryEscape(secret)} {
+				if strings.Contains(logs, form) {
+					t.Errorf("the %s appears in the logs", name)
+				}
+			}
+		}
+		t.Logf("%d log lines checked for %d secrets", lines, len(s.secrets))
+	})
+}
+
+// metricName matches a metric name in back quotes in the documentation.
+var metricName = regexp.MustCompile("`(fanout_(?:delivery|projector|relay|outbox)_[a-z_]+)`")
+
+// checkDocumentedMetrics holds docs/operations.md ("Metrics") and /metrics
+// together: every documented name is exported, and every fanout_delivery_
+// metric exported is documented.
+func checkDocumentedMetrics(t *testing.T, s *testStack) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Metrics\n")
+	if !ok {
+		t.Fatal("docs/operations.md has no Metrics section")
+	}
+	if i := strings.Index(section, "\n## "); i >= 0 {
+		section = section[:i]
+	}
+	documented := map[string]bool{}
+	for _, m := range metricName.FindAllStringSubmatch(section, -1) {
+		documented[m[1]] = true
+	}
+	if len(documented) < 30 {
+		t.Fatalf("only %d metric names found in the Metrics section", len(documented))
+	}
+	// The lag and usage series appear once partitions are held and
+	// Salesforce has answered: scrape until every documented name shows.
+	var exported map[string]bool
+	var missing []string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(s.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		exported = map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+				exported[f[2]] = true
+			} else if len(f) >= 2 && !strings.HasPrefix(line, "#") {
+				exported[strings.SplitN(f[0], "{", 2)[0]] = true
+			}
+		}
+		missing = missing[:0]
+		for n := range documented {
+			if !exported[n] {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	sort.Strings(missing)
+	for _, n := range missing {
+		t.Errorf("%s is documented but not on /metrics", n)
+	}
+	for n := range exported {
+		if strings.HasPrefix(n, "fanout_delivery_") && !documented[n] && !strings.HasSuffix(n, "_bucket") && !strings.HasSuffix(n, "_sum") && !strings.HasSuffix(n, "_count") {
+			t.Errorf("%s is on /metrics but not documented in docs/operations.md", n)
+		}
+	}
+}
+
+// chromiumPath finds a Chromium or Chrome binary.
+func chromiumPath() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// consoleReplay drives the console in headless Chromium: token entry,
+// pause and resume, the dead letters of logic_apps filtered to one key,
+// inspect, a dry run, then the replay; the replayed notification reaches
+// the Logic Apps simulator, and the other dead letter is left alone.
+func consoleReplay(t *testing.T, s *testStack) {
+	bin := chromiumPath()
+	if bin == "" {
+		t.Skip("chromium is not installed (apt-get install -y chromium, or .ci/run does it): skipping the console test")
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	defer cancelAlloc()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	// The first action starts the browser, which lives as long as its
+	// context: no timeout on that one.
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.admin+"/")); err != nil {
+		t.Fatalf("open the console: %v", err)
+	}
+	ctx, cancelT := context.WithTimeout(bctx, 90*time.Second)
+	defer cancelT()
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			html, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("console: %s: %v\npage text:\n%s", what, err, html)
+		}
+	}
+	// textHas waits until the element's text contains substr.
+	textHas := func(sel, substr string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](fmt.Sprintf(`(function(){ const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, substr),
+			chromedp.WithPollingTimeout(30*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))
+	}
+	la := `tr[data-connector="logic_apps"]`
+	step("enter the token",
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), stackAdminToken),
+		chromedp.Click(chromedp.ID("save-token")),
+		chromedp.WaitVisible(chromedp.CSS(la+" button.show-dlq")),
+		textHas(la+" td.dead-letters", "2"),
+	)
+	step("pause and resume",
+		chromedp.Click(chromedp.CSS(la+" button.pause")),
+		chromedp.WaitVisible(chromedp.CSS(la+" button.resume")),
+		chromedp.Click(chromedp.CSS(la+" button.resume")),
+		chromedp.WaitVisible(chromedp.CSS(la+" button.pause")),
+	)
+	var paused bool
+	s.get(t, "/v1/connectors/logic_apps", &struct {
+		Paused *bool `json:"paused"`
+	}{&paused})
+	if paused {
+		t.Fatal("logic_apps still paused after resume from the console")
+	}
+	step("filter the dead letters to SQ1",
+		chromedp.Click(chromedp.CSS(la+" button.show-dlq")),
+		chromedp.WaitVisible(chromedp.CSS("#dlq tr.dead-letter")),
+		chromedp.SendKeys(chromedp.ID("f-key"), "SQ1"),
+		chromedp.Click(chromedp.ID("dlq-load")),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#dlq tr.dead-letter").length === 1 && document.querySelector("#dlq td.key").textContent === "SQ1"`,
+			chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(100*time.Millisecond)),
+	)
+	step("inspect",
+		chromedp.Click(chromedp.CSS("#dlq tr.dead-letter button.inspect")),
+		textHas("#detail", `"id": "st-1"`),
+		textHas("#detail", `"error_class": "permanent"`),
+	)
+	step("dry run",
+		chromedp.Click(chromedp.CSS("#dlq input.pick")),
+		chromedp.Click(chromedp.ID("dry-run")),
+		textHas("#replay-summary", "1 of 1 would be replayed"),
+		chromedp.Poll[chromedp.Void](`!document.getElementById("confirm-replay").disabled`, chromedp.WithPollingTimeout(10*time.Second)),
+	)
+	time.Sleep(500 * time.Millisecond)
+	if s.laDelivered()["st-1"] != 0 {
+		t.Fatal("the dry run delivered st-1")
+	}
+	step("replay",
+		chromedp.Click(chromedp.ID("confirm-replay")),
+		textHas("#replay-summary", "1 of 1 replayed to "+s.cfg.RetryTopic("logic_apps")),
+	)
+	waitUntil(t, 30*time.Second, "st-1 at the Logic Apps simulator", func() bool { return s.laDelivered()["st-1"] == 1 })
+	time.Sleep(500 * time.Millisecond)
+	if n := s.laDelivered()["st-2"]; n != 0 {
+		t.Errorf("st-2 was not selected but reached the simulator %d times", n)
+	}
+	step("the dead letter shows as replayed",
+		textHas("#dlq tr.dead-letter td.replayed", "yes (ops)"),
+	)
+}

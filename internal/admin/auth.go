@@ -1,0 +1,141 @@
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+// token is one configured bearer token; only its hash is kept.
+type token struct {
+	name   string
+	hash   [sha256.Size]byte
+	scopes []string
+}
+
+// loadTokens reads the configured tokens' values from the environment;
+// only their hashes are kept.
+func loadTokens(cfg *config.Config, getenv func(string) string) ([]token, error) {
+	if err := cfg.CheckAdminTokens(getenv); err != nil {
+		return nil, err
+	}
+	out := make([]token, 0, len(cfg.Admin.Tokens))
+	for _, t := range cfg.Admin.Tokens {
+		v := cfg.AdminTokenValue(t, getenv)
+		out = append(out, token{name: t.Name, hash: sha256.Sum256([]byte(v)), scopes: slices.Clone(t.Scopes)})
+	}
+	return out, nil
+}
+
+// principal is who made a request: a token's name, or "local" for a
+// loopback client when no token is configured.
+type principal struct {
+	name string
+}
+
+type principalKey struct{}
+
+func withPrincipal(ctx context.Context, p principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+func principalFrom(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	if p.name == "" {
+		p.name = "anonymous"
+	}
+	return p
+}
+
+// authenticate checks the request's bearer token against the configured
+// ones (comparing hashes in constant time, all of them every time) and
+// the route's scope. It answers 401 or 403 itself and returns false then.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope string) (principal, bool) {
+	if len(s.tokens) == 0 {
+		if loopback(r) {
+			return principal{name: "local"}, true
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized",
+			"the admin API has no tokens configured (admin.tokens) and answers loopback clients only")
+		return principal{}, false
+	}
+	auth := r.Header.Get("Authorization")
+	scheme, presented, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(presented) == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <token>")
+		return principal{}, false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(presented)))
+	found := -1
+	for i := range s.tokens {
+		if subtle.ConstantTimeCompare(sum[:], s.tokens[i].hash[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "invalid_token", "the token is not one of admin.tokens")
+		return principal{}, false
+	}
+	t := s.tokens[found]
+	if !slices.Contains(t.scopes, scope) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout", error="insufficient_scope", scope="`+scope+`"`)
+		writeError(w, http.StatusForbidden, "insufficient_scope", fmt.Sprintf("token %q lacks the %s scope", t.name, scope))
+		return principal{}, false
+	}
+	return principal{name: t.name}, true
+}
+
+// loopback reports whether the request comes from the loopback interface
+// and names a loopback host (a page of another site that rebinds its name
+// to 127.0.0.1 still sends its own name).
+func loopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return false
+	}
+	h := r.Host
+	if hh, _, err := net.SplitHostPort(h); err == nil {
+		h = hh
+	}
+	h = strings.Trim(h, "[]")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// newID returns a random identifier for replays and audit records.
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// parsePositive parses a positive integer of at most hi.
+func parsePositive(v string, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%q is not a positive integer", v)
+	}
+	if n > hi {
+		return 0, fmt.Errorf("%d is above the maximum %d", n, hi)
+	}
+	return n, nil
+}

@@ -1,0 +1,154 @@
+package admin_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+const (
+	opsToken    = "ops-token-0123456789abcdef"
+	viewerToken = "viewer-token-0123456789abcdef"
+)
+
+func withTokens(c *config.Config) {
+	c.Admin.Tokens = []config.AdminToken{
+		{Name: "ops", TokenEnv: "T_OPS", Scopes: []string{"read", "operate"}},
+		{Name: "viewer", TokenEnv: "T_VIEW", Scopes: []string{"read"}},
+	}
+}
+
+var tokenEnv = map[string]string{"T_OPS": opsToken, "T_VIEW": viewerToken}
+
+// call serves one request on h from remote and returns the recorder.
+func call(h http.Handler, method, path, token, remote string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader("{}"))
+	req.RemoteAddr = remote
+	if strings.HasPrefix(remote, "127.") {
+		req.Host = "localhost:9464"
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+// TestAuth checks bearer tokens and scopes: 401 without a token or with an
+// unknown one (WWW-Authenticate: Bearer), 403 with the wrong scope, the
+// operational routes open; without configured tokens, loopback clients
+// only.
+func TestAuth(t *testing.T) {
+	_, obs := offlineServer(t, withTokens, tokenEnv)
+	h := obs.Handler()
+	remote := "10.1.2.3:4567"
+	// An unknown connector answers 404 after authentication: the store and
+	// the broker are never reached.
+	cases := []struct {
+		name, method, path, token string
+		status                    int
+		wwwAuth                   string
+	}{
+		{"no token", "GET", "/v1/connectors", "", 401, `Bearer realm="fanout"`},
+		{"unknown token", "GET", "/v1/connectors", "not-a-token-of-ours-at-all", 401, `error="invalid_token"`},
+		{"viewer reads", "GET", "/v1/connectors/nope", viewerToken, 404, ""},
+		{"viewer cannot pause", "POST", "/v1/connectors/logic_apps/pause", viewerToken, 403, `error="insufficient_scope", scope="operate"`},
+		{"viewer cannot replay", "POST", "/v1/connectors/logic_apps/replay", viewerToken, 403, `scope="operate"`},
+		{"no token replay", "POST", "/v1/connectors/logic_apps/replay", "", 401, "Bearer"},
+		{"ops pauses", "POST", "/v1/connectors/nope/pause", opsToken, 404, ""},
+		{"ops lists dead letters", "GET", "/v1/connectors/nope/dead-letters", opsToken, 404, ""},
+		{"healthz open", "GET", "/healthz", "", 200, ""},
+		{"openapi open", "GET", "/openapi.json", "", 200, ""},
+		{"console open", "GET", "/", "", 200, ""},
+		{"console script open", "GET", "/console/app.js", "", 200, ""},
+		{"metrics open", "GET", "/metrics", "", 200, ""},
+	}
+	for _, tc := range cases {
+		w := call(h, tc.method, tc.path, tc.token, remote)
+		if w.Code != tc.status {
+			t.Errorf("%s: %s %s = %d %s, want %d", tc.name, tc.method, tc.path, w.Code, w.Body.String(), tc.status)
+			continue
+		}
+		if got := w.Header().Get("WWW-Authenticate"); tc.wwwAuth != "" && !strings.Contains(got, tc.wwwAuth) {
+			t.Errorf("%s: WWW-Authenticate %q, want it to contain %q", tc.name, got, tc.wwwAuth)
+		}
+		if tc.status >= 400 && tc.status < 500 {
+			var e struct{ Error, Code string }
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == "" {
+				t.Errorf("%s: error body %q is not {error, code}", tc.name, w.Body.String())
+			}
+			if strings.Contains(w.Body.String(), opsToken) || strings.Contains(w.Body.String(), viewerToken) {
+				t.Errorf("%s: answer echoes a token", tc.name)
+			}
+		}
+	}
+
+	// POST needs Content-Type: application/json (no cross-site forms).
+	req := httptest.NewRequest("POST", "/v1/connectors/logic_apps/pause", strings.NewReader("{}"))
+	req.RemoteAddr = remote
+	req.Header.Set("Authorization", "Bearer "+opsToken)
+	req.Header.Set("Content-Type", "text/plain")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain POST = %d, want 415", w.Code)
+	}
+
+	// Without tokens: loopback clients only, and only under a loopback
+	// host name (no DNS rebinding).
+	_, open := offlineServer(t, nil, nil)
+	oh := open.Handler()
+	if w := call(oh, "GET", "/v1/connectors/nope", "", remote); w.Code != 401 || !strings.Contains(w.Body.String(), "admin.tokens") {
+		t.Errorf("no tokens, remote client: %d %s, want 401 naming admin.tokens", w.Code, w.Body.String())
+	}
+	if w := call(oh, "GET", "/v1/connectors/nope", "", "127.0.0.1:5555"); w.Code != 404 {
+		t.Errorf("no tokens, loopback client: %d, want 404 (authenticated)", w.Code)
+	}
+	req = httptest.NewRequest("GET", "http://evil.example/v1/connectors/nope", nil)
+	req.RemoteAddr = "127.0.0.1:5555"
+	w = httptest.NewRecorder()
+	oh.ServeHTTP(w, req)
+	if w.Code != 401 {
+		t.Errorf("no tokens, loopback client with a foreign Host: %d, want 401", w.Code)
+	}
+}
+
+// TestTokenValidation checks that configuration names the token fields in
+// error.
+func TestTokenValidation(t *testing.T) {
+	cfg := config.Default()
+	cfg.Admin.Tokens = []config.AdminToken{
+		{Name: "", TokenEnv: "X", Scopes: []string{"read"}},
+		{Name: "a", TokenEnv: "not a var", Scopes: []string{"write"}},
+		{Name: "a", TokenEnv: "", Scopes: nil},
+	}
+	cfg.Admin.TLSCertFile = "cert.pem"
+	err := cfg.Validate()
+	ce, ok := err.(*config.Errors)
+	if !ok {
+		t.Fatalf("Validate = %v, want *config.Errors", err)
+	}
+	fields := strings.Join(ce.Fields(), " ")
+	for _, want := range []string{"admin.tokens[0].name", "admin.tokens[1](a).token_env", "admin.tokens[1](a).scopes[0]",
+		"admin.tokens[2](a).name", "admin.tokens[2](a).token_env", "admin.tokens[2](a).scopes", "admin.tls_cert_file"} {
+		if !strings.Contains(fields, want) {
+			t.Errorf("errors %q lack %s", fields, want)
+		}
+	}
+	ok2 := config.Default()
+	ok2.Admin.Tokens = []config.AdminToken{{Name: "ops", TokenEnv: "T", Scopes: []string{"read", "operate"}}}
+	if err := ok2.CheckAdminTokens(func(string) string { return "short" }); err == nil || !strings.Contains(err.Error(), "shorter") {
+		t.Errorf("short token: %v", err)
+	}
+	if err := ok2.CheckAdminTokens(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "T is empty") {
+		t.Errorf("missing token: %v", err)
+	}
+}
