@@ -25,6 +25,7 @@ import (
 type devStack struct {
 	cmd                      *exec.Cmd
 	broker, mongo, la, sf    string
+	admin                    string
 	done                     chan error
 	stdout                   *strings.Builder
 	logicAppsSim, salesforce string
@@ -70,9 +71,11 @@ func startDev(t *testing.T, extraArgs ...string) *devStack {
 					d.la = m[2]
 				case "Salesforce sim":
 					d.sf = m[2]
+				case "Admin and console":
+					d.admin = strings.TrimSuffix(m[2], "/")
 				}
 				seen++
-				if seen == 4 {
+				if seen == 5 {
 					close(found)
 				}
 			}
@@ -101,6 +104,24 @@ func startDev(t *testing.T, extraArgs ...string) *devStack {
 		t.Fatal("fanout dev did not print its addresses within 60 s")
 	}
 	return d
+}
+
+func postJSON(t *testing.T, url, body string, v any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST %s: %s %s", url, resp.Status, b)
+	}
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("POST %s: %v: %s", url, err, b)
+		}
+	}
 }
 
 func getJSON(t *testing.T, url string, v any) {
@@ -207,6 +228,36 @@ func TestDev(t *testing.T) {
 	}
 	if len(dlq) != 1 || string(dlq[0].Key) != "DQ2" {
 		t.Fatalf("salesforce dead letters: %d, want the one for DQ2", len(dlq))
+	}
+
+	// Fix the cause (the simulator's validation rule), then replay the
+	// dead letter through the admin API: a dry run first, then for real.
+	postJSON(t, d.sf+"/_sim/faults", `{"reject_field":"","reject_value":""}`, nil)
+	sel := `{"filter":{"key":"DQ2"},"dry_run":true}`
+	var dry struct {
+		Counts struct{ Replay, Replayed int } `json:"counts"`
+	}
+	postJSON(t, d.admin+"/v1/connectors/salesforce/replay", sel, &dry)
+	if dry.Counts.Replay != 1 || dry.Counts.Replayed != 0 {
+		t.Fatalf("dry run: %+v, want 1 to replay and none sent", dry.Counts)
+	}
+	var real struct {
+		Counts struct{ Replayed int } `json:"counts"`
+	}
+	postJSON(t, d.admin+"/v1/connectors/salesforce/replay", `{"filter":{"key":"DQ2"}}`, &real)
+	if real.Counts.Replayed != 1 {
+		t.Fatalf("replay: %+v, want 1 replayed", real.Counts)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		var recs any
+		getJSON(t, d.sf+"/_sim/records/Quote__c", &recs)
+		if b, _ := json.Marshal(recs); strings.Contains(string(b), "DQ2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replayed DQ2 never reached the Salesforce simulator")
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 
 	start := time.Now()
