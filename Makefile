@@ -43,3 +43,29 @@ services-down:
 	bash deploy/local/ferretdb.sh stop
 	bash deploy/local/postgres.sh stop
 	bash deploy/local/kafka.sh stop
+
+# Benchmarks and chaos runs (internal/bench, cmd/fanout-bench; results in docs/benchmarks.md):
+#
+#   make bench        B1-B6 on real Apache Kafka and FerretDB-on-PostgreSQL (started with deploy/local
+#                     when not running, stopped after), each figure beside its baseline from the same run;
+#                     writes docs/benchmarks.md, docs/benchmarks.json and SVG plots (about 12-15 minutes).
+#                     BENCH_ARGS='-only B3,B4 -scale 0.5' runs some, smaller
+#   make chaos        every role as a child process against a private broker and store behind toxiproxy:
+#                     20,000 events over 2,000 aggregates through random SIGKILLs, a broker and a store
+#                     restart, cut and slow links and faulty downstreams; prints the ledger and exits
+#                     non-zero on any violation (about 5 minutes). CHAOS_ARGS='-seed 7' etc.
+#   make chaos-long   the same with 100,000 events over 10,000 aggregates and a 15-minute window
+
+BENCH_ARGS ?=
+CHAOS_ARGS ?=
+
+.PHONY: bench chaos chaos-long
+
+bench:
+	$(GO) run ./cmd/fanout-bench bench $(BENCH_ARGS)
+
+chaos:
+	$(GO) run ./cmd/fanout-bench chaos $(CHAOS_ARGS)
+
+chaos-long:
+	$(GO) run ./cmd/fanout-bench chaos -events 100000 -aggregates 10000 -duration 15m -settle 20m $(CHAOS_ARGS)

@@ -1,0 +1,250 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/fanout-dev/fanout/internal/store"
+)
+
+// LatencyRun is one steady-rate latency measurement.
+type LatencyRun struct {
+	Design string `json:"design"`
+	// Rate is the offered rate (events per second) for Seconds.
+	Rate      float64 `json:"rate_per_s"`
+	Seconds   float64 `json:"seconds"`
+	Produced  int     `json:"produced"`
+	Published int     `json:"published"`
+	// CatchUp is how long after the last event was produced the last
+	// notification was published; Sustained is true when that stayed
+	// under SustainedCatchUp, i.e. the pipeline kept up with the rate.
+	CatchUp   float64 `json:"catch_up_s"`
+	Sustained bool    `json:"sustained"`
+	// Achieved is notifications published per second over the run.
+	Achieved float64 `json:"achieved_per_s"`
+	Latency  Dist    `json:"latency"`
+	// StoreCommands are the durations of the store commands the projector
+	// and the relay sent, by command name (fanout only).
+	StoreCommands map[string]Dist `json:"store_command_ms,omitempty"`
+	// Probe times two reads of one READ model document after the run.
+	Probe   *StoreProbe     `json:"store_probe,omitempty"`
+	samples []time.Duration // for the plot
+}
+
+// StoreProbe compares, on the READ model a run left behind, the read the
+// projector and the relay use (find with _id $in, store.Versions) with a
+// find by _id equality, both for one key: on FerretDB only the second is
+// served from the primary key.
+type StoreProbe struct {
+	Documents  int  `json:"documents"`
+	InOneKey   Dist `json:"find_id_in_one_key"`
+	IDEquality Dist `json:"find_id_equality"`
+}
+
+// B2Result is B2: relay latency at a steady rate.
+type B2Result struct {
+	// Target is the rate asked for; Fanout the highest sustained attempt
+	// (or the last one); Attempts every fanout attempt in order.
+	Target   float64      `json:"target_rate_per_s"`
+	Fanout   *LatencyRun  `json:"fanout"`
+	Attempts []LatencyRun `json:"fanout_attempts"`
+	Seed     *LatencyRun  `json:"seed_baseline"`
+}
+
+// SustainedCatchUp bounds the catch-up of a sustained run: at a rate the
+// pipeline can carry, the last notification follows the last event within
+// a few relay iterations.
+const SustainedCatchUp = 2 * time.Second
+
+func (r *runner) b2(ctx context.Context) error {
+	res := &B2Result{Target: 1000}
+	r.rep.B2 = res
+	dur := r.d(15*time.Second, 5*time.Second)
+	// Search for the highest sustained rate: start at the target, step
+	// down below what a lagging run achieved, then bisect.
+	rate, lo, hi := res.Target, 0.0, math.Inf(1)
+	for attempt := 0; attempt < 5; attempt++ {
+		run, err := r.fanoutSteady(ctx, rate, dur)
+		if err != nil {
+			return err
+		}
+		res.Attempts = append(res.Attempts, run)
+		r.logf("B2 fanout at %4.0f/s for %v: published %d/%d, catch-up %.1fs (sustained %v), achieved %.0f/s, p50 %.1f ms p99 %.1f ms",
+			rate, dur, run.Published, run.Produced, run.CatchUp, run.Sustained, run.Achieved, run.Latency.P50, run.Latency.P99)
+		if run.Sustained {
+			lo = rate
+		} else {
+			hi = rate
+		}
+		if lo == res.Target || hi-lo <= 100 {
+			break
+		}
+		if lo == 0 {
+			rate = math.Min(hi-50, math.Max(50, math.Floor(0.8*run.Achieved/50)*50))
+		} else {
+			rate = math.Floor((lo+hi)/2/50) * 50
+		}
+	}
+	res.Fanout = &res.Attempts[len(res.Attempts)-1]
+	for i := range res.Attempts {
+		if a := &res.Attempts[i]; a.Sustained && (!res.Fanout.Sustained || a.Rate > res.Fanout.Rate) {
+			res.Fanout = a
+		}
+	}
+	seedRate := 50.0
+	seed, err := r.seedSteady(ctx, seedRate, dur)
+	if err != nil {
+		return err
+	}
+	res.Seed = &seed
+	r.logf("B2 seed at %.0f/s: published %d/%d, p50 %.0f ms p99 %.0f ms", seedRate, seed.Published, seed.Produced, seed.Latency.P50, seed.Latency.P99)
+	return nil
+}
+
+// fanoutSteady offers rate events per second for dur (a clean stream over
+// 2,000 aggregates) and measures outbox write to broker acknowledgement.
+func (r *runner) fanoutSteady(ctx context.Context, rate float64, dur time.Duration) (LatencyRun, error) {
+	var durs commandDurations
+	s, err := r.newScenario(ctx, "b2-"+randomHex(2), "", durs.monitor(), nil)
+	if err != nil {
+		return LatencyRun{}, err
+	}
+	defer s.close()
+	if _, err := s.config(); err != nil {
+		return LatencyRun{}, err
+	}
+	n := int(rate * dur.Seconds())
+	w := GenWorkload(WorkloadOptions{Events: n, Aggregates: 2000, Seed: 5})
+	var (
+		lat       samples
+		published atomic.Int64
+		last      atomic.Int64 // unix nanos of the last acknowledgement
+		done      = make(chan struct{})
+		once      sync.Once
+	)
+	onPub := func(es []store.OutboxEntry, acked time.Time) {
+		for _, e := range es {
+			lat.add(acked.Sub(e.CreatedAt))
+		}
+		last.Store(acked.UnixNano())
+		if published.Add(int64(len(es))) >= int64(n) {
+			once.Do(func() { close(done) })
+		}
+	}
+	if _, _, err := s.startPipeline(ctx, s.st, onPub); err != nil {
+		return LatencyRun{}, err
+	}
+	durs.reset()
+	start := time.Now()
+	if _, err := ProduceEvents(ctx, s.setup.Brokers, s.names.Events, w.Events, rate); err != nil {
+		return LatencyRun{}, err
+	}
+	produced := time.Now()
+	select {
+	case <-done:
+	case <-time.After(max(dur, 20*time.Second)):
+	case <-ctx.Done():
+		return LatencyRun{}, fmt.Errorf("b2: %w", ctx.Err())
+	}
+	end := time.Unix(0, last.Load())
+	run := LatencyRun{Design: DesignFanout, Rate: rate, Seconds: dur.Seconds(), Produced: n, Published: int(published.Load()),
+		CatchUp: max(0, end.Sub(produced).Seconds()), samples: lat.take()}
+	run.Achieved = float64(run.Published) / end.Sub(start).Seconds()
+	run.Sustained = run.Published >= n && end.Sub(produced) <= SustainedCatchUp
+	run.Latency = Summarize(run.samples)
+	run.StoreCommands = durs.summary()
+	run.Probe = probeStore(ctx, s.st, w)
+	return run, nil
+}
+
+// probeStore times five reads of each kind for keys of w.
+func probeStore(ctx context.Context, st *store.Store, w *Workload) *StoreProbe {
+	keys := make([]string, 0, 5)
+	for k := range w.Final {
+		if keys = append(keys, k); len(keys) == 5 {
+			break
+		}
+	}
+	var in, eq []time.Duration
+	for _, k := range keys {
+		t := time.Now()
+		if _, err := st.Versions(ctx, []string{k}); err != nil {
+			return nil
+		}
+		in = append(in, time.Since(t))
+		t = time.Now()
+		if _, err := st.Domain(ctx, k); err != nil {
+			return nil
+		}
+		eq = append(eq, time.Since(t))
+	}
+	return &StoreProbe{Documents: len(w.Final), InOneKey: Summarize(in), IDEquality: Summarize(eq)}
+}
+
+// commandDurations is a driver command monitor that keeps each command's
+// duration by name.
+type commandDurations struct {
+	mu     sync.Mutex
+	byName map[string][]time.Duration
+}
+
+func (c *commandDurations) monitor() *event.CommandMonitor {
+	done := func(name string, d time.Duration) {
+		c.mu.Lock()
+		if c.byName == nil {
+			c.byName = map[string][]time.Duration{}
+		}
+		c.byName[name] = append(c.byName[name], d)
+		c.mu.Unlock()
+	}
+	return &event.CommandMonitor{
+		Succeeded: func(_ context.Context, ev *event.CommandSucceededEvent) { done(ev.CommandName, ev.Duration) },
+		Failed:    func(_ context.Context, ev *event.CommandFailedEvent) { done(ev.CommandName, ev.Duration) },
+	}
+}
+
+func (c *commandDurations) reset() {
+	c.mu.Lock()
+	c.byName = nil
+	c.mu.Unlock()
+}
+
+func (c *commandDurations) summary() map[string]Dist {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]Dist{}
+	for name, ds := range c.byName {
+		if name == "endSessions" {
+			continue
+		}
+		out[name] = Summarize(ds)
+	}
+	return out
+}
+
+// seedSteady offers rate events per second to the seed's design.
+func (r *runner) seedSteady(ctx context.Context, rate float64, dur time.Duration) (LatencyRun, error) {
+	s, err := r.newScenario(ctx, "b2seed-"+randomHex(2), "", nil, nil)
+	if err != nil {
+		return LatencyRun{}, err
+	}
+	defer s.close()
+	n := int(rate * dur.Seconds())
+	w := GenWorkload(WorkloadOptions{Events: n, Aggregates: 2000, Seed: 5})
+	lat, elapsed, _, err := r.runSeed(ctx, s, s.setup.MongoURI, w.Events, rate, n)
+	if err != nil {
+		return LatencyRun{}, err
+	}
+	catchUp := elapsed - dur
+	run := LatencyRun{Design: DesignSeed, Rate: rate, Seconds: dur.Seconds(), Produced: n, Published: len(lat),
+		CatchUp: max(0, catchUp.Seconds()), Sustained: catchUp <= seedPollPeriod+SustainedCatchUp,
+		Achieved: float64(len(lat)) / elapsed.Seconds(), samples: lat}
+	run.Latency = Summarize(lat)
+	return run, nil
+}

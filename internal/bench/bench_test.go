@@ -1,0 +1,291 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fanout-dev/fanout/connectors"
+)
+
+func TestSummarize(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 100; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	d := Summarize(ds)
+	if d.Count != 100 || d.P50 != 50 || d.P99 != 99 || d.Max != 100 || d.Mean != 50.5 {
+		t.Fatalf("Summarize = %+v", d)
+	}
+	if (Summarize(nil) != Dist{}) {
+		t.Fatal("empty sample must summarize to zero")
+	}
+}
+
+func TestPlotCDFIsWellFormedSVG(t *testing.T) {
+	svg := PlotCDF("t <&>", "sub", []Series{
+		{Name: "a", Color: "#000", Samples: []time.Duration{time.Millisecond, 5 * time.Second}},
+		{Name: "empty", Color: "#f00"},
+	})
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		_, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed XML: %v\n%s", err, svg)
+		}
+	}
+	if !strings.Contains(svg, "<polyline") || !strings.Contains(svg, "no samples") {
+		t.Fatalf("plot lacks its curve or the empty series note:\n%s", svg)
+	}
+}
+
+func TestAnalyzeReceipts(t *testing.T) {
+	r := func(seq int64, id, key string, v int64, ok bool) Receipt {
+		return Receipt{Seq: seq, Item: Item{ID: id, Key: key, Version: v}, OK: ok}
+	}
+	first, dups, order, conflicts := analyzeReceipts([]Receipt{
+		r(1, "a1", "A", 1, true),
+		r(2, "a2", "A", 2, false), // refused: not received
+		r(3, "a2", "A", 2, true),
+		r(4, "a1", "A", 1, true), // duplicate: dropped before the order check
+		r(5, "a3", "A", 3, true),
+		r(7, "a2b", "A", 2, true), // a new id going backwards, and one change under two ids
+		r(6, "b1", "B", 1, true),
+	})
+	if len(first) != 5 || dups != 1 {
+		t.Fatalf("first %d, dups %d; want 5 and 1", len(first), dups)
+	}
+	if len(order) != 1 || !strings.Contains(order[0], "a2b") {
+		t.Fatalf("order violations %v", order)
+	}
+	if len(conflicts) != 1 || !strings.Contains(conflicts[0], "A v2") {
+		t.Fatalf("id conflicts %v", conflicts)
+	}
+}
+
+func TestGenWorkloadAndExpectations(t *testing.T) {
+	w := GenWorkload(WorkloadOptions{Events: 5000, Aggregates: 100, Seed: 1, DupStalePct: 5, PermanentEvery: 50})
+	if len(w.Events) != 5000 || w.Dups == 0 || w.Stale == 0 || len(w.Final) != 100 {
+		t.Fatalf("events %d dups %d stale %d aggregates %d", len(w.Events), w.Dups, w.Stale, len(w.Final))
+	}
+	last := map[string]int64{}
+	seen := map[string]bool{}
+	for _, ev := range w.Events {
+		if _, due := w.Expected[ev.ID]; !due || seen[ev.ID] {
+			continue
+		}
+		seen[ev.ID] = true
+		if ev.Version != last[ev.QuoteID]+1 {
+			t.Fatalf("%s: v%d after v%d", ev.QuoteID, ev.Version, last[ev.QuoteID])
+		}
+		last[ev.QuoteID] = ev.Version
+	}
+	var la, sf, laPerm, sfPerm int
+	for _, e := range expectations(w) {
+		switch e.target {
+		case RouteLogicApps:
+			la++
+			if e.permanent {
+				laPerm++
+			}
+		case RouteSalesforce:
+			sf++
+			if e.permanent {
+				sfPerm++
+			}
+		}
+	}
+	if la != len(w.Expected) || sf < 100 || laPerm == 0 || sfPerm == 0 {
+		t.Fatalf("due: logic apps %d (%d permanent), salesforce %d (%d permanent); %d notifications", la, laPerm, sf, sfPerm, len(w.Expected))
+	}
+}
+
+func TestSetupConfigs(t *testing.T) {
+	for _, routing := range []string{RouteBoth, RouteLogicApps, RouteSalesforce, RouteChaos} {
+		s := Setup{Brokers: []string{"127.0.0.1:1"}, MongoURI: "mongodb://127.0.0.1:2/", Names: NewNames("r", "s"), Routing: routing,
+			LogicAppsURL: "http://127.0.0.1:3/x", SFLoginURL: "http://127.0.0.1:4", SFClientID: "id", SFSecret: "secret", SFMaxRecords: 200,
+			Delivery: "    max_in_flight: 8\n"}
+		cfg, err := s.Config()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", routing, err, s.YAML())
+		}
+		if cfg.Topics.Notifications != s.Names.Notifications || cfg.Delivery.MaxInFlight != 8 {
+			t.Fatalf("%s: configuration lost settings", routing)
+		}
+	}
+}
+
+// fakeVersions is a READ model that is always at one version.
+type fakeVersions struct{ v int64 }
+
+func (f fakeVersions) Versions(_ context.Context, keys []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, k := range keys {
+		out[k] = f.v
+	}
+	return out, nil
+}
+
+func TestRecorderLogicApps(t *testing.T) {
+	ctx := context.Background()
+	sims, err := StartSims(ctx, SimOptions{Check: fakeVersions{v: 1}, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	post := func(id string, version int64, amount string) int {
+		body := `{"id":"` + id + `","quote_id":"Q1","version":` + itoa(version) + `,"payload":{"amount":` + amount + `}}`
+		resp, err := http.Post(sims.LAURL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post("e1", 1, "5"); st != http.StatusAccepted {
+		t.Fatalf("accepted call: status %d", st)
+	}
+	if st := post("e2", 2, `"n/a"`); st != http.StatusBadRequest {
+		t.Fatalf("BadAmount: status %d, want 400 (schema)", st)
+	}
+	sims.LARec.SetFaults(Faults{ThrottleRate: 1})
+	if st := post("e3", 3, "5"); st != http.StatusTooManyRequests {
+		t.Fatalf("throttled call: status %d", st)
+	}
+	if !sims.LARec.Flush(5 * time.Second) {
+		t.Fatal("durability checks still queued")
+	}
+	rs := sims.LARec.Receipts()
+	if len(rs) != 2 || !rs[0].OK || rs[1].OK || rs[0].ReadModel != 1 || rs[1].ReadModel != 1 || !rs[1].Checked {
+		t.Fatalf("receipts %+v", rs)
+	}
+	if inj := sims.LARec.Injected(); inj.Throttled+inj.ThrottledRetryAfter != 1 {
+		t.Fatalf("injected %+v", inj)
+	}
+	if sims.LARec.Accepted() != 1 || !sims.LARec.HasAccepted("e1") {
+		t.Fatal("accepted set wrong")
+	}
+}
+
+func TestRecorderSalesforceBatch(t *testing.T) {
+	ctx := context.Background()
+	sims, err := StartSims(ctx, SimOptions{Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	s := sims.Setup(Setup{Brokers: []string{"127.0.0.1:1"}, MongoURI: "mongodb://127.0.0.1:2/", Names: NewNames("r", "s"),
+		Routing: RouteSalesforce, SFMaxRecords: 200})
+	cfg, err := s.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := OpenConnector(ctx, cfg, RouteSalesforce, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var ns []*connectors.Notification
+	for i, cur := range []string{"EUR", RejectedCurrency, "INR"} {
+		ev := Event{ID: "n" + itoa(int64(i)), Type: "quote_created", QuoteID: "Q" + itoa(int64(i)), Version: 1, Amount: 5, Cur: cur}
+		rec, err := NotificationRecord(ev, []string{RouteSalesforce}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, &connectors.Notification{ID: ev.ID, Key: ev.QuoteID, Type: ev.Type, Version: 1, Body: rec.Value, Attempt: 1})
+	}
+	errs := conn.(connectors.BatchConnector).DeliverBatch(ctx, ns)
+	if errs[0] != nil || errs[2] != nil || connectors.Classify(errs[1]) != connectors.Permanent {
+		t.Fatalf("results %v", errs)
+	}
+	rs := sims.SFRec.Receipts()
+	if len(rs) != 3 || rs[0].Seq != rs[2].Seq {
+		t.Fatalf("want three receipts of one call, got %+v", rs)
+	}
+	for _, r := range rs {
+		if want := r.ID != "n1"; r.OK != want || r.Key == "" || r.Version != 1 || r.Checked {
+			t.Fatalf("receipt %+v", r)
+		}
+	}
+	if sims.SF.APICalls() != 1 {
+		t.Fatalf("API calls %d, want 1", sims.SF.APICalls())
+	}
+}
+
+func TestToxiLink(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	toxi := NewToxi()
+	defer func() { toxi.Close(); ln.Close(); <-done }()
+	l, err := toxi.Link("echo", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip := func() (time.Duration, error) {
+		c, err := net.DialTimeout("tcp", l.Addr(), time.Second)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		start := time.Now()
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return 0, err
+		}
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return 0, err
+		}
+		if !bytes.Equal(b, []byte("ping")) {
+			return 0, errors.New("echo mismatch")
+		}
+		return time.Since(start), nil
+	}
+	if _, err := roundTrip(); err != nil {
+		t.Fatalf("plain link: %v", err)
+	}
+	if err := l.SetLatency(50*time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := roundTrip(); err != nil || d < 45*time.Millisecond {
+		t.Fatalf("with 50 ms latency: %v, %v", d, err)
+	}
+	l.Cut()
+	if _, err := roundTrip(); err == nil {
+		t.Fatal("a cut link still carried data")
+	}
+	if err := l.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := roundTrip(); err != nil || d > 40*time.Millisecond {
+		t.Fatalf("healed link: %v, %v", d, err)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
