@@ -23,12 +23,11 @@ import (
 
 // devStack is a `fanout dev` child process and the addresses it printed.
 type devStack struct {
-	cmd                      *exec.Cmd
-	broker, mongo, la, sf    string
-	admin                    string
-	done                     chan error
-	stdout                   *strings.Builder
-	logicAppsSim, salesforce string
+	cmd                   *exec.Cmd
+	broker, mongo, la, sf string
+	admin                 string
+	done                  chan error
+	stdout                *strings.Builder
 }
 
 var devLine = regexp.MustCompile(`^\s+(Kafka broker|MongoDB store|Logic Apps sim|Salesforce sim|Admin and console)\s+(\S+)`)
