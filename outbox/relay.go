@@ -241,12 +241,19 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	for i := range publish {
 		recs[i] = r.record(&publish[i], token)
 	}
+	// ProduceSync returns results in completion order, not in the order
+	// the records were given: map each result back to its entry by record.
+	index := make(map[*kgo.Record]int, len(recs))
+	for i, rec := range recs {
+		index[rec] = i
+	}
 	results := cl.ProduceSync(pctx, recs...)
 	acked := time.Now()
 	done := make([]string, 0, len(publish))
 	okEntries := make([]store.OutboxEntry, 0, len(publish))
 	var firstErr error
-	for i, res := range results {
+	for _, res := range results {
+		i := index[res.Record]
 		if res.Err != nil {
 			if firstErr == nil {
 				firstErr = res.Err
