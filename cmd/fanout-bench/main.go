@@ -149,6 +149,8 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&d.KillMin, "kill-min", d.KillMin, "shortest pause between two role kills")
 	fs.DurationVar(&d.KillMax, "kill-max", d.KillMax, "longest pause between two role kills")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "random seed (kills, faults, workload)")
+	fs.BoolVar(&d.Blackholes, "blackholes", d.Blackholes, "also blackhole links (toxiproxy timeout toxic: bytes lost mid-stream, which TCP never does)")
+	fs.StringVar(&d.LogLevel, "log-level", "info", "log level of the roles (debug logs every skipped stale event)")
 	bin := fs.String("bin", "", "fanout binary (default: build ./cmd/fanout)")
 	keep := fs.Bool("keep", false, "keep the run directory (logs of every role, broker and store)")
 	if err := fs.Parse(args); err != nil {

@@ -203,7 +203,7 @@ func maxConcurrent(rs []Receipt) int {
 	seen := map[int64]bool{}
 	var es []edge
 	for _, rc := range rs {
-		if seen[rc.Seq] {
+		if seen[rc.Seq] || rc.Done.IsZero() { // a call still in progress has no end yet
 			continue
 		}
 		seen[rc.Seq] = true

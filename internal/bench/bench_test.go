@@ -171,6 +171,14 @@ func TestRecorderLogicApps(t *testing.T) {
 	if len(rs) != 2 || !rs[0].OK || rs[1].OK || rs[0].ReadModel != 1 || rs[1].ReadModel != 1 || !rs[1].Checked {
 		t.Fatalf("receipts %+v", rs)
 	}
+	// A version already read durable is proven at arrival, without a read.
+	sims.LARec.SetFaults(Faults{})
+	if st := post("e1", 1, "5"); st != http.StatusAccepted {
+		t.Fatalf("repeated call: status %d", st)
+	}
+	if rs := sims.LARec.Receipts(); len(rs) != 3 || !rs[2].Checked || rs[2].ReadModel != 1 || rs[2].CheckLag != 0 {
+		t.Fatalf("repeated call's receipt %+v", rs[len(rs)-1])
+	}
 	if inj := sims.LARec.Injected(); inj.Throttled+inj.ThrottledRetryAfter != 1 {
 		t.Fatalf("injected %+v", inj)
 	}
@@ -289,3 +297,18 @@ func TestToxiLink(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestMaxConcurrent(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	rs := []Receipt{
+		{Seq: 1, At: at(0), Done: at(10)},
+		{Seq: 2, At: at(5), Done: at(15)},
+		{Seq: 2, At: at(5), Done: at(15)}, // same call, second record
+		{Seq: 3, At: at(20), Done: at(30)},
+		{Seq: 4, At: at(25)}, // still in progress
+	}
+	if got := maxConcurrent(rs); got != 2 {
+		t.Fatalf("maxConcurrent = %d, want 2", got)
+	}
+}

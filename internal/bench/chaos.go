@@ -39,7 +39,14 @@ type ChaosOptions struct {
 	// PermanentEvery marks about one event in PermanentEvery to fail
 	// permanently at one target (0: none).
 	PermanentEvery int
-	Seed           uint64
+	// Blackholes adds toxiproxy's timeout toxic to the link faults: bytes
+	// swallowed while connections stay up, then the stream resumes with
+	// data missing, which no TCP network does (off by default; see Link).
+	Blackholes bool
+	// LogLevel is the roles' log level (default info; debug logs every
+	// skipped stale event, for diagnosing a lost notification).
+	LogLevel string
+	Seed     uint64
 }
 
 // DefaultChaos is `make chaos`: 20,000 events over 2,000 aggregates.
@@ -86,7 +93,7 @@ type ChaosResult struct {
 }
 
 // LinkStats counts the toxics applied to a link.
-type LinkStats struct{ Cuts, Delays, Blackholes int }
+type LinkStats struct{ Cuts, Delays, Stalls, Blackholes int }
 
 // TargetLedger is the ledger of one target.
 type TargetLedger struct {
@@ -244,7 +251,7 @@ func (c *chaos) run(ctx context.Context) error {
 		_ = st.Close(dctx)
 		cancel()
 	}()
-	vb := newKeyVersions(st, 16)
+	vb := newKeyVersions(st, 24)
 
 	// Simulators: their own 5xx, the driver's 429s and timeouts, and
 	// permanent refusals (Salesforce: currency XXX; Logic Apps: schema).
@@ -263,7 +270,7 @@ func (c *chaos) run(ctx context.Context) error {
 
 	setup := c.sims.Setup(Setup{Brokers: []string{c.kLink.Addr()}, MongoURI: "mongodb://" + c.sLink.Addr() + "/", Names: c.names,
 		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 3 * time.Second, ProduceTimeout: time.Second,
-		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: "info",
+		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: strOr(o.LogLevel, "info"),
 		Delivery: "    max_in_flight: 32\n    min_backoff: 100ms\n    max_backoff: 2s\n    revoke_timeout: 5s\n    breaker: {consecutive_failures: 5, open_timeout: 2s, half_open_probes: 1}\n"})
 	if _, err := setup.Config(); err != nil {
 		return err
@@ -451,7 +458,11 @@ func (c *chaos) window(ctx context.Context) error {
 				l = c.sLink
 			}
 			d := c.between(time.Second, 3*time.Second)
-			switch c.rng.IntN(3) {
+			kinds := 3
+			if o.Blackholes {
+				kinds = 4
+			}
+			switch c.rng.IntN(kinds) {
 			case 0:
 				c.logf("cut %s link for %v", l.name, d.Round(time.Millisecond))
 				l.Cut()
@@ -467,6 +478,12 @@ func (c *chaos) window(ctx context.Context) error {
 					return err
 				}
 				heal = append(heal, pendingHeal{now.Add(2 * d), func() { _ = l.SetLatency(0, 0) }})
+			case 2:
+				c.logf("stall %s link for %v", l.name, d.Round(time.Millisecond))
+				if err := l.Stall(d); err != nil {
+					return err
+				}
+				heal = append(heal, pendingHeal{now.Add(d), func() { _ = l.SetLatency(0, 0) }})
 			default:
 				c.logf("blackhole %s link for %v", l.name, d.Round(time.Millisecond))
 				if err := l.Blackhole(true); err != nil {
@@ -631,8 +648,8 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 		s, k, e := r.Counts()
 		res.Starts[r.Name], res.Kills[r.Name], res.Exits[r.Name] = s, k, e
 	}
-	res.KafkaLink = LinkStats{c.kLink.Cuts, c.kLink.Delays, c.kLink.Blackholes}
-	res.StoreLink = LinkStats{c.sLink.Cuts, c.sLink.Delays, c.sLink.Blackholes}
+	res.KafkaLink = LinkStats{c.kLink.Cuts, c.kLink.Delays, c.kLink.Stalls, c.kLink.Blackholes}
+	res.StoreLink = LinkStats{c.sLink.Cuts, c.sLink.Delays, c.sLink.Stalls, c.sLink.Blackholes}
 	byTarget := map[string][]expectation{}
 	for _, e := range expect {
 		byTarget[e.target] = append(byTarget[e.target], e)
@@ -803,8 +820,9 @@ func (r *ChaosResult) Ledger() string {
 		p("\nsettle: every notification accounted for %v after the window\n", r.SettledIn.Round(time.Second))
 	}
 	p("broker restarts: %d (down %v); store restarts: %d (down %v)\n", r.BrokerRestarts, r.BrokerDown.Round(time.Millisecond), r.StoreRestarts, r.StoreDown.Round(time.Millisecond))
-	p("kafka link: %d cuts, %d delays, %d blackholes; store link: %d cuts, %d delays, %d blackholes\n",
-		r.KafkaLink.Cuts, r.KafkaLink.Delays, r.KafkaLink.Blackholes, r.StoreLink.Cuts, r.StoreLink.Delays, r.StoreLink.Blackholes)
+	p("kafka link: %d cuts, %d delays, %d stalls, %d blackholes; store link: %d cuts, %d delays, %d stalls, %d blackholes\n",
+		r.KafkaLink.Cuts, r.KafkaLink.Delays, r.KafkaLink.Stalls, r.KafkaLink.Blackholes,
+		r.StoreLink.Cuts, r.StoreLink.Delays, r.StoreLink.Stalls, r.StoreLink.Blackholes)
 	p("READ model: %d of %d aggregates at their last version\n", r.ReadModelChecked-len(r.ReadModelBad), r.ReadModelChecked)
 	for _, t := range []string{RouteLogicApps, RouteSalesforce} {
 		if tl := r.Targets[t]; tl != nil && len(tl.DeadOther) > 0 {

@@ -33,12 +33,11 @@ type Link struct {
 	name  string
 	proxy *toxiproxy.Proxy
 
-	mu      sync.Mutex
-	latency time.Duration
-	cut     bool
-	hole    bool
+	mu   sync.Mutex
+	cut  bool
+	hole bool
 	// Counts of the toxics applied, for the chaos report.
-	Cuts, Delays, Blackholes int
+	Cuts, Delays, Stalls, Blackholes int
 }
 
 // Link starts a link named name on a free loopback port to upstream.
@@ -75,15 +74,17 @@ func (l *Link) Addr() string {
 // SetLatency adds d (plus up to jitter) to every chunk from the upstream
 // back to the client, so to every request/response round trip; 0 removes
 // it.
-func (l *Link) SetLatency(d, jitter time.Duration) error {
+func (l *Link) SetLatency(d, jitter time.Duration) error { return l.setLatency(d, jitter, &l.Delays) }
+
+// setLatency replaces the latency toxic, counting it in count.
+func (l *Link) setLatency(d, jitter time.Duration, count *int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_ = l.proxy.Toxics.RemoveToxic(context.Background(), "latency")
-	l.latency = d
 	if d <= 0 {
 		return nil
 	}
-	l.Delays++
+	*count++
 	body := fmt.Sprintf(`{"name":"latency","type":"latency","stream":"downstream","toxicity":1,"attributes":{"latency":%d,"jitter":%d}}`,
 		d.Milliseconds(), jitter.Milliseconds())
 	if _, err := l.proxy.Toxics.AddToxicJson(strings.NewReader(body)); err != nil {
@@ -92,8 +93,15 @@ func (l *Link) SetLatency(d, jitter time.Duration) error {
 	return nil
 }
 
+// Stall holds every byte from the upstream for d before passing it on,
+// dropping nothing: a partition that heals, as TCP retransmission makes it
+// look to both ends. SetLatency(0, 0) ends it.
+func (l *Link) Stall(d time.Duration) error { return l.setLatency(d, 0, &l.Stalls) }
+
 // Blackhole makes the link swallow everything in both directions without
-// closing the connections (a silent partition), or ends that.
+// closing the connections, or ends that. The swallowed bytes are lost
+// while the connections stay up, which TCP never does: streams resume with
+// whole requests or responses missing. Stall is the realistic partition.
 func (l *Link) Blackhole(on bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
