@@ -66,6 +66,12 @@ const (
 	// Reauthenticate failures mean the credentials expired; the connector
 	// has already dropped its token and the next attempt fetches a new one.
 	Reauthenticate
+	// Halt failures say the endpoint or the credentials are wrong, not the
+	// record (a rotated key, a disabled workflow, a refused OAuth client, a
+	// redirect, a persistent TLS or DNS failure). Every record would fail
+	// the same way, so the connector stops rather than dead-lettering the
+	// stream, and resumes by itself once the endpoint answers again.
+	Halt
 )
 
 // String returns the class name used in dead-letter headers and metrics.
@@ -77,6 +83,8 @@ func (c Class) String() string {
 		return "permanent"
 	case Reauthenticate:
 		return "reauthenticate"
+	case Halt:
+		return "halt"
 	default:
 		return "unknown"
 	}

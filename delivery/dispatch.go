@@ -1,0 +1,170 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/fanout-dev/fanout/connectors"
+)
+
+// dispatch starts calls while records are ready, slots are free and the
+// breaker lets them through.
+func (l *loop) dispatch() {
+	l.blocked = false
+	if l.stopping || l.opPaused {
+		return
+	}
+	batch := max(l.w.maxBatch, 1)
+	for l.ready.len() > 0 && l.calls < l.w.d.MaxInFlight {
+		if l.w.batch != nil && l.ready.len() < batch && l.now.Before(l.lingerTil) {
+			return // wait for the batch to fill
+		}
+		recs := l.ready.take(batch)
+		if len(recs) == 0 {
+			return
+		}
+		done, err := l.w.breaker.Allow()
+		if err != nil {
+			// Open, or half-open with its probes out: hold.
+			l.ready.untake(recs)
+			l.blocked = true
+			if errors.Is(err, gobreaker.ErrOpenState) && !l.breakerAt.After(l.now) {
+				l.breakerAt = l.now.Add(l.w.d.Breaker.OpenTimeout)
+			}
+			return
+		}
+		l.start(recs, done)
+		if l.ready.len() > 0 {
+			l.lingerTil = l.now // leftovers go without lingering again
+		}
+	}
+}
+
+// start runs one downstream call on its own goroutine.
+func (l *loop) start(recs []*rec, breakerDone func(error)) {
+	ctx, cancel := context.WithTimeout(l.hardCtx, l.w.d.CallTimeout)
+	c := &call{recs: recs, cancel: cancel}
+	ns := make([]*connectors.Notification, len(recs))
+	callCtx := ctx
+	for i, r := range recs {
+		r.state = stInFlight
+		r.attempts++
+		r.p.busy++
+		r.p.calls[c] = struct{}{}
+		ns[i] = &connectors.Notification{
+			ID: r.meta.ID, Key: r.key, Type: r.meta.Type, Source: r.meta.Source, Version: r.meta.Version,
+			Time: r.meta.CommitTime, Priority: r.meta.Priority, TriggerType: r.meta.TriggerType,
+			Body: r.r.Value, Attempt: r.prior + r.attempts, TraceParent: r.meta.TraceParent,
+		}
+		if l.w.tracer != nil {
+			sctx := l.w.startSpan(ctx, r, ns[i])
+			if len(recs) == 1 {
+				callCtx = sctx
+			}
+		}
+	}
+	l.calls++
+	l.w.stats.InFlight.Add(int64(len(recs)))
+	w := l.w
+	go func() {
+		defer cancel()
+		errs := make([]error, len(ns))
+		var err error
+		if w.limiter != nil {
+			err = w.limiter.Wait(ctx)
+		}
+		switch {
+		case err != nil:
+			for i := range errs {
+				errs[i] = &connectors.Error{Class: connectors.Retryable, Message: "rate limiter", Err: err}
+			}
+		case len(ns) == 1:
+			errs[0] = w.conn.Deliver(callCtx, ns[0])
+		default:
+			out := w.batch.DeliverBatch(ctx, ns)
+			copy(errs, out)
+			if len(out) != len(ns) {
+				for i := len(out); i < len(ns); i++ {
+					errs[i] = &connectors.Error{Class: connectors.Retryable, Message: "connector returned fewer batch results than notifications"}
+				}
+			}
+		}
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			// We cancelled it (revoke, stop): it says nothing about the
+			// downstream, and its records are redelivered.
+			breakerDone(context.Canceled)
+			for i := range errs {
+				if errs[i] != nil {
+					errs[i] = errAbandoned
+				}
+			}
+		} else {
+			breakerDone(outcome(errs))
+		}
+		l.resCh <- callResult{c: c, errs: errs}
+	}()
+}
+
+// errAbandoned marks the results of a call the worker cancelled.
+var errAbandoned = errors.New("delivery: call abandoned by the worker")
+
+// outcome is a call's result for the breaker: success if the downstream
+// accepted or refused anything on its merits, else the first failure.
+func outcome(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err == nil || connectors.Classify(err) == connectors.Permanent {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// handleResult applies the results of one call.
+func (l *loop) handleResult(res callResult) {
+	l.calls--
+	l.w.stats.InFlight.Add(-int64(len(res.c.recs)))
+	for i, r := range res.c.recs {
+		p := r.p
+		p.busy--
+		delete(p.calls, res.c)
+		err := res.errs[i]
+		endSpan(r, err)
+		if p.dropped {
+			continue
+		}
+		switch {
+		case err == nil:
+			l.delivered(r)
+		case errors.Is(err, errAbandoned):
+			if p.revoking || l.stopping {
+				r.state = stAbandoned
+			} else {
+				// Cancelled with another partition's records: try again.
+				r.attempts--
+				r.state = stReady
+				l.ready.push(r)
+			}
+		default:
+			l.failed(r, err)
+		}
+	}
+}
+
+// delivered finishes a record the downstream acknowledged.
+func (l *loop) delivered(r *rec) {
+	st := &l.w.stats
+	st.Delivered.Add(1)
+	if !r.meta.CommitTime.IsZero() {
+		st.Latency.Observe(l.now.Sub(r.meta.CommitTime))
+	}
+	if r.meta.Version > 0 && r.key != "" {
+		l.w.delivered.note(r.key, r.meta.Version)
+	}
+	l.finish(r)
+}

@@ -1,0 +1,76 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fanout-dev/fanout/connectors"
+)
+
+// deadLetter produces r's dead letter on its own goroutine, retrying until
+// it is written or the partition is abandoned.
+func (l *loop) deadLetter(r *rec, dl deadLetter) {
+	r.state = stDLQ
+	p := r.p
+	p.busy++
+	l.dlqs++
+	out := dlqRecord(l.w.dlqTopic, l.w.name, r.r, dl)
+	ctx := p.ctx
+	w, cl := l.w, l.cl
+	go func() {
+		backoff := w.d.MinBackoff
+		var err error
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = cl.ProduceSync(pctx, out).FirstErr()
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			w.stats.setLastError("dead-letter produce: " + err.Error())
+			w.log.Warn("dead-letter produce failed; retrying", "dlq", w.dlqTopic, "partition", r.r.Partition, "offset", r.r.Offset, "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			backoff = min(backoff*2, w.d.MaxBackoff)
+		}
+		l.dlqCh <- dlqResult{r: r, dl: dl, err: err}
+	}()
+}
+
+// handleDLQ finishes a record whose dead letter is written.
+func (l *loop) handleDLQ(res dlqResult) {
+	l.dlqs--
+	r := res.r
+	p := r.p
+	p.busy--
+	if p.dropped {
+		return
+	}
+	if res.err != nil {
+		r.state = stAbandoned // the partition is being given up
+		return
+	}
+	l.w.stats.DeadLettered.add(res.dl.class)
+	var status int
+	var code string
+	var ce *connectors.Error
+	if errors.As(res.dl.err, &ce) {
+		status, code = ce.Status, ce.Code
+	}
+	errText := ""
+	if res.dl.err != nil {
+		errText = truncateUTF8(res.dl.err.Error(), MaxDLQErrorBytes)
+	}
+	l.w.log.Warn("notification dead-lettered", "class", res.dl.class, "notification_id", r.meta.ID, "key", r.key,
+		"version", r.meta.Version, "partition", r.r.Partition, "offset", r.r.Offset, "attempts", res.dl.attempts,
+		"http_status", status, "error_code", code, "error", errText, "dlq", l.w.dlqTopic)
+	if l.w.d.AfterDeadLtr == "park" && r.key != "" {
+		r.p.parked[r.key] = true
+	}
+	l.finish(r)
+}

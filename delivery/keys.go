@@ -1,0 +1,191 @@
+package delivery
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanout-dev/fanout/internal/envelope"
+)
+
+// part returns the state of a partition, creating it on its first record.
+func (l *loop) part(r *kgo.Record) *partition {
+	k := tp{r.Topic, r.Partition}
+	p := l.parts[k]
+	if p == nil {
+		ctx, cancel := context.WithCancel(l.hardCtx)
+		p = &partition{topic: r.Topic, id: r.Partition, keys: make(map[string]*keyQueue), next: r.Offset,
+			committed: r.Offset, epoch: -1, parked: make(map[string]bool), calls: make(map[*call]struct{}),
+			ctx: ctx, cancel: cancel}
+		l.parts[k] = p
+	}
+	return p
+}
+
+// ingest takes fetched records into their partitions and key queues.
+func (l *loop) ingest(recs []*kgo.Record) {
+	st := &l.w.stats
+	for _, kr := range recs {
+		st.Consumed.Add(1)
+		if kr.Topic == l.w.retryTopic {
+			st.ConsumedRetry.Add(1)
+		}
+		p := l.part(kr)
+		if p.revoking || kr.Offset < p.next {
+			st.Ignored.Add(1)
+			continue // a revoked partition's late record, or seen already
+		}
+		p.next, p.epoch = kr.Offset+1, kr.LeaderEpoch
+		if !envelope.RoutedTo(kr, l.w.name) {
+			st.SkippedNotRouted.Add(1)
+			continue
+		}
+		st.Routed.Add(1)
+		r := &rec{r: kr, p: p, heapIdx: -1}
+		heap.Push(&p.open, r)
+		r.meta = envelope.ParseMeta(kr)
+		r.key = string(kr.Key)
+		r.prior = priorAttempts(kr)
+		qid := r.key
+		switch {
+		case l.w.sequential:
+			qid = "" // one queue per partition: strictly one at a time
+		case len(kr.Key) == 0:
+			qid = "\x00" + strconv.FormatInt(kr.Offset, 10) // no key, no order to keep
+		}
+		q := p.keys[qid]
+		if q == nil {
+			q = &keyQueue{id: qid}
+			p.keys[qid] = q
+		}
+		r.q = q
+		q.recs = append(q.recs, r)
+		p.buffered++
+		l.buffered++
+		if len(q.recs) == 1 {
+			l.activate(r)
+		}
+	}
+}
+
+// activate makes r, the new head of its key, ready, or dead-letters it at
+// once when its key is parked or it cannot be delivered.
+func (l *loop) activate(r *rec) {
+	now := l.now
+	switch {
+	case r.p.parked[r.key]:
+		l.deadLetter(r, deadLetter{class: ClassParked, err: errors.New("an earlier notification of this key was dead-lettered and after_dead_letter is park"),
+			attempts: r.prior, firstFail: now, lastFail: now})
+	case r.meta.ID == "":
+		l.deadLetter(r, deadLetter{class: ClassInvalid, err: errors.New("record has no " + envelope.HeaderID + " header: no idempotency key to deliver with"),
+			attempts: r.prior, firstFail: now, lastFail: now})
+	default:
+		r.state = stReady
+		if l.ready.len() == 0 {
+			l.lingerTil = now.Add(l.w.d.BatchLinger)
+		}
+		l.ready.push(r)
+	}
+}
+
+// finish marks r done and moves its key on.
+func (l *loop) finish(r *rec) {
+	r.state = stDone
+	p := r.p
+	p.buffered--
+	l.buffered--
+	q := r.q
+	if len(q.recs) > 0 && q.recs[0] == r {
+		q.recs[0] = nil
+		q.recs = q.recs[1:]
+	}
+	heap.Remove(&p.open, r.openIdx)
+	if len(q.recs) == 0 {
+		delete(p.keys, q.id)
+	} else {
+		l.activate(q.recs[0])
+	}
+}
+
+// readyQueue is a FIFO of ready records; entries that stopped being ready
+// (their partition was dropped) are skipped when taken.
+type readyQueue struct {
+	items []*rec
+	head  int
+}
+
+func (q *readyQueue) len() int { return len(q.items) - q.head }
+
+func (q *readyQueue) push(r *rec) {
+	if q.head > 0 && q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	q.items = append(q.items, r)
+}
+
+// take removes up to n records that are still ready.
+func (q *readyQueue) take(n int) []*rec {
+	var out []*rec
+	for q.head < len(q.items) && len(out) < n {
+		r := q.items[q.head]
+		q.items[q.head] = nil
+		q.head++
+		if r.state != stReady || r.p.dropped || r.p.revoking {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// untake puts records just taken back at the front, in order.
+func (q *readyQueue) untake(rs []*rec) {
+	if q.head >= len(rs) {
+		q.head -= len(rs)
+		copy(q.items[q.head:], rs)
+		return
+	}
+	items := make([]*rec, 0, len(rs)+q.len())
+	items = append(items, rs...)
+	items = append(items, q.items[q.head:]...)
+	q.items, q.head = items, 0
+}
+
+// filter keeps the records for which keep returns true.
+func (q *readyQueue) filter(keep func(*rec) bool) {
+	out := q.items[:0]
+	for _, r := range q.items[q.head:] {
+		if r.state == stReady && !r.p.dropped && keep(r) {
+			out = append(out, r)
+		}
+	}
+	clear(q.items[len(out):])
+	q.items, q.head = out, 0
+}
+
+// openHeap orders a partition's unfinished records by offset.
+type openHeap []*rec
+
+func (h openHeap) Len() int           { return len(h) }
+func (h openHeap) Less(i, j int) bool { return h[i].r.Offset < h[j].r.Offset }
+func (h openHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].openIdx, h[j].openIdx = i, j
+}
+func (h *openHeap) Push(x any) {
+	r := x.(*rec)
+	r.openIdx = len(*h)
+	*h = append(*h, r)
+}
+func (h *openHeap) Pop() any {
+	old := *h
+	n := len(old)
+	r := old[n-1]
+	old[n-1] = nil
+	r.openIdx = -1
+	*h = old[:n-1]
+	return r
+}
