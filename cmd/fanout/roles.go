@@ -109,6 +109,7 @@ func openStore(ctx context.Context, cfg *config.Config, e *env, app string) (*st
 		Timeout:      m.Timeout,
 		VersionField: cfg.Source.VersionField,
 		DomainWrites: m.DomainWrites,
+		IDReads:      m.IDReads,
 		AppName:      "fanout-" + app,
 	})
 	if err != nil {

@@ -118,6 +118,13 @@ type Mongo struct {
 	// bulkWrite is sequential) or "auto" (default: parallel when the server
 	// identifies as FerretDB).
 	DomainWrites string `yaml:"domain_writes"`
+	// IDReads is how sets of up to 32 ids (versions, delivered versions,
+	// published entries) are read and deleted: "in" (one $in command,
+	// served by the _id index on MongoDB), "point" (concurrent _id
+	// equality commands) or "auto" (default: point when the server
+	// identifies as FerretDB, which pushes down nothing but a plain _id
+	// equality and so scans the collection for a $in).
+	IDReads string `yaml:"id_reads"`
 }
 
 // Collections names the store's collections.
@@ -324,6 +331,7 @@ func Default() Config {
 			ReadConcern:  "majority",
 			Timeout:      10 * time.Second,
 			DomainWrites: "auto",
+			IDReads:      "auto",
 		},
 		Source: Source{
 			AggregateType:     "quote",

@@ -91,6 +91,11 @@ func (c *Config) Validate() error {
 	default:
 		e.add("mongo.domain_writes", "%q is not valid", "use auto, bulk or parallel", c.Mongo.DomainWrites)
 	}
+	switch c.Mongo.IDReads {
+	case "auto", "in", "point":
+	default:
+		e.add("mongo.id_reads", "%q is not valid", "use auto, in or point", c.Mongo.IDReads)
+	}
 	positive(&e, "mongo.timeout", c.Mongo.Timeout)
 
 	nonEmpty(&e, "source.aggregate_type", c.Source.AggregateType)

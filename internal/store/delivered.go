@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The delivered collection holds, per connector and key, the newest
@@ -60,17 +59,11 @@ func (s *Store) DeliveredVersions(ctx context.Context, connector string, keys []
 	for i, k := range keys {
 		ids[i] = deliveredID(connector, k)
 	}
-	cur, err := s.delivered.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: "key", Value: 1}, {Key: "version", Value: 1}}))
+	err := s.findByIDs(ctx, s.delivered, ids, bson.D{{Key: "key", Value: 1}, {Key: "version", Value: 1}}, func(d bson.Raw) {
+		key, _ := d.Lookup("key").StringValueOK()
+		out[key] = numberOf(d.Lookup("version"))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: read delivered versions of %s: %w", connector, err)
-	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
-		key, _ := cur.Current.Lookup("key").StringValueOK()
-		out[key] = numberOf(cur.Current.Lookup("version"))
-	}
-	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("store: read delivered versions of %s: %w", connector, err)
 	}
 	return out, nil

@@ -101,7 +101,7 @@ func (s *Store) DeleteOutbox(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.outbox.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+	if err := s.deleteByIDs(ctx, s.outbox, ids); err != nil {
 		return fmt.Errorf("store: delete published outbox entries: %w", err)
 	}
 	return nil

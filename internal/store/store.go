@@ -42,6 +42,11 @@ type Options struct {
 	VersionField string
 	// DomainWrites is "auto", "bulk" or "parallel".
 	DomainWrites string
+	// IDReads is how small sets of ids are read and deleted: "in" (one
+	// $in command, served by the _id index on MongoDB), "point" (concurrent
+	// _id equality commands, the only filter FerretDB pushes down) or
+	// "auto" (point on FerretDB, in elsewhere).
+	IDReads string
 	// Monitor, if set, observes every command (benchmarks count them).
 	Monitor *event.CommandMonitor
 	// AppName is reported to the server.
@@ -61,6 +66,7 @@ type Store struct {
 
 	versionField string
 	parallel     bool
+	pointReads   bool
 	ferret       bool
 }
 
@@ -134,6 +140,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	default:
 		s.parallel = s.ferret
 	}
+	switch o.IDReads {
+	case "point":
+		s.pointReads = true
+	case "in":
+	default:
+		s.pointReads = s.ferret
+	}
 	return s, nil
 }
 
@@ -197,17 +210,11 @@ func (s *Store) Versions(ctx context.Context, ids []string) (map[string]int64, e
 	if len(ids) == 0 {
 		return out, nil
 	}
-	cur, err := s.domain.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		options.Find().SetProjection(bson.D{{Key: s.versionField, Value: 1}}))
+	err := s.findByIDs(ctx, s.domain, ids, bson.D{{Key: s.versionField, Value: 1}}, func(d bson.Raw) {
+		id, _ := d.Lookup("_id").StringValueOK()
+		out[id] = numberOf(d.Lookup(s.versionField))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: read domain versions: %w", err)
-	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
-		id, _ := cur.Current.Lookup("_id").StringValueOK()
-		out[id] = numberOf(cur.Current.Lookup(s.versionField))
-	}
-	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("store: read domain versions: %w", err)
 	}
 	return out, nil
@@ -297,7 +304,12 @@ func (s *Store) update(w DomainWrite) bson.D {
 // the first error. It is the one-by-one path for servers whose bulkWrite
 // is sequential or stops at the first error.
 func upsertEach(ctx context.Context, n int, write func(ctx context.Context, i int) error) error {
-	const workers = 8
+	return forEachConcurrently(ctx, n, 8, write)
+}
+
+// forEachConcurrently runs do(i) for i in [0, n) on at most workers
+// goroutines, all finished when it returns, and returns the first error.
+func forEachConcurrently(ctx context.Context, n, workers int, do func(ctx context.Context, i int) error) error {
 	ch := make(chan int)
 	var (
 		wg       sync.WaitGroup
@@ -309,7 +321,7 @@ func upsertEach(ctx context.Context, n int, write func(ctx context.Context, i in
 		go func() {
 			defer wg.Done()
 			for i := range ch {
-				if err := write(ctx, i); err != nil {
+				if err := do(ctx, i); err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
