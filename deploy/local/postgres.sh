@@ -20,6 +20,16 @@
 # + pg_ctl start + createdb): 2-3 s; stop: 0.2 s. Debian's policy-rc.d keeps
 # the package's own "main" cluster (port 5432) from starting.
 #
+# Indexed _id lookups, like MongoDB's: FerretDB 1.24 filters by _id with
+# `_jsonb->'_id' @> ...`, which its own btree index on `_jsonb->'_id'` cannot
+# serve, so every _id equality (point read, guarded upsert, deleteOne) scans
+# the table inside PostgreSQL. `start` therefore installs, in the ferretdb
+# database, an event trigger that adds a GIN index (fastupdate off, so no
+# pending list to scan) on `_jsonb->'_id'` to every table FerretDB creates,
+# and sets plan_cache_mode = force_custom_plan. This is a setting of the test
+# store, not of fanout. Measured (2 loaded cores, 50,000 documents, average
+# of 50): point read 56 ms -> 0.9 ms, guarded update 54 ms -> 0.5 ms.
+#
 # Environment: FANOUT_RUN (default /tmp/fanout-run), FANOUT_PG_PORT (15432),
 # FANOUT_PG_BIN (dir with initdb/pg_ctl; default: newest /usr/lib/postgresql/*/bin).
 set -euo pipefail
@@ -115,6 +125,9 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
+# FerretDB's _id filter is a jsonb containment: served by the GIN index below
+# only with a plan made for the actual value.
+plan_cache_mode = force_custom_plan
 EOF
 		# Trust on localhost only; no other hosts.
 		cat >"$data/pg_hba.conf" <<EOF
@@ -132,6 +145,22 @@ EOF
 	if [[ "$exists" != 1 ]]; then
 		as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres ferretdb
 	fi
+	as_pg "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d ferretdb >/dev/null <<'SQL' ||
+SET client_min_messages = warning;
+CREATE OR REPLACE FUNCTION fanout_index_jsonb_id() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+	FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+		IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = r.objid AND attname = '_jsonb' AND NOT attisdropped) THEN
+			EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb->''_id'')) WITH (fastupdate = off)', r.object_identity);
+		END IF;
+	END LOOP;
+END $$;
+DROP EVENT TRIGGER IF EXISTS fanout_index_jsonb_id;
+CREATE EVENT TRIGGER fanout_index_jsonb_id ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+	EXECUTE FUNCTION fanout_index_jsonb_id();
+SQL
+		die "installing the _id index trigger failed"
 	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up in $((SECONDS - t0)) s (data $data)"
 	echo "postgres://postgres@127.0.0.1:$port/ferretdb"
 }
