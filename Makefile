@@ -4,7 +4,7 @@
 #                       (deploy/local/test.sh starts what is not running and stops it after);
 #                       ARGS='-run X ./outbox/...' passes arguments to go test
 #   make test-unit      go test ./... (kfake and embedded FerretDB-on-SQLite, no services)
-#   make lint           gofmt -l, go vet, staticcheck
+#   make lint           gofmt -l, go mod tidy -diff (go.mod/go.sum must be tidy), go vet, staticcheck
 #   make services-up    start Kafka, PostgreSQL and FerretDB and leave them running
 #   make services-down  stop them
 
@@ -25,6 +25,7 @@ test-unit:
 lint:
 	@out="$$(gofmt -l .)"; \
 	if [[ -n "$$out" ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	@if ! $(GO) mod tidy -diff; then echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result"; exit 1; fi
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then \
 		echo staticcheck ./...; staticcheck ./...; \
