@@ -34,11 +34,17 @@
 //
 // Classification: any 2xx is delivered (202 without a Response action);
 // 408, 429 and 5xx are Retryable, with the server's Retry-After when it
-// sent one; 401 is Permanent with SAS (the sig is wrong or its key was
-// regenerated: no retry will fix the configuration) and Reauthenticate
-// with Entra (the cached token is dropped first); other 4xx (400
-// TriggerInputSchemaMismatch, 403, 404 WorkflowNotFound, 413) and 3xx are
-// Permanent. The error code and message of the body {"error":{"code",
+// sent one. Failures of the endpoint rather than the record are Halt, so
+// that the delivery layer pauses the connector instead of dead-lettering
+// the stream: 401 with SAS (the sig is wrong or its key was regenerated);
+// 401 with Entra for a token fetched just now (the first 401 drops the
+// cached token and the call is sent once more with a new one); 403; 404
+// (WorkflowNotFound, unknown trigger); 409 WorkflowNotEnabled (a disabled
+// workflow); 410; 3xx; configuration errors that every call would get
+// (MissingApiVersionParameter, both SAS and a bearer token); a token
+// endpoint refusing the client; a certificate that does not verify or a
+// host that does not resolve. Record-specific failures are Permanent: 400
+// TriggerInputSchemaMismatch, 413 and other 4xx. The error code and message of the body {"error":{"code",
 // "message"}} go into Error.Code and Error.Message. Neither errors nor logs
 // ever contain the sig, the token or the client secret.
 package logicapps
@@ -155,37 +161,44 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		h.Set("traceparent", n.TraceParent)
 	}
 
-	secrets := c.secrets
-	if c.tokens != nil {
-		tok, err := c.tokens.Token(ctx)
-		if err != nil {
-			return c.fail(n, err)
+	for attempt := 1; ; attempt++ {
+		secrets := c.secrets
+		if c.tokens != nil {
+			tok, err := c.tokens.Token(ctx)
+			if err != nil {
+				return c.fail(n, err)
+			}
+			h.Set("Authorization", "Bearer "+tok)
+			secrets = append(secrets[:len(secrets):len(secrets)], tok)
 		}
-		h.Set("Authorization", "Bearer "+tok)
-		secrets = append(secrets[:len(secrets):len(secrets)], tok)
+		resp, err := c.client.Do(ctx, &transport.Request{
+			Method:  http.MethodPost,
+			URL:     c.cfg.rawURL,
+			Header:  h,
+			Body:    n.Body,
+			Secrets: secrets,
+		})
+		if err != nil {
+			return c.fail(n, transport.Failure(err))
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			c.log.Debug("logicapps: delivered",
+				"connector", c.name, "notification_id", n.ID, "status", resp.StatusCode,
+				"run_id", resp.Header.Get("x-ms-workflow-run-id"), "attempts", resp.Attempts)
+			return nil
+		}
+		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil {
+			// The token expired or was revoked: drop it and try once
+			// more with a new one. A refusal of a token fetched just now
+			// is no expiry but a configuration problem (Halt).
+			c.tokens.Invalidate()
+			if attempt == 1 && ctx.Err() == nil {
+				c.log.Info("logicapps: bearer token refused; fetching a new one", "connector", c.name)
+				continue
+			}
+		}
+		return c.fail(n, c.classify(resp, secrets))
 	}
-
-	resp, err := c.client.Do(ctx, &transport.Request{
-		Method:  http.MethodPost,
-		URL:     c.cfg.rawURL,
-		Header:  h,
-		Body:    n.Body,
-		Secrets: secrets,
-	})
-	if err != nil {
-		return c.fail(n, transport.Failure(err))
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		c.log.Debug("logicapps: delivered",
-			"connector", c.name, "notification_id", n.ID, "status", resp.StatusCode,
-			"run_id", resp.Header.Get("x-ms-workflow-run-id"), "attempts", resp.Attempts)
-		return nil
-	}
-	ce := c.classify(resp, secrets)
-	if ce.Class == connectors.Reauthenticate && c.tokens != nil {
-		c.tokens.Invalidate()
-	}
-	return c.fail(n, ce)
 }
 
 // fail logs a failed delivery at debug level (the delivery layer logs the
@@ -213,21 +226,46 @@ func (c *Connector) classify(resp *transport.Response, secrets []string) *connec
 		e.Class = connectors.Retryable
 		e.RetryAfter = resp.RetryAfter
 	case s == http.StatusUnauthorized && c.cfg.auth == AuthEntra:
-		e.Class = connectors.Reauthenticate
-		e.Message = hint(e.Message, "the bearer token was refused; it has been dropped and the next attempt fetches a new one")
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "a freshly fetched bearer token was refused: check the workflow's authorization policy (issuer, audience, claims) and the app registration")
 	case s == http.StatusUnauthorized:
-		e.Class = connectors.Permanent
+		e.Class = connectors.Halt
 		e.Message = hint(e.Message, "the callback URL's sig is not valid (wrong URL, or the access key was regenerated): update "+c.cfg.urlField)
+	case s == http.StatusForbidden:
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "the trigger refused the caller (IP restrictions or access policy)")
 	case s == http.StatusNotFound:
-		e.Class = connectors.Permanent
-		e.Message = hint(e.Message, "check "+c.cfg.urlField+": the workflow or trigger does not exist, or the workflow is disabled")
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "check "+c.cfg.urlField+": the workflow or trigger does not exist")
+	case haltCodes[code]:
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "the trigger cannot accept any call as configured: check "+c.cfg.urlField+" and the workflow's state")
+	case s == http.StatusGone:
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "the trigger is gone: update "+c.cfg.urlField)
 	case s >= 300 && s < 400:
-		e.Class = connectors.Permanent
-		e.Message = hint(e.Message, "unexpected redirect from the trigger")
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "unexpected redirect from the trigger (Logic Apps never redirects): check "+c.cfg.urlField)
 	default:
+		// 400 TriggerInputSchemaMismatch, 413: this record is wrong.
 		e.Class = connectors.Permanent
 	}
 	return e
+}
+
+// haltCodes are Logic Apps error codes that refuse every call, whatever
+// the record: a disabled workflow, or a request the connector's
+// configuration makes wrong each time (URL without api-version, both SAS
+// and a bearer token, a trigger that wants another method).
+var haltCodes = map[string]bool{
+	"WorkflowNotEnabled":                          true,
+	"WorkflowDisabled":                            true,
+	"WorkflowNotFound":                            true,
+	"WorkflowTriggerNotFound":                     true,
+	"MissingApiVersionParameter":                  true,
+	"DirectApiRequestHasMoreThanOneAuthorization": true,
+	"DirectApiAuthorizationRequired":              true,
+	"TriggerRequestMethodNotValid":                true,
 }
 
 // hint appends advice for the operator to a downstream message.

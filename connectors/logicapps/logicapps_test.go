@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -133,7 +137,8 @@ func TestDeliverAgainstSimulator(t *testing.T) {
 		settings  string // extra YAML settings
 		badKey    bool   // sign the URL with the wrong key
 		standard  bool
-		class     connectors.Class // 0 = success
+		before    func(s *sim.Server) // an operator's action at the service, before the call
+		class     connectors.Class    // 0 = success
 		status    int
 		code      string
 		minWait   time.Duration
@@ -196,13 +201,33 @@ func TestDeliverAgainstSimulator(t *testing.T) {
 			class: connectors.Permanent, status: 400, code: "TriggerInputSchemaMismatch",
 		},
 		{
-			name: "bad sig is permanent 401", badKey: true, wantCalls: 1,
-			class: connectors.Permanent, status: 401, code: "DirectApiInvalidAuthorizationSignature",
+			name: "bad sig halts 401", badKey: true, wantCalls: 1,
+			class: connectors.Halt, status: 401, code: "DirectApiInvalidAuthorizationSignature",
 		},
 		{
-			name: "unknown workflow is permanent 404", wantCalls: 1,
+			name: "access key regenerated halts 401", wantCalls: 1,
+			before: func(s *sim.Server) { s.RotateKey("regenerated-key") },
+			class:  connectors.Halt, status: 401, code: "DirectApiInvalidAuthorizationSignature",
+		},
+		{
+			name: "unknown workflow halts 404", wantCalls: 1,
 			cfg:   sim.Config{Workflows: []string{"other"}},
-			class: connectors.Permanent, status: 404, code: "WorkflowNotFound",
+			class: connectors.Halt, status: 404, code: "WorkflowNotFound",
+		},
+		{
+			name: "disabled workflow halts", wantCalls: 1,
+			before: func(s *sim.Server) { s.SetWorkflowEnabled("wf1", false) },
+			class:  connectors.Halt, status: 409, code: "WorkflowNotEnabled",
+		},
+		{
+			name: "403 halts", wantCalls: 1,
+			faults: `{"script":[{"status":403,"body":"{\"error\":{\"code\":\"AuthorizationFailed\",\"message\":\"The client IP is not allowed.\"}}"}]}`,
+			class:  connectors.Halt, status: 403, code: "AuthorizationFailed",
+		},
+		{
+			name: "410 halts", wantCalls: 1,
+			faults: `{"script":[{"status":410}]}`,
+			class:  connectors.Halt, status: 410,
 		},
 		{
 			name: "413 is permanent", wantCalls: 1,
@@ -246,6 +271,9 @@ func TestDeliverAgainstSimulator(t *testing.T) {
 				if err := s.SetFaults(f.Faults); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if tt.before != nil {
+				tt.before(s)
 			}
 			key := simKey
 			if tt.badKey {
@@ -329,6 +357,51 @@ func TestDeliverAgainstSimulator(t *testing.T) {
 		}
 	})
 
+	t.Run("redirect in front of the trigger halts", func(t *testing.T) {
+		_, base := startSim(t, sim.Config{})
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, base+r.URL.RequestURI(), http.StatusMovedPermanently)
+		}))
+		defer front.Close()
+		callback := sim.SignURL(front.URL, simKey, "wf1", "manual", false)
+		secrets = append(secrets, sigOf(t, callback))
+		c, err := open(t, fmt.Sprintf("url: %q\n", callback), sink.logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		err = c.Deliver(context.Background(), notification("n-3"))
+		var ce *connectors.Error
+		if !errors.As(err, &ce) || ce.Class != connectors.Halt || ce.Status != http.StatusMovedPermanently {
+			t.Fatalf("err = %v", err)
+		}
+		errTexts = append(errTexts, err.Error())
+	})
+
+	t.Run("certificate that does not verify halts", func(t *testing.T) {
+		s, err := sim.New(sim.Config{Key: simKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tlsSrv := httptest.NewUnstartedServer(s)
+		tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		tlsSrv.StartTLS() // a certificate no client trusts
+		defer tlsSrv.Close()
+		callback := sim.SignURL(tlsSrv.URL, simKey, "wf1", "manual", false)
+		secrets = append(secrets, sigOf(t, callback))
+		c, err := open(t, fmt.Sprintf("url: %q\nmin_backoff: 1ms\nmax_backoff: 2ms\n", callback), sink.logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		err = c.Deliver(context.Background(), notification("n-4"))
+		var ce *connectors.Error
+		if !errors.As(err, &ce) || ce.Class != connectors.Halt || ce.Code != "TLSVerification" {
+			t.Fatalf("err = %v", err)
+		}
+		errTexts = append(errTexts, err.Error())
+	})
+
 	t.Run("entra", func(t *testing.T) {
 		testEntra(t, sink, &secrets, &errTexts)
 	})
@@ -387,8 +460,24 @@ max_backoff: 2ms
 	}{
 		{name: "token fetched, delivered", tokens: 1, calls: 1},
 		{name: "token reused", tokens: 1, calls: 2},
-		{name: "revoked token gives reauthenticate", before: s.RevokeTokens, class: connectors.Reauthenticate, tokens: 1, calls: 3},
-		{name: "new token after reauthenticate", tokens: 2, calls: 4},
+		{name: "revoked token: dropped, new one fetched, delivered", before: s.RevokeTokens, tokens: 2, calls: 4},
+		{name: "new token reused", tokens: 2, calls: 5},
+		{
+			name: "a fresh token refused again halts",
+			before: func() {
+				_ = s.SetFaults(sim.Faults{Script: []sim.Step{{Count: 2, Status: 401,
+					Body: `{"error":{"code":"MisMatchingOAuthClaims","message":"One or more claims either missing or does not match with the open authentication access control policy."}}`}}})
+			},
+			class: connectors.Halt, tokens: 3, calls: 7,
+		},
+		{
+			name: "client secret rotated and tokens revoked halts at the token endpoint",
+			before: func() {
+				s.SetClientSecret("app-1", "rotated-secret-value-456")
+				s.RevokeTokens()
+			},
+			class: connectors.Halt, errCode: "invalid_client", tokens: 4, calls: 7,
+		},
 	}
 	for _, st := range steps {
 		if st.before != nil {
@@ -403,7 +492,7 @@ max_backoff: 2ms
 		}
 		if st.class != 0 {
 			var ce *connectors.Error
-			if !errors.As(err, &ce) || ce.Class != st.class || ce.Status != 401 {
+			if !errors.As(err, &ce) || ce.Class != st.class || ce.Status != 401 || (st.errCode != "" && ce.Code != st.errCode) {
 				t.Fatalf("%s: err = %v", st.name, err)
 			}
 		}
@@ -430,7 +519,7 @@ max_backoff: 2ms
 	defer c2.Close()
 	err = c2.Deliver(ctx, notification("n-entra-2"))
 	var ce *connectors.Error
-	if !errors.As(err, &ce) || ce.Class != connectors.Permanent || ce.Code != "invalid_client" {
+	if !errors.As(err, &ce) || ce.Class != connectors.Halt || ce.Code != "invalid_client" {
 		t.Fatalf("wrong secret: %v", err)
 	}
 	*errTexts = append(*errTexts, err.Error())

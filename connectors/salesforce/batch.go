@@ -95,7 +95,7 @@ func affectsAll(e *connectors.Error) bool {
 	if e == nil {
 		return false
 	}
-	return e.Class == connectors.Reauthenticate || e.RetryAfter > 0 ||
+	return e.Class == connectors.Reauthenticate || e.Class == connectors.Halt || e.RetryAfter > 0 ||
 		(e.Class == connectors.Retryable && (e.Status == 0 || e.Status >= 500))
 }
 

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/transport"
 	"golang.org/x/oauth2"
 )
 
@@ -142,8 +143,26 @@ func (c *Connector) classifyResponse(what string, status int, body []byte) *conn
 		e.Class = connectors.Reauthenticate
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests, status >= 500:
 		e.Class = connectors.Retryable
+	case hasCode(errs, endpointCodes) && !recordSpecific(errs):
+		// The org refuses the object or the API itself, for any record.
+		e.Class = connectors.Halt
+		e.Message += " (check object, event, external_id_field and the org's API access)"
+	case status == http.StatusForbidden && !recordSpecific(errs):
+		// Not a limit (handled above) and not about one record: the
+		// integration user lacks access to the object or the API.
+		e.Class = connectors.Halt
+		e.Message += " (the integration user may not use this object or API: check its profile and permission sets)"
+	case status == http.StatusNotFound:
+		// NOT_FOUND of the sObject type, the external id field or the
+		// API version: an upsert never 404s for a missing record (it
+		// creates one), so every record would fail the same way.
+		e.Class = connectors.Halt
+		e.Message += " (check object, external_id_field, event and api_version)"
+	case status == http.StatusGone, status >= 300 && status < 400:
+		e.Class = connectors.Halt
+		e.Message += " (check login_url and the instance_url the token endpoint returned)"
 	case status >= 400:
-		// 400 validation and parse errors, 403 other than limits, 404.
+		// 400 validation and parse errors: this record is wrong.
 		e.Class = connectors.Permanent
 	default:
 		// An unexpected status we cannot explain is retried, not dropped.
@@ -154,6 +173,43 @@ func (c *Connector) classifyResponse(what string, status int, body []byte) *conn
 		e.Message += ": " + truncate(strings.Join(strings.Fields(string(body)), " "), 200)
 	}
 	return e
+}
+
+// recordSpecificCodes are error codes that a 403 may carry about one
+// record (its sharing, a locked parent) rather than about the caller.
+var recordSpecificCodes = map[string]bool{
+	"INSUFFICIENT_ACCESS_OR_READONLY":               true,
+	"INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY": true,
+	"ENTITY_IS_LOCKED":                              true,
+	"ENTITY_IS_DELETED":                             true,
+}
+
+// endpointCodes are top-level error codes that refuse the configured
+// object or the API, not one record.
+var endpointCodes = map[string]bool{
+	"INVALID_TYPE":           true, // sObject type 'X' is not supported
+	"API_DISABLED_FOR_ORG":   true,
+	"API_CURRENTLY_DISABLED": true,
+}
+
+// hasCode reports whether one of errs has a code in codes.
+func hasCode(errs []apiError, codes map[string]bool) bool {
+	for _, e := range errs {
+		if codes[e.code()] {
+			return true
+		}
+	}
+	return false
+}
+
+// recordSpecific reports whether errs name a problem with the record.
+func recordSpecific(errs []apiError) bool {
+	for _, e := range errs {
+		if recordSpecificCodes[e.code()] {
+			return true
+		}
+	}
+	return false
 }
 
 // classifyRecord classifies one failed record of a Collections or event
@@ -207,12 +263,15 @@ func tokenError(err error) *connectors.Error {
 		case status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500 || status == 0:
 			e.Class = connectors.Retryable
 		default:
-			// 400 invalid_grant / invalid_client / unsupported_grant_type:
-			// configuration that will fail the same way until fixed.
-			e.Class = connectors.Permanent
+			// 400 invalid_client / invalid_grant / unauthorized_client:
+			// the client is refused until an operator fixes the
+			// credentials; no record can be delivered meanwhile.
+			e.Class = connectors.Halt
 			e.Message += " (check auth settings, login_url and the connected app)"
 		}
 		return e
 	}
-	return &connectors.Error{Class: connectors.Retryable, Message: "fetch access token", Err: err}
+	f := transport.Failure(transport.RedactError(err))
+	f.Message = "fetch access token: " + f.Message
+	return f
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/transport"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
@@ -160,9 +161,11 @@ func (c *Connector) call(ctx context.Context, method, path string, body []byte) 
 			c.log.Info("salesforce: session expired or invalid; fetching a new access token", "call", what)
 			continue
 		}
+		// A token fetched just now was refused: no expiry but revoked
+		// access (a frozen integration user, an IP restriction).
 		e := c.classifyResponse(what, resp.status, resp.body)
-		e.Class = connectors.Reauthenticate
-		e.Message += " (refused again right after re-authentication)"
+		e.Class = connectors.Halt
+		e.Message += " (refused again right after re-authentication: check the integration user and the connected app)"
 		return nil, e
 	}
 }
@@ -192,7 +195,9 @@ func (c *Connector) send(ctx context.Context, s *session, method, path string, b
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return nil, &connectors.Error{Class: connectors.Retryable, Message: what + ": request failed", Err: stripURLError(err)}
+		f := transport.Failure(transport.RedactError(stripURLError(err)))
+		f.Message = what + ": request failed: " + f.Message
+		return nil, f
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))

@@ -198,8 +198,8 @@ func TestJWTBearer(t *testing.T) {
 	}{
 		{name: "PKCS#8 file", auth: AuthSettings{Type: AuthJWTBearer, ClientID: testClientID, Username: "integration@acme.example", PrivateKeyFile: keyFile}},
 		{name: "PKCS#1 env", auth: AuthSettings{Type: AuthJWTBearer, ClientID: testClientID, Username: "integration@acme.example", PrivateKeyEnv: "SF_TEST_JWT_KEY"}},
-		{name: "unknown user", auth: AuthSettings{Type: AuthJWTBearer, ClientID: testClientID, Username: "eve@acme.example", PrivateKeyFile: keyFile}, wantClass: connectors.Permanent, wantDesc: "user hasn't approved this consumer"},
-		{name: "sandbox audience refused", auth: AuthSettings{Type: AuthJWTBearer, ClientID: testClientID, Username: "integration@acme.example", PrivateKeyFile: keyFile, Audience: "https://acme.example.com"}, wantClass: connectors.Permanent, wantDesc: "audience is invalid"},
+		{name: "unknown user", auth: AuthSettings{Type: AuthJWTBearer, ClientID: testClientID, Username: "eve@acme.example", PrivateKeyFile: keyFile}, wantClass: connectors.Halt, wantDesc: "user hasn't approved this consumer"},
+		{name: "sandbox audience refused", auth: AuthSettings{Type: AuthJWTBearer, ClientID: testClientID, Username: "integration@acme.example", PrivateKeyFile: keyFile, Audience: "https://acme.example.com"}, wantClass: connectors.Halt, wantDesc: "audience is invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,8 +229,8 @@ func TestTokenEndpointErrors(t *testing.T) {
 		wantClass connectors.Class
 		wantMsg   string
 	}{
-		{name: "bad secret", secret: "wrong", wantClass: connectors.Permanent, wantMsg: "invalid_grant: authentication failure"},
-		{name: "wrong host", secret: testSecret, faults: sfsim.Faults{WrongHost: true}, wantClass: connectors.Permanent, wantMsg: "request not supported on this domain"},
+		{name: "bad secret halts", secret: "wrong", wantClass: connectors.Halt, wantMsg: "invalid_grant: authentication failure"},
+		{name: "wrong host halts", secret: testSecret, faults: sfsim.Faults{WrongHost: true}, wantClass: connectors.Halt, wantMsg: "request not supported on this domain"},
 		{name: "outage", secret: testSecret, faults: sfsim.Faults{OutageUntil: time.Now().Add(time.Hour)}, wantClass: connectors.Retryable},
 	}
 	for _, tt := range tests {
@@ -245,6 +245,25 @@ func TestTokenEndpointErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("client secret replaced and sessions revoked halts", func(t *testing.T) {
+		e := startSim(t, sfsim.Config{})
+		c := e.connector(t, e.settings(ModeUpsert))
+		if err := c.Deliver(t.Context(), note("Q-1", 1, quote(1))); err != nil {
+			t.Fatal(err)
+		}
+		e.sim.SetClientSecret("replaced-consumer-secret")
+		if err := c.Deliver(t.Context(), note("Q-2", 1, quote(2))); err != nil {
+			t.Fatalf("the session outlives a secret change: %v", err)
+		}
+		e.sim.RevokeSessions()
+		ce := asError(t, c.Deliver(t.Context(), note("Q-3", 1, quote(3))))
+		if ce.Class != connectors.Halt || ce.Code != "invalid_grant" {
+			t.Fatalf("got %v (class %v)", ce, ce.Class)
+		}
+		if strings.Contains(ce.Error(), testSecret) {
+			t.Fatalf("error leaks the secret: %v", ce)
+		}
+	})
 	t.Run("network", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -301,11 +320,11 @@ func TestSessionExpiryReauthenticates(t *testing.T) {
 			t.Fatalf("token fetched %d times, want 2", n)
 		}
 	})
-	t.Run("401 twice", func(t *testing.T) {
+	t.Run("401 twice halts", func(t *testing.T) {
 		e := startSim(t, sfsim.Config{Faults: sfsim.Faults{Rules: []sfsim.Rule{{Code: "INVALID_SESSION_ID", Count: 2}}}})
 		c := e.connector(t, e.settings(ModeUpsert))
 		ce := asError(t, c.Deliver(t.Context(), note("Q-1", 1, quote(1))))
-		if ce.Class != connectors.Reauthenticate || ce.Status != 401 || ce.Code != "INVALID_SESSION_ID" {
+		if ce.Class != connectors.Halt || ce.Status != 401 || ce.Code != "INVALID_SESSION_ID" {
 			t.Fatalf("got %v", ce)
 		}
 		if err := c.Deliver(t.Context(), note("Q-1", 1, quote(1))); err != nil {
@@ -427,7 +446,10 @@ func TestClassification(t *testing.T) {
 		{name: "duplicate value", cfg: sfsim.Config{Faults: sfsim.Faults{Rules: []sfsim.Rule{{Code: "DUPLICATE_VALUE", Count: 1}}}}, wantClass: connectors.Permanent, wantStatus: 400, wantCode: "DUPLICATE_VALUE", wantCalls: 1},
 		{name: "required field", cfg: sfsim.Config{Faults: sfsim.Faults{Rules: []sfsim.Rule{{Code: "REQUIRED_FIELD_MISSING", Count: 1}}}}, wantClass: connectors.Permanent, wantStatus: 400, wantCode: "REQUIRED_FIELD_MISSING", wantCalls: 1},
 		{name: "malformed id", cfg: sfsim.Config{Faults: sfsim.Faults{Rules: []sfsim.Rule{{Code: "MALFORMED_ID", Count: 1}}}}, wantClass: connectors.Permanent, wantStatus: 400, wantCode: "MALFORMED_ID", wantCalls: 1},
-		{name: "not found", cfg: sfsim.Config{ExternalIDFields: []string{"Other__c"}}, wantClass: connectors.Permanent, wantStatus: 404, wantCode: "NOT_FOUND", wantCalls: 1},
+		{name: "unknown external id field halts", cfg: sfsim.Config{ExternalIDFields: []string{"Other__c"}}, wantClass: connectors.Halt, wantStatus: 404, wantCode: "NOT_FOUND", wantCalls: 1},
+		{name: "field validation stays permanent", cfg: sfsim.Config{Faults: sfsim.Faults{Rules: []sfsim.Rule{{Code: "FIELD_CUSTOM_VALIDATION_EXCEPTION", Count: 1}}}}, wantClass: connectors.Permanent, wantStatus: 400, wantCode: "FIELD_CUSTOM_VALIDATION_EXCEPTION", wantCalls: 1},
+		{name: "record not found in a batch stays permanent", batch: true, cfg: sfsim.Config{Faults: sfsim.Faults{Rules: []sfsim.Rule{{Code: "INVALID_FIELD", Count: 1, Target: sfsim.TargetRecord}}}},
+			wantClass: connectors.Permanent, wantStatus: 200, wantCode: "INVALID_FIELD", wantCalls: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,10 +13,22 @@ import (
 const MaxMessageLen = 300
 
 // Failure turns an error returned by Client.Do (no response at all) into a
-// Retryable *connectors.Error: a failure we cannot explain, such as a
-// refused connection or a timeout, is retried by the delivery layer, never
-// dropped. err must already be redacted, as Do's errors are.
+// *connectors.Error. A certificate that does not verify or a host name
+// that does not exist (EndpointFailure), still failing after the client's
+// in-call attempts, is Halt: every record would fail the same way until an
+// operator fixes the URL, the CA or DNS. Anything else we cannot explain,
+// such as a refused connection or a timeout, is Retryable: retried by the
+// delivery layer, never dropped. err must already be redacted, as Do's
+// errors are.
 func Failure(err error) *connectors.Error {
+	switch kind, _ := EndpointFailure(err); kind {
+	case "tls":
+		return &connectors.Error{Class: connectors.Halt, Code: "TLSVerification",
+			Message: "no response: the server's certificate does not verify; fix the URL or trust its CA", Err: err}
+	case "dns":
+		return &connectors.Error{Class: connectors.Halt, Code: "HostNotFound",
+			Message: "no response: the host name does not resolve; fix the URL or DNS", Err: err}
+	}
 	return &connectors.Error{Class: connectors.Retryable, Message: "no response", Err: err}
 }
 

@@ -40,9 +40,10 @@ func NewTokenCache(cfg *clientcredentials.Config, hc *http.Client) *TokenCache {
 // Token returns a valid access token, fetching one if none is cached or the
 // cached one is about to expire. Its errors are *connectors.Error: token
 // endpoint 4xx answers other than 408 and 429 (invalid_client,
-// unauthorized_client, invalid_scope: wrong configuration) are Permanent
-// with the OAuth2 error code, everything else is Retryable. They never
-// carry the client secret or the token.
+// invalid_grant, unauthorized_client, invalid_scope: the client or its
+// secret is refused) are Halt with the OAuth2 error code, since no record
+// can be delivered until an operator fixes the credentials; everything
+// else is Retryable. They never carry the client secret or the token.
 func (c *TokenCache) Token(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -80,6 +81,13 @@ func (c *TokenCache) Expiry() time.Time {
 	return c.tok.Expiry
 }
 
+// TokenRefused reports whether a token endpoint's status refuses the
+// client itself (any 4xx but 408 and 429: invalid_client, invalid_grant,
+// unauthorized_client, ...), as opposed to a passing failure.
+func TokenRefused(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
+}
+
 // classify turns a token fetch error into a secret-free *connectors.Error.
 // The *oauth2.RetrieveError is not kept in the chain: its Response still
 // references the token request, whose body holds the client secret.
@@ -92,8 +100,8 @@ func (c *TokenCache) classify(err error) *connectors.Error {
 			status = re.Response.StatusCode
 		}
 		class := connectors.Retryable
-		if status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests {
-			class = connectors.Permanent
+		if TokenRefused(status) {
+			class = connectors.Halt
 		}
 		msg := re.ErrorDescription
 		if msg == "" && status != 0 {
@@ -106,5 +114,7 @@ func (c *TokenCache) classify(err error) *connectors.Error {
 			Message: "token request failed: " + Truncate(RedactSecrets(RedactText(msg), secrets...), MaxMessageLen),
 		}
 	}
-	return &connectors.Error{Class: connectors.Retryable, Message: "token request failed", Err: RedactError(err, secrets...)}
+	f := Failure(RedactError(err, secrets...))
+	f.Message = "token request failed: " + f.Message
+	return f
 }

@@ -148,6 +148,9 @@ type redactedError struct {
 	msg     string
 	cause   error // context.Canceled, context.DeadlineExceeded or nil
 	timeout bool
+	// endpoint names a failure of the endpoint itself that a repeat will
+	// not cure ("tls" or "dns"), "" otherwise; see EndpointFailure.
+	endpoint string
 }
 
 // Error returns the scrubbed text.
@@ -192,5 +195,37 @@ func RedactError(err error, secrets ...string) error {
 	if out.cause == context.DeadlineExceeded {
 		out.timeout = true
 	}
+	out.endpoint = endpointKind(err)
 	return out
+}
+
+// EndpointFailure reports whether err, a transport error with no response
+// (raw or passed through RedactError), says the endpoint itself is wrong
+// rather than busy: a certificate that does not verify ("tls") or a host
+// name that does not exist ("dns", NXDOMAIN). Both fail the same way on
+// every record until an operator acts, so connectors classify them as
+// connectors.Halt once the client's in-call attempts are spent. A DNS
+// timeout or SERVFAIL is not one of them: it may pass.
+func EndpointFailure(err error) (kind string, ok bool) {
+	var re *redactedError
+	if errors.As(err, &re) {
+		return re.endpoint, re.endpoint != ""
+	}
+	k := endpointKind(err)
+	return k, k != ""
+}
+
+// endpointKind classifies an unredacted transport error for EndpointFailure.
+func endpointKind(err error) string {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return ""
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound && !dnsErr.IsTimeout && !dnsErr.IsTemporary {
+		return "dns"
+	}
+	if certificateError(err) {
+		return "tls"
+	}
+	return ""
 }

@@ -48,6 +48,21 @@ func RetryableError(err error) bool {
 	if err == nil {
 		return false
 	}
+	if certificateError(err) {
+		return false
+	}
+	msg := err.Error()
+	for _, s := range []string{"unsupported protocol scheme", "stopped after", "invalid header"} {
+		if strings.Contains(msg, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// certificateError reports whether err is a failure to verify the server's
+// certificate: untrusted, expired, or for another host.
+func certificateError(err error) bool {
 	var certErr *tls.CertificateVerificationError
 	var unknownAuthority x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
@@ -55,15 +70,9 @@ func RetryableError(err error) bool {
 	switch {
 	case errors.As(err, &certErr), errors.As(err, &unknownAuthority),
 		errors.As(err, &hostErr), errors.As(err, &invalidCert):
-		return false
+		return true
 	}
-	msg := err.Error()
-	for _, s := range []string{"unsupported protocol scheme", "stopped after", "invalid header", "certificate is not trusted"} {
-		if strings.Contains(msg, s) {
-			return false
-		}
-	}
-	return true
+	return strings.Contains(err.Error(), "certificate is not trusted")
 }
 
 // ParseRetryAfter parses a Retry-After header value in either of its forms,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/fanout-dev/fanout/connectors"
 )
 
 const testSig = "s3cr3tSigValue_abcdefghijklmnopqrstuvwxyz012345"
@@ -488,6 +493,92 @@ func TestNewValidates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := New(tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want mention of %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFailureClassifiesEndpointErrors(t *testing.T) {
+	tlsSrv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	tlsSrv.StartTLS() // a certificate no client trusts
+	defer tlsSrv.Close()
+	c, err := New(Options{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, tlsErr := c.Do(context.Background(), &Request{URL: tlsSrv.URL + "/hook?sig=" + testSig})
+	if tlsErr == nil {
+		t.Fatal("want a certificate error")
+	}
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, refusedErr := c.Do(context.Background(), &Request{URL: "http://" + addr + "/hook"})
+
+	tests := []struct {
+		name     string
+		err      error
+		class    connectors.Class
+		code     string
+		redacted bool
+	}{
+		{"untrusted certificate over real TLS", tlsErr, connectors.Halt, "TLSVerification", false},
+		{"no such host", &net.DNSError{Err: "no such host", Name: "nope.invalid", IsNotFound: true}, connectors.Halt, "HostNotFound", true},
+		{"dns timeout passes", &net.DNSError{Err: "i/o timeout", Name: "h", IsTimeout: true}, connectors.Retryable, "", true},
+		{"dns servfail passes", &net.DNSError{Err: "server misbehaving", Name: "h", IsTemporary: true}, connectors.Retryable, "", true},
+		{"connection refused", refusedErr, connectors.Retryable, "", false},
+		{"deadline", context.DeadlineExceeded, connectors.Retryable, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.err
+			if tt.redacted {
+				err = RedactError(err)
+			}
+			f := Failure(err)
+			if f.Class != tt.class || f.Code != tt.code {
+				t.Fatalf("Failure(%v) = %v (class %v code %q), want %v %q", err, f, f.Class, f.Code, tt.class, tt.code)
+			}
+			if strings.Contains(f.Error(), testSig) {
+				t.Fatalf("sig leaked: %v", f)
+			}
+		})
+	}
+}
+
+func TestTokenCacheClassifiesRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		class  connectors.Class
+		code   string
+	}{
+		{"invalid_client halts", 401, `{"error":"invalid_client","error_description":"bad secret"}`, connectors.Halt, "invalid_client"},
+		{"invalid_grant halts", 400, `{"error":"invalid_grant","error_description":"expired"}`, connectors.Halt, "invalid_grant"},
+		{"unauthorized_client halts", 400, `{"error":"unauthorized_client","error_description":"app not found"}`, connectors.Halt, "unauthorized_client"},
+		{"429 retryable", 429, `{"error":"temporarily_unavailable"}`, connectors.Retryable, "temporarily_unavailable"},
+		{"503 retryable", 503, ``, connectors.Retryable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			defer srv.Close()
+			tc := NewTokenCache(&clientcredentials.Config{ClientID: "c", ClientSecret: "client-secret-1234", TokenURL: srv.URL}, nil)
+			_, err := tc.Token(context.Background())
+			var ce *connectors.Error
+			if !errors.As(err, &ce) || ce.Class != tt.class || ce.Code != tt.code {
+				t.Fatalf("err = %v", err)
+			}
+			if strings.Contains(err.Error(), "client-secret-1234") {
+				t.Fatalf("secret leaked: %v", err)
 			}
 		})
 	}

@@ -29,9 +29,14 @@
 //
 // Classification: status.success (default 2xx) is delivered;
 // status.retryable (default 408, 425, 429, 5xx) is Retryable, with the
-// server's Retry-After; everything else is Permanent, 410 Gone with a
-// message that the receiver wants no more calls. With auth oauth2 an
-// unclassified 401 is Reauthenticate (the token is dropped first).
+// server's Retry-After; status.permanent is Permanent. Unlisted statuses
+// that say the endpoint or the credentials are wrong rather than the
+// record are Halt, so that the connector pauses instead of dead-lettering
+// the stream: 401 and 403, 404, 410 Gone and 3xx (redirects are not
+// followed), as are a token endpoint refusing the client, a certificate
+// that does not verify and a host that does not resolve. With auth oauth2
+// a first 401 drops the token and the call is sent once more with a new
+// one; a 401 of that new token is Halt. Every other status is Permanent.
 package webhook
 
 import (
@@ -158,48 +163,55 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 	if n.TraceParent != "" {
 		h.Set("traceparent", n.TraceParent)
 	}
-	secrets := c.cfg.secrets
-	switch {
-	case c.cfg.authHeader != "":
-		h.Set("Authorization", c.cfg.authHeader)
-	case c.tokens != nil:
-		tok, err := c.tokens.Token(ctx)
-		if err != nil {
-			return c.fail(n, err)
+	for attempt := 1; ; attempt++ {
+		secrets := c.cfg.secrets
+		switch {
+		case c.cfg.authHeader != "":
+			h.Set("Authorization", c.cfg.authHeader)
+		case c.tokens != nil:
+			tok, err := c.tokens.Token(ctx)
+			if err != nil {
+				return c.fail(n, err)
+			}
+			h.Set("Authorization", "Bearer "+tok)
+			secrets = append(secrets[:len(secrets):len(secrets)], tok)
 		}
-		h.Set("Authorization", "Bearer "+tok)
-		secrets = append(secrets[:len(secrets):len(secrets)], tok)
-	}
-
-	req := &transport.Request{
-		Method:  c.cfg.method,
-		URL:     c.cfg.rawURL,
-		Header:  h,
-		Body:    body,
-		Secrets: secrets,
-	}
-	if c.cfg.signingKey != nil {
-		req.Prepare = func(r *http.Request, _ int) error {
-			ts := strconv.FormatInt(c.now().Unix(), 10)
-			r.Header.Set("webhook-timestamp", ts)
-			r.Header.Set("webhook-signature", "v1,"+sign(c.cfg.signingKey, n.ID, ts, body))
+		req := &transport.Request{
+			Method:  c.cfg.method,
+			URL:     c.cfg.rawURL,
+			Header:  h,
+			Body:    body,
+			Secrets: secrets,
+		}
+		if c.cfg.signingKey != nil {
+			req.Prepare = func(r *http.Request, _ int) error {
+				ts := strconv.FormatInt(c.now().Unix(), 10)
+				r.Header.Set("webhook-timestamp", ts)
+				r.Header.Set("webhook-signature", "v1,"+sign(c.cfg.signingKey, n.ID, ts, body))
+				return nil
+			}
+		}
+		resp, err := c.client.Do(ctx, req)
+		if err != nil {
+			return c.fail(n, transport.Failure(err))
+		}
+		if c.cfg.classes.of(resp.StatusCode) == "success" {
+			c.log.Debug("webhook: delivered", "connector", c.name, "notification_id", n.ID,
+				"status", resp.StatusCode, "attempts", resp.Attempts)
 			return nil
 		}
+		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil && !c.cfg.classes.explicit(resp.StatusCode) {
+			// The token expired or was revoked: drop it and send once
+			// more with a new one. A refusal of a token fetched just now
+			// is a configuration problem, classified below (Halt).
+			c.tokens.Invalidate()
+			if attempt == 1 && ctx.Err() == nil {
+				c.log.Info("webhook: access token refused; fetching a new one", "connector", c.name)
+				continue
+			}
+		}
+		return c.fail(n, c.classify(resp, secrets))
 	}
-	resp, err := c.client.Do(ctx, req)
-	if err != nil {
-		return c.fail(n, transport.Failure(err))
-	}
-	if c.cfg.classes.of(resp.StatusCode) == "success" {
-		c.log.Debug("webhook: delivered", "connector", c.name, "notification_id", n.ID,
-			"status", resp.StatusCode, "attempts", resp.Attempts)
-		return nil
-	}
-	ce := c.classify(resp, secrets)
-	if ce.Class == connectors.Reauthenticate && c.tokens != nil {
-		c.tokens.Invalidate()
-	}
-	return c.fail(n, ce)
 }
 
 // sign returns the Standard Webhooks v1 signature of one attempt.
@@ -230,17 +242,22 @@ func (c *Connector) classify(resp *transport.Response, secrets []string) *connec
 	case c.cfg.classes.of(s) == "retryable":
 		e.Class = connectors.Retryable
 		e.RetryAfter = resp.RetryAfter
-	case s == http.StatusUnauthorized && c.tokens != nil && !explicit:
-		e.Class = connectors.Reauthenticate
-		e.Message = hint(e.Message, "the access token was refused; it has been dropped and the next attempt fetches a new one")
-	case s == http.StatusGone && !explicit:
+	case explicit:
 		e.Class = connectors.Permanent
-		e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
+	case s == http.StatusUnauthorized && c.tokens != nil:
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "a freshly fetched access token was refused; check the oauth2 client, its scopes and the receiver's policy")
 	case s == http.StatusUnauthorized || s == http.StatusForbidden:
-		e.Class = connectors.Permanent
+		e.Class = connectors.Halt
 		e.Message = hint(e.Message, "the receiver refused the credentials; check auth and headers")
-	case s >= 300 && s < 400 && !explicit:
-		e.Class = connectors.Permanent
+	case s == http.StatusNotFound:
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "the receiver has no such endpoint; fix "+c.cfg.urlField)
+	case s == http.StatusGone:
+		e.Class = connectors.Halt
+		e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
+	case s >= 300 && s < 400:
+		e.Class = connectors.Halt
 		e.Message = hint(e.Message, "unexpected redirect (redirects are not followed); fix "+c.cfg.urlField)
 	default:
 		e.Class = connectors.Permanent

@@ -318,9 +318,14 @@ func TestStatusClassification(t *testing.T) {
 		{name: "200", answer: answer(200, ""), calls: 1},
 		{name: "202", answer: answer(202, ""), calls: 1},
 		{name: "400 permanent with body code", answer: answer(400, `{"code":"bad_field","message":"amount is required"}`), class: connectors.Permanent, calls: 1, code: "bad_field", message: "amount is required"},
-		{name: "404 permanent", answer: answer(404, ""), class: connectors.Permanent, calls: 1},
-		{name: "410 gone", answer: answer(410, ""), class: connectors.Permanent, calls: 1, message: "no longer exists"},
-		{name: "302 not followed", answer: answer(302, "", "Location", "/x"), class: connectors.Permanent, calls: 1, message: "redirect"},
+		{name: "401 halts", answer: answer(401, ""), class: connectors.Halt, calls: 1, message: "refused the credentials"},
+		{name: "403 halts", answer: answer(403, ""), class: connectors.Halt, calls: 1, message: "refused the credentials"},
+		{name: "404 halts", answer: answer(404, ""), class: connectors.Halt, calls: 1, message: "no such endpoint"},
+		{name: "410 gone halts", answer: answer(410, ""), class: connectors.Halt, calls: 1, message: "no longer exists"},
+		{name: "302 not followed halts", answer: answer(302, "", "Location", "/x"), class: connectors.Halt, calls: 1, message: "redirect"},
+		{name: "413 permanent", answer: answer(413, ""), class: connectors.Permanent, calls: 1},
+		{name: "422 permanent", answer: answer(422, ""), class: connectors.Permanent, calls: 1},
+		{name: "custom 404 permanent", doc: "status: {permanent: [404]}\n", answer: answer(404, ""), class: connectors.Permanent, calls: 1},
 		{name: "425 retryable", answer: answer(425, ""), class: connectors.Retryable, calls: 3},
 		{name: "429 retry-after capped", doc: "max_retry_after: 2s\n", answer: answer(429, "", "Retry-After", "30"), class: connectors.Retryable, calls: 1, ra: 2 * time.Second},
 		{name: "503 retryable", answer: answer(503, ""), class: connectors.Retryable, calls: 3},
@@ -394,13 +399,13 @@ func TestOAuth2(t *testing.T) {
 
 	var mu sync.Mutex
 	var seen []string
-	reject := false
+	reject := 0
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, r.Header.Get("Authorization"))
-		if reject {
-			reject = false
+		if reject > 0 {
+			reject--
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -416,15 +421,17 @@ func TestOAuth2(t *testing.T) {
 
 	steps := []struct {
 		name   string
-		reject bool
+		reject int
 		class  connectors.Class
 		issued int
 		auth   string
 	}{
 		{name: "first call fetches a token", issued: 1, auth: "Bearer access-token-1"},
 		{name: "second call reuses it", issued: 1, auth: "Bearer access-token-1"},
-		{name: "401 reauthenticates", reject: true, class: connectors.Reauthenticate, issued: 1, auth: "Bearer access-token-1"},
-		{name: "next call fetches a new token", issued: 2, auth: "Bearer access-token-2"},
+		{name: "401 drops the token and resends with a new one", reject: 1, issued: 2, auth: "Bearer access-token-2"},
+		{name: "next call reuses the new token", issued: 2, auth: "Bearer access-token-2"},
+		{name: "a fresh token refused again halts", reject: 2, class: connectors.Halt, issued: 3, auth: "Bearer access-token-3"},
+		{name: "then a new token is fetched", issued: 4, auth: "Bearer access-token-4"},
 	}
 	var errs []string
 	for _, st := range steps {
@@ -454,11 +461,12 @@ func TestOAuth2(t *testing.T) {
 	}
 	ts.mu.Unlock()
 
-	// A wrong secret: permanent, with the OAuth2 code, without the secret.
+	// A wrong secret (revoked or rotated): halt, with the OAuth2 code,
+	// without the secret.
 	bad := mustOpen(t, strings.Replace(doc, secret, "wrong-secret-value", 1), log)
 	err := bad.Deliver(ctx, notification())
 	var ce *connectors.Error
-	if !errors.As(err, &ce) || ce.Class != connectors.Permanent || ce.Code != "invalid_client" {
+	if !errors.As(err, &ce) || ce.Class != connectors.Halt || ce.Code != "invalid_client" {
 		t.Fatalf("wrong secret: %v", err)
 	}
 	errs = append(errs, err.Error())
@@ -474,11 +482,11 @@ func TestOAuth2(t *testing.T) {
 	}
 }
 
-func TestStaticAuth401IsPermanent(t *testing.T) {
+func TestStaticAuth401Halts(t *testing.T) {
 	_, url := serve(t, answer(401, `{"message":"bad token tok-secret-xyz"}`))
 	c := mustOpen(t, "url: "+url+"\nauth: bearer\ntoken: tok-secret-xyz\n", nil)
 	err := c.Deliver(context.Background(), notification())
-	if connectors.Classify(err) != connectors.Permanent {
+	if connectors.Classify(err) != connectors.Halt {
 		t.Fatalf("err = %v", err)
 	}
 	if strings.Contains(err.Error(), "tok-secret-xyz") {

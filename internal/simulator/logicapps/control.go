@@ -27,6 +27,40 @@ type FaultsPatch struct {
 	RevokeTokens bool `json:"revoke_tokens,omitempty"`
 }
 
+// AdminOp is the body of POST /_sim/admin: what an operator of the real
+// service does to a workflow from the portal or ARM, for tests that
+// drive a simulator in another process. Empty fields change nothing.
+//
+//	{"rotate_key":"new-key"}
+//	{"disable":["wf1"]}  {"enable":["wf1"]}
+//	{"client_secrets":{"fanout":"new-secret"},"revoke_tokens":true}
+type AdminOp struct {
+	RotateKey     string            `json:"rotate_key,omitempty"`
+	Disable       []string          `json:"disable,omitempty"`
+	Enable        []string          `json:"enable,omitempty"`
+	ClientSecrets map[string]string `json:"client_secrets,omitempty"`
+	RevokeTokens  bool              `json:"revoke_tokens,omitempty"`
+}
+
+// apply carries out an AdminOp.
+func (s *Server) apply(a AdminOp) {
+	if a.RotateKey != "" {
+		s.RotateKey(a.RotateKey)
+	}
+	for _, w := range a.Disable {
+		s.SetWorkflowEnabled(w, false)
+	}
+	for _, w := range a.Enable {
+		s.SetWorkflowEnabled(w, true)
+	}
+	for id, sec := range a.ClientSecrets {
+		s.SetClientSecret(id, sec)
+	}
+	if a.RevokeTokens {
+		s.RevokeTokens()
+	}
+}
+
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/_sim/calls" && r.Method == http.MethodGet:
@@ -47,6 +81,16 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, f)
+	case r.URL.Path == "/_sim/admin" && r.Method == http.MethodPost:
+		var a AdminOp
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&a); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decode admin operation: " + err.Error()})
+			return
+		}
+		s.apply(a)
+		w.WriteHeader(http.StatusNoContent)
 	case r.URL.Path == "/_sim/reset" && r.Method == http.MethodPost:
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)
@@ -152,8 +196,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")
 		return
 	}
-	want, known := s.cfg.Clients[id]
-	if s.cfg.Clients == nil || (len(s.cfg.Clients) > 0 && !known) {
+	s.mu.Lock()
+	want, known := s.clients[id]
+	clients, nclients := s.clients != nil, len(s.clients)
+	s.mu.Unlock()
+	if !clients || (nclients > 0 && !known) {
 		fail(http.StatusBadRequest, "unauthorized_client", fmt.Sprintf("AADSTS700016: Application with identifier '%s' was not found in the directory '%s'.", id, tenant))
 		return
 	}

@@ -13,6 +13,8 @@
 //	POST /tokens/{tenant}/oauth2/v2.0/token          client-credentials tokens
 //	GET  /_sim/calls     recorded calls (JSON); DELETE clears them
 //	GET  /_sim/faults    current faults; POST merges a JSON patch
+//	POST /_sim/admin     rotate the key, disable or enable workflows,
+//	                     replace client secrets (see AdminOp)
 //	POST /_sim/reset     calls, budget, tokens and faults back to the start
 //
 // The checks run in this order, each answering like the real service:
@@ -148,6 +150,12 @@ type Server struct {
 	baseURL     string
 	started     bool
 	workflowSet map[string]bool
+	// key is the current access key (Config.Key until RotateKey); disabled
+	// holds the workflows disabled with SetWorkflowEnabled; clients the
+	// current client secrets (Config.Clients until SetClientSecret).
+	key      string
+	disabled map[string]bool
+	clients  map[string]string
 }
 
 type scriptStep struct {
@@ -199,6 +207,14 @@ func New(cfg Config) (*Server, error) {
 		rnd:         rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		stop:        make(chan struct{}),
 		workflowSet: make(map[string]bool),
+		key:         cfg.Key,
+		disabled:    make(map[string]bool),
+	}
+	if cfg.Clients != nil {
+		s.clients = make(map[string]string, len(cfg.Clients))
+		for id, sec := range cfg.Clients {
+			s.clients[id] = sec
+		}
 	}
 	for _, w := range cfg.Workflows {
 		s.workflowSet[strings.ToLower(w)] = true
@@ -254,7 +270,48 @@ func (s *Server) URL() string {
 // CallbackURL returns a signed callback URL for workflow and trigger on
 // this server (after Start).
 func (s *Server) CallbackURL(workflow, trigger string, standard bool) string {
-	return SignURL(s.URL(), s.cfg.Key, workflow, trigger, standard)
+	s.mu.Lock()
+	key := s.key
+	s.mu.Unlock()
+	return SignURL(s.URL(), key, workflow, trigger, standard)
+}
+
+// RotateKey replaces the access key, as "Regenerate access key" in the
+// portal does: every callback URL signed with the old key gets 401
+// DirectApiInvalidAuthorizationSignature from now on, and CallbackURL
+// signs with the new one.
+func (s *Server) RotateKey(key string) {
+	s.mu.Lock()
+	s.key = key
+	s.mu.Unlock()
+}
+
+// SetWorkflowEnabled disables or re-enables a workflow. A call to a
+// disabled workflow's trigger gets 409 WorkflowNotEnabled (the code the
+// service reports for runs of a disabled workflow; the status and code of
+// a Request trigger call are not in the public documentation, so this is
+// a best guess that the connector treats like 404 WorkflowNotFound).
+func (s *Server) SetWorkflowEnabled(workflow string, enabled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if enabled {
+		delete(s.disabled, strings.ToLower(workflow))
+	} else {
+		s.disabled[strings.ToLower(workflow)] = true
+	}
+}
+
+// SetClientSecret replaces the secret of a token endpoint client, as
+// rotating an app registration's secret does: the old one gets 401
+// invalid_client from now on. Tokens already issued stay valid until they
+// expire or RevokeTokens.
+func (s *Server) SetClientSecret(clientID, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.clients == nil {
+		s.clients = make(map[string]string)
+	}
+	s.clients[clientID] = secret
 }
 
 // Close stops serving, cutting simulated latency short, and waits for the
@@ -510,6 +567,12 @@ func (s *Server) decide(r *http.Request, call *Call) (answer, func()) {
 	if len(s.workflowSet) > 0 && !s.workflowSet[strings.ToLower(rt.workflow)] {
 		return errorAnswer(http.StatusNotFound, "WorkflowNotFound", fmt.Sprintf("The workflow '%s' could not be found.", rt.workflow), "workflow"), nil
 	}
+	s.mu.Lock()
+	disabled := s.disabled[strings.ToLower(rt.workflow)]
+	s.mu.Unlock()
+	if disabled {
+		return errorAnswer(http.StatusConflict, "WorkflowNotEnabled", fmt.Sprintf("The workflow '%s' is not enabled.", rt.workflow), "disabled"), nil
+	}
 	if a, ok := s.authenticate(r, rt, q.Get("sig"), call); !ok {
 		return a, nil
 	}
@@ -644,7 +707,10 @@ func (s *Server) authenticate(r *http.Request, rt route, sig string, call *Call)
 	if sig != "" {
 		q := r.URL.Query()
 		sp, sv := q.Get("sp"), q.Get("sv")
-		want := Signature(s.cfg.Key, r.URL.Path, q.Get("api-version"), sp, sv)
+		s.mu.Lock()
+		key := s.key
+		s.mu.Unlock()
+		want := Signature(key, r.URL.Path, q.Get("api-version"), sp, sv)
 		if sp != "/triggers/"+rt.trigger+"/run" || sv == "" ||
 			subtle.ConstantTimeCompare([]byte(sig), []byte(want)) != 1 {
 			return errorAnswer(http.StatusUnauthorized, "DirectApiInvalidAuthorizationSignature",

@@ -449,3 +449,75 @@ func TestCommandRejectsBadFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestOperatorActions(t *testing.T) {
+	s, base := startSim(t, Config{Clients: map[string]string{"app": "secret-1"}})
+	oldURL := s.CallbackURL("wf1", "manual", false)
+	if r := post(t, oldURL, `{}`, nil); r.status != 202 {
+		t.Fatalf("before: %d %s", r.status, r.body)
+	}
+
+	s.RotateKey("key-2")
+	if r := post(t, oldURL, `{}`, nil); r.status != 401 || r.code != "DirectApiInvalidAuthorizationSignature" {
+		t.Fatalf("old URL after rotation: %d %s", r.status, r.body)
+	}
+	newURL := s.CallbackURL("wf1", "manual", false)
+	if r := post(t, newURL, `{}`, nil); r.status != 202 {
+		t.Fatalf("new URL after rotation: %d %s", r.status, r.body)
+	}
+
+	s.SetWorkflowEnabled("WF1", false)
+	if r := post(t, newURL, `{}`, nil); r.status != 409 || r.code != "WorkflowNotEnabled" {
+		t.Fatalf("disabled: %d %s", r.status, r.body)
+	}
+	if r := post(t, s.CallbackURL("wf2", "manual", false), `{}`, nil); r.status != 202 {
+		t.Fatalf("another workflow: %d %s", r.status, r.body)
+	}
+	s.SetWorkflowEnabled("wf1", true)
+	if r := post(t, newURL, `{}`, nil); r.status != 202 {
+		t.Fatalf("re-enabled: %d %s", r.status, r.body)
+	}
+
+	tokenURL := base + "/tokens/t1/oauth2/v2.0/token"
+	form := func(secret string) string {
+		return "grant_type=client_credentials&client_id=app&scope=api%3A%2F%2Fx%2F.default&client_secret=" + secret
+	}
+	tokenStatus := func(secret string) int {
+		resp, err := http.Post(tokenURL, "application/x-www-form-urlencoded", strings.NewReader(form(secret)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := tokenStatus("secret-1"); st != 200 {
+		t.Fatalf("token before: %d", st)
+	}
+
+	// The control endpoint does the same for a simulator in another process.
+	r := post(t, base+"/_sim/admin", `{"rotate_key":"key-3","disable":["wf1"],"client_secrets":{"app":"secret-2"}}`, nil)
+	if r.status != http.StatusNoContent {
+		t.Fatalf("admin: %d %s", r.status, r.body)
+	}
+	if st := tokenStatus("secret-1"); st != 401 {
+		t.Fatalf("old secret: %d, want 401", st)
+	}
+	if st := tokenStatus("secret-2"); st != 200 {
+		t.Fatalf("new secret: %d", st)
+	}
+	if r := post(t, s.CallbackURL("wf1", "manual", false), `{}`, nil); r.status != 409 {
+		t.Fatalf("disabled over control: %d %s", r.status, r.body)
+	}
+	if r := post(t, base+"/_sim/admin", `{"enable":["wf1"]}`, nil); r.status != http.StatusNoContent {
+		t.Fatalf("enable: %d", r.status)
+	}
+	if r := post(t, newURL, `{}`, nil); r.status != 401 {
+		t.Fatalf("key-2 URL after key-3: %d", r.status)
+	}
+	if r := post(t, s.CallbackURL("wf1", "manual", false), `{}`, nil); r.status != 202 {
+		t.Fatalf("key-3 URL: %d %s", r.status, r.body)
+	}
+	if r := post(t, base+"/_sim/admin", `{"rotate":"typo"}`, nil); r.status != http.StatusBadRequest {
+		t.Fatalf("unknown field accepted: %d", r.status)
+	}
+}

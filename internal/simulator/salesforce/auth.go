@@ -96,7 +96,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, rec *Call) 
 			id, _ = url.QueryUnescape(bu)
 			secret, _ = url.QueryUnescape(bp)
 		}
-		if s.cfg.ClientID == "" || !equal(id, s.cfg.ClientID) || !equal(secret, s.cfg.ClientSecret) {
+		s.mu.Lock()
+		want := s.clientSecret
+		s.mu.Unlock()
+		if s.cfg.ClientID == "" || !equal(id, s.cfg.ClientID) || !equal(secret, want) {
 			s.tokenFail(w, rec, http.StatusBadRequest, "invalid_grant", "authentication failure")
 			return
 		}
@@ -127,7 +130,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, rec *Call) 
 	base := s.instanceURL(r)
 	issued := strconv.FormatInt(now.UnixMilli(), 10)
 	id := base + "/id/00D000000000001AAA/005000000000001AAA"
-	mac := hmac.New(sha256.New, []byte(s.cfg.ClientSecret))
+	s.mu.Lock()
+	macKey := s.clientSecret
+	s.mu.Unlock()
+	mac := hmac.New(sha256.New, []byte(macKey))
 	mac.Write([]byte(id + issued))
 	body := map[string]string{
 		"access_token": tok,

@@ -104,6 +104,9 @@ type Server struct {
 	apiCalls  int64
 	inflight  map[uint64]time.Time
 	inflightN uint64
+	// clientSecret is the connected app's current consumer secret:
+	// Config.ClientSecret until SetClientSecret.
+	clientSecret string
 
 	lifeMu  sync.Mutex
 	started bool
@@ -163,6 +166,8 @@ func New(cfg Config) (*Server, error) {
 		events:   newWindow(time.Hour, time.Second),
 		inflight: make(map[uint64]time.Time),
 		done:     make(chan struct{}),
+
+		clientSecret: cfg.ClientSecret,
 	}, nil
 }
 
@@ -257,6 +262,16 @@ func (s *Server) RevokeSessions() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.sessions)
+}
+
+// SetClientSecret replaces the connected app's consumer secret, as
+// "Reset consumer secret" (or an expired secret replaced) does: token
+// requests with the old one fail with 400 invalid_client from now on.
+// Sessions already issued stay valid; RevokeSessions ends them.
+func (s *Server) SetClientSecret(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clientSecret = secret
 }
 
 // Sessions returns how many access tokens are currently valid.
@@ -548,6 +563,16 @@ func (s *Server) serveSim(w http.ResponseWriter, r *http.Request) {
 		s.faults = s.initial.clone()
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, s.Faults())
+	case path == "client_secret" && r.Method == http.MethodPost:
+		var b struct {
+			ClientSecret string `json:"client_secret"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&b); err != nil || b.ClientSecret == "" {
+			http.Error(w, `body must be {"client_secret":"..."}`, http.StatusBadRequest)
+			return
+		}
+		s.SetClientSecret(b.ClientSecret)
+		w.WriteHeader(http.StatusNoContent)
 	case path == "revoke" && r.Method == http.MethodPost:
 		s.RevokeSessions()
 		w.WriteHeader(http.StatusNoContent)

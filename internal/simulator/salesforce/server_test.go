@@ -654,3 +654,31 @@ func TestCommand(t *testing.T) {
 		t.Fatal("want an error for -update-status 201")
 	}
 }
+
+func TestClientSecretReplaced(t *testing.T) {
+	s, base := start(t, Config{})
+	token := func(secret string) int {
+		return postForm(t, base+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID}, "client_secret": {secret}}, "", "").status
+	}
+	if st := token(testClientSecret); st != 200 {
+		t.Fatalf("old secret before the change: %d", st)
+	}
+	s.SetClientSecret("replaced-secret")
+	if st := token(testClientSecret); st != 400 {
+		t.Fatalf("old secret after SetClientSecret: %d, want 400", st)
+	}
+	if st := token("replaced-secret"); st != 200 {
+		t.Fatalf("new secret: %d", st)
+	}
+	// The same over the control endpoint, for a fake in another process.
+	r := do(t, http.MethodPost, base+"/_sim/client_secret", "", map[string]string{"client_secret": "third-secret"})
+	if r.status != http.StatusNoContent {
+		t.Fatalf("control endpoint: %d %s", r.status, r.body)
+	}
+	if st := token("replaced-secret"); st != 400 {
+		t.Fatalf("second secret after the control call: %d, want 400", st)
+	}
+	if st := token("third-secret"); st != 200 {
+		t.Fatalf("third secret: %d", st)
+	}
+}
