@@ -7,6 +7,9 @@
 #   make lint           gofmt -l, go mod tidy -diff (go.mod/go.sum must be tidy), go vet, staticcheck
 #   make services-up    start Kafka, PostgreSQL and FerretDB and leave them running
 #   make services-down  stop them
+#   make image          the container image with podman (deploy/image/build.sh; IMAGE_TOOL=docker|buildah)
+#   make image-test     build it, then run the projector, relay and a worker in it as the Kubernetes
+#                       manifests do, against real Kafka and FerretDB (internal/imagetest)
 
 SHELL := /bin/bash
 GO ?= go
@@ -14,7 +17,7 @@ GO ?= go
 STATICCHECK_PKG ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARGS ?=
 
-.PHONY: test test-unit lint services-up services-down
+.PHONY: test test-unit lint services-up services-down image image-test
 
 test:
 	bash deploy/local/test.sh $(ARGS)
@@ -39,6 +42,12 @@ services-up:
 	bash deploy/local/ferretdb.sh start
 	@echo "export FANOUT_TEST_KAFKA_BROKERS=127.0.0.1:$${FANOUT_KAFKA_PORT:-19092}"
 	@echo "export FANOUT_TEST_MONGO_URI=mongodb://127.0.0.1:$${FANOUT_FERRETDB_PORT:-27018}/"
+
+image:
+	bash deploy/image/build.sh
+
+image-test: image
+	FANOUT_TEST_IMAGE=fanout:dev bash deploy/local/test.sh -run TestImage ./internal/imagetest/
 
 services-down:
 	bash deploy/local/ferretdb.sh stop
