@@ -13,12 +13,17 @@
 # status is go test's.
 #
 # Sets for the tests: FANOUT_TEST_KAFKA_BROKERS=127.0.0.1:$FANOUT_KAFKA_PORT
-# and FANOUT_TEST_MONGO_URI=mongodb://127.0.0.1:$FANOUT_FERRETDB_PORT/.
+# and FANOUT_TEST_MONGO_URI=mongodb://127.0.0.1:$FANOUT_FERRETDB_PORT/, and,
+# when the broker's SASL_SSL listener answers, the variables of
+# $FANOUT_RUN/kafka/security.env that kafka.sh writes: FANOUT_TEST_KAFKA_SASL_SSL,
+# FANOUT_TEST_KAFKA_SSL, FANOUT_TEST_KAFKA_TLS_DIR and the test users.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 kafka_port="${FANOUT_KAFKA_PORT:-19092}"
+kafka_sasl_port="${FANOUT_KAFKA_SASL_SSL_PORT:-$((kafka_port + 2))}"
+kafka_security_env="${FANOUT_RUN:-/tmp/fanout-run}/kafka/security.env"
 pg_port="${FANOUT_PG_PORT:-15432}"
 ferret_port="${FANOUT_FERRETDB_PORT:-27018}"
 
@@ -79,6 +84,15 @@ log "services ready in $((SECONDS - t0)) s"
 
 export FANOUT_TEST_KAFKA_BROKERS="127.0.0.1:$kafka_port"
 export FANOUT_TEST_MONGO_URI="mongodb://127.0.0.1:$ferret_port/"
+# A broker started by an older kafka.sh has no security listeners; the tests
+# that need them then skip, saying so.
+if [[ -f "$kafka_security_env" ]] && port_open "$kafka_sasl_port"; then
+	# shellcheck disable=SC1090
+	source "$kafka_security_env"
+	log "FANOUT_TEST_KAFKA_SASL_SSL=$FANOUT_TEST_KAFKA_SASL_SSL FANOUT_TEST_KAFKA_SSL=$FANOUT_TEST_KAFKA_SSL FANOUT_TEST_KAFKA_TLS_DIR=$FANOUT_TEST_KAFKA_TLS_DIR"
+else
+	log "kafka: no security listeners (no $kafka_security_env or 127.0.0.1:$kafka_sasl_port closed); SASL/TLS tests will skip"
+fi
 
 pkgs=(./...)
 for a in "$@"; do
