@@ -28,10 +28,10 @@ root="$(cd "$here/../.." && pwd)"
 kafka_port="${FANOUT_KAFKA_PORT:-19092}"
 kafka_sasl_port="${FANOUT_KAFKA_SASL_SSL_PORT:-$((kafka_port + 2))}"
 kafka_security_env="${FANOUT_RUN:-/tmp/fanout-run}/kafka/security.env"
-ferret_tls_port="${FANOUT_FERRETDB_TLS_PORT:-$((ferret_port + 1))}"
-ferret_tls_env="${FANOUT_RUN:-/tmp/fanout-run}/ferretdb/tls.env"
 pg_port="${FANOUT_PG_PORT:-15432}"
 ferret_port="${FANOUT_FERRETDB_PORT:-27018}"
+ferret_tls_port="${FANOUT_FERRETDB_TLS_PORT:-$((ferret_port + 1))}"
+ferret_tls_env="${FANOUT_RUN:-/tmp/fanout-run}/ferretdb/tls.env"
 
 log() { printf '==> test.sh: %s\n' "$*" >&2; }
 port_open() { timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
