@@ -49,7 +49,7 @@
 #   tests kept the load average at 12-14 on its 2 cores: `start` with the
 #   security listeners 18 s and 15 s, the same script without them (main)
 #   12 s and 25 s, alternating: no difference visible in that noise. The
-#   extra work is tlsgen (about 0.05 s; its first build about 1 s with a warm
+#   extra work is tlsgen (about 0.05 s; its first build 1.6 s with a warm
 #   Go cache) and two SSL engines in the broker. Formatting with --add-scram
 #   takes as long as without.
 #
