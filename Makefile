@@ -42,6 +42,8 @@ services-up:
 	bash deploy/local/ferretdb.sh start
 	@echo "export FANOUT_TEST_KAFKA_BROKERS=127.0.0.1:$${FANOUT_KAFKA_PORT:-19092}"
 	@echo "export FANOUT_TEST_MONGO_URI=mongodb://127.0.0.1:$${FANOUT_FERRETDB_PORT:-27018}/"
+	@echo "source $${FANOUT_RUN:-/tmp/fanout-run}/kafka/security.env   # SASL_SSL and mutual-TLS listeners"
+	@echo "source $${FANOUT_RUN:-/tmp/fanout-run}/ferretdb/tls.env      # FerretDB over TLS with a password"
 
 image:
 	bash deploy/image/build.sh

@@ -53,6 +53,15 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 	if err != nil {
 		return nil, configError{err}
 	}
+	// Every role starts its observer first: a refused password or
+	// certificate ends the process here, naming the setting, instead of
+	// leaving clients that retry without saying why.
+	if err := kafkaconf.Check(ctx, cfg, kopts); err != nil {
+		if !errors.Is(err, kafkaconf.ErrUnreachable) {
+			return nil, configError{err}
+		}
+		log.Warn("kafka startup check: starting anyway, the clients keep retrying", "err", err)
+	}
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("readiness kafka client: %w", err)

@@ -75,6 +75,10 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return configError{err}
 	}
+	// An unreachable broker shows in the produce error below.
+	if err := kafkaconf.Check(ctx, cfg, kopts); err != nil && !errors.Is(err, kafkaconf.ErrUnreachable) {
+		return configError{err}
+	}
 	cl, err := kgo.NewClient(append(kopts, kgo.DefaultProduceTopic(*topic), kgo.AllowAutoTopicCreation())...)
 	if err != nil {
 		return fmt.Errorf("create kafka client: %w", err)

@@ -10,6 +10,12 @@
 # databases behind), trust authentication, listening on 127.0.0.1 only, with
 # its Unix socket in the run dir, fsync off (test data only), and a database
 # "ferretdb". Set FANOUT_PG_KEEP=1 to keep the data of an earlier start.
+# One role needs a password: fanout_store (superuser, scram-sha-256 from
+# 127.0.0.1, password random per start, written to $FANOUT_RUN/postgres/store.env),
+# the user of ferretdb.sh's TLS listener tests: FerretDB 1.x passes a
+# client's PLAIN credentials through to PostgreSQL, so PostgreSQL is what
+# checks them. Superuser because FerretDB reads every database's metadata
+# schema, which the trust-authenticated postgres user owns.
 # As root, initdb/pg_ctl run as the `postgres` OS user (PostgreSQL refuses
 # root); the run dir is then owned by postgres.
 #
@@ -129,12 +135,15 @@ log_min_messages = warning
 # only with a plan made for the actual value.
 plan_cache_mode = force_custom_plan
 EOF
-		# Trust on localhost only; no other hosts.
-		cat >"$data/pg_hba.conf" <<EOF
+	fi
+	# Trust on localhost only, no other hosts; fanout_store by password.
+	# Written at every start, FANOUT_PG_KEEP or not.
+	cat >"$data/pg_hba.conf" <<EOF
 local all all trust
+host  all fanout_store 127.0.0.1/32 scram-sha-256
 host  all all 127.0.0.1/32 trust
 EOF
-	fi
+	[[ "$(id -u)" != 0 ]] || chown postgres: "$data/pg_hba.conf"
 
 	as_pg "$bin/pg_ctl" -D "$data" -l "$run/postgres.log" -w -t 60 start >/dev/null ||
 		{ tail -n 30 "$run/postgres.log" >&2; die "pg_ctl start failed (log: $run/postgres.log)"; }
@@ -161,6 +170,15 @@ CREATE EVENT TRIGGER fanout_index_jsonb_id ON ddl_command_end WHEN TAG IN ('CREA
 	EXECUTE FUNCTION fanout_index_jsonb_id();
 SQL
 		die "installing the _id index trigger failed"
+	local store_pass
+	store_pass="store-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	as_pg "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<EOF
+SET password_encryption = 'scram-sha-256';
+SELECT 'CREATE ROLE fanout_store LOGIN SUPERUSER' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fanout_store') \gexec
+ALTER ROLE fanout_store PASSWORD '$store_pass';
+EOF
+	printf 'export FANOUT_TEST_STORE_USER=fanout_store\nexport FANOUT_TEST_STORE_PASSWORD=%s\n' "$store_pass" >"$run/store.env"
+	chmod 600 "$run/store.env"
 	log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up in $((SECONDS - t0)) s (data $data)"
 	echo "postgres://postgres@127.0.0.1:$port/ferretdb"
 }

@@ -51,6 +51,12 @@ type Kafka struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// SessionTimeout is the consumer group session timeout.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// StartupCheckTimeout bounds the connectivity check every role runs
+	// at start (kafkaconf.Check): a rejected password or certificate ends
+	// the process at once, naming the setting; a broker that does not
+	// answer is retried this long, then the role starts anyway and its
+	// clients keep retrying. 0 skips the check.
+	StartupCheckTimeout time.Duration `yaml:"startup_check_timeout"`
 }
 
 // TLS configures TLS to the broker.
@@ -71,6 +77,9 @@ type SASL struct {
 	Username    string `yaml:"username"`
 	Password    string `yaml:"password"`
 	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile is a file holding the password (a mounted Kubernetes
+	// Secret); one trailing newline is ignored.
+	PasswordFile string `yaml:"password_file"`
 }
 
 // Topics names the topics fanout reads and writes.
@@ -311,6 +320,8 @@ func Default() Config {
 			MaxRecordBytes: 1_000_000,
 			RequestTimeout: 60 * time.Second,
 			SessionTimeout: 30 * time.Second,
+
+			StartupCheckTimeout: 30 * time.Second,
 		},
 		Topics: Topics{
 			Events:        "quote-events",
@@ -498,11 +509,31 @@ func (c *Config) MongoURI(getenv func(string) string) string {
 }
 
 // SASLPassword returns the SASL password, reading password_env when set.
+// It does not read password_file; ResolveSASLPassword does.
 func (c *Config) SASLPassword(getenv func(string) string) string {
 	if c.Kafka.SASL.PasswordEnv != "" {
 		return getenv(c.Kafka.SASL.PasswordEnv)
 	}
 	return c.Kafka.SASL.Password
+}
+
+// ResolveSASLPassword returns the SASL password from password_file when it
+// is set, else as SASLPassword does. Errors name the field, never the
+// password.
+func (c *Config) ResolveSASLPassword(getenv func(string) string) (string, error) {
+	f := c.Kafka.SASL.PasswordFile
+	if f == "" {
+		return c.SASLPassword(getenv), nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("kafka.sasl.password_file: %w", err)
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if p == "" {
+		return "", fmt.Errorf("kafka.sasl.password_file: %s is empty", f)
+	}
+	return p, nil
 }
 
 // FieldError is one problem in the configuration.

@@ -31,8 +31,11 @@ func (c *Config) Validate() error {
 		if c.Kafka.SASL.Username == "" {
 			e.add("kafka.sasl.username", "is empty while kafka.sasl.mechanism is set", "set the username (for Azure Event Hubs: $ConnectionString)")
 		}
-		if c.Kafka.SASL.Password == "" && c.Kafka.SASL.PasswordEnv == "" {
-			e.add("kafka.sasl.password", "is empty while kafka.sasl.mechanism is set", "set kafka.sasl.password_env to the name of an environment variable holding it")
+		switch n := nonEmptyCount(c.Kafka.SASL.Password, c.Kafka.SASL.PasswordEnv, c.Kafka.SASL.PasswordFile); {
+		case n == 0:
+			e.add("kafka.sasl.password", "is empty while kafka.sasl.mechanism is set", "set kafka.sasl.password_env to the name of an environment variable holding it, or kafka.sasl.password_file to a file holding it")
+		case n > 1:
+			e.add("kafka.sasl.password", "password, password_env and password_file are exclusive", "set only one of them")
 		}
 		if c.Kafka.SASL.Username == "$ConnectionString" && !c.Kafka.TLS.Enabled {
 			e.add("kafka.tls.enabled", "is false but the SASL user is $ConnectionString (Azure Event Hubs), which requires TLS", "set kafka.tls.enabled: true")
@@ -53,6 +56,9 @@ func (c *Config) Validate() error {
 	}
 	positive(&e, "kafka.request_timeout", c.Kafka.RequestTimeout)
 	positive(&e, "kafka.session_timeout", c.Kafka.SessionTimeout)
+	if c.Kafka.StartupCheckTimeout < 0 {
+		e.add("kafka.startup_check_timeout", "%s is negative", "use a positive duration such as 30s, or 0 to skip the check", c.Kafka.StartupCheckTimeout)
+	}
 
 	nonEmpty(&e, "topics.events", c.Topics.Events)
 	nonEmpty(&e, "topics.events_dlq", c.Topics.EventsDLQ)
@@ -335,4 +341,15 @@ func positive(e *Errors, field string, d time.Duration) {
 	if d <= 0 {
 		e.add(field, "must be positive", "write a duration such as 500ms, 10s or 5m")
 	}
+}
+
+// nonEmptyCount counts the non-empty values.
+func nonEmptyCount(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

@@ -52,14 +52,21 @@ func Options(cfg *config.Config, role string, getenv func(string) string) ([]kgo
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	switch strings.ToUpper(k.SASL.Mechanism) {
-	case "":
+	mech := strings.ToUpper(k.SASL.Mechanism)
+	if mech == "" {
+		return opts, nil
+	}
+	pass, err := cfg.ResolveSASLPassword(getenv)
+	if err != nil {
+		return nil, err
+	}
+	switch mech {
 	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: cfg.SASLPassword(getenv)}.AsMechanism()))
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: pass}.AsMechanism()))
 	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: cfg.SASLPassword(getenv)}.AsSha256Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: pass}.AsSha256Mechanism()))
 	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: cfg.SASLPassword(getenv)}.AsSha512Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: pass}.AsSha512Mechanism()))
 	default:
 		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", k.SASL.Mechanism)
 	}

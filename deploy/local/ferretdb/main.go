@@ -8,6 +8,13 @@
 //	fanout-ferretdb [-listen 127.0.0.1:27018] [-handler postgresql|sqlite]
 //	                [-postgresql-url postgres://postgres@127.0.0.1:15432/ferretdb]
 //	                [-sqlite-dir DIR] [-log-level error]
+//	                [-listen-tls 127.0.0.1:27019 -tls-cert-file F -tls-key-file F [-tls-ca-file F]]
+//
+// -listen-tls adds a TLS listener (FerretDB's own, ListenerConfig.TLS) next
+// to the plain one; -tls-ca-file makes it require client certificates.
+// Clients that authenticate (PLAIN, e.g. authMechanism=PLAIN in the URI)
+// reach PostgreSQL as that user with that password, so PostgreSQL checks
+// the password; clients that do not use the -postgresql-url's user.
 //
 // It prints the MongoDB URI on stdout once it answers listDatabases (which
 // reaches the backend, so a wrong PostgreSQL URL fails here, not in a test) and
@@ -45,14 +52,22 @@ func run() error {
 	pgURL := flag.String("postgresql-url", "postgres://postgres@127.0.0.1:15432/ferretdb", "PostgreSQL URL (handler postgresql)")
 	sqliteDir := flag.String("sqlite-dir", "", "directory of the SQLite databases (handler sqlite; created if missing)")
 	logLevel := flag.String("log-level", "error", "log level: debug, info, warn, error (warn logs every command error)")
+	listenTLS := flag.String("listen-tls", "", "TCP address of an extra TLS listener (loopback only); empty: none")
+	tlsCert := flag.String("tls-cert-file", "", "server certificate (PEM) of the TLS listener")
+	tlsKey := flag.String("tls-key-file", "", "server key (PEM) of the TLS listener")
+	tlsCA := flag.String("tls-ca-file", "", "CA of client certificates; set, the TLS listener requires them")
 	flag.Parse()
 
-	host, _, err := net.SplitHostPort(*listen)
-	if err != nil {
-		return fmt.Errorf("-listen %q: %w", *listen, err)
+	if err := loopback("-listen", *listen); err != nil {
+		return err
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("-listen %q: only loopback addresses are allowed", *listen)
+	if *listenTLS != "" {
+		if err := loopback("-listen-tls", *listenTLS); err != nil {
+			return err
+		}
+		if *tlsCert == "" || *tlsKey == "" {
+			return fmt.Errorf("-listen-tls needs -tls-cert-file and -tls-key-file")
+		}
 	}
 
 	var level slog.Level
@@ -62,7 +77,7 @@ func run() error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg := &ferretdb.Config{
-		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Listener: ferretdb.ListenerConfig{TCP: *listen, TLS: *listenTLS, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSCAFile: *tlsCA},
 		Logger:   logger,
 		Handler:  *handler,
 	}
@@ -97,7 +112,9 @@ func run() error {
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 
-	uri := f.MongoDBURI()
+	// MongoDBURI names the TLS listener when there is one; the check and
+	// the printed URI are the plain listener's.
+	uri := "mongodb://" + *listen + "/"
 	if err := check(ctx, uri); err != nil {
 		stop()
 		<-done
@@ -108,6 +125,19 @@ func run() error {
 	err = <-done
 	logger.Info("stopped")
 	return err
+}
+
+// loopback refuses an address that is not on a loopback interface: these
+// listeners have no authentication of their own.
+func loopback(flagName, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flagName, addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s %q: only loopback addresses are allowed", flagName, addr)
+	}
+	return nil
 }
 
 // check runs listDatabases through the wire protocol, which reaches the backend.
