@@ -166,5 +166,6 @@ func (l *loop) delivered(r *rec) {
 	if r.meta.Version > 0 && r.key != "" {
 		l.w.delivered.note(r.key, r.meta.Version)
 	}
+	l.noteDelivered(r)
 	l.finish(r)
 }

@@ -44,11 +44,19 @@ func (l *loop) ingest(recs []*kgo.Record) {
 			continue
 		}
 		st.Routed.Add(1)
-		r := &rec{r: kr, p: p, heapIdx: -1}
+		meta := envelope.ParseMeta(kr)
+		if l.leaseFenced(p, meta) {
+			st.LeaseFenced.Add(1)
+			l.w.log.Warn("record of a relay that lost its lease dropped (lease-token fence)", "notification_id", meta.ID,
+				"key", string(kr.Key), "version", meta.Version, "lease_token", meta.LeaseToken, "partition_lease_token", p.leaseToken,
+				"partition", kr.Partition, "offset", kr.Offset)
+			continue
+		}
+		r := &rec{r: kr, p: p, heapIdx: -1, meta: meta}
 		heap.Push(&p.open, r)
-		r.meta = envelope.ParseMeta(kr)
 		r.key = string(kr.Key)
 		r.prior = priorAttempts(kr)
+		r.force = replayForced(kr)
 		qid := r.key
 		switch {
 		case l.w.sequential:
@@ -82,6 +90,8 @@ func (l *loop) activate(r *rec) {
 	case r.meta.ID == "":
 		l.deadLetter(r, deadLetter{class: ClassInvalid, err: errors.New("record has no " + envelope.HeaderID + " header: no idempotency key to deliver with"),
 			attempts: r.prior, firstFail: now, lastFail: now})
+	case l.fenced(r):
+		// Waiting for its key's delivered version, or dropped as stale.
 	default:
 		r.state = stReady
 		if l.ready.len() == 0 {

@@ -116,7 +116,7 @@ func TestReplayRecord(t *testing.T) {
 		{Key: delivery.HeaderDLQAttempts, Value: []byte("5")},
 		{Key: delivery.HeaderDLQErrorClass, Value: []byte("permanent")},
 	}}
-	r := delivery.ReplayRecord("n.retry.la", "la", dl, "r1", "ops")
+	r := delivery.ReplayRecord("n.retry.la", "la", dl, "r1", "ops", false)
 	if r.Topic != "n.retry.la" || string(r.Key) != "Q1" || string(r.Value) != `{"id":"e1"}` {
 		t.Fatalf("record %+v", r)
 	}
@@ -141,5 +141,17 @@ func TestReplayRecord(t *testing.T) {
 	}
 	if !envelope.RoutedTo(r, "la") || envelope.RoutedTo(r, "sf") {
 		t.Error("replay routed to another connector")
+	}
+	if _, ok := envelope.Header(r, delivery.HeaderReplayForce); ok {
+		t.Error("unforced replay carries the force header")
+	}
+	// A forced replay says so; replayed again unforced, it no longer does.
+	f := delivery.ReplayRecord("n.retry.la", "la", dl, "r2", "ops", true)
+	if v, _ := envelope.Header(f, delivery.HeaderReplayForce); v != "true" {
+		t.Errorf("forced replay: %s = %q, want true", delivery.HeaderReplayForce, v)
+	}
+	again := delivery.ReplayRecord("n.retry.la", "la", f, "r3", "ops", false)
+	if _, ok := envelope.Header(again, delivery.HeaderReplayForce); ok {
+		t.Error("the force header of an earlier replay was kept")
 	}
 }

@@ -35,6 +35,7 @@ const (
 	stDLQ                       // being produced to the dead letters
 	stDone                      // delivered, dead-lettered or skipped
 	stAbandoned                 // its call was cancelled; redelivered by the next owner
+	stFencing                   // head of its key, waiting for the version fence's lookup
 )
 
 // rec is one record of the notifications topic.
@@ -49,6 +50,7 @@ type rec struct {
 	attempts  int // attempts by this owner
 	outage    int // of which failed while the breaker was not closed
 	prior     int // attempts recorded by an earlier dead letter (replay)
+	force     bool // a forced replay: the version fence lets it through
 	reauthed  bool
 	firstFail time.Time
 	lastFail  time.Time
@@ -91,6 +93,8 @@ type partition struct {
 	revoking bool
 	dropped  bool
 	buffered int
+	// leaseToken is the highest relay lease token seen on the partition.
+	leaseToken int64
 }
 
 // commitOffset is the offset to commit, with its leader epoch: the lowest
@@ -149,6 +153,7 @@ type loop struct {
 	pauseCh  chan bool // the operator's pause, from the control loop
 	resCh    chan callResult
 	dlqCh    chan dlqResult
+	fenceCh  chan fenceResult
 	loopDone chan struct{}
 
 	gate      *pollGate
@@ -158,6 +163,7 @@ type loop struct {
 	ready     readyQueue
 	retries   retryHeap
 	revokes   []*pendingRevoke
+	fence     *versionFence
 	calls     int // downstream calls in flight
 	dlqs      int // dead-letter produces in flight
 	buffered  int
@@ -184,6 +190,8 @@ func newLoop(w *Worker) *loop {
 		pauseCh:   make(chan bool),
 		resCh:     make(chan callResult),
 		dlqCh:     make(chan dlqResult),
+		fenceCh:   make(chan fenceResult),
+		fence:     newVersionFence(),
 		loopDone:  make(chan struct{}),
 		gate:      newPollGate(),
 		committer: &committer{signal: make(chan struct{}, 1)},
@@ -260,6 +268,7 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 			l.abandonAll()
 		}
 		l.dispatch()
+		l.startFenceLookup()
 		l.updatePause()
 		l.publishGauges()
 		if l.stopping && l.calls == 0 && l.dlqs == 0 {
@@ -281,6 +290,8 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 			l.handleResult(res)
 		case res := <-l.dlqCh:
 			l.handleDLQ(res)
+		case res := <-l.fenceCh:
+			l.handleFence(res)
 		case <-l.w.breakerCh:
 			l.breakerChanged()
 		case <-tick.C:
@@ -349,6 +360,9 @@ func (l *loop) nextWake() (time.Time, bool) {
 	}
 	if l.stopping {
 		take(l.stopAt)
+	}
+	if len(l.fence.want) > 0 && !l.fence.loading {
+		take(l.fence.retryAt)
 	}
 	if l.blocked && l.ready.len() > 0 && l.breakerAt.After(l.now) {
 		// gobreaker moves from open to half-open lazily: ask again when

@@ -25,6 +25,10 @@ const (
 	HeaderReplayAttempts = "fanout_replay_attempts"
 	// HeaderReplayBy is the name of the admin token that asked for it.
 	HeaderReplayBy = "fanout_replay_by"
+	// HeaderReplayForce is "true" on a forced replay: the worker's version
+	// fence lets it through even if a newer version of its key was
+	// delivered. It is the only way past the fence.
+	HeaderReplayForce = "fanout_replay_force"
 
 	// HeaderReplayPrefix is the prefix of the headers above; a replay
 	// replaces an earlier replay's set.
@@ -36,8 +40,9 @@ const (
 // headers (ce_id included, so the idempotency key stays the same),
 // fanout_targets naming connector alone (no other connector's worker
 // delivers it), without the dead letter's fanout_dlq_ headers, plus the
-// replay headers. The attempt count carries over.
-func ReplayRecord(topic, connector string, dl *kgo.Record, replayID, by string) *kgo.Record {
+// replay headers. The attempt count carries over. A forced replay
+// (force) passes the workers' version fence.
+func ReplayRecord(topic, connector string, dl *kgo.Record, replayID, by string, force bool) *kgo.Record {
 	h := make([]kgo.RecordHeader, 0, len(dl.Headers)+5)
 	for _, x := range dl.Headers {
 		switch {
@@ -53,5 +58,14 @@ func ReplayRecord(topic, connector string, dl *kgo.Record, replayID, by string) 
 		kgo.RecordHeader{Key: HeaderReplayAttempts, Value: []byte(strconv.Itoa(priorAttempts(dl)))},
 		kgo.RecordHeader{Key: HeaderReplayBy, Value: []byte(by)},
 	)
+	if force {
+		h = append(h, kgo.RecordHeader{Key: HeaderReplayForce, Value: []byte("true")})
+	}
 	return &kgo.Record{Topic: topic, Key: slices.Clone(dl.Key), Value: slices.Clone(dl.Value), Headers: h}
+}
+
+// replayForced reports whether r is a forced replay.
+func replayForced(r *kgo.Record) bool {
+	v, _ := envelope.Header(r, HeaderReplayForce)
+	return v == "true"
 }

@@ -39,6 +39,10 @@ func (l *loop) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][
 	if lost || len(offs) == 0 {
 		return
 	}
+	if err := l.w.flushDelivered(ctx, 10*time.Second); err != nil {
+		l.w.log.Warn("no commit on revoke: the delivered versions could not be stored first; the next owner redelivers the uncommitted records", "err", err)
+		return
+	}
 	if err := commitSync(ctx, cl, offs); err != nil {
 		l.w.log.Warn("commit on revoke failed; the next owner redelivers the uncommitted records", "err", err)
 	}
@@ -145,6 +149,7 @@ func (l *loop) abandonAll() {
 func (l *loop) drop(p *partition) {
 	p.dropped = true
 	p.cancel()
+	l.fence.forget(p)
 	l.w.stats.Abandoned.Add(int64(p.buffered))
 	l.buffered -= p.buffered
 	p.buffered = 0

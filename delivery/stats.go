@@ -29,12 +29,21 @@ type Stats struct {
 	// them.
 	Ignored atomic.Int64
 	// Routed counts records routed to this connector and taken on:
-	// Routed = Delivered + DeadLettered + Pending + Abandoned.
+	// Routed = Delivered + DeadLettered + StaleDropped + LeaseFenced +
+	// Pending + Abandoned.
 	Routed atomic.Int64
 	// Abandoned counts routed records given up unfinished when their
 	// partition was revoked or the worker stopped; the next owner
 	// delivers them (at least once).
 	Abandoned atomic.Int64
+	// StaleDropped counts routed notifications dropped by the version
+	// fence: their version was at or below the newest version already
+	// delivered for their key to this connector. Not an error.
+	StaleDropped atomic.Int64
+	// LeaseFenced counts routed records of the notifications topic
+	// dropped because they carried a lower relay lease token than one
+	// already seen on their partition: a zombie relay's late writes.
+	LeaseFenced atomic.Int64
 	// Delivered counts notifications the downstream acknowledged.
 	Delivered atomic.Int64
 	// Retried counts failed attempts that were scheduled for another try.
@@ -100,6 +109,8 @@ func (s *Stats) liveLedger() store.Ledger {
 		DeadLetteredByClass: s.DeadLettered.ByClass(),
 		Pending:             s.Buffered.Load(),
 		Abandoned:           s.Abandoned.Load(),
+		StaleDropped:        s.StaleDropped.Load(),
+		LeaseFenced:         s.LeaseFenced.Load(),
 		Retried:             s.Retried.Load(),
 	}
 }

@@ -106,6 +106,9 @@ type DeliveredStore interface {
 	// RecordDelivered stores versions (key -> version) for connector,
 	// never lowering a stored version.
 	RecordDelivered(ctx context.Context, connector string, versions map[string]int64) error
+	// DeliveredVersions returns the stored version of each of keys that
+	// has one: the version fence of a new owner starts from them.
+	DeliveredVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error)
 }
 
 // Option configures a Worker.
@@ -202,6 +205,7 @@ type Worker struct {
 	breakerCh chan struct{} // signalled on every breaker state change
 	limiter   *rate.Limiter // nil without rate_limit
 	delivered deliveredTracker
+	flushMu   sync.Mutex // one flush at a time: a commit waits for the one running
 	stats     Stats
 	started   atomic.Bool
 }
@@ -398,7 +402,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	bgCtx, stopBg := context.WithCancel(context.Background())
 	bg.Add(4)
 	go func() { defer bg.Done(); l.poll(pollCtx) }()
-	go func() { defer bg.Done(); l.committer.run(bgCtx, cl, w.log) }()
+	go func() { defer bg.Done(); l.committer.run(bgCtx, cl, w.log, w.flushDelivered) }()
 	go func() { defer bg.Done(); w.flushLoop(bgCtx) }()
 	go func() { defer bg.Done(); w.controlLoop(bgCtx, l) }()
 
@@ -413,11 +417,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	l.committer.pending = nil
 	l.committer.pmu.Unlock()
 	var commitErr error
-	if len(final) > 0 {
+	if err := w.flushDelivered(context.Background(), 10*time.Second); err != nil {
+		commitErr = fmt.Errorf("no final commit: %w", err)
+	} else if len(final) > 0 {
 		commitErr = commitSync(cctx, cl, final)
 	}
 	cancel()
-	w.flushDelivered(context.Background(), 10*time.Second)
 	cl.Close() // leaves the group; the revoke callback sees the loop done
 	w.assigned.clear()
 	w.publishStatus(context.Background(), true)
@@ -487,7 +492,9 @@ func (c *committer) drop(parts map[string][]int32) {
 	}
 }
 
-func (c *committer) run(ctx context.Context, cl *kgo.Client, log *slog.Logger) {
+// run commits what is offered until ctx is done; flush runs before every
+// commit, which is skipped (and retried) when it fails.
+func (c *committer) run(ctx context.Context, cl *kgo.Client, log *slog.Logger, flush func(context.Context, time.Duration) error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -501,7 +508,11 @@ func (c *committer) run(ctx context.Context, cl *kgo.Client, log *slog.Logger) {
 		c.pmu.Unlock()
 		if len(offs) > 0 {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if err := commitSync(cctx, cl, offs); err != nil && ctx.Err() == nil {
+			err := flush(cctx, 10*time.Second)
+			if err == nil {
+				err = commitSync(cctx, cl, offs)
+			}
+			if err != nil && ctx.Err() == nil {
 				log.Warn("offset commit failed; retrying with the next commit", "err", err)
 				c.pmu.Lock()
 				c.pending = mergeOffsets(offs, c.pending)
@@ -610,6 +621,9 @@ func (g *pollGate) wakeAll() {
 type deliveredTracker struct {
 	mu      sync.Mutex
 	pending map[string]int64
+	// flushing holds what a flush in progress took, until it is stored
+	// or put back: the version fence still sees it.
+	flushing map[string]int64
 }
 
 func (t *deliveredTracker) note(key string, v int64) {
@@ -628,12 +642,21 @@ func (t *deliveredTracker) take() map[string]int64 {
 	}
 	m := t.pending
 	t.pending = make(map[string]int64, len(m))
+	t.flushing = m
 	return m
+}
+
+// flushed forgets what the last take handed out: it is stored.
+func (t *deliveredTracker) flushed() {
+	t.mu.Lock()
+	t.flushing = nil
+	t.mu.Unlock()
 }
 
 // restore puts back versions a failed flush could not store.
 func (t *deliveredTracker) restore(m map[string]int64) {
 	t.mu.Lock()
+	t.flushing = nil
 	for k, v := range m {
 		if v > t.pending[k] {
 			t.pending[k] = v
@@ -655,21 +678,28 @@ func (w *Worker) flushLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			w.flushDelivered(ctx, 30*time.Second)
+			_ = w.flushDelivered(ctx, 30*time.Second) // logged; retried at the next flush
 		}
 	}
 }
 
 // flushDelivered stores the pending versions within timeout; on failure
-// they go back to pending for the next flush. A flush cut short by ctx (the
-// worker stopping) is not an error: Run flushes once more.
-func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) {
+// they go back to pending for the next flush, and the error is returned.
+// A flush cut short by ctx (the worker stopping) is not logged: Run
+// flushes once more.
+//
+// Every offset commit flushes first and is skipped if the flush fails, so
+// that a committed offset never gets ahead of the delivered versions
+// below it: a new owner's version fence starts from them.
+func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) error {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
 	if w.store == nil {
-		return
+		return nil
 	}
 	m := w.delivered.take()
 	if len(m) == 0 {
-		return
+		return nil
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -681,5 +711,8 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) {
 		if ctx.Err() == nil {
 			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "err", err)
 		}
+		return fmt.Errorf("record delivered versions: %w", err)
 	}
+	w.delivered.flushed()
+	return nil
 }

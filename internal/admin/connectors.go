@@ -216,7 +216,7 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	}
 	v := LedgerView{Connector: name, Balanced: true, Workers: []WorkerLedger{}, Equation: map[string][]string{
 		"consumed": {"skipped_not_routed", "ignored", "routed"},
-		"routed":   {"delivered", "dead_lettered", "pending", "abandoned"},
+		"routed":   {"delivered", "dead_lettered", "stale_dropped", "lease_fenced", "pending", "abandoned"},
 	}}
 	for _, st := range sts {
 		v.Total.Add(st.Ledger)

@@ -389,7 +389,7 @@ func (s *Server) send(ctx context.Context, name, who string, req *ReplayRequest,
 			it.Action, it.Error = ActionFailed, "claim the replay marker: "+err.Error()
 			continue
 		}
-		out := delivery.ReplayRecord(topic, name, it.rec, resp.ReplayID, who)
+		out := delivery.ReplayRecord(topic, name, it.rec, resp.ReplayID, who, req.Force)
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		err = s.cl.ProduceSync(pctx, out).FirstErr()
 		cancel()

@@ -146,14 +146,20 @@ type Ledger struct {
 	DeadLetteredByClass map[string]int64 `bson:"dead_lettered_by_class" json:"dead_lettered_by_class"`
 	Pending             int64            `bson:"pending" json:"pending"`
 	Abandoned           int64            `bson:"abandoned" json:"abandoned"`
+	// StaleDropped (the version fence) and LeaseFenced (the relay
+	// lease-token fence) are routed records dropped as out of date: part
+	// of Routed's split, not errors.
+	StaleDropped int64 `bson:"stale_dropped" json:"stale_dropped"`
+	LeaseFenced  int64 `bson:"lease_fenced" json:"lease_fenced"`
 	// Retried counts attempts, not records: it is outside the equations.
 	Retried int64 `bson:"retried" json:"retried"`
 }
 
 // Unaccounted returns the records routed but neither delivered,
-// dead-lettered, pending nor abandoned: 0 unless something is lost.
+// dead-lettered, fenced (stale or lease), pending nor abandoned: 0 unless
+// something is lost.
 func (l Ledger) Unaccounted() int64 {
-	return l.Routed - l.Delivered - l.DeadLettered - l.Pending - l.Abandoned
+	return l.Routed - l.Delivered - l.DeadLettered - l.StaleDropped - l.LeaseFenced - l.Pending - l.Abandoned
 }
 
 // Add adds o's counts to l.
@@ -167,6 +173,8 @@ func (l *Ledger) Add(o Ledger) {
 	l.DeadLettered += o.DeadLettered
 	l.Pending += o.Pending
 	l.Abandoned += o.Abandoned
+	l.StaleDropped += o.StaleDropped
+	l.LeaseFenced += o.LeaseFenced
 	l.Retried += o.Retried
 	if len(o.DeadLetteredByClass) > 0 && l.DeadLetteredByClass == nil {
 		l.DeadLetteredByClass = make(map[string]int64, len(o.DeadLetteredByClass))

@@ -1,0 +1,119 @@
+package delivery_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanout-dev/fanout/delivery"
+	"github.com/fanout-dev/fanout/internal/config"
+	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
+	"github.com/fanout-dev/fanout/internal/store"
+	"github.com/fanout-dev/fanout/internal/testenv"
+)
+
+// openStore opens a store on a database of the test's own, dropped at the
+// end.
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Drop(context.Background()); _ = st.Close(context.Background()) })
+	return st
+}
+
+// versionsOf returns the versions of key the simulator acknowledged, in
+// call order.
+func versionsOf(calls []laCall, key string) []int64 {
+	var out []int64
+	for _, c := range calls {
+		if c.key == key && c.status >= 200 && c.status < 300 {
+			out = append(out, c.version)
+		}
+	}
+	return out
+}
+
+// TestVersionFence: a notification at or below the newest version already
+// delivered for its key never reaches the downstream, whether the newer
+// one was delivered by this worker (memory) or by an earlier owner (the
+// delivered store), e.g. an old version re-published by a paused
+// projector.
+func TestVersionFence(t *testing.T) {
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) { d.MaxInFlight = 8 })
+	st := openStore(t)
+	sim, conn := laSim(t, e.name, lasim.Config{})
+
+	// One owner: v7 then a re-published v5 and v7 of the same key.
+	a := e.start(t, conn, delivery.WithDeliveredStore(st))
+	e.produce(t, note{key: "F1", version: 7, id: "F1-v7"})
+	e.produce(t, note{key: "F1", version: 5, id: "F1-v5"}, note{key: "F1", version: 7, id: "F1-v7"}, note{key: "F1", version: 8, id: "F1-v8"})
+	waitFor(t, 30*time.Second, "F1 v8 delivered", func() bool {
+		v := versionsOf(laCalls(t, sim), "F1")
+		return len(v) > 0 && v[len(v)-1] == 8
+	})
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.w.Stats().StaleDropped.Load(); got != 2 {
+		t.Errorf("worker a: stale_dropped = %d, want 2 (v5 and the second v7)", got)
+	}
+
+	// A new owner (restart): it must know v8 from the store.
+	b := e.start(t, conn, delivery.WithDeliveredStore(st))
+	e.produce(t, note{key: "F1", version: 6, id: "F1-v6"}, note{key: "F1", version: 8, id: "F1-v8"}, note{key: "F1", version: 9, id: "F1-v9"},
+		note{key: "F2", version: 3, id: "F2-v3"})
+	waitFor(t, 30*time.Second, "F1 v9 and F2 v3 delivered", func() bool {
+		calls := laCalls(t, sim)
+		v := versionsOf(calls, "F1")
+		return len(v) > 0 && v[len(v)-1] == 9 && len(versionsOf(calls, "F2")) == 1
+	})
+	if got, want := versionsOf(laCalls(t, sim), "F1"), []int64{7, 8, 9}; !slices.Equal(got, want) {
+		t.Errorf("F1 versions delivered = %v, want %v", got, want)
+	}
+	if got := b.w.Stats().StaleDropped.Load(); got != 2 {
+		t.Errorf("worker b: stale_dropped = %d, want 2 (v6 and v8 again)", got)
+	}
+
+	// Only a forced replay passes the fence; an unforced one of an old
+	// version is dropped like any other.
+	old := e.produce(t, note{key: "F1", version: 4, id: "F1-v4"})[0]
+	waitFor(t, 30*time.Second, "F1 v4 dropped", func() bool { return b.w.Stats().StaleDropped.Load() == 3 })
+	old.Topic, old.Partition, old.Offset = e.cfg.DLQTopic(e.name), 0, 1
+	e.produceRaw(t, delivery.ReplayRecord(e.cfg.RetryTopic(e.name), e.name, old, "r1", "test", false),
+		delivery.ReplayRecord(e.cfg.RetryTopic(e.name), e.name, old, "r2", "test", true))
+	waitFor(t, 30*time.Second, "the forced replay of F1 v4 delivered", func() bool {
+		v := versionsOf(laCalls(t, sim), "F1")
+		return v[len(v)-1] == 4
+	})
+	if got, want := versionsOf(laCalls(t, sim), "F1"), []int64{7, 8, 9, 4}; !slices.Equal(got, want) {
+		t.Errorf("F1 versions delivered = %v, want %v", got, want)
+	}
+	waitFor(t, 10*time.Second, "the ledger to balance", func() bool {
+		l := b.w.Stats().Ledger()
+		return l.Unaccounted() == 0 && l.Pending == 0
+	})
+	if got := b.w.Stats().StaleDropped.Load(); got != 4 {
+		t.Errorf("worker b: stale_dropped = %d, want 4 (v6, v8 again, v4 and its unforced replay)", got)
+	}
+}
+
+// produceRaw produces records as they are.
+func (e *tenv) produceRaw(t *testing.T, recs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
