@@ -83,6 +83,8 @@ type note struct {
 	payload map[string]any
 	// traceparent, if set, is sent in the traceparent header.
 	traceparent string
+	// leaseToken, if set, is sent in the fanout_lease_token header.
+	leaseToken int64
 }
 
 // notes makes keys x versions notifications, version-major (v1 of every
@@ -137,6 +139,9 @@ func (e *tenv) produce(t *testing.T, ns ...note) []*kgo.Record {
 		}
 		if !n.noID {
 			h = append(h, kgo.RecordHeader{Key: envelope.HeaderID, Value: []byte(n.id)})
+		}
+		if n.leaseToken > 0 {
+			h = append(h, kgo.RecordHeader{Key: envelope.HeaderLeaseToken, Value: []byte(strconv.FormatInt(n.leaseToken, 10))})
 		}
 		if n.traceparent != "" {
 			h = append(h, kgo.RecordHeader{Key: envelope.HeaderTraceParent, Value: []byte(n.traceparent)})

@@ -47,9 +47,9 @@ type rec struct {
 	meta envelope.Meta
 
 	state     recState
-	attempts  int // attempts by this owner
-	outage    int // of which failed while the breaker was not closed
-	prior     int // attempts recorded by an earlier dead letter (replay)
+	attempts  int  // attempts by this owner
+	outage    int  // of which failed while the breaker was not closed
+	prior     int  // attempts recorded by an earlier dead letter (replay)
 	force     bool // a forced replay: the version fence lets it through
 	reauthed  bool
 	firstFail time.Time
