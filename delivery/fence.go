@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/store"
 )
 
 // The version fence drops a notification whose version is at or below the
@@ -78,6 +79,7 @@ func (f *versionFence) set(key string, v int64) {
 type fenceResult struct {
 	keys     []string
 	versions map[string]int64
+	budgets  map[string]store.Budget // by notification id
 	err      error
 }
 
@@ -93,6 +95,7 @@ func (l *loop) fenced(r *rec) bool {
 	if !ok && l.w.store == nil {
 		return false
 	}
+	r.p.fenceKeys[r.key] = struct{}{}
 	if !ok {
 		r.state = stFencing
 		if len(f.waiting[r.key]) == 0 {
@@ -130,15 +133,29 @@ func (l *loop) startFenceLookup() {
 	keys := slices.Clone(f.want[:n])
 	f.want = slices.Delete(f.want, 0, n)
 	f.loading = true
+	// The records of a key new to this worker may have been failing under
+	// an earlier owner: their retry budgets come in the same lookup.
+	var ids []string
+	for _, k := range keys {
+		for _, r := range f.waiting[k] {
+			if r.meta.ID != "" {
+				ids = append(ids, r.meta.ID)
+			}
+		}
+	}
 	w, ctx := l.w, l.hardCtx
 	go func() {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
 		start := time.Now()
 		versions, err := w.store.DeliveredVersions(lctx, w.name, keys)
-		cancel()
-		w.log.Debug("delivered versions looked up for the version fence", "keys", len(keys), "took", time.Since(start), "err", err)
+		var budgets map[string]store.Budget
+		if err == nil {
+			budgets, err = w.store.Budgets(lctx, w.name, ids)
+		}
+		w.log.Debug("delivered versions and retry budgets looked up", "keys", len(keys), "ids", len(ids), "took", time.Since(start), "err", err)
 		select {
-		case l.fenceCh <- fenceResult{keys: keys, versions: versions, err: err}:
+		case l.fenceCh <- fenceResult{keys: keys, versions: versions, budgets: budgets, err: err}:
 		case <-l.loopDone:
 		}
 	}()
@@ -168,13 +185,22 @@ func (l *loop) handleFence(res fenceResult) {
 			if r.state != stFencing || r.p.dropped || r.p.revoking {
 				continue
 			}
+			if b, ok := res.budgets[r.meta.ID]; ok {
+				r.carryBudget(b)
+			}
 			l.activate(r)
 		}
 	}
 }
 
-// forgetFenceWaiters drops the waiting records of a dropped partition.
+// forget drops the waiting records of a dropped partition and the versions
+// of the keys it saw: if the partition comes back, perhaps after another
+// owner delivered more, they are looked up again (with their budgets).
 func (f *versionFence) forget(p *partition) {
+	for k := range p.fenceKeys {
+		delete(f.cur, k)
+		delete(f.old, k)
+	}
 	for k, recs := range f.waiting {
 		recs = slices.DeleteFunc(recs, func(r *rec) bool { return r.p == p })
 		if len(recs) == 0 {

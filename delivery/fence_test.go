@@ -144,3 +144,57 @@ func TestLeaseTokenFence(t *testing.T) {
 		return l.Unaccounted() == 0 && l.Pending == 0
 	})
 }
+
+// TestBudgetAcrossOwners: the attempt budget of a failing notification
+// carries over to the next owner, so that max_attempts fires even when
+// partitions move (autoscaling) before one owner uses it up.
+func TestBudgetAcrossOwners(t *testing.T) {
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+		d.MaxAttempts = 6
+		d.MinBackoff = 200 * time.Millisecond
+		d.MaxBackoff = 300 * time.Millisecond
+		d.Breaker.ConsecutiveFailures = 1000 // stays closed: every attempt counts
+	})
+	st := openStore(t)
+	sim, conn := laSim(t, e.name, lasim.Config{Faults: lasim.Faults{FailRate: 1, FailStatuses: []int{500}}})
+	attempts := func() int {
+		n := 0
+		for _, c := range laCalls(t, sim) {
+			if c.id == "B1-v1" {
+				n++
+			}
+		}
+		return n
+	}
+	a := e.start(t, conn, delivery.WithDeliveredStore(st))
+	e.produce(t, note{key: "B1", version: 1, id: "B1-v1"})
+	waitFor(t, 30*time.Second, "two failed attempts", func() bool { return attempts() >= 2 })
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	byA := attempts()
+	if byA >= 6 {
+		t.Skipf("the first owner used up the budget (%d attempts) before it stopped: nothing to carry", byA)
+	}
+	firstCall := laCalls(t, sim)[0].start
+	bStarted := time.Now()
+
+	e.start(t, conn, delivery.WithDeliveredStore(st))
+	dls := e.readDLQ(t, 1, 0)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	if got := attempts(); got != 6 {
+		t.Errorf("B1-v1 attempted %d times in all (%d by the first owner), want max_attempts 6", got, byA)
+	}
+	if got := header(dls[0], delivery.HeaderDLQAttempts); got != "6" {
+		t.Errorf("dead letter attempts = %s, want 6", got)
+	}
+	ff, err := time.Parse(time.RFC3339Nano, header(dls[0], delivery.HeaderDLQFirstFailure))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ff.Before(bStarted) || ff.Before(firstCall.Add(-time.Second)) {
+		t.Errorf("dead letter first failure %v, want the first owner's first failure (first call %v, second owner started %v)", ff, firstCall, bStarted)
+	}
+}

@@ -18,7 +18,7 @@ func (l *loop) part(r *kgo.Record) *partition {
 	if p == nil {
 		ctx, cancel := context.WithCancel(l.hardCtx)
 		p = &partition{topic: r.Topic, id: r.Partition, keys: make(map[string]*keyQueue), next: r.Offset,
-			committed: r.Offset, epoch: -1, parked: make(map[string]bool), calls: make(map[*call]struct{}),
+			committed: r.Offset, epoch: -1, parked: make(map[string]bool), calls: make(map[*call]struct{}), fenceKeys: make(map[string]struct{}),
 			ctx: ctx, cancel: cancel}
 		l.parts[k] = p
 	}
@@ -104,6 +104,7 @@ func (l *loop) activate(r *rec) {
 // finish marks r done and moves its key on.
 func (l *loop) finish(r *rec) {
 	r.state = stDone
+	l.finishBudget(r)
 	p := r.p
 	p.buffered--
 	l.buffered--

@@ -51,6 +51,8 @@ type rec struct {
 	outage    int  // of which failed while the breaker was not closed
 	prior     int  // attempts recorded by an earlier dead letter (replay)
 	force     bool // a forced replay: the version fence lets it through
+	carried   int  // attempts counted against max_attempts by earlier owners
+	budgeted  bool // its retry budget is (to be) stored
 	reauthed  bool
 	firstFail time.Time
 	lastFail  time.Time
@@ -95,6 +97,8 @@ type partition struct {
 	buffered int
 	// leaseToken is the highest relay lease token seen on the partition.
 	leaseToken int64
+	// fenceKeys are the keys the version fence learnt for this partition.
+	fenceKeys map[string]struct{}
 }
 
 // commitOffset is the offset to commit, with its leader epoch: the lowest

@@ -35,6 +35,7 @@ func (l *loop) failed(r *rec, err error) {
 		// The connector dropped its token: try again at once, once.
 		r.reauthed = true
 		st.Retried.Add(1)
+		l.noteBudget(r)
 		l.schedule(r, now)
 		return
 	}
@@ -42,12 +43,13 @@ func (l *loop) failed(r *rec, err error) {
 		// Failed in an outage (or tripped the breaker): not this
 		// record's fault, so it does not use up its attempts.
 		r.outage++
-	} else if r.attempts-r.outage >= l.w.d.MaxAttempts {
+	} else if r.counted() >= l.w.d.MaxAttempts {
 		// The downstream is up for others: this record's own problem.
 		l.deadLetter(r, dl(classOf(class)))
 		return
 	}
 	st.Retried.Add(1)
+	l.noteBudget(r)
 	l.schedule(r, now.Add(l.backoff(r, err)))
 }
 

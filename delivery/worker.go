@@ -109,6 +109,11 @@ type DeliveredStore interface {
 	// DeliveredVersions returns the stored version of each of keys that
 	// has one: the version fence of a new owner starts from them.
 	DeliveredVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error)
+	// RecordBudgets stores the retry budgets of failing notifications
+	// (id -> budget) and deletes those of finished ones (done).
+	RecordBudgets(ctx context.Context, connector string, set map[string]store.Budget, done []string) error
+	// Budgets returns the stored retry budget of each of ids that has one.
+	Budgets(ctx context.Context, connector string, ids []string) (map[string]store.Budget, error)
 }
 
 // Option configures a Worker.
@@ -205,6 +210,7 @@ type Worker struct {
 	breakerCh chan struct{} // signalled on every breaker state change
 	limiter   *rate.Limiter // nil without rate_limit
 	delivered deliveredTracker
+	budgets   budgetTracker
 	flushMu   sync.Mutex // one flush at a time: a commit waits for the one running
 	stats     Stats
 	started   atomic.Bool
@@ -697,12 +703,21 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	if w.store == nil {
 		return nil
 	}
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if set, done := w.budgets.take(); len(set)+len(done) > 0 {
+		if err := w.store.RecordBudgets(fctx, w.name, set, done); err != nil {
+			w.budgets.restore(set, done)
+			if ctx.Err() == nil {
+				w.log.Warn("recording retry budgets failed; retrying at the next flush", "failing", len(set), "finished", len(done), "err", err)
+			}
+			return fmt.Errorf("record retry budgets: %w", err)
+		}
+	}
 	m := w.delivered.take()
 	if len(m) == 0 {
 		return nil
 	}
-	fctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	start := time.Now()
 	err := w.store.RecordDelivered(fctx, w.name, m)
 	w.log.Debug("delivered versions flushed", "keys", len(m), "took", time.Since(start), "err", err)
