@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -196,5 +197,66 @@ func TestBudgetAcrossOwners(t *testing.T) {
 	}
 	if !ff.Before(bStarted) || ff.Before(firstCall.Add(-time.Second)) {
 		t.Errorf("dead letter first failure %v, want the first owner's first failure (first call %v, second owner started %v)", ff, firstCall, bStarted)
+	}
+}
+
+// TestTakeoverGrace: a worker that releases its partitions cleanly says so
+// in its commit metadata, and the next owner delivers at once; a worker
+// that gave up calls still in flight does not, and the next owner holds
+// each key's first delivery for takeover_grace, so that the old calls
+// land first.
+func TestTakeoverGrace(t *testing.T) {
+	const grace = 2 * time.Second
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+		d.TakeoverGrace = grace
+		d.RevokeTimeout = 500 * time.Millisecond
+	})
+	sim, conn := laSim(t, e.name, lasim.Config{})
+	key := func(v int64) note { return note{key: "T1", version: v, id: fmt.Sprintf("T1-v%d", v)} }
+
+	// A clean release: no hold.
+	a := e.start(t, conn)
+	e.produce(t, key(1))
+	waitFor(t, 30*time.Second, "T1 v1 delivered", func() bool { return len(versionsOf(laCalls(t, sim), "T1")) == 1 })
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b := e.start(t, conn)
+	e.produce(t, key(2))
+	waitFor(t, 30*time.Second, "T1 v2 delivered", func() bool { return len(versionsOf(laCalls(t, sim), "T1")) == 2 })
+	if n := b.w.Stats().TakeoverHeld.Load(); n != 0 {
+		t.Errorf("after a clean release the next owner held %d records", n)
+	}
+
+	// The downstream hangs: b stops with v3's call in flight and gives it
+	// up (revoke_timeout), not a clean release.
+	if err := sim.SetFaults(lasim.Faults{Latency: lasim.Duration(3 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, key(3))
+	waitFor(t, 30*time.Second, "T1 v3 in flight", func() bool { return b.w.Stats().InFlight.Load() == 1 })
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetFaults(lasim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	cStart := time.Now()
+	c := e.start(t, conn)
+	waitFor(t, 30*time.Second, "T1 v3 delivered by the next owner", func() bool {
+		for _, x := range laCalls(t, sim) {
+			if x.id == "T1-v3" && x.status >= 200 && x.status < 300 && x.start.After(cStart) {
+				return true
+			}
+		}
+		return false
+	})
+	if n := c.w.Stats().TakeoverHeld.Load(); n != 1 {
+		t.Errorf("after an unclean release the next owner held %d records, want 1", n)
+	}
+	for _, x := range laCalls(t, sim) {
+		if x.id == "T1-v3" && x.start.After(cStart) && x.start.Before(cStart.Add(grace)) {
+			t.Errorf("T1 v3 redelivered %v after the takeover, within the grace of %v", x.start.Sub(cStart), grace)
+		}
 	}
 }

@@ -19,7 +19,7 @@ func (l *loop) part(r *kgo.Record) *partition {
 		ctx, cancel := context.WithCancel(l.hardCtx)
 		p = &partition{topic: r.Topic, id: r.Partition, keys: make(map[string]*keyQueue), next: r.Offset,
 			committed: r.Offset, epoch: -1, parked: make(map[string]bool), calls: make(map[*call]struct{}), fenceKeys: make(map[string]struct{}),
-			ctx: ctx, cancel: cancel}
+			ctx: ctx, cancel: cancel, graceUntil: l.w.takeover.take(k)}
 		l.parts[k] = p
 	}
 	return p
@@ -92,6 +92,8 @@ func (l *loop) activate(r *rec) {
 			attempts: r.prior, firstFail: now, lastFail: now})
 	case l.fenced(r):
 		// Waiting for its key's delivered version, or dropped as stale.
+	case l.graceHold(r):
+		// Its partition's previous owner may still have calls on the wire.
 	default:
 		r.state = stReady
 		if l.ready.len() == 0 {

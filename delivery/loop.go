@@ -36,6 +36,7 @@ const (
 	stDone                      // delivered, dead-lettered or skipped
 	stAbandoned                 // its call was cancelled; redelivered by the next owner
 	stFencing                   // head of its key, waiting for the version fence's lookup
+	stGrace                     // head of its key, held by a takeover grace
 )
 
 // rec is one record of the notifications topic.
@@ -99,6 +100,9 @@ type partition struct {
 	leaseToken int64
 	// fenceKeys are the keys the version fence learnt for this partition.
 	fenceKeys map[string]struct{}
+	// graceUntil: keys' first deliveries wait until then (takeover.go).
+	graceUntil time.Time
+	graceHeld  []*rec
 }
 
 // commitOffset is the offset to commit, with its leader epoch: the lowest
@@ -133,7 +137,7 @@ type dlqResult struct {
 type revokeReq struct {
 	parts map[string][]int32
 	lost  bool
-	reply chan map[string]map[int32]kgo.EpochOffset
+	reply chan revokeReply
 }
 
 // pendingRevoke is a revoke waiting for in-flight work.
@@ -163,46 +167,51 @@ type loop struct {
 	gate      *pollGate
 	committer *committer
 
-	parts     map[tp]*partition
-	ready     readyQueue
-	retries   retryHeap
-	revokes   []*pendingRevoke
-	fence     *versionFence
-	calls     int // downstream calls in flight
-	dlqs      int // dead-letter produces in flight
-	buffered  int
-	limit     int // buffered records above which fetching pauses
-	lingerTil time.Time
-	paused    bool
-	opPaused  bool // an operator paused the connector
-	blocked   bool // the breaker refused the last dispatch
-	stopping  bool
-	stopAt    time.Time
-	hardCtx   context.Context // cancelled at the stop deadline
-	hardStop  context.CancelFunc
-	breakerAt time.Time // when an open breaker may let a probe through
-	now       time.Time
+	parts   map[tp]*partition
+	ready   readyQueue
+	retries retryHeap
+	revokes []*pendingRevoke
+	fence   *versionFence
+	// graceParts are the partitions with records held by a takeover grace.
+	graceParts map[*partition]struct{}
+	// uncleanStop: the stop cancelled calls; the final commit says so.
+	uncleanStop bool
+	calls       int // downstream calls in flight
+	dlqs        int // dead-letter produces in flight
+	buffered    int
+	limit       int // buffered records above which fetching pauses
+	lingerTil   time.Time
+	paused      bool
+	opPaused    bool // an operator paused the connector
+	blocked     bool // the breaker refused the last dispatch
+	stopping    bool
+	stopAt      time.Time
+	hardCtx     context.Context // cancelled at the stop deadline
+	hardStop    context.CancelFunc
+	breakerAt   time.Time // when an open breaker may let a probe through
+	now         time.Time
 }
 
 func newLoop(w *Worker) *loop {
 	hctx, hcancel := context.WithCancel(context.Background())
 	batch := max(w.maxBatch, 1)
 	return &loop{
-		w:         w,
-		fetchCh:   make(chan []*kgo.Record),
-		ctrlCh:    make(chan revokeReq),
-		pauseCh:   make(chan bool),
-		resCh:     make(chan callResult),
-		dlqCh:     make(chan dlqResult),
-		fenceCh:   make(chan fenceResult),
-		fence:     newVersionFence(),
-		loopDone:  make(chan struct{}),
-		gate:      newPollGate(),
-		committer: &committer{signal: make(chan struct{}, 1)},
-		parts:     make(map[tp]*partition),
-		limit:     min(max(1000, 4*w.d.MaxInFlight*batch), 100_000),
-		hardCtx:   hctx,
-		hardStop:  hcancel,
+		w:          w,
+		fetchCh:    make(chan []*kgo.Record),
+		ctrlCh:     make(chan revokeReq),
+		pauseCh:    make(chan bool),
+		resCh:      make(chan callResult),
+		dlqCh:      make(chan dlqResult),
+		fenceCh:    make(chan fenceResult),
+		fence:      newVersionFence(),
+		graceParts: make(map[*partition]struct{}),
+		loopDone:   make(chan struct{}),
+		gate:       newPollGate(),
+		committer:  &committer{signal: make(chan struct{}, 1)},
+		parts:      make(map[tp]*partition),
+		limit:      min(max(1000, 4*w.d.MaxInFlight*batch), 100_000),
+		hardCtx:    hctx,
+		hardStop:   hcancel,
 	}
 }
 
@@ -267,6 +276,7 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	for {
 		l.now = time.Now()
 		l.promoteDue()
+		l.releaseGrace()
 		l.checkRevokes()
 		if l.stopping && !l.stopAt.IsZero() && !l.now.Before(l.stopAt) {
 			l.abandonAll()
@@ -368,6 +378,7 @@ func (l *loop) nextWake() (time.Time, bool) {
 	if len(l.fence.want) > 0 && !l.fence.loading {
 		take(l.fence.retryAt)
 	}
+	take(l.nextGrace())
 	if l.blocked && l.ready.len() > 0 && l.breakerAt.After(l.now) {
 		// gobreaker moves from open to half-open lazily: ask again when
 		// the open timeout has passed. (Half-open with its probes out,

@@ -23,19 +23,20 @@ func (l *loop) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][
 	defer l.gate.unblock()
 	l.committer.mu.Lock()
 	defer l.committer.mu.Unlock()
-	req := revokeReq{parts: parts, lost: lost, reply: make(chan map[string]map[int32]kgo.EpochOffset, 1)}
+	req := revokeReq{parts: parts, lost: lost, reply: make(chan revokeReply, 1)}
 	select {
 	case l.ctrlCh <- req:
 	case <-l.loopDone:
 		return
 	}
-	var offs map[string]map[int32]kgo.EpochOffset
+	var rep revokeReply
 	select {
-	case offs = <-req.reply:
+	case rep = <-req.reply:
 	case <-l.loopDone:
 		return
 	}
 	l.committer.drop(parts)
+	offs := rep.offs
 	if lost || len(offs) == 0 {
 		return
 	}
@@ -43,7 +44,7 @@ func (l *loop) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][
 		l.w.log.Warn("no commit on revoke: the delivered versions could not be stored first; the next owner redelivers the uncommitted records", "err", err)
 		return
 	}
-	if err := commitSync(ctx, cl, offs); err != nil {
+	if err := commitSync(withCommitMetadata(ctx, commitReleased, rep.owned), cl, offs); err != nil {
 		l.w.log.Warn("commit on revoke failed; the next owner redelivers the uncommitted records", "err", err)
 	}
 }
@@ -103,14 +104,26 @@ func (l *loop) checkRevokes() {
 	l.revokes = keep
 }
 
+// revokeReply is the loop's answer to a revoke: the offsets to commit and
+// the partitions whose calls were given up (no clean release).
+type revokeReply struct {
+	offs  map[string]map[int32]kgo.EpochOffset
+	owned map[tp]bool
+}
+
 // revokeOffsets abandons what is still running in rv's partitions, drops
 // them and returns their commit offsets (none when lost).
-func (l *loop) revokeOffsets(rv *pendingRevoke) map[string]map[int32]kgo.EpochOffset {
+func (l *loop) revokeOffsets(rv *pendingRevoke) revokeReply {
 	offs := make(map[string]map[int32]kgo.EpochOffset)
+	owned := make(map[tp]bool)
 	abandoned := 0
 	for _, p := range rv.parts {
 		if p.dropped {
 			continue
+		}
+		if len(p.calls) > 0 {
+			// Calls given up may still land: not a clean release.
+			owned[tp{p.topic, p.id}] = true
 		}
 		abandoned += l.abandon(p)
 		if !rv.req.lost {
@@ -121,7 +134,7 @@ func (l *loop) revokeOffsets(rv *pendingRevoke) map[string]map[int32]kgo.EpochOf
 	if abandoned > 0 {
 		l.w.log.Warn("revoke timeout: in-flight work abandoned; the next owner redelivers it", "records", abandoned)
 	}
-	return offs
+	return revokeReply{offs: offs, owned: owned}
 }
 
 // abandon cancels p's calls and dead-letter produces; it returns how many
@@ -137,6 +150,9 @@ func (l *loop) abandon(p *partition) int {
 
 // abandonAll cancels everything still running at the stop deadline.
 func (l *loop) abandonAll() {
+	if l.calls > 0 {
+		l.uncleanStop = true
+	}
 	if l.calls+l.dlqs > 0 {
 		l.w.log.Warn("stop timeout: in-flight work abandoned; the next owner redelivers it", "calls", l.calls, "dead_letters", l.dlqs)
 	}

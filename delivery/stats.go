@@ -44,6 +44,10 @@ type Stats struct {
 	// dropped because they carried a lower relay lease token than one
 	// already seen on their partition: a zombie relay's late writes.
 	LeaseFenced atomic.Int64
+	// TakeoverHeld counts records held for delivery.takeover_grace
+	// because their partition's previous owner did not release it
+	// cleanly.
+	TakeoverHeld atomic.Int64
 	// Delivered counts notifications the downstream acknowledged.
 	Delivered atomic.Int64
 	// Retried counts failed attempts that were scheduled for another try.

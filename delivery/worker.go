@@ -211,6 +211,7 @@ type Worker struct {
 	limiter   *rate.Limiter // nil without rate_limit
 	delivered deliveredTracker
 	budgets   budgetTracker
+	takeover  takeovers
 	flushMu   sync.Mutex // one flush at a time: a commit waits for the one running
 	stats     Stats
 	started   atomic.Bool
@@ -302,6 +303,15 @@ func withDefaults(d config.Delivery) config.Delivery {
 	}
 	set(&d.CallTimeout, def.CallTimeout)
 	set(&d.DeliveredFlush, def.DeliveredFlush)
+	switch {
+	case d.TakeoverGrace == 0:
+		d.TakeoverGrace = d.CallTimeout
+	case d.TakeoverGrace < 0:
+		d.TakeoverGrace = 0
+	}
+	if d.MaxBufferedBytes <= 0 {
+		d.MaxBufferedBytes = def.MaxBufferedBytes
+	}
 	return d
 }
 
@@ -366,8 +376,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.ConsumerGroup(w.group),
 		kgo.ConsumeTopics(w.topic, w.retryTopic),
 		kgo.DisableAutoCommit(),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 			w.assigned.add(parts)
+			w.onAssigned(ctx, cl, parts)
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 			w.assigned.remove(parts)
@@ -426,7 +437,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.flushDelivered(context.Background(), 10*time.Second); err != nil {
 		commitErr = fmt.Errorf("no final commit: %w", err)
 	} else if len(final) > 0 {
-		commitErr = commitSync(cctx, cl, final)
+		meta := commitReleased
+		if l.uncleanStop {
+			meta = commitOwned
+		}
+		commitErr = commitSync(withCommitMetadata(cctx, meta, nil), cl, final)
 	}
 	cancel()
 	cl.Close() // leaves the group; the revoke callback sees the loop done
@@ -516,7 +531,7 @@ func (c *committer) run(ctx context.Context, cl *kgo.Client, log *slog.Logger, f
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := flush(cctx, 10*time.Second)
 			if err == nil {
-				err = commitSync(cctx, cl, offs)
+				err = commitSync(withCommitMetadata(cctx, commitOwned, nil), cl, offs)
 			}
 			if err != nil && ctx.Err() == nil {
 				log.Warn("offset commit failed; retrying with the next commit", "err", err)

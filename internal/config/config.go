@@ -241,6 +241,15 @@ type Delivery struct {
 	BatchLinger    time.Duration `yaml:"batch_linger"`
 	CallTimeout    time.Duration `yaml:"call_timeout"`
 	DeliveredFlush time.Duration `yaml:"delivered_flush"`
+	// TakeoverGrace holds each key's first delivery after taking over a
+	// partition whose previous owner did not release it cleanly (killed,
+	// session lost), so that its calls still on the wire land first.
+	// 0: the call timeout; negative: no hold.
+	TakeoverGrace time.Duration `yaml:"takeover_grace"`
+	// MaxBufferedBytes bounds the bytes (keys, values and headers) of the
+	// records a worker has read and not finished; fetching pauses above
+	// it, as above the record bound. 0: the default (64 MiB).
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
 }
 
 // Breaker tunes the per-connector circuit breaker.
@@ -381,11 +390,12 @@ func Default() Config {
 				OpenTimeout:         10 * time.Second,
 				HalfOpenProbes:      1,
 			},
-			AfterDeadLtr:   "continue",
-			RevokeTimeout:  10 * time.Second,
-			BatchLinger:    5 * time.Millisecond,
-			CallTimeout:    30 * time.Second,
-			DeliveredFlush: time.Second,
+			AfterDeadLtr:     "continue",
+			RevokeTimeout:    10 * time.Second,
+			BatchLinger:      5 * time.Millisecond,
+			CallTimeout:      30 * time.Second,
+			DeliveredFlush:   time.Second,
+			MaxBufferedBytes: 64 << 20,
 		},
 		Admin:         Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000},
 		Log:           Log{Level: "info", Format: "json"},
