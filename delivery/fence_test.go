@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,5 +259,43 @@ func TestTakeoverGrace(t *testing.T) {
 		if x.id == "T1-v3" && x.start.After(cStart) && x.start.Before(cStart.Add(grace)) {
 			t.Errorf("T1 v3 redelivered %v after the takeover, within the grace of %v", x.start.Sub(cStart), grace)
 		}
+	}
+}
+
+// TestBufferedBytesBound: with large records the worker's buffer is
+// bounded by max_buffered_bytes, not only by its record count: fetching
+// pauses long before every record is read.
+func TestBufferedBytesBound(t *testing.T) {
+	const bound = 256 << 10
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+		d.MaxInFlight = 4
+		d.MaxBufferedBytes = bound
+	})
+	_, conn := laSim(t, e.name, lasim.Config{Faults: lasim.Faults{Latency: lasim.Duration(20 * time.Millisecond)}})
+	big := strings.Repeat("x", 16<<10)
+	ns := notes(400, 1, "Y")
+	for i := range ns {
+		ns[i].payload = map[string]any{"blob": big}
+	}
+	e.produce(t, ns...) // about 6.5 MB; the record bound alone (1000) would take it all
+	w := e.start(t, conn)
+	var maxBytes int64
+	paused := false
+	waitFor(t, 2*time.Minute, "all delivered", func() bool {
+		maxBytes = max(maxBytes, w.w.Stats().BufferedBytes.Load())
+		paused = paused || w.w.Stats().FetchPaused.Load()
+		return w.w.Stats().Delivered.Load() == int64(len(ns))
+	})
+	t.Logf("largest buffer seen: %d bytes (bound %d)", maxBytes, bound)
+	if !paused {
+		t.Error("fetching never paused")
+	}
+	// One fetch may overshoot the bound; the record bound alone would
+	// have buffered all 6.5 MB.
+	if maxBytes > 2<<20 {
+		t.Errorf("buffered up to %d bytes with max_buffered_bytes %d", maxBytes, bound)
+	}
+	if b := w.w.Stats().BufferedBytes.Load(); b != 0 {
+		t.Errorf("%d bytes still counted as buffered after everything was delivered", b)
 	}
 }

@@ -73,6 +73,9 @@ func (l *loop) ingest(recs []*kgo.Record) {
 		q.recs = append(q.recs, r)
 		p.buffered++
 		l.buffered++
+		r.size = recordSize(kr)
+		p.bufferedBytes += r.size
+		l.bufferedBytes += r.size
 		if len(q.recs) == 1 {
 			l.activate(r)
 		}
@@ -110,6 +113,8 @@ func (l *loop) finish(r *rec) {
 	p := r.p
 	p.buffered--
 	l.buffered--
+	p.bufferedBytes -= r.size
+	l.bufferedBytes -= r.size
 	q := r.q
 	if len(q.recs) > 0 && q.recs[0] == r {
 		q.recs[0] = nil
@@ -201,4 +206,14 @@ func (h *openHeap) Pop() any {
 	r.openIdx = -1
 	*h = old[:n-1]
 	return r
+}
+
+// recordSize is what a buffered record counts against
+// max_buffered_bytes: its key, value and headers.
+func recordSize(r *kgo.Record) int64 {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
 }

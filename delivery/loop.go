@@ -48,12 +48,13 @@ type rec struct {
 	meta envelope.Meta
 
 	state     recState
-	attempts  int  // attempts by this owner
-	outage    int  // of which failed while the breaker was not closed
-	prior     int  // attempts recorded by an earlier dead letter (replay)
-	force     bool // a forced replay: the version fence lets it through
-	carried   int  // attempts counted against max_attempts by earlier owners
-	budgeted  bool // its retry budget is (to be) stored
+	attempts  int   // attempts by this owner
+	outage    int   // of which failed while the breaker was not closed
+	prior     int   // attempts recorded by an earlier dead letter (replay)
+	force     bool  // a forced replay: the version fence lets it through
+	carried   int   // attempts counted against max_attempts by earlier owners
+	budgeted  bool  // its retry budget is (to be) stored
+	size      int64 // recordSize, counted in the buffer
 	reauthed  bool
 	firstFail time.Time
 	lastFail  time.Time
@@ -96,6 +97,8 @@ type partition struct {
 	revoking bool
 	dropped  bool
 	buffered int
+	// bufferedBytes is the size of the buffered records (recordSize).
+	bufferedBytes int64
 	// leaseToken is the highest relay lease token seen on the partition.
 	leaseToken int64
 	// fenceKeys are the keys the version fence learnt for this partition.
@@ -180,16 +183,19 @@ type loop struct {
 	dlqs        int // dead-letter produces in flight
 	buffered    int
 	limit       int // buffered records above which fetching pauses
-	lingerTil   time.Time
-	paused      bool
-	opPaused    bool // an operator paused the connector
-	blocked     bool // the breaker refused the last dispatch
-	stopping    bool
-	stopAt      time.Time
-	hardCtx     context.Context // cancelled at the stop deadline
-	hardStop    context.CancelFunc
-	breakerAt   time.Time // when an open breaker may let a probe through
-	now         time.Time
+	// bufferedBytes and byteLimit bound the buffer in bytes as well.
+	bufferedBytes int64
+	byteLimit     int64
+	lingerTil     time.Time
+	paused        bool
+	opPaused      bool // an operator paused the connector
+	blocked       bool // the breaker refused the last dispatch
+	stopping      bool
+	stopAt        time.Time
+	hardCtx       context.Context // cancelled at the stop deadline
+	hardStop      context.CancelFunc
+	breakerAt     time.Time // when an open breaker may let a probe through
+	now           time.Time
 }
 
 func newLoop(w *Worker) *loop {
@@ -210,6 +216,7 @@ func newLoop(w *Worker) *loop {
 		committer:  &committer{signal: make(chan struct{}, 1)},
 		parts:      make(map[tp]*partition),
 		limit:      min(max(1000, 4*w.d.MaxInFlight*batch), 100_000),
+		byteLimit:  w.d.MaxBufferedBytes,
 		hardCtx:    hctx,
 		hardStop:   hcancel,
 	}
@@ -332,7 +339,8 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 		// What is unfinished is left to the next owner.
 		st.Abandoned.Add(int64(p.buffered))
 		l.buffered -= p.buffered
-		p.buffered = 0
+		l.bufferedBytes -= p.bufferedBytes
+		p.buffered, p.bufferedBytes = 0, 0
 	}
 	l.publishGauges()
 	st.takeLedger()
@@ -398,7 +406,8 @@ func (l *loop) breakerChanged() {
 // updatePause pauses fetching while too much is buffered or the breaker
 // is not closed, and resumes when neither holds.
 func (l *loop) updatePause() {
-	over := l.buffered >= l.limit || (l.paused && l.buffered > l.limit/2)
+	over := l.buffered >= l.limit || l.bufferedBytes >= l.byteLimit ||
+		(l.paused && (l.buffered > l.limit/2 || l.bufferedBytes > l.byteLimit/2))
 	// With nothing buffered, fetch anyway: new records are the breaker's
 	// only probes once every held record has been dead-lettered.
 	want := over || l.opPaused || (l.w.stats.Breaker() != gobreaker.StateClosed && l.buffered > 0)
@@ -409,7 +418,7 @@ func (l *loop) updatePause() {
 	l.w.stats.FetchPaused.Store(want)
 	if want {
 		l.cl.PauseFetchTopics(l.w.Topics()...)
-		l.w.log.Debug("fetching paused", "buffered", l.buffered, "limit", l.limit, "breaker", l.w.stats.Breaker().String(), "operator_pause", l.opPaused)
+		l.w.log.Debug("fetching paused", "buffered", l.buffered, "limit", l.limit, "buffered_bytes", l.bufferedBytes, "byte_limit", l.byteLimit, "breaker", l.w.stats.Breaker().String(), "operator_pause", l.opPaused)
 	} else {
 		l.cl.ResumeFetchTopics(l.w.Topics()...)
 		l.w.log.Debug("fetching resumed", "buffered", l.buffered)
@@ -419,6 +428,7 @@ func (l *loop) updatePause() {
 func (l *loop) publishGauges() {
 	st := &l.w.stats
 	st.Buffered.Store(int64(l.buffered))
+	st.BufferedBytes.Store(l.bufferedBytes)
 	if l.blocked || l.opPaused {
 		st.Held.Store(int64(l.ready.len()))
 	} else {

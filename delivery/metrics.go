@@ -53,6 +53,8 @@ func (w *Worker) Collectors() []prometheus.Collector {
 			"Dead letters written, by class (permanent, retryable, reauthenticate, parked, invalid).", []string{"class"}, labels)},
 		gauge("fanout_delivery_pending", "Routed records read and not finished: queued, ready, waiting for a retry, held or in flight.",
 			func() float64 { return float64(s.Buffered.Load()) }),
+		gauge("fanout_delivery_buffered_bytes", "Size (keys, values, headers) of the routed records read and not finished; fetching pauses above delivery.max_buffered_bytes.",
+			func() float64 { return float64(s.BufferedBytes.Load()) }),
 		gauge("fanout_delivery_in_flight", "Notifications inside a downstream call now.", func() float64 { return float64(s.InFlight.Load()) }),
 		gauge("fanout_delivery_held", "Notifications ready but held back by the circuit breaker or an operator pause.",
 			func() float64 { return float64(s.Held.Load()) }),

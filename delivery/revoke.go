@@ -168,6 +168,7 @@ func (l *loop) drop(p *partition) {
 	l.fence.forget(p)
 	l.w.stats.Abandoned.Add(int64(p.buffered))
 	l.buffered -= p.buffered
-	p.buffered = 0
+	l.bufferedBytes -= p.bufferedBytes
+	p.buffered, p.bufferedBytes = 0, 0
 	delete(l.parts, tp{p.topic, p.id})
 }

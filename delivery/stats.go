@@ -63,6 +63,9 @@ type Stats struct {
 	// Buffered is the number of routed notifications read and not yet
 	// finished (delivered or dead-lettered); fetching pauses above a bound.
 	Buffered atomic.Int64
+	// BufferedBytes is the size (keys, values, headers) of the buffered
+	// records; fetching pauses above delivery.max_buffered_bytes.
+	BufferedBytes atomic.Int64
 	// FetchPaused is true while the worker has paused fetching, for
 	// backpressure, because the breaker is not closed or because an
 	// operator paused the connector.

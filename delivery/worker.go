@@ -391,6 +391,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.SessionTimeout(w.cfg.Kafka.SessionTimeout),
 		// Short fetch waits: a resumed partition is fetched again soon.
 		kgo.FetchMaxWait(200*time.Millisecond),
+		// A fetch is what the buffer may overshoot max_buffered_bytes by.
+		kgo.FetchMaxBytes(fetchMaxBytes(w.d.MaxBufferedBytes)),
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes(w.d.MaxBufferedBytes)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// The DLQ topic is created on first use where the broker allows
 		// it; production clusters should create it beforehand.
@@ -745,4 +748,10 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	}
 	w.delivered.flushed()
 	return nil
+}
+
+// fetchMaxBytes sizes a fetch to a quarter of the buffer's byte bound,
+// within 64 KiB and franz-go's default of 50 MiB.
+func fetchMaxBytes(bufferBytes int64) int32 {
+	return int32(min(max(bufferBytes/4, 64<<10), 50<<20))
 }
