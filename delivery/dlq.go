@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
 // deadLetter produces r's dead letter on its own goroutine, retrying until
@@ -64,7 +65,7 @@ func (l *loop) handleDLQ(res dlqResult) {
 	}
 	errText := ""
 	if res.dl.err != nil {
-		errText = truncateUTF8(res.dl.err.Error(), MaxDLQErrorBytes)
+		errText = envelope.TruncateUTF8(res.dl.err.Error(), envelope.MaxDLQErrorBytes)
 	}
 	l.w.log.Warn("notification dead-lettered", "class", res.dl.class, "notification_id", r.meta.ID, "key", r.key,
 		"version", r.meta.Version, "partition", r.r.Partition, "offset", r.r.Offset, "attempts", res.dl.attempts,

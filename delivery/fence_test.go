@@ -12,6 +12,7 @@ import (
 
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/envelope"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
@@ -87,8 +88,8 @@ func TestVersionFence(t *testing.T) {
 	old := e.produce(t, note{key: "F1", version: 4, id: "F1-v4"})[0]
 	waitFor(t, 30*time.Second, "F1 v4 dropped", func() bool { return b.w.Stats().StaleDropped.Load() == 3 })
 	old.Topic, old.Partition, old.Offset = e.cfg.DLQTopic(e.name), 0, 1
-	e.produceRaw(t, delivery.ReplayRecord(e.cfg.RetryTopic(e.name), e.name, old, "r1", "test", false),
-		delivery.ReplayRecord(e.cfg.RetryTopic(e.name), e.name, old, "r2", "test", true))
+	e.produceRaw(t, envelope.ReplayRecord(e.cfg.RetryTopic(e.name), e.name, old, "r1", "test", false),
+		envelope.ReplayRecord(e.cfg.RetryTopic(e.name), e.name, old, "r2", "test", true))
 	waitFor(t, 30*time.Second, "the forced replay of F1 v4 delivered", func() bool {
 		v := versionsOf(laCalls(t, sim), "F1")
 		return v[len(v)-1] == 4
@@ -189,10 +190,10 @@ func TestBudgetAcrossOwners(t *testing.T) {
 	if got := attempts(); got != 6 {
 		t.Errorf("B1-v1 attempted %d times in all (%d by the first owner), want max_attempts 6", got, byA)
 	}
-	if got := header(dls[0], delivery.HeaderDLQAttempts); got != "6" {
+	if got := header(dls[0], envelope.HeaderDLQAttempts); got != "6" {
 		t.Errorf("dead letter attempts = %s, want 6", got)
 	}
-	ff, err := time.Parse(time.RFC3339Nano, header(dls[0], delivery.HeaderDLQFirstFailure))
+	ff, err := time.Parse(time.RFC3339Nano, header(dls[0], envelope.HeaderDLQFirstFailure))
 	if err != nil {
 		t.Fatal(err)
 	}

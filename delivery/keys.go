@@ -55,8 +55,8 @@ func (l *loop) ingest(recs []*kgo.Record) {
 		r := &rec{r: kr, p: p, heapIdx: -1, meta: meta}
 		heap.Push(&p.open, r)
 		r.key = string(kr.Key)
-		r.prior = priorAttempts(kr)
-		r.force = replayForced(kr)
+		r.prior = envelope.PriorAttempts(kr)
+		r.force = envelope.ReplayForced(kr)
 		qid := r.key
 		switch {
 		case l.w.sequential:
@@ -88,10 +88,10 @@ func (l *loop) activate(r *rec) {
 	now := l.now
 	switch {
 	case r.p.parked[r.key]:
-		l.deadLetter(r, deadLetter{class: ClassParked, err: errors.New("an earlier notification of this key was dead-lettered and after_dead_letter is park"),
+		l.deadLetter(r, deadLetter{class: envelope.ClassParked, err: errors.New("an earlier notification of this key was dead-lettered and after_dead_letter is park"),
 			attempts: r.prior, firstFail: now, lastFail: now})
 	case r.meta.ID == "":
-		l.deadLetter(r, deadLetter{class: ClassInvalid, err: errors.New("record has no " + envelope.HeaderID + " header: no idempotency key to deliver with"),
+		l.deadLetter(r, deadLetter{class: envelope.ClassInvalid, err: errors.New("record has no " + envelope.HeaderID + " header: no idempotency key to deliver with"),
 			attempts: r.prior, firstFail: now, lastFail: now})
 	case l.fenced(r):
 		// Waiting for its key's delivered version, or dropped as stale.

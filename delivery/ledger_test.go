@@ -1,14 +1,11 @@
 package delivery_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
@@ -57,7 +54,7 @@ func TestLedgerBalances(t *testing.T) {
 	if l.SkippedNotRouted != int64(len(mixed)-len(ns)) {
 		t.Errorf("skipped %d, want %d", l.SkippedNotRouted, len(mixed)-len(ns))
 	}
-	if l.DeadLettered == 0 || l.Delivered == 0 || l.Retried == 0 || l.DeadLetteredByClass[delivery.ClassPermanent] == 0 {
+	if l.DeadLettered == 0 || l.Delivered == 0 || l.Retried == 0 || l.DeadLetteredByClass[envelope.ClassPermanent] == 0 {
 		t.Errorf("the faults did not exercise retries and dead letters: %+v", l)
 	}
 
@@ -100,58 +97,5 @@ func TestLedgerBalances(t *testing.T) {
 	if vals["fanout_delivery_routed_total"] != float64(l.Routed) || vals["fanout_delivery_delivered_total"] != float64(l.Delivered) ||
 		vals["fanout_delivery_dead_lettered_total"] != float64(l.DeadLettered) || vals["fanout_delivery_ledger_unaccounted"] != 0 {
 		t.Errorf("metrics %v disagree with the ledger %+v", vals, l)
-	}
-}
-
-// TestReplayRecord checks the record the admin API replays: original key,
-// value and headers, fanout_targets naming the connector alone, no dead
-// letter headers, the replay headers, and the attempt count carried over.
-func TestReplayRecord(t *testing.T) {
-	dl := &kgo.Record{Topic: "n.dlq.la", Partition: 3, Offset: 42, Key: []byte("Q1"), Value: []byte(`{"id":"e1"}`), Headers: []kgo.RecordHeader{
-		{Key: envelope.HeaderID, Value: []byte("e1")},
-		{Key: envelope.HeaderTargets, Value: []byte("la,sf")},
-		{Key: envelope.HeaderTraceParent, Value: []byte("00-aa-bb-01")},
-		{Key: delivery.HeaderReplayAttempts, Value: []byte("2")},
-		{Key: delivery.HeaderReplayID, Value: []byte("old")},
-		{Key: delivery.HeaderDLQAttempts, Value: []byte("5")},
-		{Key: delivery.HeaderDLQErrorClass, Value: []byte("permanent")},
-	}}
-	r := delivery.ReplayRecord("n.retry.la", "la", dl, "r1", "ops", false)
-	if r.Topic != "n.retry.la" || string(r.Key) != "Q1" || string(r.Value) != `{"id":"e1"}` {
-		t.Fatalf("record %+v", r)
-	}
-	got := map[string][]string{}
-	for _, h := range r.Headers {
-		got[h.Key] = append(got[h.Key], string(h.Value))
-	}
-	want := map[string]string{
-		envelope.HeaderID: "e1", envelope.HeaderTargets: "la", envelope.HeaderTraceParent: "00-aa-bb-01",
-		delivery.HeaderReplayAttempts: "5", delivery.HeaderReplayID: "r1", delivery.HeaderReplayBy: "ops",
-		delivery.HeaderReplayedFrom: "n.dlq.la/3/42",
-	}
-	for k, v := range want {
-		if len(got[k]) != 1 || got[k][0] != v {
-			t.Errorf("header %s = %v, want [%s]", k, got[k], v)
-		}
-	}
-	for k := range got {
-		if strings.HasPrefix(k, delivery.HeaderDLQPrefix) {
-			t.Errorf("dead-letter header %s kept", k)
-		}
-	}
-	if !envelope.RoutedTo(r, "la") || envelope.RoutedTo(r, "sf") {
-		t.Error("replay routed to another connector")
-	}
-	if _, ok := envelope.Header(r, delivery.HeaderReplayForce); ok {
-		t.Error("unforced replay carries the force header")
-	}
-	// A forced replay says so; replayed again unforced, it no longer does.
-	f := delivery.ReplayRecord("n.retry.la", "la", dl, "r2", "ops", true)
-	if v, _ := envelope.Header(f, delivery.HeaderReplayForce); v != "true" {
-		t.Errorf("forced replay: %s = %q, want true", delivery.HeaderReplayForce, v)
-	}
-	again := delivery.ReplayRecord("n.retry.la", "la", f, "r3", "ops", false)
-	if _, ok := envelope.Header(again, delivery.HeaderReplayForce); ok {
-		t.Error("the force header of an earlier replay was kept")
 	}
 }

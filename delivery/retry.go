@@ -9,6 +9,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
 // failed decides between a retry and a dead letter.
@@ -26,7 +27,7 @@ func (l *loop) failed(r *rec, err error) {
 	}
 	switch {
 	case class == connectors.Permanent:
-		l.deadLetter(r, dl(ClassPermanent))
+		l.deadLetter(r, dl(envelope.ClassPermanent))
 		return
 	case now.Sub(r.firstFail) >= l.w.d.MaxElapsed:
 		l.deadLetter(r, dl(classOf(class)))

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors/salesforce"
-	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
@@ -145,13 +144,13 @@ func TestSalesforceCollectionPartialFailure(t *testing.T) {
 	if id := header(d, envelope.HeaderID); id != ns[bad].id {
 		t.Errorf("dead letter is %s, want %s", id, ns[bad].id)
 	}
-	if c := header(d, delivery.HeaderDLQErrorCode); c != "FIELD_CUSTOM_VALIDATION_EXCEPTION" {
+	if c := header(d, envelope.HeaderDLQErrorCode); c != "FIELD_CUSTOM_VALIDATION_EXCEPTION" {
 		t.Errorf("error code %q", c)
 	}
-	if o := header(d, delivery.HeaderDLQSourceOffset); o != fmt.Sprint(recs[bad].Offset) {
+	if o := header(d, envelope.HeaderDLQSourceOffset); o != fmt.Sprint(recs[bad].Offset) {
 		t.Errorf("source offset %s, want %d", o, recs[bad].Offset)
 	}
-	if msg := header(d, delivery.HeaderDLQError); strings.Contains(msg, sfSecret) {
+	if msg := header(d, envelope.HeaderDLQError); strings.Contains(msg, sfSecret) {
 		t.Errorf("dead letter leaks the client secret: %s", msg)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -189,13 +190,13 @@ type DeadLetterCounts struct {
 
 func (d *DeadLetterCounts) add(class string) {
 	switch class {
-	case ClassPermanent:
+	case envelope.ClassPermanent:
 		d.Permanent.Add(1)
-	case ClassRetryable:
+	case envelope.ClassRetryable:
 		d.Retryable.Add(1)
-	case ClassReauthenticate:
+	case envelope.ClassReauthenticate:
 		d.Reauthenticate.Add(1)
-	case ClassParked:
+	case envelope.ClassParked:
 		d.Parked.Add(1)
 	default:
 		d.Invalid.Add(1)
@@ -210,11 +211,11 @@ func (d *DeadLetterCounts) Total() int64 {
 // ByClass returns the counts keyed by class name, for exporters.
 func (d *DeadLetterCounts) ByClass() map[string]int64 {
 	return map[string]int64{
-		ClassPermanent:      d.Permanent.Load(),
-		ClassRetryable:      d.Retryable.Load(),
-		ClassReauthenticate: d.Reauthenticate.Load(),
-		ClassParked:         d.Parked.Load(),
-		ClassInvalid:        d.Invalid.Load(),
+		envelope.ClassPermanent:      d.Permanent.Load(),
+		envelope.ClassRetryable:      d.Retryable.Load(),
+		envelope.ClassReauthenticate: d.Reauthenticate.Load(),
+		envelope.ClassParked:         d.Parked.Load(),
+		envelope.ClassInvalid:        d.Invalid.Load(),
 	}
 }
 

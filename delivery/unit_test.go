@@ -11,6 +11,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
 func TestTruncateUTF8(t *testing.T) {
@@ -27,9 +28,9 @@ func TestTruncateUTF8(t *testing.T) {
 		{"", 5, ""},
 	}
 	for _, tc := range cases {
-		got := truncateUTF8(tc.in, tc.n)
+		got := envelope.TruncateUTF8(tc.in, tc.n)
 		if got != tc.want || !utf8.ValidString(got) {
-			t.Errorf("truncateUTF8(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+			t.Errorf("envelope.TruncateUTF8(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
 	}
 }
@@ -39,43 +40,43 @@ func TestDLQRecord(t *testing.T) {
 		Topic: "notif", Partition: 3, Offset: 42, Key: []byte("Q1"), Value: []byte(`{"id":"e1"}`),
 		Headers: []kgo.RecordHeader{
 			{Key: "ce_id", Value: []byte("e1")},
-			{Key: HeaderDLQErrorClass, Value: []byte("old")},
-			{Key: HeaderDLQAttempts, Value: []byte("4")},
+			{Key: envelope.HeaderDLQErrorClass, Value: []byte("old")},
+			{Key: envelope.HeaderDLQAttempts, Value: []byte("4")},
 		},
 	}
 	long := strings.Repeat("x", 3000)
 	err := &connectors.Error{Class: connectors.Permanent, Status: 400, Code: "INVALID_FIELD", Message: long}
 	first := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
-	out := dlqRecord("notif.dlq.sf", "sf", src, deadLetter{class: ClassPermanent, err: err, attempts: 5, firstFail: first, lastFail: first.Add(time.Second)})
+	out := dlqRecord("notif.dlq.sf", "sf", src, deadLetter{class: envelope.ClassPermanent, err: err, attempts: 5, firstFail: first, lastFail: first.Add(time.Second)})
 	got := map[string][]string{}
 	for _, h := range out.Headers {
 		got[h.Key] = append(got[h.Key], string(h.Value))
 	}
 	want := map[string]string{
-		"ce_id":                  "e1",
-		HeaderDLQErrorClass:      ClassPermanent,
-		HeaderDLQHTTPStatus:      "400",
-		HeaderDLQErrorCode:       "INVALID_FIELD",
-		HeaderDLQAttempts:        "5",
-		HeaderDLQFirstFailure:    "2026-01-02T03:04:05.000000006Z",
-		HeaderDLQLastFailure:     "2026-01-02T03:04:06.000000006Z",
-		HeaderDLQSourceTopic:     "notif",
-		HeaderDLQSourcePartition: "3",
-		HeaderDLQSourceOffset:    "42",
-		HeaderDLQConnector:       "sf",
+		"ce_id":                           "e1",
+		envelope.HeaderDLQErrorClass:      envelope.ClassPermanent,
+		envelope.HeaderDLQHTTPStatus:      "400",
+		envelope.HeaderDLQErrorCode:       "INVALID_FIELD",
+		envelope.HeaderDLQAttempts:        "5",
+		envelope.HeaderDLQFirstFailure:    "2026-01-02T03:04:05.000000006Z",
+		envelope.HeaderDLQLastFailure:     "2026-01-02T03:04:06.000000006Z",
+		envelope.HeaderDLQSourceTopic:     "notif",
+		envelope.HeaderDLQSourcePartition: "3",
+		envelope.HeaderDLQSourceOffset:    "42",
+		envelope.HeaderDLQConnector:       "sf",
 	}
 	for k, v := range want {
 		if len(got[k]) != 1 || got[k][0] != v {
 			t.Errorf("header %s = %q, want exactly %q", k, got[k], v)
 		}
 	}
-	if msg := got[HeaderDLQError]; len(msg) != 1 || len(msg[0]) != MaxDLQErrorBytes {
-		t.Errorf("error header: %d values, want one of %d bytes", len(msg), MaxDLQErrorBytes)
+	if msg := got[envelope.HeaderDLQError]; len(msg) != 1 || len(msg[0]) != envelope.MaxDLQErrorBytes {
+		t.Errorf("error header: %d values, want one of %d bytes", len(msg), envelope.MaxDLQErrorBytes)
 	}
 	if out.Topic != "notif.dlq.sf" || string(out.Key) != "Q1" || string(out.Value) != `{"id":"e1"}` {
 		t.Errorf("record %s %q %q", out.Topic, out.Key, out.Value)
 	}
-	if n := priorAttempts(src); n != 4 {
+	if n := envelope.PriorAttempts(src); n != 4 {
 		t.Errorf("priorAttempts = %d, want 4", n)
 	}
 }

@@ -72,7 +72,7 @@
 // replays dead letters there with fanout_targets naming this connector
 // only, and the records are delivered like any other. The attempt count of
 // a replayed record continues from its dead letter
-// (HeaderReplayAttempts). With a ControlStore the worker reads the
+// (envelope.HeaderReplayAttempts). With a ControlStore the worker reads the
 // operator's pause before it fetches anything, polls it every second
 // (pausing fetches and starting no new delivery while paused) and
 // publishes its status every few seconds.

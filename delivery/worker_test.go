@@ -269,25 +269,25 @@ func TestPermanentFailureDeadLetter(t *testing.T) {
 		}
 	}
 	want := map[string]string{
-		delivery.HeaderDLQErrorClass:      delivery.ClassPermanent,
-		delivery.HeaderDLQHTTPStatus:      "400",
-		delivery.HeaderDLQErrorCode:       "TriggerInputSchemaMismatch",
-		delivery.HeaderDLQAttempts:        "1",
-		delivery.HeaderDLQSourceTopic:     e.cfg.Topics.Notifications,
-		delivery.HeaderDLQSourcePartition: strconv.Itoa(int(src.Partition)),
-		delivery.HeaderDLQSourceOffset:    strconv.FormatInt(src.Offset, 10),
-		delivery.HeaderDLQConnector:       e.name,
+		envelope.HeaderDLQErrorClass:      envelope.ClassPermanent,
+		envelope.HeaderDLQHTTPStatus:      "400",
+		envelope.HeaderDLQErrorCode:       "TriggerInputSchemaMismatch",
+		envelope.HeaderDLQAttempts:        "1",
+		envelope.HeaderDLQSourceTopic:     e.cfg.Topics.Notifications,
+		envelope.HeaderDLQSourcePartition: strconv.Itoa(int(src.Partition)),
+		envelope.HeaderDLQSourceOffset:    strconv.FormatInt(src.Offset, 10),
+		envelope.HeaderDLQConnector:       e.name,
 	}
 	for k, v := range want {
 		if got := header(d, k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
-	msg := header(d, delivery.HeaderDLQError)
-	if msg == "" || len(msg) > delivery.MaxDLQErrorBytes {
-		t.Errorf("%s has %d bytes", delivery.HeaderDLQError, len(msg))
+	msg := header(d, envelope.HeaderDLQError)
+	if msg == "" || len(msg) > envelope.MaxDLQErrorBytes {
+		t.Errorf("%s has %d bytes", envelope.HeaderDLQError, len(msg))
 	}
-	for _, k := range []string{delivery.HeaderDLQFirstFailure, delivery.HeaderDLQLastFailure} {
+	for _, k := range []string{envelope.HeaderDLQFirstFailure, envelope.HeaderDLQLastFailure} {
 		if _, err := time.Parse(time.RFC3339Nano, header(d, k)); err != nil {
 			t.Errorf("%s: %v", k, err)
 		}
@@ -386,7 +386,7 @@ func TestPolicies(t *testing.T) {
 			return nil
 		},
 		delivered:  2,
-		deadLetter: map[string]string{"K-v1": delivery.ClassRetryable},
+		deadLetter: map[string]string{"K-v1": envelope.ClassRetryable},
 		check: func(t *testing.T, s *scripted) {
 			if n := len(s.callsOf("K-v1")); n != 3 {
 				t.Errorf("K-v1 attempted %d times, want max_attempts 3", n)
@@ -403,7 +403,7 @@ func TestPolicies(t *testing.T) {
 			return nil
 		},
 		delivered:  1,
-		deadLetter: map[string]string{"K-v1": delivery.ClassPermanent, "K-v2": delivery.ClassParked, "K-v3": delivery.ClassParked},
+		deadLetter: map[string]string{"K-v1": envelope.ClassPermanent, "K-v2": envelope.ClassParked, "K-v3": envelope.ClassParked},
 		check: func(t *testing.T, s *scripted) {
 			if n := len(s.callsOf("K-v2")) + len(s.callsOf("K-v3")); n != 0 {
 				t.Errorf("parked records were attempted %d times", n)
@@ -419,13 +419,13 @@ func TestPolicies(t *testing.T) {
 			return nil
 		},
 		delivered:  1,
-		deadLetter: map[string]string{"K-v1": delivery.ClassPermanent},
+		deadLetter: map[string]string{"K-v1": envelope.ClassPermanent},
 	}, {
 		name:       "record without ce_id",
 		notes:      []note{{key: "K", version: 1, id: "K-v1", noID: true}, {key: "K", version: 2, id: "K-v2"}},
 		answer:     func(*connectors.Notification) error { return nil },
 		delivered:  1,
-		deadLetter: map[string]string{"": delivery.ClassInvalid},
+		deadLetter: map[string]string{"": envelope.ClassInvalid},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -451,8 +451,8 @@ func TestPolicies(t *testing.T) {
 			}
 			for _, r := range dl {
 				id := header(r, envelope.HeaderID)
-				if want := tc.deadLetter[id]; header(r, delivery.HeaderDLQErrorClass) != want {
-					t.Errorf("dead letter %q: class %q, want %q", id, header(r, delivery.HeaderDLQErrorClass), want)
+				if want := tc.deadLetter[id]; header(r, envelope.HeaderDLQErrorClass) != want {
+					t.Errorf("dead letter %q: class %q, want %q", id, header(r, envelope.HeaderDLQErrorClass), want)
 				}
 			}
 			if tc.check != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 )
@@ -37,7 +36,7 @@ type Filter struct {
 // validate checks the filter's values.
 func (f *Filter) validate() error {
 	switch f.ErrorClass {
-	case "", delivery.ClassPermanent, delivery.ClassRetryable, delivery.ClassReauthenticate, delivery.ClassParked, delivery.ClassInvalid:
+	case "", envelope.ClassPermanent, envelope.ClassRetryable, envelope.ClassReauthenticate, envelope.ClassParked, envelope.ClassInvalid:
 	default:
 		return fmt.Errorf("error_class %q is not one of permanent, retryable, reauthenticate, parked, invalid", f.ErrorClass)
 	}
@@ -141,28 +140,28 @@ func describe(r *kgo.Record, detail bool) *deadLetterInfo {
 	for _, h := range r.Headers {
 		v := string(h.Value)
 		switch h.Key {
-		case delivery.HeaderDLQErrorClass:
+		case envelope.HeaderDLQErrorClass:
 			d.ErrorClass = v
-		case delivery.HeaderDLQError:
+		case envelope.HeaderDLQError:
 			d.Error = redactText(v)
-		case delivery.HeaderDLQHTTPStatus:
+		case envelope.HeaderDLQHTTPStatus:
 			d.HTTPStatus, _ = strconv.Atoi(v)
-		case delivery.HeaderDLQErrorCode:
+		case envelope.HeaderDLQErrorCode:
 			d.ErrorCode = v
-		case delivery.HeaderDLQAttempts:
+		case envelope.HeaderDLQAttempts:
 			d.Attempts, _ = strconv.Atoi(v)
-		case delivery.HeaderDLQFirstFailure:
+		case envelope.HeaderDLQFirstFailure:
 			d.FirstFailure, _ = time.Parse(time.RFC3339Nano, v)
-		case delivery.HeaderDLQLastFailure:
+		case envelope.HeaderDLQLastFailure:
 			d.LastFailure, _ = time.Parse(time.RFC3339Nano, v)
-		case delivery.HeaderDLQSourceTopic:
+		case envelope.HeaderDLQSourceTopic:
 			src.Topic, hasSrc = v, true
-		case delivery.HeaderDLQSourcePartition:
+		case envelope.HeaderDLQSourcePartition:
 			p, _ := strconv.Atoi(v)
 			src.Partition = int32(p)
-		case delivery.HeaderDLQSourceOffset:
+		case envelope.HeaderDLQSourceOffset:
 			src.Offset, _ = strconv.ParseInt(v, 10, 64)
-		case delivery.HeaderReplayedFrom:
+		case envelope.HeaderReplayedFrom:
 			d.ReplayedFrom = v
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
-	"github.com/fanout-dev/fanout/delivery"
+	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -389,7 +389,7 @@ func (s *Server) send(ctx context.Context, name, who string, req *ReplayRequest,
 			it.Action, it.Error = ActionFailed, "claim the replay marker: "+err.Error()
 			continue
 		}
-		out := delivery.ReplayRecord(topic, name, it.rec, resp.ReplayID, who, req.Force)
+		out := envelope.ReplayRecord(topic, name, it.rec, resp.ReplayID, who, req.Force)
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		err = s.cl.ProduceSync(pctx, out).FirstErr()
 		cancel()

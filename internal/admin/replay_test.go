@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/admin"
+	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -64,7 +64,7 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("list: %d, %d items, more %v", c, len(all.Items), all.More)
 	}
 	for _, it := range all.Items {
-		if it.ErrorClass != delivery.ClassPermanent || it.HTTPStatus != 400 || it.Attempts != 1 {
+		if it.ErrorClass != envelope.ClassPermanent || it.HTTPStatus != 400 || it.Attempts != 1 {
 			t.Errorf("dead letter %+v: want permanent, 400, 1 attempt", it)
 		}
 	}
@@ -117,7 +117,7 @@ func TestReplay(t *testing.T) {
 	if strings.Contains(string(raw), "hunter2") || strings.Contains(string(raw), "TOPSECRETSIG") {
 		t.Errorf("inspect shows a secret: %s", raw)
 	}
-	if k2.ID != "K2-v1" || k2.Headers[delivery.HeaderDLQErrorClass] != "permanent" || !strings.Contains(string(k2.Payload), admin.Redacted) {
+	if k2.ID != "K2-v1" || k2.Headers[envelope.HeaderDLQErrorClass] != "permanent" || !strings.Contains(string(k2.Payload), admin.Redacted) {
 		t.Errorf("inspect: %s", raw)
 	}
 	if c := s.do(t, "GET", dl+"/"+itoa(int64(k2p))+"/999999", viewerToken, nil, nil); c != 404 {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
@@ -585,7 +584,7 @@ func (c *chaos) readDLQ(ctx context.Context, brokers []string) {
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		for _, r := range fs.Records() {
-			class, _ := envelope.Header(r, delivery.HeaderDLQErrorClass)
+			class, _ := envelope.Header(r, envelope.HeaderDLQErrorClass)
 			c.mu.Lock()
 			conn := topics[r.Topic]
 			c.dlq[conn] = append(c.dlq[conn], dlqEntry{id: envelope.ParseMeta(r).ID, class: class})
@@ -699,7 +698,7 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 			_, delivered := first[e.id]
 			permanentDLQ := false
 			for _, cl := range dead[e.id] {
-				if cl == delivery.ClassPermanent {
+				if cl == envelope.ClassPermanent {
 					permanentDLQ = true
 				}
 			}

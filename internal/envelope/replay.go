@@ -1,4 +1,4 @@
-package delivery
+package envelope
 
 import (
 	"slices"
@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
 // Header names the admin API adds to a replayed dead letter on the retry
@@ -46,16 +44,16 @@ func ReplayRecord(topic, connector string, dl *kgo.Record, replayID, by string, 
 	h := make([]kgo.RecordHeader, 0, len(dl.Headers)+5)
 	for _, x := range dl.Headers {
 		switch {
-		case strings.HasPrefix(x.Key, HeaderDLQPrefix), strings.HasPrefix(x.Key, HeaderReplayPrefix), x.Key == envelope.HeaderTargets:
+		case strings.HasPrefix(x.Key, HeaderDLQPrefix), strings.HasPrefix(x.Key, HeaderReplayPrefix), x.Key == HeaderTargets:
 			continue
 		}
 		h = append(h, kgo.RecordHeader{Key: x.Key, Value: slices.Clone(x.Value)})
 	}
 	h = append(h,
-		kgo.RecordHeader{Key: envelope.HeaderTargets, Value: []byte(connector)},
+		kgo.RecordHeader{Key: HeaderTargets, Value: []byte(connector)},
 		kgo.RecordHeader{Key: HeaderReplayID, Value: []byte(replayID)},
 		kgo.RecordHeader{Key: HeaderReplayedFrom, Value: []byte(dl.Topic + "/" + strconv.Itoa(int(dl.Partition)) + "/" + strconv.FormatInt(dl.Offset, 10))},
-		kgo.RecordHeader{Key: HeaderReplayAttempts, Value: []byte(strconv.Itoa(priorAttempts(dl)))},
+		kgo.RecordHeader{Key: HeaderReplayAttempts, Value: []byte(strconv.Itoa(PriorAttempts(dl)))},
 		kgo.RecordHeader{Key: HeaderReplayBy, Value: []byte(by)},
 	)
 	if force {
@@ -64,8 +62,8 @@ func ReplayRecord(topic, connector string, dl *kgo.Record, replayID, by string, 
 	return &kgo.Record{Topic: topic, Key: slices.Clone(dl.Key), Value: slices.Clone(dl.Value), Headers: h}
 }
 
-// replayForced reports whether r is a forced replay.
-func replayForced(r *kgo.Record) bool {
-	v, _ := envelope.Header(r, HeaderReplayForce)
+// ReplayForced reports whether r is a forced replay.
+func ReplayForced(r *kgo.Record) bool {
+	v, _ := Header(r, HeaderReplayForce)
 	return v == "true"
 }
