@@ -148,6 +148,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&d.Settle, "settle", d.Settle, "how long to wait after the window for every notification to arrive")
 	fs.DurationVar(&d.KillMin, "kill-min", d.KillMin, "shortest pause between two role kills")
 	fs.DurationVar(&d.KillMax, "kill-max", d.KillMax, "longest pause between two role kills")
+	fs.DurationVar(&d.PauseFor, "pause", d.PauseFor, "length of each SIGSTOP pause (projector, active relay, busy worker); 0: none")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "random seed (kills, faults, workload)")
 	fs.BoolVar(&d.Blackholes, "blackholes", d.Blackholes, "also blackhole links (toxiproxy timeout toxic: bytes lost mid-stream, which TCP never does)")
 	fs.StringVar(&d.LogLevel, "log-level", "info", "log level of the roles (debug logs every skipped stale event)")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,12 @@ type ChaosOptions struct {
 	Duration, Settle   time.Duration
 	// KillMin and KillMax bound the pause between two SIGKILLs.
 	KillMin, KillMax time.Duration
+	// PauseFor is how long a SIGSTOP lasts before its SIGCONT: longer
+	// than the session timeout (6 s) and the relay's lease TTL (3 s), so
+	// that the paused process wakes up as a zombie. Three pauses run in
+	// the window, beside the SIGKILLs: the projector, the relay holding
+	// the lease, and a worker with calls in flight (0: no pauses).
+	PauseFor time.Duration
 	// PermanentEvery marks about one event in PermanentEvery to fail
 	// permanently at one target (0: none).
 	PermanentEvery int
@@ -51,7 +58,7 @@ type ChaosOptions struct {
 // DefaultChaos is `make chaos`: 20,000 events over 2,000 aggregates.
 func DefaultChaos() ChaosOptions {
 	return ChaosOptions{Events: 20000, Aggregates: 2000, Duration: 120 * time.Second, Settle: 5 * time.Minute,
-		KillMin: 2 * time.Second, KillMax: 5 * time.Second, PermanentEvery: 200, Seed: 1}
+		KillMin: 2 * time.Second, KillMax: 5 * time.Second, PauseFor: 9 * time.Second, PermanentEvery: 200, Seed: 1}
 }
 
 // ShortChaos is the CI form, about two minutes.
@@ -74,8 +81,14 @@ type ChaosResult struct {
 	Expected, Permanent map[string]int
 	Targets             map[string]*TargetLedger
 	// Kills, Starts and Exits count per role: SIGKILLs, starts, and ends
-	// the harness did not cause.
-	Kills, Starts, Exits map[string]int
+	// the harness did not cause; Pauses the SIGSTOP/SIGCONT pauses.
+	Kills, Starts, Exits, Pauses map[string]int
+	// Fenced counts, per connector, the records the workers dropped as
+	// out of date: by the version fence (stale_dropped) and by the relay
+	// lease-token fence (lease_fenced), summed over every worker process
+	// from its last published status (a killed one's last second or two
+	// may be missing).
+	Fenced               map[string]FenceCounts
 	BrokerDown           time.Duration
 	StoreDown            time.Duration
 	BrokerRestarts       int
@@ -91,6 +104,9 @@ type ChaosResult struct {
 	violations []string
 }
 
+// FenceCounts are the records a connector's workers fenced, by layer.
+type FenceCounts struct{ StaleDropped, LeaseFenced int64 }
+
 // LinkStats counts the toxics applied to a link.
 type LinkStats struct{ Cuts, Delays, Stalls, Blackholes int }
 
@@ -102,9 +118,12 @@ type TargetLedger struct {
 	Calls, ServerErrors int
 	Injected            Injected
 	OrderViolations     []string
-	Durability          []string
-	Unverified          int
-	Checked             int
+	// FinalBehind lists aggregates whose last accepted call at the target
+	// carried an older version than the last one due there.
+	FinalBehind []string
+	Durability  []string
+	Unverified  int
+	Checked     int
 	// CheckLag is how long after arrival the durability checks read the
 	// READ model; Overloaded counts calls left unchecked because the
 	// checkers were behind.
@@ -151,6 +170,10 @@ type chaos struct {
 	// paused stops the supervisor from restarting roles while the run
 	// shuts them down.
 	paused bool
+	// stopped holds the roles in a SIGSTOP pause: no SIGKILL for them
+	// until they are resumed.
+	stopped map[*Role]bool
+	pauses  sync.WaitGroup
 }
 
 func (c *chaos) logf(format string, args ...any) {
@@ -171,8 +194,9 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 		return nil, fmt.Errorf("run dir: %w", err)
 	}
 	c := &chaos{o: o, dir: dir, log: o.Log, rng: rand.New(rand.NewPCG(o.Seed, 99)), dlq: map[string][]dlqEntry{},
+		stopped: map[*Role]bool{},
 		res: &ChaosResult{Options: o, Dir: dir, Targets: map[string]*TargetLedger{}, Kills: map[string]int{},
-			Starts: map[string]int{}, Exits: map[string]int{}}}
+			Starts: map[string]int{}, Exits: map[string]int{}, Pauses: map[string]int{}, Fenced: map[string]FenceCounts{}}}
 	start := time.Now()
 	err = c.run(ctx)
 	c.res.Elapsed = time.Since(start)
@@ -189,6 +213,7 @@ func RunChaos(ctx context.Context, o ChaosOptions) (*ChaosResult, error) {
 
 func (c *chaos) run(ctx context.Context) error {
 	o := c.o
+	runStart := time.Now()
 	bin := o.Bin
 	if bin == "" {
 		c.logf("building cmd/fanout")
@@ -331,11 +356,12 @@ func (c *chaos) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); c.supervise(bg) }()
 
-	c.logf("chaos window %v: producing at %.0f events/s; SIGKILL every %v-%v, one broker and one store restart, link cuts and delays",
-		o.Duration, rate, o.KillMin, o.KillMax)
-	if err := c.window(ctx); err != nil {
+	c.logf("chaos window %v: producing at %.0f events/s; SIGKILL every %v-%v, SIGSTOP for %v of the projector, the active relay and a busy worker, one broker and one store restart, link cuts and delays",
+		o.Duration, rate, o.KillMin, o.KillMax, o.PauseFor)
+	if err := c.window(ctx, st); err != nil {
 		return err
 	}
+	c.pauses.Wait()
 	c.restarts.Wait()
 	for _, l := range []*Link{c.kLink, c.sLink} {
 		if err := l.Heal(); err != nil {
@@ -372,6 +398,88 @@ func (c *chaos) run(ctx context.Context) error {
 	stopBg()
 	wg.Wait()
 	c.ledger(ctx, w, expect, st)
+	c.fenced(ctx, st, runStart)
+	return nil
+}
+
+// fenced sums the fence counters the workers published.
+func (c *chaos) fenced(ctx context.Context, st *store.Store, since time.Time) {
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, conn := range []string{RouteLogicApps, RouteSalesforce} {
+		sts, err := st.WorkerStatuses(fctx, conn, since)
+		if err != nil {
+			c.logf("read the worker statuses of %s: %v", conn, err)
+			continue
+		}
+		var f FenceCounts
+		for _, s := range sts {
+			f.StaleDropped += s.Ledger.StaleDropped
+			f.LeaseFenced += s.Ledger.LeaseFenced
+		}
+		c.res.Fenced[conn] = f
+	}
+}
+
+// pause SIGSTOPs r for PauseFor on its own goroutine (owned by c.pauses);
+// the kill schedule spares it meanwhile.
+func (c *chaos) pause(r *Role, why string) {
+	c.mu.Lock()
+	if c.stopped[r] {
+		c.mu.Unlock()
+		return
+	}
+	c.stopped[r] = true
+	c.mu.Unlock()
+	c.logf("SIGSTOP %s (%s) for %v", r.Name, why, c.o.PauseFor)
+	c.pauses.Add(1)
+	go func() {
+		defer c.pauses.Done()
+		ok := r.Pause(c.o.PauseFor)
+		c.mu.Lock()
+		delete(c.stopped, r)
+		c.mu.Unlock()
+		if ok {
+			c.logf("SIGCONT %s", r.Name)
+		} else {
+			c.logf("%s was not running: no pause", r.Name)
+		}
+	}()
+}
+
+// activeRelay returns the relay role holding the lease, found by the
+// process id in the holder's name (host-pid-random), or nil.
+func (c *chaos) activeRelay(ctx context.Context, st *store.Store) *Role {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := st.ReadLease(lctx, "relay")
+	if err != nil || l == nil {
+		return nil
+	}
+	for _, r := range c.roles {
+		if strings.HasPrefix(r.Name, "relay") && r.Pid() != 0 && strings.Contains(l.Holder, "-"+strconv.Itoa(r.Pid())+"-") {
+			return r
+		}
+	}
+	return nil
+}
+
+// busyWorker returns a worker role whose target has calls in flight now
+// (accepted by the simulator's front and not answered yet), or nil.
+func (c *chaos) busyWorker() *Role {
+	for _, i := range c.rng.Perm(2) {
+		target, rec := RouteLogicApps, c.sims.LARec
+		if i == 1 {
+			target, rec = RouteSalesforce, c.sims.SFRec
+		}
+		if rec.InFlight() > 0 {
+			for _, r := range c.roles {
+				if r.Name == "worker-"+target {
+					return r
+				}
+			}
+		}
+	}
 	return nil
 }
 
@@ -404,7 +512,7 @@ func expectations(w *Workload) []expectation {
 // window runs the chaos schedule for the window's length: kills, link
 // toxics, and (in their own goroutines, so kills go on meanwhile) one
 // broker and one store restart.
-func (c *chaos) window(ctx context.Context) error {
+func (c *chaos) window(ctx context.Context, st *store.Store) error {
 	o := c.o
 	start := time.Now()
 	end := start.Add(o.Duration)
@@ -418,6 +526,13 @@ func (c *chaos) window(ctx context.Context) error {
 	}
 	var heal []pendingHeal
 	brokerDone, storeDone := false, false
+	// Three pauses, each well inside the window: the projector, the
+	// relay holding the lease, a worker with calls in flight.
+	var pauseAt []time.Time
+	if o.PauseFor > 0 {
+		pauseAt = []time.Time{start.Add(o.Duration * 20 / 100), start.Add(o.Duration * 45 / 100), start.Add(o.Duration * 70 / 100)}
+	}
+	pauseNo := 0
 	// Victims come in shuffled rounds, so that every role dies about as
 	// often as the others and none is spared by chance.
 	var victims []*Role
@@ -433,6 +548,14 @@ func (c *chaos) window(ctx context.Context) error {
 			}
 			r := victims[0]
 			victims = victims[1:]
+			c.mu.Lock()
+			stopped := c.stopped[r]
+			c.mu.Unlock()
+			if stopped {
+				// In a pause: it must wake up as a zombie, not die.
+				nextKill = now.Add(200 * time.Millisecond)
+				continue
+			}
 			c.roleMu.Lock()
 			r.Kill()
 			c.logf("SIGKILL %s", r.Name)
@@ -442,6 +565,25 @@ func (c *chaos) window(ctx context.Context) error {
 				return err
 			}
 			nextKill = now.Add(c.between(o.KillMin, o.KillMax))
+		}
+		if pauseNo < len(pauseAt) && !now.Before(pauseAt[pauseNo]) {
+			var r *Role
+			var why string
+			switch pauseNo {
+			case 0:
+				r, why = c.roles[0], "projector"
+			case 1:
+				r, why = c.activeRelay(ctx, st), "relay holding the lease"
+			default:
+				r, why = c.busyWorker(), "worker with calls in flight"
+			}
+			if r != nil {
+				c.pause(r, why)
+				pauseNo++
+			} else if now.After(pauseAt[pauseNo].Add(10 * time.Second)) {
+				c.logf("no %s found to pause", why)
+				pauseNo++
+			}
 		}
 		if !brokerDone && !now.Before(brokerAt) {
 			brokerDone = true
@@ -646,6 +788,7 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 	for _, r := range c.roles {
 		s, k, e := r.Counts()
 		res.Starts[r.Name], res.Kills[r.Name], res.Exits[r.Name] = s, k, e
+		res.Pauses[r.Name] = r.Pauses()
 	}
 	res.KafkaLink = LinkStats{c.kLink.Cuts, c.kLink.Delays, c.kLink.Stalls, c.kLink.Blackholes}
 	res.StoreLink = LinkStats{c.sLink.Cuts, c.sLink.Delays, c.sLink.Stalls, c.sLink.Blackholes}
@@ -692,6 +835,28 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 			}
 		}
 		tl.CheckLag = Summarize(lags)
+		// Each target must end on every aggregate's last version due
+		// there: the last accepted call per key (in arrival order; rs is
+		// sorted by Seq) carries it. A late call of an old version after
+		// the newest one (a zombie's) leaves the target behind.
+		final := map[string]Receipt{}
+		for _, rc := range rs {
+			if rc.OK {
+				final[rc.Key] = rc
+			}
+		}
+		wantFinal := map[string]int64{}
+		for _, e := range byTarget[target] {
+			if !e.permanent && e.version > wantFinal[e.key] {
+				wantFinal[e.key] = e.version
+			}
+		}
+		for k, v := range wantFinal {
+			if got, ok := final[k]; ok && got.Version < v {
+				tl.FinalBehind = append(tl.FinalBehind, fmt.Sprintf("key %s ends at v%d (%s), want v%d", k, got.Version, got.ID, v))
+			}
+		}
+		sort.Strings(tl.FinalBehind)
 		due := map[string]bool{}
 		for _, e := range byTarget[target] {
 			due[e.id] = true
@@ -747,6 +912,9 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 		}
 		for _, m := range tl.OrderViolations {
 			violate("%s: order: %s", target, m)
+		}
+		for _, m := range tl.FinalBehind {
+			violate("%s: final state behind the last version: %s", target, m)
 		}
 		for _, m := range tl.Durability {
 			violate("%s: ahead of its data: %s", target, m)
@@ -804,14 +972,14 @@ func (r *ChaosResult) Ledger() string {
 			len(tl.IDConflicts), len(tl.Unexpected), len(tl.DeadOther), tl.Calls, tl.ServerErrors, tl.Injected.Throttled, tl.Injected.ThrottledRetryAfter,
 			tl.Injected.TimedOut)
 	}
-	p("\n| role | starts | SIGKILLs | ended on its own |\n|---|---|---|---|\n")
+	p("\n| role | starts | SIGKILLs | SIGSTOP pauses (%v) | ended on its own |\n|---|---|---|---|---|\n", o.PauseFor)
 	names := make([]string, 0, len(r.Starts))
 	for n := range r.Starts {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		p("| %s | %d | %d | %d |\n", n, r.Starts[n], r.Kills[n], r.Exits[n])
+		p("| %s | %d | %d | %d | %d |\n", n, r.Starts[n], r.Kills[n], r.Pauses[n], r.Exits[n])
 	}
 	if r.TimedOut {
 		p("\nsettle: the %v settle time ran out with notifications still pending\n", o.Settle)
@@ -823,6 +991,12 @@ func (r *ChaosResult) Ledger() string {
 		r.KafkaLink.Cuts, r.KafkaLink.Delays, r.KafkaLink.Stalls, r.KafkaLink.Blackholes,
 		r.StoreLink.Cuts, r.StoreLink.Delays, r.StoreLink.Stalls, r.StoreLink.Blackholes)
 	p("READ model: %d of %d aggregates at their last version\n", r.ReadModelChecked-len(r.ReadModelBad), r.ReadModelChecked)
+	for _, t := range []string{RouteLogicApps, RouteSalesforce} {
+		if tl := r.Targets[t]; tl != nil {
+			p("%s: final state: %d aggregates behind their last version; fenced by the worker: %d stale (version fence), %d zombie relay writes (lease-token fence)\n",
+				t, len(tl.FinalBehind), r.Fenced[t].StaleDropped, r.Fenced[t].LeaseFenced)
+		}
+	}
 	for _, t := range []string{RouteLogicApps, RouteSalesforce} {
 		if tl := r.Targets[t]; tl != nil && len(tl.DeadOther) > 0 {
 			p("%s: dead letters without an injected permanent error (delivered anyway, so no loss): %s\n", t, strings.Join(first(tl.DeadOther, 10), "; "))

@@ -30,6 +30,7 @@ type Role struct {
 	// starts and kills count restarts for the report; exits counts the
 	// times it ended without being killed.
 	starts, kills, exits int
+	pauses               int
 	killing              bool
 }
 
@@ -97,6 +98,36 @@ func (r *Role) Pid() int {
 
 // Kill sends SIGKILL and waits for the process to end.
 func (r *Role) Kill() { r.signal(syscall.SIGKILL, 0, true) }
+
+// Pause stops the process with SIGSTOP for d, as a GC pause, CPU
+// starvation or a frozen VM would, then resumes it with SIGCONT (unless it
+// was killed and restarted meanwhile). It returns false if the role was
+// not running.
+func (r *Role) Pause(d time.Duration) bool {
+	r.mu.Lock()
+	cmd := r.cmd
+	if cmd != nil {
+		r.pauses++
+	}
+	r.mu.Unlock()
+	if cmd == nil || cmd.Process.Signal(syscall.SIGSTOP) != nil {
+		return false
+	}
+	time.Sleep(d)
+	r.mu.Lock()
+	if r.cmd == cmd {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
+	r.mu.Unlock()
+	return true
+}
+
+// Pauses returns how often the role was paused.
+func (r *Role) Pauses() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pauses
+}
 
 // Stop sends SIGTERM, waits up to grace, then kills.
 func (r *Role) Stop(grace time.Duration) { r.signal(syscall.SIGTERM, grace, false) }

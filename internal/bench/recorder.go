@@ -82,13 +82,15 @@ const (
 // notifications are faulted and recorded; token requests and control
 // endpoints pass straight through.
 type Recorder struct {
-	target string
-	kind   targetKind
-	next   http.Handler
-	check  VersionReader
-	stop   chan struct{}
-	cancel context.CancelFunc // ends the checkers' store reads
-	once   sync.Once
+	// inflight counts notification calls received and not answered yet.
+	inflight atomic.Int64
+	target   string
+	kind     targetKind
+	next     http.Handler
+	check    VersionReader
+	stop     chan struct{}
+	cancel   context.CancelFunc // ends the checkers' store reads
+	once     sync.Once
 
 	// jobs feeds the durability checkers; pending counts checks queued
 	// or running; wg owns the checkers.
@@ -199,6 +201,8 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.next.ServeHTTP(w, req)
 		return
 	}
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
 
 	r.mu.Lock()
 	f := r.faults
@@ -515,3 +519,6 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 // status is the answer's status, 0 when the simulator wrote nothing (it
 // gave up on a caller that went away).
 func (c *captureWriter) status() int { return c.code }
+
+// InFlight returns the notification calls received and not answered yet.
+func (r *Recorder) InFlight() int64 { return r.inflight.Load() }
