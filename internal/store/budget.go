@@ -67,7 +67,7 @@ func (s *Store) RecordBudgets(ctx context.Context, connector string, set map[str
 	for i, id := range done {
 		del[i] = budgetID(connector, id)
 	}
-	if _, err := coll.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: del}}}}); err != nil {
+	if err := s.deleteByIDs(ctx, coll, del); err != nil {
 		return fmt.Errorf("store: delete finished retry budgets of %s: %w", connector, err)
 	}
 	return nil
@@ -86,24 +86,25 @@ func (s *Store) Budgets(ctx context.Context, connector string, ids []string) (ma
 		q[i] = budgetID(connector, id)
 		byID[q[i]] = id
 	}
-	cur, err := s.budgets().Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: q}}}})
-	if err != nil {
-		return nil, fmt.Errorf("store: read retry budgets of %s: %w", connector, err)
-	}
-	defer cur.Close(ctx)
-	for cur.Next(ctx) {
+	var derr error
+	proj := bson.D{{Key: "attempts", Value: 1}, {Key: "counted", Value: 1}, {Key: "first_fail", Value: 1}}
+	err := s.findByIDs(ctx, s.budgets(), q, proj, func(raw bson.Raw) {
 		var d struct {
 			ID     string `bson:"_id"`
 			Budget `bson:",inline"`
 		}
-		if err := cur.Decode(&d); err != nil {
-			return nil, fmt.Errorf("store: decode a retry budget of %s: %w", connector, err)
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			derr = err
+			return
 		}
 		if id, ok := byID[d.ID]; ok {
 			out[id] = d.Budget
 		}
+	})
+	if err == nil {
+		err = derr
 	}
-	if err := cur.Err(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("store: read retry budgets of %s: %w", connector, err)
 	}
 	return out, nil
