@@ -167,6 +167,9 @@ func (l *loop) startFenceLookup() {
 func (l *loop) handleFence(res fenceResult) {
 	f := l.fence
 	f.loading = false
+	if res.err != nil && l.stopping {
+		return // cut short by the stop; the records are left to the next owner
+	}
 	if res.err != nil {
 		l.w.stats.setLastError("version fence lookup: " + res.err.Error())
 		l.w.log.Warn("looking up delivered versions for the version fence failed; the records of these keys wait and the lookup is retried",

@@ -292,8 +292,8 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 		l.startFenceLookup()
 		l.updatePause()
 		l.publishGauges()
-		if l.stopping && l.calls == 0 && l.dlqs == 0 {
-			break
+		if l.stopping && l.calls == 0 && l.dlqs == 0 && !l.fence.loading {
+			break // (a fence lookup ends at the latest when hardCtx does)
 		}
 		if wake, ok := l.nextWake(); ok {
 			timer.Reset(max(time.Until(wake), 0))
