@@ -13,7 +13,7 @@ import (
 // breaker lets them through.
 func (l *loop) dispatch() {
 	l.blocked = false
-	if l.stopping || l.opPaused {
+	if l.stopping || l.opPaused || l.pauseHeld() {
 		return
 	}
 	batch := max(l.w.maxBatch, 1)

@@ -179,10 +179,12 @@ type loop struct {
 	graceParts map[*partition]struct{}
 	// uncleanStop: the stop cancelled calls; the final commit says so.
 	uncleanStop bool
-	calls       int // downstream calls in flight
-	dlqs        int // dead-letter produces in flight
-	buffered    int
-	limit       int // buffered records above which fetching pauses
+	// pauseHoldUntil: no call starts before then, after a process pause.
+	pauseHoldUntil time.Time
+	calls          int // downstream calls in flight
+	dlqs           int // dead-letter produces in flight
+	buffered       int
+	limit          int // buffered records above which fetching pauses
 	// bufferedBytes and byteLimit bound the buffer in bytes as well.
 	bufferedBytes int64
 	byteLimit     int64
@@ -281,7 +283,9 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	defer timer.Stop()
 	done := ctx.Done()
 	for {
+		prev := l.now
 		l.now = time.Now()
+		l.checkPause(prev)
 		l.promoteDue()
 		l.releaseGrace()
 		l.checkRevokes()
@@ -387,6 +391,9 @@ func (l *loop) nextWake() (time.Time, bool) {
 		take(l.fence.retryAt)
 	}
 	take(l.nextGrace())
+	if l.pauseHeld() {
+		take(l.pauseHoldUntil)
+	}
 	if l.blocked && l.ready.len() > 0 && l.breakerAt.After(l.now) {
 		// gobreaker moves from open to half-open lazily: ask again when
 		// the open timeout has passed. (Half-open with its probes out,

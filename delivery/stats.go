@@ -49,6 +49,10 @@ type Stats struct {
 	// because their partition's previous owner did not release it
 	// cleanly.
 	TakeoverHeld atomic.Int64
+	// PauseHolds counts the times the worker found its process had been
+	// paused (no loop iteration for half a session timeout) and held new
+	// calls for a session timeout.
+	PauseHolds atomic.Int64
 	// Delivered counts notifications the downstream acknowledged.
 	Delivered atomic.Int64
 	// Retried counts failed attempts that were scheduled for another try.

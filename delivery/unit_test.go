@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +121,45 @@ func TestOutcome(t *testing.T) {
 		if got := outcome(tc.errs) == nil; got != tc.ok {
 			t.Errorf("%s: success %v, want %v", tc.name, got, tc.ok)
 		}
+	}
+}
+
+// TestPauseHold: a gap between two loop iterations longer than half the
+// session timeout (the process was paused) holds new calls for a session
+// timeout; a shorter one does not.
+func TestPauseHold(t *testing.T) {
+	cfg := config.Default()
+	cfg.Kafka.SessionTimeout = 6 * time.Second
+	l := &loop{w: &Worker{cfg: &cfg, log: slog.New(slog.DiscardHandler)}}
+	t0 := time.Now()
+	cases := []struct {
+		name string
+		gap  time.Duration
+		held bool
+	}{
+		{"a busy second", 1500 * time.Millisecond, false},
+		{"just under half the session", 2900 * time.Millisecond, false},
+		{"paused past half the session", 4 * time.Second, true},
+		{"paused past the session", 20 * time.Second, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l.pauseHoldUntil = time.Time{}
+			l.now = t0.Add(tc.gap)
+			l.checkPause(t0)
+			if got := l.pauseHeld(); got != tc.held {
+				t.Fatalf("held = %v, want %v", got, tc.held)
+			}
+			if tc.held {
+				l.now = l.now.Add(cfg.Kafka.SessionTimeout - time.Millisecond)
+				if !l.pauseHeld() {
+					t.Error("hold ended before a session timeout")
+				}
+				l.now = l.now.Add(2 * time.Millisecond)
+				if l.pauseHeld() {
+					t.Error("hold lasts past a session timeout")
+				}
+			}
+		})
 	}
 }
