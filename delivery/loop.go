@@ -48,13 +48,14 @@ type rec struct {
 	meta envelope.Meta
 
 	state     recState
-	attempts  int   // attempts by this owner
-	outage    int   // of which failed while the breaker was not closed
-	prior     int   // attempts recorded by an earlier dead letter (replay)
-	force     bool  // a forced replay: the version fence lets it through
-	carried   int   // attempts counted against max_attempts by earlier owners
-	budgeted  bool  // its retry budget is (to be) stored
-	size      int64 // recordSize, counted in the buffer
+	attempts  int       // attempts by this owner
+	outage    int       // of which failed while the breaker was not closed
+	prior     int       // attempts recorded by an earlier dead letter (replay)
+	force     bool      // a forced replay: the version fence lets it through
+	carried   int       // attempts counted against max_attempts by earlier owners
+	budgeted  bool      // its retry budget is (to be) stored
+	size      int64     // recordSize, counted in the buffer
+	holdUntil time.Time // in stGrace: when it may go
 	reauthed  bool
 	firstFail time.Time
 	lastFail  time.Time
@@ -106,6 +107,9 @@ type partition struct {
 	// graceUntil: keys' first deliveries wait until then (takeover.go).
 	graceUntil time.Time
 	graceHeld  []*rec
+	// keyHold: a key's next record waits until then after an ambiguous
+	// failure (a timeout: the late write may still land).
+	keyHold map[string]time.Time
 }
 
 // commitOffset is the offset to commit, with its leader epoch: the lowest

@@ -48,6 +48,7 @@ func (w *Worker) Collectors() []prometheus.Collector {
 		counter("fanout_delivery_stale_dropped_total", "Notifications dropped by the version fence: at or below the newest version already delivered for their key (not an error).", &s.StaleDropped),
 		counter("fanout_delivery_lease_fenced_total", "Records dropped because they carried a lower relay lease token than one already seen on their partition (a zombie relay's writes).", &s.LeaseFenced),
 		counter("fanout_delivery_takeover_held_total", "Records held for delivery.takeover_grace after taking over a partition its previous owner did not release cleanly.", &s.TakeoverHeld),
+		counter("fanout_delivery_ambiguous_held_total", "Records held for delivery.takeover_grace because an earlier call of their key timed out and may still be processed.", &s.AmbiguousHeld),
 		counter("fanout_delivery_pause_holds_total", "Times the worker found its process had been paused past half the session timeout and started no call for a session timeout.", &s.PauseHolds),
 		counter("fanout_delivery_abandoned_total", "Routed records left unfinished to the next owner on a revoke or a stop.", &s.Abandoned),
 		counter("fanout_delivery_breaker_opened_total", "Transitions of the circuit breaker to open.", &s.BreakerOpened),

@@ -22,6 +22,7 @@ func (l *loop) failed(r *rec, err error) {
 	}
 	r.lastFail, r.lastErr = now, err
 	st.setLastError(err.Error())
+	l.holdKeyAfter(r, err)
 	dl := func(c string) deadLetter {
 		return deadLetter{class: c, err: err, attempts: r.prior + r.attempts, firstFail: r.firstFail, lastFail: now}
 	}

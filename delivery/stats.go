@@ -49,6 +49,9 @@ type Stats struct {
 	// because their partition's previous owner did not release it
 	// cleanly.
 	TakeoverHeld atomic.Int64
+	// AmbiguousHeld counts records held for delivery.takeover_grace
+	// because an earlier call of their key timed out and may still land.
+	AmbiguousHeld atomic.Int64
 	// PauseHolds counts the times the worker found its process had been
 	// paused (no loop iteration for half a session timeout) and held new
 	// calls for a session timeout.

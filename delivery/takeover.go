@@ -2,6 +2,9 @@ package delivery
 
 import (
 	"context"
+	"errors"
+	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -9,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/fanout-dev/fanout/connectors"
 )
 
 // A worker killed with calls on the wire (or cut off from the group) may
@@ -110,29 +115,52 @@ func withCommitMetadata(ctx context.Context, meta string, owned map[tp]bool) con
 }
 
 // graceHold holds r, the new head of its key, while its partition's
-// takeover grace lasts.
+// takeover grace lasts or while an earlier call of its key that timed out
+// may still land (see ambiguous).
 func (l *loop) graceHold(r *rec) bool {
 	p := r.p
-	if p.graceUntil.IsZero() || !l.now.Before(p.graceUntil) {
+	until := p.graceUntil
+	if h, ok := p.keyHold[r.key]; ok {
+		if !l.now.Before(h) {
+			delete(p.keyHold, r.key)
+		} else if h.After(until) {
+			until = h
+		}
+	}
+	if until.IsZero() || !l.now.Before(until) {
 		return false
 	}
 	r.state = stGrace
+	r.holdUntil = until
 	p.graceHeld = append(p.graceHeld, r)
 	l.graceParts[p] = struct{}{}
-	l.w.stats.TakeoverHeld.Add(1)
+	if until.Equal(p.graceUntil) {
+		l.w.stats.TakeoverHeld.Add(1)
+	} else {
+		l.w.stats.AmbiguousHeld.Add(1)
+	}
 	return true
 }
 
-// releaseGrace lets the records held by takeover grace go once it ends.
+// releaseGrace lets the records held by a grace go once it ends.
 func (l *loop) releaseGrace() {
 	for p := range l.graceParts {
-		if !p.dropped && l.now.Before(p.graceUntil) {
+		var due, keep []*rec
+		for _, r := range p.graceHeld {
+			if p.dropped || !l.now.Before(r.holdUntil) {
+				due = append(due, r)
+			} else {
+				keep = append(keep, r)
+			}
+		}
+		if len(due) == 0 {
 			continue
 		}
-		delete(l.graceParts, p)
-		held := p.graceHeld
-		p.graceHeld, p.graceUntil = nil, time.Time{}
-		for _, r := range held {
+		p.graceHeld = keep
+		if len(keep) == 0 {
+			delete(l.graceParts, p)
+		}
+		for _, r := range due {
 			if r.state == stGrace && !p.dropped && !p.revoking {
 				l.activate(r)
 			}
@@ -140,13 +168,44 @@ func (l *loop) releaseGrace() {
 	}
 }
 
-// nextGrace returns when the earliest takeover grace ends.
+// nextGrace returns when the earliest grace hold ends.
 func (l *loop) nextGrace() time.Time {
 	var t time.Time
 	for p := range l.graceParts {
-		if t.IsZero() || p.graceUntil.Before(t) {
-			t = p.graceUntil
+		for _, r := range p.graceHeld {
+			if t.IsZero() || r.holdUntil.Before(t) {
+				t = r.holdUntil
+			}
 		}
 	}
 	return t
+}
+
+// ambiguous reports whether a failed call may still be processed by the
+// downstream: it timed out after the request was sent (the downstream may
+// have it and act on it later, as Logic Apps runs a workflow once it has
+// the request), or a gateway answered 504. Such a key's next version waits
+// takeover_grace after the failure, so that the late write lands first.
+func ambiguous(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var ce *connectors.Error
+	return errors.As(err, &ce) && ce.Status == http.StatusGatewayTimeout
+}
+
+// holdKeyAfter makes r's key's next record wait takeover_grace after an
+// ambiguous failure of r.
+func (l *loop) holdKeyAfter(r *rec, err error) {
+	if l.w.d.TakeoverGrace <= 0 || r.key == "" || !ambiguous(err) {
+		return
+	}
+	if r.p.keyHold == nil {
+		r.p.keyHold = make(map[string]time.Time)
+	}
+	r.p.keyHold[r.key] = time.Now().Add(l.w.d.TakeoverGrace)
 }

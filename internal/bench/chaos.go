@@ -295,7 +295,7 @@ func (c *chaos) run(ctx context.Context) error {
 	setup := c.sims.Setup(Setup{Brokers: []string{c.kLink.Addr()}, MongoURI: "mongodb://" + c.sLink.Addr() + "/", Names: c.names,
 		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 3 * time.Second, ProduceTimeout: time.Second,
 		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: strOr(o.LogLevel, "info"),
-		Delivery: "    max_in_flight: 32\n    min_backoff: 100ms\n    max_backoff: 2s\n    revoke_timeout: 5s\n    breaker: {consecutive_failures: 5, open_timeout: 2s, half_open_probes: 1}\n"})
+		Delivery: "    max_in_flight: 32\n    min_backoff: 100ms\n    max_backoff: 2s\n    revoke_timeout: 5s\n    takeover_grace: 5s\n    breaker: {consecutive_failures: 5, open_timeout: 2s, half_open_probes: 1}\n"})
 	if _, err := setup.Config(); err != nil {
 		return err
 	}
@@ -853,7 +853,11 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 		}
 		for k, v := range wantFinal {
 			if got, ok := final[k]; ok && got.Version < v {
-				tl.FinalBehind = append(tl.FinalBehind, fmt.Sprintf("key %s ends at v%d (%s), want v%d", k, got.Version, got.ID, v))
+				how := ""
+				if got.Injected != "" {
+					how = ", a call the driver delayed past the client's " + got.Injected
+				}
+				tl.FinalBehind = append(tl.FinalBehind, fmt.Sprintf("key %s ends at v%d (%s%s), want v%d", k, got.Version, got.ID, how, v))
 			}
 		}
 		sort.Strings(tl.FinalBehind)

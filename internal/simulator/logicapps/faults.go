@@ -60,6 +60,12 @@ type Faults struct {
 	// a delay beyond Config.Timeout answers 504 after Timeout.
 	Latency Duration `json:"latency,omitempty"`
 	Jitter  Duration `json:"jitter,omitempty"`
+	// RunsAfterCallerGone models the service starting the workflow run
+	// once it has the trigger request: a caller that gives up during the
+	// latency does not cancel it, and the call is recorded with its answer
+	// when the latency is over (a late write, as a real timeout can be).
+	// Off, a caller gone during the latency cancels the call.
+	RunsAfterCallerGone bool `json:"runs_after_caller_gone,omitempty"`
 	// FailRate (0..1) answers that fraction of calls with one of
 	// FailStatuses (default 500, 502, 503), chosen uniformly.
 	FailRate     float64 `json:"fail_rate,omitempty"`

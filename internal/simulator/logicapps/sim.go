@@ -684,7 +684,14 @@ func (s *Server) decide(r *http.Request, call *Call) (answer, func()) {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
-			return answer{reason: "caller gone"}, release
+			if !faults.RunsAfterCallerGone {
+				return answer{reason: "caller gone"}, release
+			}
+			select {
+			case <-t.C:
+			case <-s.stop:
+				return answer{reason: "simulator closed"}, release
+			}
 		case <-s.stop:
 			return answer{reason: "simulator closed"}, release
 		}
