@@ -46,6 +46,9 @@ func (l *loop) dispatch() {
 func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	ctx, cancel := context.WithTimeout(l.hardCtx, l.w.d.CallTimeout)
 	c := &call{recs: recs, cancel: cancel}
+	// An in-call attempt that timed out may still land: the keys' next
+	// versions then wait (holdKeyAfter).
+	ctx = connectors.WithAmbiguityNotice(ctx, func() { c.ambiguous.Store(true) })
 	ns := make([]*connectors.Notification, len(recs))
 	callCtx := ctx
 	for i, r := range recs {
@@ -137,6 +140,11 @@ func (l *loop) handleResult(res callResult) {
 		endSpan(r, err)
 		if p.dropped {
 			continue
+		}
+		if res.c.ambiguous.Load() && !errors.Is(err, errAbandoned) {
+			// An in-call attempt timed out: it may still land after the
+			// key's next version.
+			l.holdKeyAfter(r, context.DeadlineExceeded)
 		}
 		switch {
 		case err == nil:

@@ -306,34 +306,39 @@ func TestBufferedBytesBound(t *testing.T) {
 // TestAmbiguousTimeoutHoldsKey: a call that timed out may still be
 // processed by the downstream (Logic Apps runs the workflow once it has
 // the request). The key's next version must not be delivered before that
-// late write can land, or the target ends on the older version.
+// late write can land, or the target ends on the older version; whether
+// the worker retries the timed-out call or the connector does in-call.
 func TestAmbiguousTimeoutHoldsKey(t *testing.T) {
-	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
-		d.TakeoverGrace = 2 * time.Second
-	})
-	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{RunsAfterCallerGone: true,
-		Script: []lasim.Step{{Count: 1, Delay: lasim.Duration(1500 * time.Millisecond)}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
-		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: 1, Timeout: time.Second,
-	}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	e.start(t, conn)
-	e.produce(t, note{key: "A1", version: 1, id: "A1-v1"}, note{key: "A1", version: 2, id: "A1-v2"})
-	// v1 is accepted twice (the late first call and the retry), v2 once.
-	waitFor(t, 30*time.Second, "three accepted calls", func() bool { return len(versionsOf(laCalls(t, sim), "A1")) == 3 })
-	calls := laCalls(t, sim)
-	sort.Slice(calls, func(i, j int) bool { return calls[i].end.Before(calls[j].end) })
-	if got := versionsOf(calls, "A1"); got[len(got)-1] != 2 {
-		t.Errorf("A1 versions by completion %v: the target ends on v%d, want v2", got, got[len(got)-1])
+	for _, inCall := range []int{1, 3} {
+		t.Run(fmt.Sprintf("in-call attempts %d", inCall), func(t *testing.T) {
+			e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+				d.TakeoverGrace = 2 * time.Second
+			})
+			sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{RunsAfterCallerGone: true,
+				Script: []lasim.Step{{Count: 1, Delay: lasim.Duration(1500 * time.Millisecond)}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = sim.Close() })
+			conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
+				URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: inCall, Timeout: time.Second,
+			}, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			e.start(t, conn)
+			e.produce(t, note{key: "A1", version: 1, id: "A1-v1"}, note{key: "A1", version: 2, id: "A1-v2"})
+			// v1 is accepted twice (the late first call and the retry), v2 once.
+			waitFor(t, 30*time.Second, "three accepted calls", func() bool { return len(versionsOf(laCalls(t, sim), "A1")) == 3 })
+			calls := laCalls(t, sim)
+			sort.Slice(calls, func(i, j int) bool { return calls[i].end.Before(calls[j].end) })
+			if got := versionsOf(calls, "A1"); got[len(got)-1] != 2 {
+				t.Errorf("A1 versions by completion %v: the target ends on v%d, want v2", got, got[len(got)-1])
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -125,6 +126,9 @@ func (p *partition) commitOffset() kgo.EpochOffset {
 type call struct {
 	recs   []*rec
 	cancel context.CancelFunc
+	// ambiguous: an attempt may still be processed by the downstream
+	// (connectors.NoteAmbiguous); set on the call's goroutine.
+	ambiguous atomic.Bool
 }
 
 // callResult is what a delivery goroutine reports.

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/fanout-dev/fanout/connectors"
 )
 
 // Defaults for Options fields left zero.
@@ -290,6 +292,9 @@ type callState struct {
 // checkRetry implements retryablehttp.CheckRetry.
 func (s *callState) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	s.attempts++
+	if ambiguousAttempt(resp, err) {
+		connectors.NoteAmbiguous(ctx)
+	}
 	if ctx.Err() != nil {
 		return false, nil
 	}
@@ -354,4 +359,18 @@ func statusText(code int) string {
 		return strconv.Itoa(code) + " " + t
 	}
 	return strconv.Itoa(code)
+}
+
+// ambiguousAttempt reports whether a failed attempt may still be processed
+// by the downstream: it timed out after the request may have been sent, or
+// a gateway answered 504.
+func ambiguousAttempt(resp *http.Response, err error) bool {
+	if resp != nil {
+		return resp.StatusCode == http.StatusGatewayTimeout
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }
