@@ -464,23 +464,18 @@ func (c *chaos) activeRelay(ctx context.Context, st *store.Store) *Role {
 	return nil
 }
 
-// busyWorker returns a worker role whose target has calls in flight now
-// (accepted by the simulator's front and not answered yet), or nil.
-func (c *chaos) busyWorker() *Role {
-	for _, i := range c.rng.Perm(2) {
-		target, rec := RouteLogicApps, c.sims.LARec
-		if i == 1 {
-			target, rec = RouteSalesforce, c.sims.SFRec
-		}
-		if rec.InFlight() > 0 {
-			for _, r := range c.roles {
-				if r.Name == "worker-"+target {
-					return r
-				}
-			}
+// pauseBusyWorker pauses a worker, chosen at random, the moment its
+// target receives its next call: it is paused with that call in flight.
+func (c *chaos) pauseBusyWorker() {
+	target, rec := RouteLogicApps, c.sims.LARec
+	if c.rng.IntN(2) == 1 {
+		target, rec = RouteSalesforce, c.sims.SFRec
+	}
+	for _, r := range c.roles {
+		if r.Name == "worker-"+target {
+			rec.OnNextCall(func() { c.pause(r, "worker with a call in flight") })
 		}
 	}
-	return nil
 }
 
 // expectation is one notification due at one target.
@@ -575,7 +570,9 @@ func (c *chaos) window(ctx context.Context, st *store.Store) error {
 			case 1:
 				r, why = c.activeRelay(ctx, st), "relay holding the lease"
 			default:
-				r, why = c.busyWorker(), "worker with calls in flight"
+				c.pauseBusyWorker()
+				pauseNo++
+				continue
 			}
 			if r != nil {
 				c.pause(r, why)

@@ -84,13 +84,16 @@ const (
 type Recorder struct {
 	// inflight counts notification calls received and not answered yet.
 	inflight atomic.Int64
-	target   string
-	kind     targetKind
-	next     http.Handler
-	check    VersionReader
-	stop     chan struct{}
-	cancel   context.CancelFunc // ends the checkers' store reads
-	once     sync.Once
+	// onCall, if set, runs once, on the next notification call, while
+	// that call is in flight (OnNextCall).
+	onCall atomic.Pointer[func()]
+	target string
+	kind   targetKind
+	next   http.Handler
+	check  VersionReader
+	stop   chan struct{}
+	cancel context.CancelFunc // ends the checkers' store reads
+	once   sync.Once
 
 	// jobs feeds the durability checkers; pending counts checks queued
 	// or running; wg owns the checkers.
@@ -203,6 +206,9 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
+	if f := r.onCall.Swap(nil); f != nil {
+		(*f)()
+	}
 
 	r.mu.Lock()
 	f := r.faults
@@ -522,3 +528,7 @@ func (c *captureWriter) status() int { return c.code }
 
 // InFlight returns the notification calls received and not answered yet.
 func (r *Recorder) InFlight() int64 { return r.inflight.Load() }
+
+// OnNextCall runs f once, when the next notification call arrives, before
+// it is passed on: the caller then has that call in flight.
+func (r *Recorder) OnNextCall(f func()) { r.onCall.Store(&f) }
