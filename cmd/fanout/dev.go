@@ -142,6 +142,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	if f.config == "" || f.kafka != "" {
 		cfg.Kafka.Brokers = nil
 	}
+	if err := cfg.CheckAdminExposure(); err != nil {
+		return configError{err}
+	}
 
 	// Broker.
 	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications}

@@ -248,6 +248,9 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	if err := cfg.CheckAdminTokens(e.getenv); err != nil {
 		return configError{err}
 	}
+	if err := cfg.CheckAdminExposure(); err != nil {
+		return configError{err}
+	}
 	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
 	return nil
 }

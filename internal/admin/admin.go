@@ -84,7 +84,9 @@ type Server struct {
 }
 
 // New returns an admin server. It fails when a configured token's
-// environment variable is empty, naming the variable.
+// environment variable is empty, naming the variable, and when no token is
+// configured but admin.listen is not a loopback address (tokenless mode
+// trusts whoever connects, so it exists on a loopback listener only).
 func New(o Options) (*Server, error) {
 	if o.Config == nil {
 		return nil, errors.New("admin: no configuration")
@@ -92,6 +94,9 @@ func New(o Options) (*Server, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := o.Config.CheckAdminExposure(); err != nil {
+		return nil, err
 	}
 	tokens, err := loadTokens(o.Config, o.Getenv)
 	if err != nil {
@@ -114,7 +119,7 @@ func New(o Options) (*Server, error) {
 		s.live = 30 * time.Second
 	}
 	if len(tokens) == 0 {
-		log.Warn("admin API: no admin.tokens configured; it answers loopback clients only")
+		log.Warn("admin API: no admin.tokens configured; it answers clients of its loopback listener only", "listen", o.Config.Admin.Listen)
 	}
 	return s, nil
 }

@@ -38,7 +38,7 @@ func loadTokens(cfg *config.Config, getenv func(string) string) ([]token, error)
 }
 
 // principal is who made a request: a token's name, or "local" for a
-// loopback client when no token is configured.
+// client of a loopback listener when no token is configured.
 type principal struct {
 	name string
 }
@@ -67,7 +67,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized",
-			"the admin API has no tokens configured (admin.tokens) and answers loopback clients only")
+			"the admin API has no tokens configured (admin.tokens) and answers clients of a loopback listener only")
 		return principal{}, false
 	}
 	auth := r.Header.Get("Authorization")
@@ -98,15 +98,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 	return principal{name: t.name}, true
 }
 
-// loopback reports whether the request comes from the loopback interface
-// and names a loopback host (a page of another site that rebinds its name
-// to 127.0.0.1 still sends its own name).
+// loopback reports whether a request may use the tokenless mode: it comes
+// from a loopback peer and names a loopback host. New allows tokenless mode
+// on a loopback listener only, which is what keeps other machines out: a
+// same-host forwarder (a sidecar) connects from loopback too and forwards
+// whatever Host it was sent. The Host check only narrows, against DNS
+// rebinding (a page of another site that rebinds its name to 127.0.0.1
+// still sends its own name); it never admits anything by itself.
 func loopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if !loopbackAddr(r.RemoteAddr) {
 		return false
 	}
 	h := r.Host
@@ -118,6 +118,16 @@ func loopback(r *http.Request) bool {
 		return true
 	}
 	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackAddr reports whether host:port has a loopback IP.
+func loopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
 

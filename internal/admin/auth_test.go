@@ -102,22 +102,33 @@ func TestAuth(t *testing.T) {
 		t.Errorf("text/plain POST = %d, want 415", w.Code)
 	}
 
-	// Without tokens: loopback clients only, and only under a loopback
-	// host name (no DNS rebinding).
+	// Without tokens (New allows that on a loopback listener only):
+	// loopback clients only, and only under a loopback host name (no DNS
+	// rebinding), over a real listener on 127.0.0.1.
 	_, open := offlineServer(t, nil, nil)
 	oh := open.Handler()
 	if w := call(oh, "GET", "/v1/connectors/nope", "", remote); w.Code != 401 || !strings.Contains(w.Body.String(), "admin.tokens") {
 		t.Errorf("no tokens, remote client: %d %s, want 401 naming admin.tokens", w.Code, w.Body.String())
 	}
-	if w := call(oh, "GET", "/v1/connectors/nope", "", "127.0.0.1:5555"); w.Code != 404 {
-		t.Errorf("no tokens, loopback client: %d, want 404 (authenticated)", w.Code)
+	hs := httptest.NewServer(oh)
+	defer hs.Close()
+	get := func(host string) int {
+		req, _ := http.NewRequest("GET", hs.URL+"/v1/connectors/nope", nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := hs.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	req = httptest.NewRequest("GET", "http://evil.example/v1/connectors/nope", nil)
-	req.RemoteAddr = "127.0.0.1:5555"
-	w = httptest.NewRecorder()
-	oh.ServeHTTP(w, req)
-	if w.Code != 401 {
-		t.Errorf("no tokens, loopback client with a foreign Host: %d, want 401", w.Code)
+	if code := get(""); code != 404 {
+		t.Errorf("no tokens, loopback listener and client: %d, want 404 (authenticated)", code)
+	}
+	if code := get("evil.example"); code != 401 {
+		t.Errorf("no tokens, loopback client with a foreign Host: %d, want 401", code)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -263,7 +264,8 @@ type Admin struct {
 	TLSKeyFile  string `yaml:"tls_key_file"`
 	// Tokens are the bearer tokens the admin API accepts. Without any, the
 	// API answers only requests from the loopback interface (fanout dev,
-	// kubectl port-forward) and refuses the rest.
+	// kubectl port-forward) and refuses the rest, and Listen must be a
+	// loopback address (CheckAdminExposure).
 	Tokens []AdminToken `yaml:"tokens"`
 	// ReplayRate is the default cap, in records per second, of a dead
 	// letter replay that does not set its own rate.
@@ -576,4 +578,33 @@ func (e *Errors) Fields() []string {
 
 func (e *Errors) add(field, problem, fix string, args ...any) {
 	e.List = append(e.List, FieldError{Field: field, Problem: fmt.Sprintf(problem, args...), Fix: fix})
+}
+
+// LoopbackListen reports whether the admin listener accepts connections on
+// the loopback interface only: its host is localhost or a loopback IP. An
+// empty host, 0.0.0.0, :: and every other name listen beyond the machine.
+func (a Admin) LoopbackListen() bool {
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckAdminExposure refuses an admin API without tokens on a listener
+// beyond the loopback interface: tokenless mode trusts whoever can connect,
+// so it exists only where that is the machine itself. A disabled listener
+// (empty admin.listen) is fine.
+func (c *Config) CheckAdminExposure() error {
+	if len(c.Admin.Tokens) > 0 || c.Admin.Listen == "" || c.Admin.LoopbackListen() {
+		return nil
+	}
+	var e Errors
+	e.add("admin.listen", "%q is not a loopback address and admin.tokens is empty: anyone who reaches it could pause connectors and replay dead letters",
+		"configure admin.tokens (values from a Secret through token_env), or listen on 127.0.0.1 and reach it with kubectl port-forward", c.Admin.Listen)
+	return &e
 }
