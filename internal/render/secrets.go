@@ -111,6 +111,20 @@ func CommonSecretRefs(cfg *config.Config) []SecretRef {
 	return dedupe(refs)
 }
 
+// AdminSecretRefs lists the secrets only the admin role reads: the value
+// of every admin token (admin.tokens[].token_env). A non-loopback admin
+// listener refuses to start without tokens, so the admin Deployment needs
+// them from the Secret.
+func AdminSecretRefs(cfg *config.Config) []SecretRef {
+	var refs []SecretRef
+	for i, t := range cfg.Admin.Tokens {
+		if t.TokenEnv != "" {
+			refs = append(refs, SecretRef{Env: t.TokenEnv, Field: fmt.Sprintf("admin.tokens[%d](%s).token_env", i, t.Name)})
+		}
+	}
+	return dedupe(refs)
+}
+
 // dedupe sorts refs by variable and keeps the first field naming each.
 func dedupe(refs []SecretRef) []SecretRef {
 	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Env < refs[j].Env })
