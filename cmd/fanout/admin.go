@@ -30,7 +30,7 @@ Serves the admin API and the console on admin.listen, next to /healthz,
 
 Authentication: Authorization: Bearer <token>, with the tokens of
 admin.tokens (values in the environment variables their token_env names;
-scopes read and operate). Without any token configured the API answers
+scopes read, pause (pause, resume), replay, and operate = pause + replay). Without any token configured the API answers
 loopback clients only (kubectl port-forward, a shell on the host), and
 only on a loopback admin.listen: a non-loopback listener (0.0.0.0, ::, a
 host name) without tokens is refused at start (exit 2). /healthz, /readyz,

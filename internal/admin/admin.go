@@ -191,11 +191,11 @@ func routeTable() []route {
 		{"GET", "/v1/connectors", config.ScopeRead, (*Server).listConnectors},
 		{"GET", "/v1/connectors/{name}", config.ScopeRead, (*Server).getConnector},
 		{"GET", "/v1/connectors/{name}/ledger", config.ScopeRead, (*Server).getLedger},
-		{"POST", "/v1/connectors/{name}/pause", config.ScopeOperate, (*Server).pause},
-		{"POST", "/v1/connectors/{name}/resume", config.ScopeOperate, (*Server).resume},
+		{"POST", "/v1/connectors/{name}/pause", config.ScopePause, (*Server).pause},
+		{"POST", "/v1/connectors/{name}/resume", config.ScopePause, (*Server).resume},
 		{"GET", "/v1/connectors/{name}/dead-letters", config.ScopeRead, (*Server).listDeadLetters},
 		{"GET", "/v1/connectors/{name}/dead-letters/{partition}/{offset}", config.ScopeRead, (*Server).getDeadLetter},
-		{"POST", "/v1/connectors/{name}/replay", config.ScopeOperate, (*Server).replay},
+		{"POST", "/v1/connectors/{name}/replay", config.ScopeReplay, (*Server).replay},
 		{"GET", "/v1/audit", config.ScopeRead, (*Server).listAudit},
 	}
 }

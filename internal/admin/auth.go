@@ -90,9 +90,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 		return principal{}, false
 	}
 	t := s.tokens[found]
-	if !slices.Contains(t.scopes, scope) {
+	if !config.HasScope(t.scopes, scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout", error="insufficient_scope", scope="`+scope+`"`)
-		writeError(w, http.StatusForbidden, "insufficient_scope", fmt.Sprintf("token %q lacks the %s scope", t.name, scope))
+		msg := fmt.Sprintf("token %q lacks the %s scope", t.name, scope)
+		if scope == config.ScopePause || scope == config.ScopeReplay {
+			msg += " (or operate, which implies it)"
+		}
+		writeError(w, http.StatusForbidden, "insufficient_scope", msg)
 		return principal{}, false
 	}
 	return principal{name: t.name}, true

@@ -281,17 +281,39 @@ type AdminToken struct {
 	Name string `yaml:"name"`
 	// TokenEnv names the environment variable holding the token.
 	TokenEnv string `yaml:"token_env"`
-	// Scopes are read (look) and operate (pause, resume, replay).
+	// Scopes are read (look), pause (pause, resume), replay (replay dead
+	// letters) and operate (pause and replay both).
 	Scopes []string `yaml:"scopes"`
 }
 
-// Admin token scopes.
+// Admin token scopes. A route needs one scope; operate implies pause and
+// replay, so tokens configured before those existed keep every right.
 const (
 	// ScopeRead allows the GET routes of the admin API.
 	ScopeRead = "read"
-	// ScopeOperate allows the mutating routes: pause, resume, replay.
+	// ScopeOperate allows every mutating route: pause, resume, replay.
 	ScopeOperate = "operate"
+	// ScopePause allows pausing and resuming a connector.
+	ScopePause = "pause"
+	// ScopeReplay allows replaying dead letters, without pause: an on-call
+	// reader can re-drive failed deliveries but not stop a connector.
+	ScopeReplay = "replay"
 )
+
+// Scopes lists the admin token scopes, for validation and documentation.
+func Scopes() []string { return []string{ScopeRead, ScopeOperate, ScopePause, ScopeReplay} }
+
+// HasScope reports whether a token with the granted scopes may call a
+// route that needs scope: it holds the scope itself, or operate for pause
+// and replay.
+func HasScope(granted []string, scope string) bool {
+	for _, g := range granted {
+		if g == scope || (g == ScopeOperate && (scope == ScopePause || scope == ScopeReplay)) {
+			return true
+		}
+	}
+	return false
+}
 
 // Observability configures trace export. Metrics and logs need no
 // configuration beyond admin.listen and log.

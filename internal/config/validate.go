@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -258,11 +259,11 @@ func validateAdmin(e *Errors, a Admin) {
 		}
 		envs[t.TokenEnv] = true
 		if len(t.Scopes) == 0 {
-			e.add(field+".scopes", "is empty", "list read, operate or both")
+			e.add(field+".scopes", "is empty", "list some of read, pause, replay and operate")
 		}
 		for j, s := range t.Scopes {
-			if s != ScopeRead && s != ScopeOperate {
-				e.add(fmt.Sprintf("%s.scopes[%d]", field, j), "%q is not a scope", "use read (look) or operate (pause, resume, replay)", s)
+			if !slices.Contains(Scopes(), s) {
+				e.add(fmt.Sprintf("%s.scopes[%d]", field, j), "%q is not a scope", "use read (look), pause (pause, resume), replay (replay dead letters) or operate (pause and replay)", s)
 			}
 		}
 	}
