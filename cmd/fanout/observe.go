@@ -38,7 +38,10 @@ func (o *observer) kafkaHooks() kgo.Opt {
 func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) (*observer, error) {
 	srv := observe.NewServer(log.With("component", "admin"))
 	o := &observer{srv: srv}
-	if a := cfg.Admin; a.TLSCertFile != "" {
+	a := cfg.Admin
+	srv.SetLimits(observe.Limits{ReadHeaderTimeout: a.ReadHeaderTimeout, ReadTimeout: a.ReadTimeout,
+		WriteTimeout: a.WriteTimeout, IdleTimeout: a.IdleTimeout, MaxHeaderBytes: a.MaxHeaderBytes})
+	if a.TLSCertFile != "" {
 		if err := srv.UseTLS(a.TLSCertFile, a.TLSKeyFile); err != nil {
 			return nil, configError{err}
 		}

@@ -12,6 +12,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -202,7 +203,7 @@ func routeTable() []route {
 
 // wrap adds the security headers, authentication and, for POST, the JSON
 // content type check (a cross-site form cannot send it without a CORS
-// preflight, which the API never grants).
+// preflight, which the API never grants) and the body limit.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -223,7 +224,21 @@ func (s *Server) wrap(rt route) http.Handler {
 				writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json (an empty body is {})")
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			// Read the whole body here, bounded, so that every POST route
+			// gets the same limit and answer (413), and a slow body ends
+			// at the listener's read timeout before any handler acts.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Admin.MaxBodyBytes))
+			if err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+						fmt.Sprintf("the request body is above %d bytes (admin.max_body_bytes)", tooBig.Limit))
+					return
+				}
+				writeError(w, http.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		rt.handle(s, w, r)
 	})

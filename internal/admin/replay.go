@@ -137,6 +137,9 @@ type ReplayResponse struct {
 	AuditError string `json:"audit_error,omitempty"`
 }
 
+// selectTimeout bounds reading the dead letters a replay selects.
+const selectTimeout = 60 * time.Second
+
 // replay answers POST /v1/connectors/{name}/replay.
 func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	name, ok := s.connectorOr404(w, r)
@@ -158,13 +161,20 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	resp.Counts.SkippedBy = map[string]int{}
 
 	ctx := r.Context()
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	// A replay runs for as long as its rate needs, beyond the listener's
+	// write timeout: extend this answer's deadline, first for the
+	// selection, then for the records selected.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(selectTimeout + s.cfg.Admin.WriteTimeout))
+	sctx, cancel := context.WithTimeout(ctx, selectTimeout)
 	err := s.selectRecords(sctx, name, &req, resp)
 	cancel()
 	if err == nil {
 		err = s.guard(ctx, name, &req, resp)
 	}
 	if err == nil && !req.DryRun {
+		need := time.Duration(float64(len(resp.Items)) / req.Rate * float64(time.Second))
+		_ = rc.SetWriteDeadline(time.Now().Add(need + s.cfg.Admin.WriteTimeout))
 		s.send(ctx, name, who, &req, resp)
 	}
 	c := &resp.Counts

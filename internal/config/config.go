@@ -272,6 +272,17 @@ type Admin struct {
 	ReplayRate float64 `yaml:"replay_rate"`
 	// ReplayMaxRecords bounds the records one replay request selects.
 	ReplayMaxRecords int `yaml:"replay_max_records"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
+	// how long one client may hold a connection of the admin listener of
+	// every role (slow clients, slow loris); MaxHeaderBytes bounds a
+	// request's headers and MaxBodyBytes an admin API request's body. A
+	// replay extends its own write deadline by the time its rate needs.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 }
 
 // AdminToken is one bearer token of the admin API. The value lives in an
@@ -411,7 +422,9 @@ func Default() Config {
 			CallTimeout:    30 * time.Second,
 			DeliveredFlush: time.Second,
 		},
-		Admin:         Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000},
+		Admin: Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20},
 		Log:           Log{Level: "info", Format: "json"},
 		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
 	}

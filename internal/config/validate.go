@@ -235,6 +235,19 @@ func validateAdmin(e *Errors, a Admin) {
 	if a.ReplayMaxRecords < 1 || a.ReplayMaxRecords > 1_000_000 {
 		e.add("admin.replay_max_records", "%d is out of range", "use 1..1000000 (default 10000)", a.ReplayMaxRecords)
 	}
+	positive(e, "admin.read_header_timeout", a.ReadHeaderTimeout)
+	positive(e, "admin.read_timeout", a.ReadTimeout)
+	positive(e, "admin.write_timeout", a.WriteTimeout)
+	positive(e, "admin.idle_timeout", a.IdleTimeout)
+	if a.ReadHeaderTimeout > 0 && a.ReadTimeout > 0 && a.ReadHeaderTimeout > a.ReadTimeout {
+		e.add("admin.read_header_timeout", "is above read_timeout", "make it at most read_timeout (defaults 10s and 30s)")
+	}
+	if a.MaxHeaderBytes < 1<<10 || a.MaxHeaderBytes > 1<<20 {
+		e.add("admin.max_header_bytes", "%d is out of range", "use 1024..1048576 (default 65536)", a.MaxHeaderBytes)
+	}
+	if a.MaxBodyBytes < 1<<10 || a.MaxBodyBytes > 64<<20 {
+		e.add("admin.max_body_bytes", "%d is out of range", "use 1024..67108864 (default 1048576: a replay of 10000 listed records fits)", a.MaxBodyBytes)
+	}
 	names := map[string]bool{}
 	envs := map[string]bool{}
 	for i, t := range a.Tokens {

@@ -33,6 +33,7 @@ type Server struct {
 	checks map[string]Check
 	addr   string
 	tls    *tls.Config
+	limits Limits
 }
 
 // NewServer returns a server with a fresh registry holding the Go and
@@ -40,7 +41,7 @@ type Server struct {
 func NewServer(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{reg: reg, log: log, mux: http.NewServeMux(), checks: map[string]Check{}}
+	s := &Server{reg: reg, log: log, mux: http.NewServeMux(), checks: map[string]Check{}, limits: DefaultLimits()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -61,6 +62,59 @@ func (s *Server) UseTLS(certFile, keyFile string) error {
 	defer s.mu.Unlock()
 	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	return nil
+}
+
+// Limits bound what one client may hold of the listener, so that a slow
+// or hostile client (slow loris) cannot keep connections open. They are
+// http.Server's fields of the same names; zero fields take DefaultLimits'.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing an answer, from the end of the request's
+	// headers. A handler that legitimately runs longer (a rate-limited
+	// replay) extends its own deadline with http.ResponseController.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds an idle keep-alive connection.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers (answered 431 above).
+	MaxHeaderBytes int
+}
+
+// DefaultLimits are the limits of config.Default's admin section.
+func DefaultLimits() Limits {
+	return Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+}
+
+// withDefaults fills zero fields from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = d.ReadTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return l
+}
+
+// SetLimits sets the listener's limits (default DefaultLimits). Call it
+// before Serve.
+func (s *Server) SetLimits(l Limits) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limits = l.withDefaults()
 }
 
 // Registry is where the role registers its metrics.
@@ -145,11 +199,14 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	tc := s.tls
+	l := s.limits
 	s.mu.Unlock()
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout,
+		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("admin listener started", "addr", s.addr, "tls", tc != nil)
