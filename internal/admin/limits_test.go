@@ -133,4 +133,3 @@ func TestBodyLimit(t *testing.T) {
 		t.Errorf("a 2 MiB body: %d %s, want 413", resp.StatusCode, b)
 	}
 }
-
