@@ -45,6 +45,11 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 		if err := srv.UseTLS(a.TLSCertFile, a.TLSKeyFile); err != nil {
 			return nil, configError{err}
 		}
+		if a.TLSClientCAFile != "" {
+			if err := srv.UseClientCA(a.TLSClientCAFile); err != nil {
+				return nil, configError{err}
+			}
+		}
 	}
 	tp, err := startTracing(ctx, g, cfg, log)
 	if err != nil {

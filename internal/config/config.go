@@ -262,6 +262,11 @@ type Admin struct {
 	// HTTPS (health probes must then use the HTTPS scheme).
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSClientCAFile, with the two above, turns on mutual TLS: every
+	// route but /healthz, /readyz and /metrics (kubelet probes present no
+	// certificate) needs a client certificate issued by a CA of this PEM
+	// file.
+	TLSClientCAFile string `yaml:"tls_client_ca_file"`
 	// Tokens are the bearer tokens the admin API accepts. Without any, the
 	// API answers only requests from the loopback interface (fanout dev,
 	// kubectl port-forward) and refuses the rest, and Listen must be a

@@ -229,6 +229,9 @@ func validateAdmin(e *Errors, a Admin) {
 	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
 		e.add("admin.tls_cert_file", "tls_cert_file and tls_key_file must be set together", "set both to serve the admin listener over HTTPS, or neither")
 	}
+	if a.TLSClientCAFile != "" && a.TLSCertFile == "" {
+		e.add("admin.tls_client_ca_file", "is set without tls_cert_file and tls_key_file", "mutual TLS needs TLS: set the listener's certificate and key too, or drop the client CA")
+	}
 	if a.ReplayRate <= 0 {
 		e.add("admin.replay_rate", "must be positive", "use a rate in records per second, e.g. 50")
 	}

@@ -6,12 +6,14 @@ package observe
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -33,6 +35,7 @@ type Server struct {
 	checks map[string]Check
 	addr   string
 	tls    *tls.Config
+	mtls   bool
 	limits Limits
 }
 
@@ -63,6 +66,51 @@ func (s *Server) UseTLS(certFile, keyFile string) error {
 	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	return nil
 }
+
+// UseClientCA turns on mutual TLS: every route but /healthz, /readyz and
+// /metrics needs a client certificate issued by a CA of the PEM file
+// (verified in the handshake: a certificate of another CA fails it).
+// Those three stay open to certificate-less clients because kubelet
+// probes present none; they change nothing and reveal no secret. Call it
+// after UseTLS.
+func (s *Server) UseClientCA(caFile string) error {
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("admin listener client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return fmt.Errorf("admin listener client CA: %s holds no PEM certificate", caFile)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tls == nil {
+		return errors.New("admin listener client CA: set admin.tls_cert_file and admin.tls_key_file too (mutual TLS needs TLS)")
+	}
+	s.tls.ClientCAs = pool
+	s.tls.ClientAuth = tls.VerifyClientCertIfGiven
+	s.mtls = true
+	return nil
+}
+
+// openPaths are the routes a client without a certificate may call under
+// mutual TLS: probes and scrapes.
+var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// requireClientCert refuses requests without a verified client
+// certificate, but for openPaths.
+func requireClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !openPaths[r.URL.Path] && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error": "a client certificate issued by admin.tls_client_ca_file is required", "code": "client_certificate_required"}` + "\n"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 
 // Limits bound what one client may hold of the listener, so that a slow
 // or hostile client (slow loris) cannot keep connections open. They are
@@ -200,16 +248,21 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.addr = ln.Addr().String()
 	tc := s.tls
 	l := s.limits
+	var h http.Handler = s.mux
+	mtls := s.mtls
+	if mtls {
+		h = requireClientCert(h)
+	}
 	s.mu.Unlock()
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout,
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout,
 		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("admin listener started", "addr", s.addr, "tls", tc != nil)
+	s.log.Info("admin listener started", "addr", s.addr, "tls", tc != nil, "client_certificates", mtls)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin listener: %w", err)
