@@ -111,7 +111,6 @@ func requireClientCert(next http.Handler) http.Handler {
 	})
 }
 
-
 // Limits bound what one client may hold of the listener, so that a slow
 // or hostile client (slow loris) cannot keep connections open. They are
 // http.Server's fields of the same names; zero fields take DefaultLimits'.
