@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,11 +22,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
+	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
@@ -58,6 +61,7 @@ type testStack struct {
 	admin   string // base URL of the admin listener
 	logs    *syncBuffer
 	secrets map[string]string // what must never be logged, by name
+	st      *store.Store
 	stop    func() error
 }
 
@@ -165,6 +169,7 @@ log: {level: debug, format: json}
 		cancel()
 		t.Fatal(err)
 	}
+	s.st = st
 	g, gctx := errgroup.WithContext(ctx)
 	obs, err := startRoles(gctx, g, s.cfg, e, st, log)
 	if err != nil {
@@ -298,6 +303,8 @@ func TestStack(t *testing.T) {
 	}
 	t.Run("console", func(t *testing.T) { consoleReplay(t, s) })
 
+	t.Run("audit", func(t *testing.T) { checkAudit(t, s) })
+
 	t.Run("no secrets in logs", func(t *testing.T) {
 		if err := s.stop(); err != nil {
 			t.Fatal(err)
@@ -327,6 +334,77 @@ func TestStack(t *testing.T) {
 		}
 		t.Logf("%d log lines checked for %d secrets", lines, len(s.secrets))
 	})
+}
+
+// post calls a POST route of the admin API with the stack's token.
+func (s *testStack) post(t *testing.T, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+stackAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
+}
+
+// checkAudit makes operate calls (pause, resume, a dry-run replay) and
+// checks the audit collection itself: every record says who (the token's
+// name), what, when and from where, and no secret of the stack (the admin
+// token above all, the Logic Apps sig, the Salesforce client secret)
+// appears in any record, nor on /metrics.
+func checkAudit(t *testing.T, s *testStack) {
+	s.post(t, "/v1/connectors/logic_apps/pause", `{"reason": "audit check"}`)
+	s.post(t, "/v1/connectors/logic_apps/resume", `{}`)
+	s.post(t, "/v1/connectors/logic_apps/replay", `{"filter": {}, "dry_run": true}`)
+	recs, err := s.st.AuditRecords(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]bool{}
+	var all strings.Builder
+	for _, raw := range recs {
+		var r store.AuditRecord
+		if err := bson.Unmarshal(raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		actions[r.Action] = true
+		if r.Who != "ops" || r.At.IsZero() || r.Action == "" || r.Connector == "" {
+			t.Errorf("audit record %s: who %q, at %v, action %q, connector %q; want the token's name, a time, the action and the connector", r.ID, r.Who, r.At, r.Action, r.Connector)
+		}
+		if host, _, err := net.SplitHostPort(r.Remote); err != nil || net.ParseIP(host) == nil {
+			t.Errorf("audit record %s: remote %q, want the client's address", r.ID, r.Remote)
+		}
+		all.WriteString(raw.String())
+		all.WriteByte('\n')
+	}
+	for _, a := range []string{"pause", "resume", "replay"} {
+		if !actions[a] {
+			t.Errorf("no audit record of %s (have %v)", a, actions)
+		}
+	}
+	resp, err := http.Get(s.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for name, secret := range s.secrets {
+		for _, form := range []string{secret, url.QueryEscape(secret)} {
+			if strings.Contains(all.String(), form) {
+				t.Errorf("the %s appears in the audit collection", name)
+			}
+			if strings.Contains(string(metrics), form) {
+				t.Errorf("the %s appears on /metrics", name)
+			}
+		}
+	}
+	t.Logf("%d audit records and %d bytes of metrics checked for %d secrets", len(recs), len(metrics), len(s.secrets))
 }
 
 // metricName matches a metric name in back quotes in the documentation.
