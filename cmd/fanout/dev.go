@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/redact"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
 )
@@ -222,7 +223,7 @@ Send an event:
   echo '{"id":"e1","event_type":"quote_created","quote_id":"Q1","version":1,"amount":5000,"currency":"INR"}' | fanout send --brokers %s
 
 `, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.Brokers[0], cfg.Topics.Events, cfg.Topics.Notifications, cfg.Topics.DLQPrefix,
-		cfg.Mongo.URI, cfg.Mongo.Database, cfg.Mongo.Collections.Domain,
+		redact.Credentials(cfg.Mongo.URI), cfg.Mongo.Database, cfg.Mongo.Collections.Domain,
 		laURL, laURL, sfURL, sfURL, sfURL, dir, cfg.Kafka.Brokers[0])
 
 	obs, err := startRoles(gctx, g, cfg, e, st, log)

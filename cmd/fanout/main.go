@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -98,13 +100,13 @@ func Main(ctx context.Context, args []string, e *env) int {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.As(err, &ue):
-			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, ue.msg)
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(ue.msg))
 			return exitConfig
 		case errors.As(err, &ce):
-			fmt.Fprintf(e.stderr, "fanout %s: %v\n", c.name, ce.err)
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(ce.err.Error()))
 			return exitConfig
 		default:
-			fmt.Fprintf(e.stderr, "fanout %s: %v\n", c.name, err)
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(err.Error()))
 			return 1
 		}
 	}

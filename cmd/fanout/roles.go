@@ -14,6 +14,7 @@ import (
 	"github.com/fanout-dev/fanout/consumer"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
+	"github.com/fanout-dev/fanout/internal/redact"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -82,7 +83,10 @@ func parseRole(name, help string, e *env, args []string) (*config.Config, error)
 func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	// Every string and error of a line is redacted: credentials by their
+	// shape (a URL's password), and the configured secrets by value.
+	secrets := redact.New(cfg.SASLPassword(e.getenv), redact.URIPassword(cfg.MongoURI(e.getenv)))
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
 	var h slog.Handler
 	if cfg.Log.Format == "text" {
 		h = slog.NewTextHandler(e.stderr, opts)

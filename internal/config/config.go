@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // Config is the whole configuration of a fanout deployment. Every role
@@ -616,8 +618,11 @@ func (e *Errors) Fields() []string {
 	return out
 }
 
+// add records a problem. The problem may quote the value in error: any
+// credential in it (a URL's password, a SharedAccessKey) is redacted, since
+// the message is printed and logged.
 func (e *Errors) add(field, problem, fix string, args ...any) {
-	e.List = append(e.List, FieldError{Field: field, Problem: fmt.Sprintf(problem, args...), Fix: fix})
+	e.List = append(e.List, FieldError{Field: field, Problem: redact.Credentials(fmt.Sprintf(problem, args...)), Fix: fix})
 }
 
 // LoopbackListen reports whether the admin listener accepts connections on

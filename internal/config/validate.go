@@ -22,7 +22,7 @@ func (c *Config) Validate() error {
 		e.add("kafka.brokers", "is empty", "list at least one broker, e.g. [\"127.0.0.1:9092\"]")
 	}
 	for i, b := range c.Kafka.Brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+		if host, port, err := net.SplitHostPort(b); err != nil || host == "" || !validPort(port) {
 			e.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", "write the broker as host:port, e.g. 127.0.0.1:9092", b)
 		}
 	}
@@ -221,6 +221,12 @@ func (c *Config) Validate() error {
 		return &e
 	}
 	return nil
+}
+
+// validPort reports whether port is a TCP port number.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n < 65536
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

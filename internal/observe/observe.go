@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // Check is one readiness check; it returns nil when ready.
@@ -214,7 +216,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			defer mu.Unlock()
 			if err != nil {
 				ok = false
-				result[n] = err.Error()
+				result[n] = redact.Credentials(err.Error()) // /readyz needs no token
 			} else {
 				result[n] = "ok"
 			}

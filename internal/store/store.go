@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +23,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // Options configures a Store.
@@ -390,14 +391,25 @@ func onlyDuplicates(err error) bool {
 	return true
 }
 
-// redactErr removes the URI (which may hold a password) from an error.
+// redactErr removes the URI's password (and any credential by its shape)
+// from an error's message; errors.Is and As still see the cause.
 func redactErr(err error, uri string) error {
-	if err == nil || uri == "" {
+	if err == nil {
 		return err
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, uri) {
+	red := redact.New(redact.URIPassword(uri)).String(msg)
+	if red == msg {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(msg, uri, "<mongo uri>"))
+	return redactedError{msg: red, err: err}
 }
+
+// redactedError is an error whose message had credentials removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
