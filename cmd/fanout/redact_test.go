@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,5 +46,57 @@ func TestCredentialsRedacted(t *testing.T) {
 		"detail", "sasl auth with "+sasl+" failed", "uri", vars["T_MONGO_URI"])
 	if out := b.String(); strings.Contains(out, pw) || strings.Contains(out, sasl) || !strings.Contains(out, "db:27017") {
 		t.Errorf("log line not redacted (or lost the host): %s", out)
+	}
+}
+
+// TestConfigCheckWarnsInlineSecrets: a secret-looking value written into
+// the file itself (it would sit in a ConfigMap, a repository, a backup) is
+// a warning of config check, naming the field and the *_env fix, never the
+// value; the configuration stays valid (exit 0).
+func TestConfigCheckWarnsInlineSecrets(t *testing.T) {
+	const sig, pw, secret, hdr = "INLINESIGabc", "InlineSaslPw1", "InlineClientSecret1", "InlineHeaderTok1"
+	yaml := `kafka:
+  sasl: {mechanism: PLAIN, username: svc, password: ` + pw + `}
+connectors:
+  la:
+    type: logicapps
+    settings:
+      url: "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=2016-10-01&sv=1.0&sig=` + sig + `"
+  hook:
+    type: webhook
+    settings:
+      url: https://hooks.example.com/in
+      headers: {X-Api-Key: "` + hdr + `", X-Trace: "${TRACE_ID}"}
+      auth: {type: oauth2, token_url: "https://login.example.com/token", client_id: fanout, client_secret: ` + secret + `}
+routing:
+  default: {targets: [la, hook]}
+`
+	p := filepath.Join(t.TempDir(), "inline.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TRACE_ID", "trace-from-env") // connectors read ${VAR} from the process
+	code, out, errOut := run(t, "", nil, "config", "check", "--config", p)
+	all := out + errOut
+	if code != 0 {
+		t.Fatalf("exit %d, want 0 (warnings only):\n%s", code, all)
+	}
+	for _, field := range []string{"kafka.sasl.password", "connectors.la.settings.url", "connectors.hook.settings.auth.client_secret", "connectors.hook.settings.headers.X-Api-Key"} {
+		if !strings.Contains(errOut, "warning") || !strings.Contains(errOut, field) {
+			t.Errorf("no warning naming %s:\n%s", field, all)
+		}
+	}
+	if strings.Contains(errOut, "X-Trace") {
+		t.Errorf("a header from ${VAR} is flagged:\n%s", errOut)
+	}
+	for _, v := range []string{sig, pw, secret, hdr} {
+		if strings.Contains(all, v) {
+			t.Errorf("the output shows the value %s:\n%s", v, all)
+		}
+	}
+	// A file with secrets only through *_env fields has no warning.
+	code, out, errOut = run(t, "", nil, "config", "check")
+	if code != 0 || strings.Contains(errOut, "warning") {
+		t.Errorf("defaults: exit %d, %s%s", code, out, errOut)
 	}
 }

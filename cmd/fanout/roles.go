@@ -15,6 +15,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
 	"github.com/fanout-dev/fanout/internal/redact"
+	"github.com/fanout-dev/fanout/internal/render"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -254,6 +255,11 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	}
 	if err := cfg.CheckAdminExposure(); err != nil {
 		return configError{err}
+	}
+	// Secrets written into the file work, but the file ends up in a
+	// ConfigMap, a repository, a backup: a warning, not an error.
+	for _, field := range render.InlineSecrets(cfg) {
+		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in the environment (a Kubernetes Secret) and name the variable in the matching *_env field (for a header, ${NAME})\n", field)
 	}
 	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
 	return nil
