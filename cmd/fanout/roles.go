@@ -86,7 +86,8 @@ func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	// Every string and error of a line is redacted: credentials by their
 	// shape (a URL's password), and the configured secrets by value.
-	secrets := redact.New(cfg.SASLPassword(e.getenv), redact.URIPassword(cfg.MongoURI(e.getenv)))
+	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv) // a bad password_file fails the role elsewhere, naming the field
+	secrets := redact.New(saslPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
 	var h slog.Handler
 	if cfg.Log.Format == "text" {
