@@ -68,6 +68,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized",
 			"the admin API has no tokens configured (admin.tokens) and answers clients of a loopback listener only")
+		s.refused(r, scope, "unauthorized", "")
 		return principal{}, false
 	}
 	auth := r.Header.Get("Authorization")
@@ -75,6 +76,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(presented) == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <token>")
+		s.refused(r, scope, "unauthorized", "")
 		return principal{}, false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(presented)))
@@ -87,6 +89,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 	if found < 0 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "invalid_token", "the token is not one of admin.tokens")
+		s.refused(r, scope, "invalid_token", "")
 		return principal{}, false
 	}
 	t := s.tokens[found]
@@ -97,9 +100,25 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 			msg += " (or operate, which implies it)"
 		}
 		writeError(w, http.StatusForbidden, "insufficient_scope", msg)
+		s.refused(r, scope, "insufficient_scope", t.name)
 		return principal{}, false
 	}
 	return principal{name: t.name}, true
+}
+
+// refused logs a refused operator call (a route that changes something):
+// the route, the client's address, why, and the token's name when it was
+// one of ours; never what the client sent. Refused reads are not logged,
+// so a scanner cannot flood the log through them.
+func (s *Server) refused(r *http.Request, scope, code, tokenName string) {
+	if scope == config.ScopeRead {
+		return
+	}
+	args := []any{"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "scope", scope, "code", code}
+	if tokenName != "" {
+		args = append(args, "token_name", tokenName)
+	}
+	s.log.Warn("admin: operator call refused", args...)
 }
 
 // loopback reports whether a request may use the tokenless mode: it comes

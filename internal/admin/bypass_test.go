@@ -1,10 +1,12 @@
 package admin_test
 
 import (
+	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -61,4 +63,57 @@ func TestHostHeaderNeverAuthenticates(t *testing.T) {
 			t.Errorf("GET %s from a loopback peer with Host: localhost and no token: %d, want 401", path, w.Code)
 		}
 	}
+}
+
+// TestRefusedOperateCallsAreLogged: an operate call refused for its token
+// (none, unknown, lacking the scope) leaves a warning with the route, the
+// client's address and the token's name when known; never the token.
+func TestRefusedOperateCallsAreLogged(t *testing.T) {
+	var b syncBuf
+	cfg := config.Default()
+	cfg.Connectors = map[string]config.Connector{"logic_apps": {Type: "logicapps"}}
+	cfg.Routing.Default.Targets = []string{"logic_apps"}
+	withTokens(&cfg)
+	srv, err := admin.New(admin.Options{Config: &cfg, KafkaOptions: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")},
+		Getenv: func(k string) string { return tokenEnv[k] }, Logger: slog.New(slog.NewJSONHandler(&b, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	for _, tok := range []string{"", "not-a-token-of-ours-at-all", viewerToken} {
+		call(mux, "POST", "/v1/connectors/logic_apps/pause", tok, "10.9.8.7:4242")
+	}
+	call(mux, "GET", "/v1/connectors", "", "10.9.8.7:4242") // reads refused are not logged
+	out := b.String()
+	if n := strings.Count(out, `"msg":"admin: operator call refused"`); n != 3 {
+		t.Errorf("%d refusal warnings, want 3:\n%s", n, out)
+	}
+	for _, want := range []string{`"remote":"10.9.8.7:4242"`, `"path":"/v1/connectors/logic_apps/pause"`, `"token_name":"viewer"`, `"code":"insufficient_scope"`, `"code":"invalid_token"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the warnings lack %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, viewerToken) || strings.Contains(out, "not-a-token-of-ours-at-all") {
+		t.Errorf("a token is logged:\n%s", out)
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a logger and a reader.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
