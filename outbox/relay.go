@@ -21,6 +21,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -29,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanout-dev/fanout/internal/config"
@@ -51,8 +53,10 @@ type Stats struct {
 	Iterations atomic.Int64
 	Held       atomic.Int64
 	Errors     atomic.Int64
-	IsLeader   atomic.Bool
-	Token      atomic.Int64
+	// DeadLettered counts entries sent to the relay dead-letter topic.
+	DeadLettered atomic.Int64
+	IsLeader     atomic.Bool
+	Token        atomic.Int64
 }
 
 // Relay publishes the outbox.
@@ -67,6 +71,10 @@ type Relay struct {
 	// OnPublished, if set, is called with the entries the broker
 	// acknowledged (tests and latency measurement).
 	onPublished func([]store.OutboxEntry, time.Time)
+	// suspects maps an entry that failed with an error that can never
+	// succeed to that error; the next iteration produces it alone.
+	suspects map[string]string
+	status   *status
 
 	// Stats are the relay's counters.
 	Stats Stats
@@ -93,7 +101,7 @@ func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
 
 // New returns a relay. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Relay {
-	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1)}
+	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus()}
 	for _, o := range opts {
 		o(r)
 	}
@@ -237,32 +245,141 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	}
 	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
 	defer cancel()
-	recs := make([]*kgo.Record, len(publish))
+	return r.publish(ctx, pctx, plainSender(cl), publish, token)
+}
+
+// sender produces one group of records: per-record results, and an error
+// when nothing of the group may count as published (an aborted or fenced
+// transaction).
+type sender func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error)
+
+// plainSender produces without a transaction.
+func plainSender(cl *kgo.Client) sender {
+	return func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error) {
+		return cl.ProduceSync(ctx, recs...), nil
+	}
+}
+
+// neverSucceeds reports whether a per-record produce error can never
+// succeed on a retry: the record itself is refused. The broker refuses a
+// whole partition batch for one oversized record, so the relay convicts a
+// record only when it fails again produced alone (see publish).
+func neverSucceeds(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) ||
+		errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord)
+}
+
+// publish produces publish (sorted by aggregate, then version) and settles
+// the results. pctx bounds the produce, ctx the rest.
+//
+// Per aggregate, nothing counts as published past the first version that
+// failed: a later version the broker acknowledged is not deleted, so it is
+// published again (same id) after the failed one, never instead of it.
+//
+// A version whose error says it can never succeed becomes a suspect; the
+// next iteration produces it alone first. If it fails alone with such an
+// error again, it goes to the relay dead-letter topic and is deleted, and
+// the aggregate's later versions go on.
+func (r *Relay) publish(ctx, pctx context.Context, send sender, publish []store.OutboxEntry, token int64) (int, error) {
+	var (
+		done      []string
+		okEntries []store.OutboxEntry
+		blocked   = map[string]bool{}
+		firstErr  error
+		rest      = make([]store.OutboxEntry, 0, len(publish))
+	)
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
 	for i := range publish {
-		recs[i] = r.record(&publish[i], token)
-	}
-	// ProduceSync returns results in completion order, not in the order
-	// the records were given: map each result back to its entry by record.
-	index := make(map[*kgo.Record]int, len(recs))
-	for i, rec := range recs {
-		index[rec] = i
-	}
-	results := cl.ProduceSync(pctx, recs...)
-	acked := time.Now()
-	done := make([]string, 0, len(publish))
-	okEntries := make([]store.OutboxEntry, 0, len(publish))
-	var firstErr error
-	for _, res := range results {
-		i := index[res.Record]
-		if res.Err != nil {
-			if firstErr == nil {
-				firstErr = res.Err
-			}
+		e := &publish[i]
+		if blocked[e.AggregateID] {
 			continue
 		}
-		done = append(done, publish[i].ID)
-		okEntries = append(okEntries, publish[i])
+		first := i == 0 || publish[i-1].AggregateID != e.AggregateID
+		reason, suspect := r.suspects[e.ID]
+		if !suspect || !first {
+			rest = append(rest, *e)
+			continue
+		}
+		// Produced alone: nothing else can make it fail.
+		results, err := send(pctx, []*kgo.Record{r.record(e, token)})
+		switch {
+		case err != nil:
+			blocked[e.AggregateID] = true
+			fail(err)
+		case results[0].Err == nil:
+			delete(r.suspects, e.ID)
+			done = append(done, e.ID)
+			okEntries = append(okEntries, *e)
+		case neverSucceeds(results[0].Err):
+			if err := r.deadLetter(pctx, send, e, reason, results[0].Err); err != nil {
+				blocked[e.AggregateID] = true
+				fail(err)
+				continue
+			}
+			delete(r.suspects, e.ID)
+			r.del.add(ctx, []string{e.ID})
+		default:
+			blocked[e.AggregateID] = true
+			fail(results[0].Err)
+		}
 	}
+
+	// The rest in one produce, skipping what a blocked aggregate has.
+	batch := rest[:0]
+	for _, e := range rest {
+		if !blocked[e.AggregateID] {
+			batch = append(batch, e)
+		}
+	}
+	if len(batch) > 0 {
+		recs := make([]*kgo.Record, len(batch))
+		for i := range batch {
+			recs[i] = r.record(&batch[i], token)
+		}
+		// ProduceSync returns results in completion order, not in the
+		// order the records were given: map each result back to its entry
+		// by record.
+		errs := make([]error, len(batch))
+		index := make(map[*kgo.Record]int, len(recs))
+		for i, rec := range recs {
+			index[rec] = i
+		}
+		results, err := send(pctx, recs)
+		for _, res := range results {
+			if i, ok := index[res.Record]; ok {
+				errs[i] = res.Err
+				delete(index, res.Record)
+			}
+		}
+		for _, i := range index {
+			errs[i] = errors.New("no produce result")
+		}
+		for i := range batch {
+			e := &batch[i]
+			if blocked[e.AggregateID] {
+				continue
+			}
+			if errs[i] == nil && err != nil {
+				errs[i] = err
+			}
+			if errs[i] != nil {
+				blocked[e.AggregateID] = true
+				fail(errs[i])
+				if neverSucceeds(errs[i]) {
+					r.suspects[e.ID] = errs[i].Error()
+				}
+				continue
+			}
+			done = append(done, e.ID)
+			okEntries = append(okEntries, *e)
+		}
+	}
+	acked := time.Now()
 	if len(done) > 0 {
 		r.Stats.Published.Add(int64(len(done)))
 		if r.onPublished != nil {
@@ -274,7 +391,7 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 		r.del.add(ctx, done)
 	}
 	if firstErr != nil {
-		return len(done), fmt.Errorf("publish %d of %d notifications: %w", len(publish)-len(done), len(publish), firstErr)
+		return len(done), fmt.Errorf("publish notifications of %d aggregates (%d of %d published): %w", len(blocked), len(done), len(publish), firstErr)
 	}
 	return len(done), nil
 }

@@ -281,7 +281,7 @@ routing:
       fields: {currency: XXX}
       targets: [logic_apps, salesforce]
 relay:
-  lease_ttl: 5s
+  lease_ttl: 10s
   produce_timeout: 2s
 delivery:
   breaker: {consecutive_failures: 5, open_timeout: 5s, half_open_probes: 1}

@@ -46,6 +46,8 @@ routing:
 		{"bad sasl", "kafka:\n  sasl: {mechanism: GSSAPI}\n", nil, "kafka.sasl.mechanism", "SCRAM"},
 		{"bad duration from env", base, map[string]string{"FANOUT_RELAY_LEASE_TTL": "ten"}, "relay.lease_ttl", "FANOUT_RELAY_LEASE_TTL"},
 		{"produce timeout vs lease", "relay: {lease_ttl: 4s, produce_timeout: 3s}\n", nil, "relay.produce_timeout", "lease_ttl"},
+		{"produce timeout over a quarter of the lease", "relay: {lease_ttl: 8s, produce_timeout: 2s}\n", nil, "relay.produce_timeout", "lease_ttl/4 - 500ms"},
+		{"event cannot fit a record", "source: {max_event_bytes: 1000000}\nkafka: {max_record_bytes: 1000000}\n", nil, "source.max_event_bytes", "raise kafka.max_record_bytes"},
 		{"bad write concern", "mongo: {write_concern: most}\n", nil, "mongo.write_concern", "majority"},
 		{"bad uri", "mongo: {uri: 'http://x'}\n", nil, "mongo.uri", "connection string"},
 		{"connector without type", "connectors:\n  x: {}\n", nil, "connectors.x.type", "logicapps"},
