@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,10 +42,11 @@ import (
 // Store is what the relay needs from the store.
 type Store interface {
 	LeaseStore
-	PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEntry, error)
+	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error)
 	Versions(ctx context.Context, ids []string) (map[string]int64, error)
-	OutboxOf(ctx context.Context, aggregateIDs []string) ([]store.OutboxEntry, error)
+	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error)
 	DeleteOutbox(ctx context.Context, ids []string) error
+	PublishRelayStatus(ctx context.Context, st store.RelayStatus) error
 }
 
 // Stats counts what the relay did.
@@ -55,6 +57,9 @@ type Stats struct {
 	Errors     atomic.Int64
 	// DeadLettered counts entries sent to the relay dead-letter topic.
 	DeadLettered atomic.Int64
+	// Fenced counts iterations whose transaction the broker fenced (a
+	// newer leader took over while this relay was paused).
+	Fenced atomic.Int64
 	IsLeader     atomic.Bool
 	Token        atomic.Int64
 }
@@ -75,6 +80,9 @@ type Relay struct {
 	// succeed to that error; the next iteration produces it alone.
 	suspects map[string]string
 	status   *status
+	// cursor is the seq after which the next page starts (MinInt64: the
+	// start of the outbox); see iterate.
+	cursor int64
 
 	// Stats are the relay's counters.
 	Stats Stats
@@ -101,7 +109,7 @@ func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
 
 // New returns a relay. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Relay {
-	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus()}
+	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64}
 	for _, o := range opts {
 		o(r)
 	}
@@ -122,19 +130,6 @@ func (r *Relay) Wake() {
 
 // Run publishes until ctx ends. It returns nil on a clean stop.
 func (r *Relay) Run(ctx context.Context) error {
-	opts := append(slices.Clone(r.opts),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(r.cfg.Relay.ProduceTimeout),
-		kgo.AllowAutoTopicCreation(),
-		kgo.MaxBufferedRecords(4*r.cfg.Relay.BatchSize+1000),
-	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("relay: create kafka client: %w", err)
-	}
-	defer cl.Close()
-
 	r.del = newDeleter(r.st.DeleteOutbox, r.log)
 	delCtx, stopDel := context.WithCancel(context.WithoutCancel(ctx))
 	delDone := make(chan struct{})
@@ -156,24 +151,62 @@ func (r *Relay) Run(ctx context.Context) error {
 		<-leaseDone
 	}()
 
-	idle := time.Millisecond
+	var (
+		p    *producer
+		idle = time.Millisecond
+	)
+	defer func() {
+		if p != nil {
+			p.close()
+		}
+	}()
 	for ctx.Err() == nil {
 		token, ok := lease.Token(r.cfg.Relay.ProduceTimeout)
 		if !ok {
+			if p != nil && !r.Stats.IsLeader.Load() {
+				// Leadership lost (not only too little of it left for a
+				// produce): another relay tracks the held entries, and a
+				// transactional client is fenced by the next leader.
+				r.status.reset()
+				r.cursor = math.MinInt64
+				p.close()
+				p = nil
+			}
 			r.sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		n, err := r.iterate(ctx, cl, lease, token)
+		if p == nil || p.token != token {
+			if p != nil {
+				p.close()
+			}
+			np, err := r.newProducer(ctx, token)
+			if err != nil {
+				r.Stats.Errors.Add(1)
+				r.log.Warn("relay producer start failed", "err", err)
+				r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
+				continue
+			}
+			p = np
+		}
+		n, again, err := r.iterate(ctx, p.send, lease, token)
+		r.publishStatus(ctx, token)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			r.Stats.Errors.Add(1)
-			r.log.Warn("relay iteration failed", "err", err)
+			if fenced(err) {
+				r.Stats.Fenced.Add(1)
+				r.log.Warn("relay producer fenced by a newer leader's transactional producer; nothing of this iteration is visible", "token", token, "err", err)
+				p.close()
+				p = nil
+			} else {
+				r.log.Warn("relay iteration failed", "err", err)
+			}
 			r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
 			continue
 		}
-		if n > 0 {
+		if n > 0 || again {
 			idle = time.Millisecond
 			continue
 		}
@@ -181,6 +214,58 @@ func (r *Relay) Run(ctx context.Context) error {
 		idle = min(idle*2, r.cfg.Relay.IdleBackoff)
 	}
 	return nil
+}
+
+// fenced reports whether err says a newer producer with the same
+// transactional id took over.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// producer is the relay's Kafka client for one leadership (token).
+type producer struct {
+	cl    *kgo.Client
+	token int64
+	send  sender
+}
+
+func (p *producer) close() { p.cl.Close() }
+
+// newProducer returns the Kafka client for leadership token. A
+// transactional one first initialises its producer id, which bumps the
+// transactional id's epoch and so fences every earlier leader's producer,
+// before this relay reads the outbox.
+func (r *Relay) newProducer(ctx context.Context, token int64) (*producer, error) {
+	opts := append(slices.Clone(r.opts),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(r.cfg.Relay.ProduceTimeout),
+		kgo.ProduceRequestTimeout(r.cfg.Relay.ProduceTimeout),
+		kgo.AllowAutoTopicCreation(),
+		kgo.MaxBufferedRecords(4*r.cfg.Relay.BatchSize+1000),
+	)
+	if r.cfg.Relay.Transactional {
+		opts = append(opts,
+			kgo.TransactionalID(r.cfg.TransactionalID()),
+			kgo.TransactionTimeout(r.cfg.Relay.LeaseTTL),
+		)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("relay: create kafka client: %w", err)
+	}
+	p := &producer{cl: cl, token: token, send: plainSender(cl)}
+	if r.cfg.Relay.Transactional {
+		ictx, cancel := context.WithTimeout(ctx, r.cfg.Relay.LeaseTTL/2)
+		defer cancel()
+		if _, _, err := cl.ProducerID(ictx); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("relay: initialise transactional producer %s: %w", r.cfg.TransactionalID(), err)
+		}
+		p.send = txSender(cl, r.cfg.Relay.ProduceTimeout+config.ProduceOverhead)
+	}
+	return p, nil
 }
 
 func (r *Relay) sleep(ctx context.Context, d time.Duration) {
@@ -193,19 +278,50 @@ func (r *Relay) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// statusEvery is how often the leader republishes its status unchanged,
+// so that readers can tell it is current.
+const statusEvery = 10 * time.Second
+
+// publishStatus stores the held and dead-lettered entries for the admin
+// API when they changed. Only the lease holder writes the document.
+func (r *Relay) publishStatus(ctx context.Context, token int64) {
+	st, due := r.status.snapshot(r.cfg.Relay.LeaseName, r.holder, token, r.cfg.Relay.HoldAlertAfter, statusEvery)
+	if !due {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.st.PublishRelayStatus(sctx, st); err != nil {
+		r.log.Warn("relay status not published", "err", err)
+		return
+	}
+	r.status.sent()
+}
+
 // iterate runs one relay iteration and returns how many entries it
-// published.
-func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token int64) (int, error) {
+// published, and whether to go on at once though it published nothing
+// (the cursor moved past a held page, or the read bound cut the read).
+//
+// The page is read from the cursor on, not always from the start: when
+// most of a page is held (its READ documents missing, behind, or with a
+// version that is not a number), the next page starts after it, so held
+// entries never hide the ones behind them; the cursor wraps at the end of
+// the outbox. Page order (seq) therefore decides only when an entry is
+// looked at, never whether, and version order per aggregate comes from
+// the versions, so neither depends on the projector hosts' clocks.
+func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, bool, error) {
 	r.Stats.Iterations.Add(1)
 	r.del.prune()
-	page, err := r.st.PendingOutbox(ctx, r.cfg.Relay.BatchSize)
+	page, err := r.st.PendingOutbox(ctx, r.cursor, r.cfg.Relay.BatchSize)
 	if err != nil {
-		return 0, err
+		return 0, false, err
+	}
+	full := len(page) >= r.cfg.Relay.BatchSize
+	var lastSeq int64
+	if len(page) > 0 {
+		lastSeq = page[len(page)-1].Seq
 	}
 	page = r.unpublished(page)
-	if len(page) == 0 {
-		return 0, nil
-	}
 	ids := make([]string, 0, len(page))
 	for _, e := range page {
 		ids = append(ids, e.AggregateID)
@@ -214,44 +330,107 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	ids = slices.Compact(ids)
 	versions, err := r.st.Versions(ctx, ids)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	ready := ids[:0]
-	for _, id := range ids {
-		for _, e := range page {
-			if e.AggregateID == id && e.Version <= versions[id] {
-				ready = append(ready, id)
-				break
-			}
+	readySet := make(map[string]bool, len(ids))
+	held := 0
+	for _, e := range page {
+		v, ok := versions[e.AggregateID]
+		switch {
+		case e.Version <= v:
+			readySet[e.AggregateID] = true
+			r.status.release(e.ID)
+		case !ok:
+			held++
+			r.status.hold(e, HeldNoReadDocument)
+		case v <= 0:
+			held++
+			r.status.hold(e, HeldReadVersionInvalid)
+		default:
+			held++
+			r.status.hold(e, HeldReadBehind)
 		}
 	}
-	if len(ready) == 0 {
-		r.Stats.Held.Add(int64(len(page)))
-		return 0, nil
+	r.Stats.Held.Add(int64(held))
+	switch {
+	case !full:
+		r.cursor = math.MinInt64
+		r.status.cycle()
+	case held*2 >= len(page):
+		r.cursor = lastSeq
+	default:
+		r.cursor = math.MinInt64
 	}
-	all, err := r.st.OutboxOf(ctx, ready)
+	if len(readySet) == 0 {
+		// Go on at once when the cursor moved past a held page.
+		if full && r.cursor != math.MinInt64 {
+			return 0, true, nil
+		}
+		return 0, false, nil
+	}
+	ready := make([]string, 0, len(readySet))
+	for id := range readySet {
+		ready = append(ready, id)
+	}
+	slices.Sort(ready)
+	all, more, err := r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	all = r.unpublished(all)
 	publish := Publishable(all, versions)
 	if len(publish) == 0 {
-		return 0, nil
+		return 0, false, nil
+	}
+	for _, e := range publish {
+		r.status.release(e.ID)
 	}
 
 	// Never start a publish that could outlive the lease.
 	if _, ok := lease.Token(r.cfg.Relay.ProduceTimeout); !ok {
-		return 0, nil
+		return 0, false, nil
 	}
 	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
 	defer cancel()
-	return r.publish(ctx, pctx, plainSender(cl), publish, token)
+	n, err := r.publish(ctx, pctx, send, publish, token)
+	return n, more, err
 }
 
 // sender produces one group of records: per-record results, and an error
 // when nothing of the group may count as published (an aborted or fenced
 // transaction).
 type sender func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error)
+
+// txSender produces each group in its own transaction: all of it is
+// visible to read_committed consumers, or none. A per-record failure
+// aborts the transaction; a zombie's commit fails with PRODUCER_FENCED.
+func txSender(cl *kgo.Client, endTimeout time.Duration) sender {
+	return func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error) {
+		if err := cl.BeginTransaction(); err != nil {
+			return nil, fmt.Errorf("begin transaction: %w", err)
+		}
+		results := cl.ProduceSync(ctx, recs...)
+		// Ending must not be cut short by the produce's deadline: an
+		// abandoned EndTxn leaves the outcome unknown.
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+		defer cancel()
+		if err := results.FirstErr(); err != nil {
+			if aerr := cl.EndTransaction(ectx, kgo.TryAbort); aerr != nil {
+				return results, fmt.Errorf("abort transaction after %w: %w", err, aerr)
+			}
+			return results, fmt.Errorf("transaction aborted: %w", err)
+		}
+		if err := cl.EndTransaction(ectx, kgo.TryCommit); err != nil {
+			// An unconfirmed commit is retried as an abort, as franz-go
+			// asks; either way nothing counts as published.
+			if aerr := cl.EndTransaction(ectx, kgo.TryAbort); aerr != nil {
+				err = fmt.Errorf("%w (abort: %w)", err, aerr)
+			}
+			return results, fmt.Errorf("commit transaction: %w", err)
+		}
+		return results, nil
+	}
+}
 
 // plainSender produces without a transaction.
 func plainSender(cl *kgo.Client) sender {
