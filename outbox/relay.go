@@ -59,9 +59,9 @@ type Stats struct {
 	DeadLettered atomic.Int64
 	// Fenced counts iterations whose transaction the broker fenced (a
 	// newer leader took over while this relay was paused).
-	Fenced atomic.Int64
-	IsLeader     atomic.Bool
-	Token        atomic.Int64
+	Fenced   atomic.Int64
+	IsLeader atomic.Bool
+	Token    atomic.Int64
 }
 
 // Relay publishes the outbox.
