@@ -80,6 +80,9 @@ type Relay struct {
 	// succeed to that error; the next iteration produces it alone.
 	suspects map[string]string
 	status   *status
+	// wrapSend, if set, wraps every sender (tests: pause a relay
+	// mid-produce).
+	wrapSend func(sender) sender
 	// cursor is the seq after which the next page starts (MinInt64: the
 	// start of the outbox); see iterate.
 	cursor int64
@@ -264,6 +267,9 @@ func (r *Relay) newProducer(ctx context.Context, token int64) (*producer, error)
 			return nil, fmt.Errorf("relay: initialise transactional producer %s: %w", r.cfg.TransactionalID(), err)
 		}
 		p.send = txSender(cl, r.cfg.Relay.ProduceTimeout+config.ProduceOverhead)
+	}
+	if r.wrapSend != nil {
+		p.send = r.wrapSend(p.send)
 	}
 	return p, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,7 @@ func (e *relayEnv) readModel(t *testing.T, id string, v any) {
 // run starts a relay until the test ends.
 func (e *relayEnv) run(t *testing.T, st Store, opts ...Option) *Relay {
 	t.Helper()
-	opts = append([]Option{WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))), WithKafkaOptions(kgo.SeedBrokers(e.brokers...))}, opts...)
+	opts = append([]Option{WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...))}, opts...)
 	r := New(e.cfg, st, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -229,5 +230,133 @@ func TestHeldEntriesDoNotStallThePage(t *testing.T) {
 	})
 	if held, _ := r.status.alerting(time.Millisecond); len(held) != 2 {
 		t.Fatalf("alerting held entries %v, want 2", held)
+	}
+}
+
+// testLogger discards the relays' logs unless FANOUT_TEST_RELAY_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("FANOUT_TEST_RELAY_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// pausableStore freezes the lease side of a relay while paused, as a
+// process pause (GC, SIGSTOP, VM freeze) would: no renewal is sent.
+type pausableStore struct {
+	*store.Store
+	mu     sync.Mutex
+	paused chan struct{} // closed when resumed; nil when running
+}
+
+func (p *pausableStore) wait(ctx context.Context) error {
+	p.mu.Lock()
+	ch := p.paused
+	p.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *pausableStore) RenewLease(ctx context.Context, name, holder string, token int64) (bool, error) {
+	if err := p.wait(ctx); err != nil {
+		return false, err
+	}
+	return p.Store.RenewLease(ctx, name, holder, token)
+}
+
+// TestTransactionalRelayFencesAPausedLeader: relay 1 leads, is paused in
+// the middle of a produce (after its lease check), relay 2 takes over and
+// publishes. When relay 1 resumes, its late produce reaches the broker (a
+// request already written before the pause would) and must fail with a
+// fencing error; read_committed consumers see nothing of relay 1.
+func TestTransactionalRelayFencesAPausedLeader(t *testing.T) {
+	testenv.RequireRealKafka(t)
+	e := newRelayEnv(t, nil)
+	e.cfg.Relay.Transactional = true
+	e.cfg.Relay.LeaseName = "relay-" + testenv.Database(t)
+	e.insert(t, 1, "X", 1, `{}`)
+	e.readModel(t, "X", int64(1))
+
+	p1 := &pausableStore{Store: e.st}
+	var (
+		pausedOnce atomic.Bool
+		inPause    = make(chan struct{})
+		resume     = make(chan struct{})
+		lateErr    = make(chan error, 1)
+	)
+	r1 := New(e.cfg, p1, WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...)), WithHolder("relay-1"))
+	r1.wrapSend = func(next sender) sender {
+		return func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error) {
+			if !pausedOnce.CompareAndSwap(false, true) {
+				return next(ctx, recs)
+			}
+			p1.mu.Lock()
+			p1.paused = make(chan struct{})
+			p1.mu.Unlock()
+			close(inPause)
+			<-resume
+			p1.mu.Lock()
+			close(p1.paused)
+			p1.paused = nil
+			p1.mu.Unlock()
+			// The late produce: not cut short by the iteration's deadline,
+			// which has passed during the pause.
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+			defer cancel()
+			res, err := next(lctx, recs)
+			if err == nil {
+				err = res.FirstErr()
+			}
+			lateErr <- err
+			return res, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done1 := make(chan error, 1)
+	go func() { done1 <- r1.Run(ctx) }()
+	defer func() { cancel(); <-done1 }()
+
+	select {
+	case <-inPause:
+	case <-time.After(60 * time.Second):
+		t.Fatal("relay 1 never produced")
+	}
+	var published atomic.Int64
+	r2 := e.run(t, e.st, WithHolder("relay-2"), WithOnPublished(func(es []store.OutboxEntry, _ time.Time) { published.Add(int64(len(es))) }))
+	waitFor(t, "relay 2 to take over and publish", 60*time.Second, func() bool { return published.Load() > 0 })
+	if tok := r2.Stats.Token.Load(); tok < 2 {
+		t.Fatalf("relay 2 publishes with token %d, want a newer one than relay 1's", tok)
+	}
+	close(resume)
+	var err error
+	select {
+	case err = <-lateErr:
+	case <-time.After(60 * time.Second):
+		t.Fatal("relay 1's late produce never returned")
+	}
+	if err == nil || !fenced(err) {
+		t.Fatalf("relay 1's late produce: %v, want a fencing error (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH)", err)
+	}
+	t.Logf("relay 1's late produce failed as it must: %v", err)
+	waitFor(t, "relay 1 to count the fence", 30*time.Second, func() bool { return r1.Stats.Fenced.Load() > 0 })
+
+	recs := e.consume(t, e.cfg.Topics.Notifications, 1, 20*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	// Let anything later arrive too.
+	recs = append(recs, e.consume(t, e.cfg.Topics.Notifications, len(recs)+1, 3*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))[len(recs):]...)
+	for _, rec := range recs {
+		tok, _ := envelope.Header(rec, envelope.HeaderLeaseToken)
+		if tok == "1" {
+			t.Fatalf("a read_committed consumer sees relay 1's record %v after relay 2 took over", ids([]*kgo.Record{rec}))
+		}
+	}
+	if len(recs) == 0 {
+		t.Fatal("relay 2's notification is not visible to read_committed consumers")
 	}
 }
