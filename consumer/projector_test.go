@@ -154,3 +154,25 @@ func TestStoreErrorsAreRetried(t *testing.T) {
 		t.Fatal("handleWithRetry succeeded with a failing store and a cancelled context")
 	}
 }
+
+// TestPoisonDeadLetteredOncePerBatch: store retries must not dead-letter
+// the batch's poison records again (26 copies were seen after a 25-attempt
+// outage): decode and dead-letter once, retry only the store part.
+func TestPoisonDeadLetteredOncePerBatch(t *testing.T) {
+	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
+	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	prod := &fakeProducer{}
+	recs := []*kgo.Record{rec(0, `not json`), rec(1, `{"id":"x","quote_id":"X","version":1}`)}
+	if err := p.handleWithRetry(context.Background(), prod, recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(prod.recs) != 1 {
+		t.Fatalf("the poison record was dead-lettered %d times over 4 attempts, want once", len(prod.recs))
+	}
+	if p.Stats.Poison.Load() != 1 || p.Stats.Consumed.Load() != 2 {
+		t.Fatalf("poison %d consumed %d, want 1 and 2", p.Stats.Poison.Load(), p.Stats.Consumed.Load())
+	}
+	if len(st.outbox) != 1 || st.versions["X"] != 1 {
+		t.Fatalf("after retries: outbox %d, version %d", len(st.outbox), st.versions["X"])
+	}
+}
