@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -134,7 +135,12 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projector: create kafka client: %w", err)
 	}
-	defer cl.Close() // leaves the group
+	defer func() {
+		cl.Close() // leaves the group, unless the member is static
+		if ctx.Err() != nil {
+			p.leaveStatic(context.WithoutCancel(ctx))
+		}
+	}()
 
 	for {
 		fetches := cl.PollRecords(ctx, p.cfg.Projector.MaxBatch)
@@ -171,6 +177,37 @@ func (p *Projector) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// leaveStatic removes this projector's static member from the group after
+// a clean stop. A static member's client does not leave on close: its
+// partitions stay reserved until the same instance id rejoins or the
+// session times out. That is what a crash wants (the container restarts
+// in the same pod, under the same name, and takes them back without a
+// rebalance), not a stop: the pod is going away and its replacement may
+// have another name.
+func (p *Projector) leaveStatic(ctx context.Context) {
+	id := p.cfg.Groups.ProjectorInstanceID
+	if id == "" {
+		return
+	}
+	cl, err := kgo.NewClient(p.opts...)
+	if err != nil {
+		p.log.Warn("static member not removed from the group; its partitions wait for the session timeout", "instance_id", id, "err", err)
+		return
+	}
+	defer cl.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := kadm.NewClient(cl).LeaveGroup(lctx, kadm.LeaveGroup(p.cfg.Groups.Projector).InstanceIDs(id).Reason("projector stopped"))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		p.log.Warn("static member not removed from the group; its partitions wait for the session timeout", "instance_id", id, "err", err)
+		return
+	}
+	p.log.Info("static member left the group", "instance_id", id)
 }
 
 // graceContext returns a context that ends grace after parent ends.

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/store"
+	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
 // fakeStore records calls in order; it is pure logic, the real store is
@@ -174,5 +176,50 @@ func TestPoisonDeadLetteredOncePerBatch(t *testing.T) {
 	}
 	if len(st.outbox) != 1 || st.versions["X"] != 1 {
 		t.Fatalf("after retries: outbox %d, version %d", len(st.outbox), st.versions["X"])
+	}
+}
+
+// TestStaticMemberLeavesOnCleanStop: with groups.projector_instance_id
+// (static membership) the Kafka client does not leave the group when it
+// closes, so a pod that Kubernetes replaces under a new name would keep
+// its partitions reserved for the whole session timeout. A clean stop
+// (SIGTERM) must remove the static member at once.
+func TestStaticMemberLeavesOnCleanStop(t *testing.T) {
+	testenv.RequireRealKafka(t)
+	brokers := testenv.Kafka(t)
+	cfg := testConfig()
+	cfg.Topics.Events = testenv.Topic(t, "events")
+	cfg.Groups.Projector = testenv.Topic(t, "group")
+	cfg.Groups.ProjectorInstanceID = "projector-0"
+	cfg.Kafka.SessionTimeout = 60 * time.Second
+	testenv.CreateTopic(t, brokers, cfg.Topics.Events, 2)
+	p := New(cfg, &fakeStore{versions: map[string]int64{}}, WithLogger(slog.New(slog.DiscardHandler)), WithKafkaOptions(kgo.SeedBrokers(brokers...)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for p.Stats.Assigned.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the projector never got partitions")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer dcancel()
+	groups, err := kadm.NewClient(cl).DescribeGroups(dctx, cfg.Groups.Projector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := groups[cfg.Groups.Projector]; len(g.Members) != 0 {
+		t.Fatalf("after a clean stop the group still has %d member(s) (state %s): their partitions stay reserved for the session timeout", len(g.Members), g.State)
 	}
 }
