@@ -47,6 +47,7 @@ routing:
 		{"bad duration from env", base, map[string]string{"FANOUT_RELAY_LEASE_TTL": "ten"}, "relay.lease_ttl", "FANOUT_RELAY_LEASE_TTL"},
 		{"produce timeout vs lease", "relay: {lease_ttl: 4s, produce_timeout: 3s}\n", nil, "relay.produce_timeout", "lease_ttl"},
 		{"produce timeout over a quarter of the lease", "relay: {lease_ttl: 8s, produce_timeout: 2s}\n", nil, "relay.produce_timeout", "lease_ttl/4 - 500ms"},
+		{"transactions on event hubs", "kafka:\n  tls: {enabled: true}\n  sasl: {mechanism: PLAIN, username: $ConnectionString, password_env: X}\nrelay: {transactional: true}\n", nil, "relay.transactional", "lease-token fence"},
 		{"event cannot fit a record", "source: {max_event_bytes: 1000000}\nkafka: {max_record_bytes: 1000000}\n", nil, "source.max_event_bytes", "raise kafka.max_record_bytes"},
 		{"bad write concern", "mongo: {write_concern: most}\n", nil, "mongo.write_concern", "majority"},
 		{"bad uri", "mongo: {uri: 'http://x'}\n", nil, "mongo.uri", "connection string"},

@@ -162,6 +162,9 @@ func (c *Config) Validate() error {
 	if c.Relay.MaxReadBytes < int(c.Kafka.MaxRecordBytes) {
 		e.add("relay.max_read_bytes", "%d is below kafka.max_record_bytes (%d): one entry could not be read", "use at least kafka.max_record_bytes (default 16777216)", c.Relay.MaxReadBytes, c.Kafka.MaxRecordBytes)
 	}
+	if c.Relay.Transactional && c.Kafka.SASL.Username == "$ConnectionString" {
+		e.add("relay.transactional", "is true but the SASL user is $ConnectionString (Azure Event Hubs), which has no Kafka transactions", "set relay.transactional: false; on Event Hubs the workers' lease-token fence drops a former leader's late records")
+	}
 	if c.Topics.RelayDLQ != "" && c.Topics.RelayDLQ == c.Topics.Notifications {
 		e.add("topics.relay_dlq", "is the notifications topic", "name another topic, or leave it empty for quote-notifications.relay-dlq")
 	}
