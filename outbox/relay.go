@@ -191,7 +191,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			p = np
 		}
-		n, again, err := r.iterate(ctx, p.send, lease, token)
+		n, err := r.iterate(ctx, p.send, lease, token)
 		r.publishStatus(ctx, token)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -209,7 +209,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
 			continue
 		}
-		if n > 0 || again {
+		if n > 0 {
 			idle = time.Millisecond
 			continue
 		}
@@ -305,8 +305,10 @@ func (r *Relay) publishStatus(ctx context.Context, token int64) {
 }
 
 // iterate runs one relay iteration and returns how many entries it
-// published, and whether to go on at once though it published nothing
-// (the cursor moved past a held page, or the read bound cut the read).
+// published. An iteration that only moved the cursor past a held page
+// publishes nothing, so the relay's idle backoff paces a pass over a held
+// backlog (at most relay.idle_backoff per page) instead of the store's
+// speed.
 //
 // The page is read from the cursor on, not always from the start: when
 // most of a page is held (its READ documents missing, behind, or with a
@@ -315,12 +317,12 @@ func (r *Relay) publishStatus(ctx context.Context, token int64) {
 // the outbox. Page order (seq) therefore decides only when an entry is
 // looked at, never whether, and version order per aggregate comes from
 // the versions, so neither depends on the projector hosts' clocks.
-func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, bool, error) {
+func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, error) {
 	r.Stats.Iterations.Add(1)
 	r.del.prune()
 	page, err := r.st.PendingOutbox(ctx, r.cursor, r.cfg.Relay.BatchSize)
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	full := len(page) >= r.cfg.Relay.BatchSize
 	var lastSeq int64
@@ -336,7 +338,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	ids = slices.Compact(ids)
 	versions, err := r.st.Versions(ctx, ids)
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	readySet := make(map[string]bool, len(ids))
 	held := 0
@@ -368,25 +370,21 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		r.cursor = math.MinInt64
 	}
 	if len(readySet) == 0 {
-		// Go on at once when the cursor moved past a held page.
-		if full && r.cursor != math.MinInt64 {
-			return 0, true, nil
-		}
-		return 0, false, nil
+		return 0, nil
 	}
 	ready := make([]string, 0, len(readySet))
 	for id := range readySet {
 		ready = append(ready, id)
 	}
 	slices.Sort(ready)
-	all, more, err := r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes)
+	all, _, err := r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes)
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	all = r.unpublished(all)
 	publish := Publishable(all, versions)
 	if len(publish) == 0 {
-		return 0, false, nil
+		return 0, nil
 	}
 	for _, e := range publish {
 		r.status.release(e.ID)
@@ -394,12 +392,11 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 
 	// Never start a publish that could outlive the lease.
 	if _, ok := lease.Token(r.cfg.Relay.ProduceTimeout); !ok {
-		return 0, false, nil
+		return 0, nil
 	}
 	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
 	defer cancel()
-	n, err := r.publish(ctx, pctx, send, publish, token)
-	return n, more, err
+	return r.publish(ctx, pctx, send, publish, token)
 }
 
 // sender produces one group of records: per-record results, and an error
