@@ -310,13 +310,15 @@ func (r *Relay) publishStatus(ctx context.Context, token int64) {
 // backlog (at most relay.idle_backoff per page) instead of the store's
 // speed.
 //
-// The page is read from the cursor on, not always from the start: when
-// most of a page is held (its READ documents missing, behind, or with a
-// version that is not a number), the next page starts after it, so held
-// entries never hide the ones behind them; the cursor wraps at the end of
-// the outbox. Page order (seq) therefore decides only when an entry is
-// looked at, never whether, and version order per aggregate comes from
-// the versions, so neither depends on the projector hosts' clocks.
+// The page is read from the cursor on, not always from the start: after a
+// full page the next one starts behind it, and the cursor wraps at the end
+// of the outbox. Held entries (READ documents missing, behind, or with a
+// version that is not a number) therefore never hide the ones behind
+// them, and every entry is looked at within one pass over the backlog,
+// whatever its seq: seq (a projector host's clock) decides only when in
+// the pass an entry is looked at, never whether, and version order per
+// aggregate comes from the versions. Nothing depends on the projector
+// hosts' clocks agreeing.
 func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, error) {
 	r.Stats.Iterations.Add(1)
 	r.del.prune()
@@ -360,14 +362,11 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		}
 	}
 	r.Stats.Held.Add(int64(held))
-	switch {
-	case !full:
+	if full {
+		r.cursor = lastSeq
+	} else {
 		r.cursor = math.MinInt64
 		r.status.cycle()
-	case held*2 >= len(page):
-		r.cursor = lastSeq
-	default:
-		r.cursor = math.MinInt64
 	}
 	if len(readySet) == 0 {
 		return 0, nil
