@@ -144,7 +144,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Broker.
-	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications}
+	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications, cfg.RelayDLQTopic()}
 	for name := range cfg.Connectors {
 		topics = append(topics, cfg.DLQTopic(name), cfg.RetryTopic(name))
 	}
