@@ -171,6 +171,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				// produce): another relay tracks the held entries, and a
 				// transactional client is fenced by the next leader.
 				r.status.reset()
+				clear(r.suspects)
 				r.cursor = math.MinInt64
 				p.close()
 				p = nil
