@@ -148,7 +148,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Broker.
-	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications}
+	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications, cfg.RelayDLQTopic()}
 	for name := range cfg.Connectors {
 		topics = append(topics, cfg.DLQTopic(name), cfg.RetryTopic(name))
 	}
@@ -285,7 +285,7 @@ routing:
       fields: {currency: XXX}
       targets: [logic_apps, salesforce]
 relay:
-  lease_ttl: 5s
+  lease_ttl: 10s
   produce_timeout: 2s
 delivery:
   breaker: {consecutive_failures: 5, open_timeout: 5s, half_open_probes: 1}

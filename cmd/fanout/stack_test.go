@@ -111,7 +111,7 @@ topics:
   retry_prefix: %s.retry.
 groups: {projector: %s, worker_prefix: %s-}
 mongo: {uri: %q, database: %s, timeout: 20s}
-relay: {lease_ttl: 3s, produce_timeout: 1s}
+relay: {lease_ttl: 6s, produce_timeout: 1s}
 connectors:
   logic_apps:
     type: logicapps

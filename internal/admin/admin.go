@@ -198,6 +198,7 @@ func routeTable() []route {
 		{"GET", "/v1/connectors/{name}/dead-letters/{partition}/{offset}", config.ScopeRead, (*Server).getDeadLetter},
 		{"POST", "/v1/connectors/{name}/replay", config.ScopeReplay, (*Server).replay},
 		{"GET", "/v1/audit", config.ScopeRead, (*Server).listAudit},
+		{"GET", "/v1/relay", config.ScopeRead, (*Server).getRelay},
 	}
 }
 

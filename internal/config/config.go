@@ -97,6 +97,9 @@ type Topics struct {
 	// admin API replays dead letters into and the connector's workers read
 	// besides the notifications topic: quote-notifications.retry.<connector>.
 	RetryPrefix string `yaml:"retry_prefix"`
+	// RelayDLQ receives the outbox entries the relay can never produce
+	// (too large, invalid); empty means Notifications + ".relay-dlq".
+	RelayDLQ string `yaml:"relay_dlq"`
 }
 
 // Groups names the consumer groups.
@@ -189,8 +192,46 @@ type Relay struct {
 	// over within LeaseTTL plus one check interval.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// LeaseName distinguishes relays of different pipelines in one store.
-	LeaseName      string        `yaml:"lease_name"`
+	LeaseName string `yaml:"lease_name"`
+	// ProduceTimeout bounds one produce (the client's record delivery
+	// timeout); with ProduceOverhead it must stay under LeaseTTL/4, the
+	// margin by which a leader stops before a standby may take over.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// HoldAlertAfter is how long an entry may be held (its READ document
+	// missing or behind) before it shows in fanout_relay_held_alerting
+	// and in the admin API's relay status.
+	HoldAlertAfter time.Duration `yaml:"hold_alert_after"`
+	// Transactional makes the relay produce in Kafka transactions whose
+	// transactional id derives from LeaseName, so that the broker fences
+	// a paused former leader (PRODUCER_FENCED). Needs a broker with
+	// transactions (Apache Kafka, Confluent, Redpanda; not Azure Event
+	// Hubs), and workers then read with read_committed isolation.
+	Transactional bool `yaml:"transactional"`
+	// MaxReadBytes and MaxReadEntries bound what one iteration reads of
+	// the ready aggregates' entries (the Value bytes, and the count).
+	MaxReadBytes   int `yaml:"max_read_bytes"`
+	MaxReadEntries int `yaml:"max_read_entries"`
+}
+
+// ProduceOverhead is what the relay allows on top of relay.produce_timeout
+// for one produce (metadata, connection, transaction commit).
+const ProduceOverhead = 500 * time.Millisecond
+
+// NotificationOverhead is the most a notification adds to its source
+// event's bytes: the envelope's fields, the record headers (CloudEvents,
+// routing, version, lease token, traceparent) and the record batch framing.
+const NotificationOverhead = 8 << 10
+
+// TransactionalID is the relay's Kafka transactional id, derived from the
+// lease name so that every relay of one pipeline shares it.
+func (c *Config) TransactionalID() string { return "fanout-relay-" + c.Relay.LeaseName }
+
+// RelayDLQTopic returns the relay's dead-letter topic.
+func (c *Config) RelayDLQTopic() string {
+	if c.Topics.RelayDLQ != "" {
+		return c.Topics.RelayDLQ
+	}
+	return c.Topics.Notifications + ".relay-dlq"
 }
 
 // Routing holds the routing rules; the first matching rule wins, else the
@@ -408,7 +449,10 @@ func Default() Config {
 			IdleBackoff:    50 * time.Millisecond,
 			LeaseTTL:       10 * time.Second,
 			LeaseName:      "relay",
-			ProduceTimeout: 3 * time.Second,
+			ProduceTimeout: 2 * time.Second,
+			HoldAlertAfter: 5 * time.Minute,
+			MaxReadBytes:   16 << 20,
+			MaxReadEntries: 5000,
 		},
 		Routing: Routing{Default: RouteAction{Priority: "normal"}},
 		Delivery: Delivery{

@@ -126,6 +126,11 @@ func (c *Config) Validate() error {
 	if c.Source.MaxEventBytes < 64 || c.Source.MaxEventBytes > 16<<20 {
 		e.add("source.max_event_bytes", "%d is out of range", "use a value between 64 and 16777216 (MongoDB's document limit)", c.Source.MaxEventBytes)
 	}
+	if c.Kafka.MaxRecordBytes >= 1024 && c.Source.MaxEventBytes+NotificationOverhead > int(c.Kafka.MaxRecordBytes) {
+		e.add("source.max_event_bytes", "%d plus up to %d bytes of notification envelope and headers exceeds kafka.max_record_bytes (%d): the largest accepted event could never be published",
+			"lower source.max_event_bytes to at most kafka.max_record_bytes - 8192, or raise kafka.max_record_bytes (and the notifications topic's max.message.bytes) to at least source.max_event_bytes + 8192",
+			c.Source.MaxEventBytes, NotificationOverhead, c.Kafka.MaxRecordBytes)
+	}
 
 	if c.Projector.MaxBatch < 1 || c.Projector.MaxBatch > 100000 {
 		e.add("projector.max_batch", "%d is out of range", "use 1..100000 (default 500)", c.Projector.MaxBatch)
@@ -144,10 +149,25 @@ func (c *Config) Validate() error {
 		e.add("relay.lease_ttl", "%s is too short", "use at least 1s (default 10s)", c.Relay.LeaseTTL)
 	}
 	if c.Relay.ProduceTimeout < time.Second {
-		e.add("relay.produce_timeout", "%s is below 1s, the Kafka client's minimum record delivery timeout", "use at least 1s (default 3s)", c.Relay.ProduceTimeout)
+		e.add("relay.produce_timeout", "%s is below 1s, the Kafka client's minimum record delivery timeout", "use at least 1s (default 2s)", c.Relay.ProduceTimeout)
 	}
-	if c.Relay.ProduceTimeout >= c.Relay.LeaseTTL/2 && c.Relay.LeaseTTL >= time.Second {
-		e.add("relay.produce_timeout", "must be below half of relay.lease_ttl so a relay that lost its lease stops before a standby can take over", "lower relay.produce_timeout or raise relay.lease_ttl")
+	if c.Relay.LeaseTTL >= time.Second && c.Relay.ProduceTimeout+ProduceOverhead > c.Relay.LeaseTTL/4 {
+		e.add("relay.produce_timeout", "%s plus %s of overhead exceeds a quarter of relay.lease_ttl (%s): a relay that lost its lease could still land a produce after a standby took over",
+			"lower relay.produce_timeout to at most relay.lease_ttl/4 - 500ms, or raise relay.lease_ttl to at least 4 x (produce_timeout + 500ms)",
+			c.Relay.ProduceTimeout, ProduceOverhead, c.Relay.LeaseTTL)
+	}
+	positive(&e, "relay.hold_alert_after", c.Relay.HoldAlertAfter)
+	if c.Relay.MaxReadEntries < c.Relay.BatchSize {
+		e.add("relay.max_read_entries", "%d is below relay.batch_size (%d)", "use at least relay.batch_size (default 5000)", c.Relay.MaxReadEntries, c.Relay.BatchSize)
+	}
+	if c.Relay.MaxReadBytes < int(c.Kafka.MaxRecordBytes) {
+		e.add("relay.max_read_bytes", "%d is below kafka.max_record_bytes (%d): one entry could not be read", "use at least kafka.max_record_bytes (default 16777216)", c.Relay.MaxReadBytes, c.Kafka.MaxRecordBytes)
+	}
+	if c.Relay.Transactional && c.Kafka.SASL.Username == "$ConnectionString" {
+		e.add("relay.transactional", "is true but the SASL user is $ConnectionString (Azure Event Hubs), which has no Kafka transactions", "set relay.transactional: false; on Event Hubs the workers' lease-token fence drops a former leader's late records")
+	}
+	if c.Topics.RelayDLQ != "" && c.Topics.RelayDLQ == c.Topics.Notifications {
+		e.add("topics.relay_dlq", "is the notifications topic", "name another topic, or leave it empty for quote-notifications.relay-dlq")
 	}
 	nonEmpty(&e, "relay.lease_name", c.Relay.LeaseName)
 

@@ -48,7 +48,7 @@ func newEnv(t testing.TB) *env {
 	cfg.Mongo.URI = e.uri
 	cfg.Mongo.Database = testenv.Database(t)
 	cfg.Mongo.Timeout = 20 * time.Second
-	cfg.Relay.LeaseTTL = 3 * time.Second
+	cfg.Relay.LeaseTTL = 6 * time.Second // produce_timeout + 500ms <= lease_ttl/4
 	cfg.Relay.ProduceTimeout = time.Second
 	cfg.Connectors = map[string]config.Connector{"logic_apps": {Type: "logicapps"}, "salesforce": {Type: "salesforce"}}
 	cfg.Routing = config.Routing{

@@ -128,6 +128,19 @@ func TestKustomize(t *testing.T) {
 				t.Errorf("no ConfigMap holds %s", render.ConfigFile)
 			}
 
+			// Static membership for the projector, keyed by the pod name.
+			var instanceFromPod bool
+			for _, c := range list(deployments["projector"], "spec", "template", "spec", "containers") {
+				for _, ev := range list(c, "env") {
+					if str(ev, "name") == config.EnvPrefix+"GROUPS_PROJECTOR_INSTANCE_ID" && str(ev, "valueFrom", "fieldRef", "fieldPath") == "metadata.name" {
+						instanceFromPod = true
+					}
+				}
+			}
+			if !instanceFromPod {
+				t.Errorf("projector: FANOUT_GROUPS_PROJECTOR_INSTANCE_ID is not set from metadata.name (static membership)")
+			}
+
 			secretKeys := map[string]bool{}
 			for name, d := range deployments {
 				connector := wantDeployments[name]

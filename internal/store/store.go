@@ -413,3 +413,13 @@ type redactedError struct {
 
 func (e redactedError) Error() string { return e.msg }
 func (e redactedError) Unwrap() error { return e.err }
+
+// PutRawDomain replaces the domain document id with doc as given, version
+// field included whatever its type (tests and tools: a READ document an
+// operator or another writer left behind).
+func (s *Store) PutRawDomain(ctx context.Context, id string, doc bson.D) error {
+	if _, err := s.domain.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("store: put domain document: %w", err)
+	}
+	return nil
+}
