@@ -128,7 +128,7 @@ func TestPoisonRecords(t *testing.T) {
 	e := newEnv(t)
 	startPipeline(t, e)
 	c := collect(t, e)
-	big := `{"id":"big","quote_id":"P","version":1,"blob":"` + strings.Repeat("x", e.cfg.Source.MaxEventBytes) + `"}`
+	big := `{"id":"big","event_type":"quote_created","quote_id":"P","version":1,"blob":"` + strings.Repeat("x", e.cfg.Source.MaxEventBytes) + `"}`
 	cases := []struct {
 		value  string
 		reason string
@@ -140,7 +140,7 @@ func TestPoisonRecords(t *testing.T) {
 		{`{"id":"p-nover","event_type":"quote_created","quote_id":"P"}`, consumer.ReasonMissingVersion},
 		{`{"id":"p-op","event_type":"quote_created","quote_id":"P","version":1,"$set":{"x":1}}`, consumer.ReasonOperatorField},
 		{`{"id":"p-op2","event_type":"quote_created","quote_id":"P","version":1,"a":{"b.c":1}}`, consumer.ReasonOperatorField},
-		{`{"id":"p-badver","event_type":"quote_created","quote_id":"P","version":"x"}`, consumer.ReasonBadVersion},
+		{`{"id":"p-badver","event_type":"quote_created","quote_id":"P","version":"x"}`, envelope.ReasonTypeMismatch},
 		{big, consumer.ReasonTooLarge},
 	}
 	var recs []*kgo.Record
