@@ -268,6 +268,11 @@ func collect(t *testing.T, e *env) *collector {
 			}
 			c.mu.Lock()
 			for _, r := range recs {
+				// Every notification of every end-to-end test must be a
+				// valid CloudEvent and satisfy the published contract.
+				if err := checkNotification(r); err != nil {
+					t.Errorf("notification at %d/%d (key %q) is invalid: %v", r.Partition, r.Offset, r.Key, err)
+				}
 				m := envelope.ParseMeta(r)
 				var v map[string]any
 				_ = json.Unmarshal(r.Value, &v)

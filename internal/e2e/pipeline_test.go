@@ -147,7 +147,7 @@ func TestPoisonRecords(t *testing.T) {
 	for _, tc := range cases {
 		recs = append(recs, &kgo.Record{Key: []byte("P"), Value: []byte(tc.value)})
 	}
-	good := sourceEvent{ID: "good-1", Type: "quote_created", QuoteID: "P", Version: 1, Amount: 7, Cur: "EUR"}
+	good := sourceEvent{ID: "good-1", Type: "quote_created", QuoteID: "P", Version: 1, Time: "2025-07-14T10:00:00Z", Amount: 7, Cur: "EUR"}
 	gb, _ := json.Marshal(good)
 	recs = append(recs, &kgo.Record{Key: []byte("P"), Value: gb})
 	produceRaw(t, e.brokers, e.cfg.Topics.Events, recs...)
