@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
@@ -134,8 +137,59 @@ func checkCloudEvent(r *kgo.Record) error {
 	return nil
 }
 
+// notificationContract compiles the JSON Schema `fanout schema
+// notification` prints for cfg, with formats (date-time) asserted.
+func notificationContract(t testing.TB, cfg *config.Config) *jsonschema.Schema {
+	t.Helper()
+	names := make([]string, 0, len(cfg.Connectors))
+	for n := range cfg.Connectors {
+		names = append(names, n)
+	}
+	b, err := envelope.NotificationSchema(envelope.SchemaOptions{AggregateType: cfg.Source.AggregateType,
+		IDField: cfg.Source.IDField, MaxIDBytes: cfg.Source.MaxIDBytes, EventTypes: cfg.Source.EventTypes, Connectors: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(envelope.NotificationSchemaID, doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile(envelope.NotificationSchemaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch
+}
+
 // checkNotification returns why a record on the notifications topic breaks
-// the contract, or nil.
-func checkNotification(r *kgo.Record) error {
-	return checkCloudEvent(r)
+// the contract, or nil: it must be a valid CloudEvent, its value must
+// satisfy the published JSON Schema, and headers and value must agree.
+func checkNotification(r *kgo.Record, contract *jsonschema.Schema) error {
+	if err := checkCloudEvent(r); err != nil {
+		return err
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Value))
+	if err != nil {
+		return fmt.Errorf("value is not JSON: %w", err)
+	}
+	if err := contract.Validate(v); err != nil {
+		return fmt.Errorf("value breaks the notification schema: %w", err)
+	}
+	obj, _ := v.(map[string]any)
+	ceType, _ := envelope.Header(r, envelope.HeaderType)
+	ceID, _ := envelope.Header(r, envelope.HeaderID)
+	if obj["event_type"] != ceType || obj["id"] != ceID {
+		return fmt.Errorf("headers ce_type %q ce_id %q disagree with the value's %v %v", ceType, ceID, obj["event_type"], obj["id"])
+	}
+	if ts, _ := obj["timestamp"].(string); ts != "" {
+		if ceTime, _ := envelope.Header(r, envelope.HeaderTime); ceTime != ts {
+			return fmt.Errorf("ce_time %q is not the event's timestamp %q", ceTime, ts)
+		}
+	}
+	return nil
 }

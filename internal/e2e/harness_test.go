@@ -245,6 +245,7 @@ func collect(t *testing.T, e *env) *collector {
 	if err != nil {
 		t.Fatal(err)
 	}
+	contract := notificationContract(t, e.cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{ids: map[string]int{}, done: make(chan struct{})}
 	c.stop = func() { cancel(); <-c.done; cl.Close() }
@@ -270,7 +271,7 @@ func collect(t *testing.T, e *env) *collector {
 			for _, r := range recs {
 				// Every notification of every end-to-end test must be a
 				// valid CloudEvent and satisfy the published contract.
-				if err := checkNotification(r); err != nil {
+				if err := checkNotification(r, contract); err != nil {
 					t.Errorf("notification at %d/%d (key %q) is invalid: %v", r.Partition, r.Offset, r.Key, err)
 				}
 				m := envelope.ParseMeta(r)
