@@ -69,4 +69,3 @@ func MalformedEvents(maxEventBytes int) []MalformedEvent {
 		{"too large", `{"id":"bad-38",` + h + `,"x":"` + strings.Repeat("y", maxEventBytes) + `"}`, envelope.ReasonTooLarge},
 	}
 }
-
