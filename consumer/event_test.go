@@ -158,3 +158,20 @@ func TestDecodeSchemas(t *testing.T) {
 		t.Fatal("NewDecoder accepted a missing schema file")
 	}
 }
+
+// BenchmarkDecode: the cost of strict decoding of a typical event.
+//
+//	go test -run '^$' -bench Decode -benchmem ./consumer/
+func BenchmarkDecode(b *testing.B) {
+	d, err := NewDecoder(config.Default().Source)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &kgo.Record{Value: []byte(`{"id":"e1","event_type":"quote_created","quote_id":"Q1","version":3,"timestamp":"2025-07-14T10:00:00Z","user_id":"U67890","amount":5000,"currency":"INR","profile_snapshot":{"name":"Jane Doe","email":"jane@example.com","tags":["a","b"]}}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, pe := d.Decode(r); pe != nil {
+			b.Fatal(pe)
+		}
+	}
+}
