@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -129,27 +128,24 @@ func (d *Decoder) Decode(r *kgo.Record) (*Event, *PoisonError) {
 	if len(r.Value) > src.MaxEventBytes {
 		return nil, poison(ReasonTooLarge, "value is %d bytes, over source.max_event_bytes %d", len(r.Value), src.MaxEventBytes)
 	}
-	if err := strictjson.Check(r.Value, src.MaxDepth); err != nil {
-		switch err.Kind {
+	// One strict pass: encoding/json alone would keep the last of two
+	// equal keys and turn bad bytes into U+FFFD.
+	doc, serr := strictjson.Decode(r.Value, src.MaxDepth)
+	if serr != nil {
+		switch serr.Kind {
 		case strictjson.InvalidUTF8:
-			return nil, poison(envelope.ReasonInvalidUTF8, "%v", err)
+			return nil, poison(envelope.ReasonInvalidUTF8, "%v", serr)
 		case strictjson.DuplicateKey:
-			return nil, poison(envelope.ReasonDuplicateKey, "%v", err)
+			return nil, poison(envelope.ReasonDuplicateKey, "%v", serr)
 		case strictjson.TooDeep:
-			return nil, poison(envelope.ReasonTooDeep, "%v (source.max_depth)", err)
+			return nil, poison(envelope.ReasonTooDeep, "%v (source.max_depth)", serr)
 		default:
-			return nil, poison(ReasonNotJSON, "%v", err)
+			return nil, poison(ReasonNotJSON, "%v", serr)
 		}
 	}
-	trimmed := bytes.TrimLeft(r.Value, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
+	fields, ok := doc.(map[string]any)
+	if !ok {
 		return nil, poison(ReasonNotObject, "value is JSON but not an object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(r.Value))
-	dec.UseNumber()
-	var fields map[string]any
-	if err := dec.Decode(&fields); err != nil {
-		return nil, poison(ReasonNotJSON, "value is not valid JSON: %v", err)
 	}
 	if path, ok := operatorField(fields); ok {
 		return nil, poison(ReasonOperatorField, "field name %q starts with '$' or contains '.' or NUL, or is empty", path)

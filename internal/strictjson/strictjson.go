@@ -56,35 +56,47 @@ func (e *Error) Error() string {
 }
 
 type frame struct {
-	object  bool
+	obj     map[string]any // the object being built, or nil for an array
+	arr     []any          // the array being built
 	wantKey bool
 	key     string // current key, in an object
-	index   int    // current element, in an array
-	keys    map[string]struct{}
 }
 
 // Check returns nil when data is one JSON value with valid UTF-8, no
 // duplicate keys and at most maxDepth levels of objects and arrays.
 func Check(data []byte, maxDepth int) *Error {
+	_, err := Decode(data, maxDepth)
+	return err
+}
+
+// Decode checks data as Check does and returns its value, decoded as
+// encoding/json decodes into an any with UseNumber: objects as
+// map[string]any, arrays as []any, numbers as json.Number. It reads data
+// once.
+func Decode(data []byte, maxDepth int) (any, *Error) {
 	if !utf8.Valid(data) {
 		off := invalidUTF8Offset(data)
-		return &Error{Kind: InvalidUTF8, Offset: off, Msg: "invalid UTF-8 byte sequence"}
+		return nil, &Error{Kind: InvalidUTF8, Offset: off, Msg: "invalid UTF-8 byte sequence"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	var stack []*frame
-	top := 0 // top-level values read
-	// valueDone marks the end of a value in the enclosing container.
-	valueDone := func() {
+	var (
+		stack []*frame
+		root  any
+		done  bool // the top-level value is complete
+	)
+	// put places a complete value in the enclosing container.
+	put := func(v any) {
 		if len(stack) == 0 {
-			top++
+			root, done = v, true
 			return
 		}
 		f := stack[len(stack)-1]
-		if f.object {
+		if f.obj != nil {
+			f.obj[f.key] = v
 			f.wantKey = true
 		} else {
-			f.index++
+			f.arr = append(f.arr, v)
 		}
 	}
 	for {
@@ -94,50 +106,57 @@ func Check(data []byte, maxDepth int) *Error {
 			break
 		}
 		if err != nil {
-			return &Error{Kind: Syntax, Path: pointer(stack), Offset: off, Msg: "not valid JSON: " + err.Error()}
+			return nil, &Error{Kind: Syntax, Path: pointer(stack), Offset: off, Msg: "not valid JSON: " + err.Error()}
 		}
-		if top > 0 {
-			return &Error{Kind: Syntax, Offset: off, Msg: "data after the JSON value"}
+		if done {
+			return nil, &Error{Kind: Syntax, Offset: off, Msg: "data after the JSON value"}
 		}
 		switch t := tok.(type) {
 		case json.Delim:
 			switch t {
 			case '{', '[':
 				if len(stack) >= maxDepth {
-					return &Error{Kind: TooDeep, Path: pointer(stack), Offset: off,
+					return nil, &Error{Kind: TooDeep, Path: pointer(stack), Offset: off,
 						Msg: fmt.Sprintf("objects and arrays nest deeper than %d levels", maxDepth)}
 				}
-				stack = append(stack, &frame{object: t == '{', wantKey: t == '{'})
+				f := &frame{}
+				if t == '{' {
+					f.obj, f.wantKey = make(map[string]any, 8), true
+				} else {
+					f.arr = []any{}
+				}
+				stack = append(stack, f)
 			default:
+				f := stack[len(stack)-1]
 				stack = stack[:len(stack)-1]
-				valueDone()
+				if f.obj != nil {
+					put(f.obj)
+				} else {
+					put(f.arr)
+				}
 			}
 		case string:
 			if len(stack) > 0 && stack[len(stack)-1].wantKey {
 				f := stack[len(stack)-1]
-				if f.keys == nil {
-					f.keys = make(map[string]struct{}, 8)
-				}
 				f.key = t
-				if _, dup := f.keys[t]; dup {
-					return &Error{Kind: DuplicateKey, Path: pointer(stack), Offset: off, Msg: fmt.Sprintf("key %q appears twice in one object", t)}
+				if _, dup := f.obj[t]; dup {
+					return nil, &Error{Kind: DuplicateKey, Path: pointer(stack), Offset: off, Msg: fmt.Sprintf("key %q appears twice in one object", t)}
 				}
-				f.keys[t] = struct{}{}
 				f.wantKey = false
 				continue
 			}
-			valueDone()
+			put(t)
 		default:
-			valueDone()
+			put(t)
 		}
 	}
-	if top == 0 {
-		return &Error{Kind: Syntax, Offset: 0, Msg: "no JSON value"}
+	if !done {
+		return nil, &Error{Kind: Syntax, Offset: 0, Msg: "no JSON value"}
 	}
 	if off := loneSurrogate(data); off >= 0 {
-		return &Error{Kind: InvalidUTF8, Offset: off, Msg: "\\u escape of a lone UTF-16 surrogate"}
+		return nil, &Error{Kind: InvalidUTF8, Offset: off, Msg: "\\u escape of a lone UTF-16 surrogate"}
 	}
-	return nil
+	return root, nil
 }
 
 // pointer renders the path to the current position as a JSON Pointer.
@@ -145,10 +164,10 @@ func pointer(stack []*frame) string {
 	var b strings.Builder
 	for _, f := range stack {
 		b.WriteByte('/')
-		if f.object {
+		if f.obj != nil {
 			b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(f.key))
 		} else {
-			b.WriteString(strconv.Itoa(f.index))
+			b.WriteString(strconv.Itoa(len(f.arr)))
 		}
 	}
 	return b.String()

@@ -2,6 +2,7 @@ package strictjson
 
 import (
 	"bytes"
+	"reflect"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -53,7 +54,8 @@ func TestCheck(t *testing.T) {
 }
 
 // FuzzCheck: Check never panics, accepts only what encoding/json accepts,
-// and what it accepts decodes and re-encodes to a value it accepts too.
+// Decode yields what encoding/json decodes, and what it accepts re-encodes
+// to a value it accepts too.
 //
 //	go test -run '^$' -fuzz '^FuzzCheck$' -fuzztime 30s ./internal/strictjson/
 func FuzzCheck(f *testing.F) {
@@ -75,6 +77,13 @@ func FuzzCheck(f *testing.F) {
 		dec.UseNumber() // 1e400 is valid JSON but no float64
 		if err := dec.Decode(&v); err != nil {
 			t.Fatalf("unmarshal: %v", err)
+		}
+		mine, derr := Decode(data, 32)
+		if derr != nil {
+			t.Fatalf("Check accepts what Decode refuses: %v", derr)
+		}
+		if !reflect.DeepEqual(mine, v) {
+			t.Fatalf("Decode = %#v, encoding/json = %#v", mine, v)
 		}
 		again, jerr := json.Marshal(v)
 		if jerr != nil {
