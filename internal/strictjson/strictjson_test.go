@@ -2,8 +2,8 @@ package strictjson
 
 import (
 	"bytes"
-	"reflect"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
