@@ -73,6 +73,10 @@ type Projector struct {
 	// durable: the relay in the same process wakes at once.
 	notify func()
 	seq    atomic.Int64
+	// dec decodes source records; decErr is why it could not be built
+	// (a source configuration that does not compile).
+	dec    *Decoder
+	decErr error
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -94,6 +98,7 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
+	p.dec, p.decErr = NewDecoder(cfg.Source)
 	for _, o := range opts {
 		o(p)
 	}
@@ -104,6 +109,9 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 // hand within projector.shutdown_grace, commits what is durable and leaves
 // the group. It returns nil on a clean stop.
 func (p *Projector) Run(ctx context.Context) error {
+	if p.decErr != nil {
+		return fmt.Errorf("projector: %w", p.decErr)
+	}
 	opts := append(slices.Clone(p.opts),
 		kgo.ConsumerGroup(p.cfg.Groups.Projector),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
@@ -271,6 +279,9 @@ type Producer interface {
 // outbox entries inserted, READ model written, each step tried once. It
 // is safe to call again with the same records after any failure.
 func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.Record) error {
+	if p.decErr != nil {
+		return fmt.Errorf("projector: %w", p.decErr)
+	}
 	p.Stats.Batches.Add(1)
 	events, poisons := p.decode(recs)
 	if err := p.deadLetter(ctx, prod, poisons); err != nil {
@@ -293,7 +304,7 @@ func (p *Projector) decode(recs []*kgo.Record) ([]*Event, []*kgo.Record) {
 		seen    = make(map[string]struct{}, len(recs))
 	)
 	for _, r := range recs {
-		ev, pe := Decode(r, p.cfg.Source)
+		ev, pe := p.dec.Decode(r)
 		if pe != nil {
 			poisons = append(poisons, p.dlqRecord(r, pe))
 			continue

@@ -88,14 +88,14 @@ func TestHandleBatch(t *testing.T) {
 	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	prod := &fakeProducer{}
 	recs := []*kgo.Record{
-		rec(0, `{"id":"a1","quote_id":"A","version":1,"amount":1}`), // stale: stored is 2
-		rec(1, `{"id":"a3","quote_id":"A","version":3,"amount":3}`),
-		rec(2, `{"id":"a3","quote_id":"A","version":3,"amount":3}`), // duplicate in batch
-		rec(3, `{"id":"b1","quote_id":"B","version":1,"amount":10,"currency":"INR"}`),
-		rec(4, `{"id":"a4","quote_id":"A","version":4,"amount":4}`),
-		rec(5, `{"id":"b0","quote_id":"B","version":1,"amount":99}`), // same version again: stale
+		rec(0, `{"id":"a1","event_type":"quote_updated","quote_id":"A","version":1,"amount":1}`), // stale: stored is 2
+		rec(1, `{"id":"a3","event_type":"quote_updated","quote_id":"A","version":3,"amount":3}`),
+		rec(2, `{"id":"a3","event_type":"quote_updated","quote_id":"A","version":3,"amount":3}`), // duplicate in batch
+		rec(3, `{"id":"b1","event_type":"quote_updated","quote_id":"B","version":1,"amount":10,"currency":"INR"}`),
+		rec(4, `{"id":"a4","event_type":"quote_updated","quote_id":"A","version":4,"amount":4}`),
+		rec(5, `{"id":"b0","event_type":"quote_updated","quote_id":"B","version":1,"amount":99}`), // same version again: stale
 		rec(6, `not json`),
-		rec(7, `{"id":"b2","quote_id":"B","version":2,"currency":"EUR"}`),
+		rec(7, `{"id":"b2","event_type":"quote_updated","quote_id":"B","version":2,"currency":"EUR"}`),
 	}
 	if err := p.HandleBatch(context.Background(), prod, recs); err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestHandleBatch(t *testing.T) {
 func TestStoreErrorsAreRetried(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
 	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
-	err := p.handleWithRetry(context.Background(), &fakeProducer{}, []*kgo.Record{rec(0, `{"id":"x","quote_id":"X","version":1}`)})
+	err := p.handleWithRetry(context.Background(), &fakeProducer{}, []*kgo.Record{rec(0, `{"id":"x","event_type":"quote_updated","quote_id":"X","version":1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestStoreErrorsAreRetried(t *testing.T) {
 	st.failNext = 1 << 30
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := p.handleWithRetry(ctx, &fakeProducer{}, []*kgo.Record{rec(1, `{"id":"y","quote_id":"Y","version":1}`)}); err == nil {
+	if err := p.handleWithRetry(ctx, &fakeProducer{}, []*kgo.Record{rec(1, `{"id":"y","event_type":"quote_updated","quote_id":"Y","version":1}`)}); err == nil {
 		t.Fatal("handleWithRetry succeeded with a failing store and a cancelled context")
 	}
 }

@@ -59,6 +59,7 @@ func commands() []command {
 		{name: "send", summary: "produce source events from a file or stdin", help: helpSend, run: runSend},
 		{name: "run", summary: "projector and relay in one process, against real Kafka and MongoDB", help: helpRun, run: runBoth},
 		{name: "config", summary: "config check: validate a configuration file without connecting", help: helpConfig, run: runConfig},
+		{name: "schema", summary: "schema notification: print the notification contract as a JSON Schema", help: helpSchema, run: runSchema},
 		{name: "deploy", summary: "deploy render: Kubernetes manifests for the configured connectors", help: helpDeploy, run: runDeploy},
 		{name: "version", summary: "print the version and the modules built in", help: helpVersion, run: runVersion},
 	}

@@ -25,6 +25,9 @@ func TestHelp(t *testing.T) {
 		if c.name == "config" {
 			args = []string{"config", "check", "--help"}
 		}
+		if c.name == "schema" {
+			args = []string{"schema", "--help"}
+		}
 		if c.name == "simulate" {
 			args = []string{"simulate", "--help"}
 		}

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,8 +172,41 @@ type Source struct {
 	MissingVersion string `yaml:"missing_version"`
 	// MaxEventBytes rejects larger events to the events DLQ.
 	MaxEventBytes int `yaml:"max_event_bytes"`
-	// CloudEventsSource is the ce_source of notifications.
+	// CloudEventsSource is the ce_source of notifications: a URI-reference
+	// (RFC 3986), e.g. /fanout/quotes.
 	CloudEventsSource string `yaml:"cloudevents_source"`
+	// EventTypes, when set, lists every event type the source may send;
+	// any other type is dead-lettered as unknown_event_type instead of
+	// taking the default route.
+	EventTypes []string `yaml:"event_types"`
+	// IDPattern is a regular expression (RE2) that every aggregate id and
+	// event id must match, on top of the fixed rules (no control
+	// characters, not "." or "..", at most MaxIDBytes). Empty: no further
+	// rule.
+	IDPattern string `yaml:"id_pattern"`
+	// MaxIDBytes bounds aggregate and event ids (UTF-8 bytes).
+	MaxIDBytes int `yaml:"max_id_bytes"`
+	// MaxDepth bounds how deep objects and arrays nest in an event.
+	MaxDepth int `yaml:"max_depth"`
+	// Lenient names the relaxations of strict decoding that are on:
+	// numeric_ids (integer event and aggregate ids are read as their
+	// decimal string) and string_versions (a version given as a decimal
+	// string). None by default.
+	Lenient []string `yaml:"lenient"`
+	// Schemas maps an event type to a JSON Schema file its events must
+	// satisfy; a relative path is relative to the configuration file.
+	Schemas map[string]string `yaml:"schemas"`
+}
+
+// Leniencies that source.lenient accepts.
+const (
+	LenientNumericIDs     = "numeric_ids"
+	LenientStringVersions = "string_versions"
+)
+
+// IsLenient reports whether source.lenient names the relaxation.
+func (s Source) IsLenient(name string) bool {
+	return slices.Contains(s.Lenient, name)
 }
 
 // Projector tunes the projector.
@@ -437,6 +472,8 @@ func Default() Config {
 			MissingVersion:    "reject",
 			MaxEventBytes:     256 << 10,
 			CloudEventsSource: "/fanout/quotes",
+			MaxIDBytes:        512,
+			MaxDepth:          64,
 		},
 		Projector: Projector{
 			MaxBatch:        500,
@@ -494,6 +531,7 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err := Parse(data, &cfg); err != nil {
 			return nil, err
 		}
+		cfg.Source.resolveSchemaPaths(filepath.Dir(path))
 	}
 	if err := ApplyEnv(&cfg, getenv); err != nil {
 		return nil, err
@@ -523,6 +561,17 @@ func yamlProblem(err error) string {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.ReplaceAll(msg, "\n", "; ")
 	return msg
+}
+
+// resolveSchemaPaths makes relative schema paths relative to dir, the
+// configuration file's directory, so a role finds them whatever its
+// working directory.
+func (s *Source) resolveSchemaPaths(dir string) {
+	for t, p := range s.Schemas {
+		if p != "" && !filepath.IsAbs(p) {
+			s.Schemas[t] = filepath.Join(dir, p)
+		}
+	}
 }
 
 // DLQTopic returns the dead-letter topic of a connector.

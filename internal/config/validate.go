@@ -3,12 +3,15 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanout-dev/fanout/internal/eventschema"
 )
 
 var connectorName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
@@ -131,6 +134,7 @@ func (c *Config) Validate() error {
 			"lower source.max_event_bytes to at most kafka.max_record_bytes - 8192, or raise kafka.max_record_bytes (and the notifications topic's max.message.bytes) to at least source.max_event_bytes + 8192",
 			c.Source.MaxEventBytes, NotificationOverhead, c.Kafka.MaxRecordBytes)
 	}
+	c.Source.validateStrict(&e)
 
 	if c.Projector.MaxBatch < 1 || c.Projector.MaxBatch > 100000 {
 		e.add("projector.max_batch", "%d is out of range", "use 1..100000 (default 500)", c.Projector.MaxBatch)
@@ -395,4 +399,54 @@ func nonEmptyCount(vals ...string) int {
 		}
 	}
 	return n
+}
+
+// validateStrict checks the settings of strict decoding, and compiles the
+// schemas so that a broken one stops every role (and config check) before
+// any event is read.
+func (s *Source) validateStrict(e *Errors) {
+	if s.CloudEventsSource == "" {
+		e.add("source.cloudevents_source", "is empty, but ce_source is required", "set a URI-reference naming this pipeline, e.g. /fanout/quotes")
+	} else if _, err := url.Parse(s.CloudEventsSource); err != nil || strings.ContainsAny(s.CloudEventsSource, " \t\r\n") {
+		e.add("source.cloudevents_source", "%q is not a URI-reference (RFC 3986)", "use a URI-reference, e.g. /fanout/quotes or urn:example:quotes; percent-encode spaces", s.CloudEventsSource)
+	}
+	if s.MaxIDBytes < 1 || s.MaxIDBytes > 4096 {
+		e.add("source.max_id_bytes", "%d is out of range", "use 1..4096 (default 512)", s.MaxIDBytes)
+	}
+	if s.MaxDepth < 2 || s.MaxDepth > 1000 {
+		e.add("source.max_depth", "%d is out of range", "use 2..1000 (default 64)", s.MaxDepth)
+	}
+	if s.IDPattern != "" {
+		if _, err := regexp.Compile(s.IDPattern); err != nil {
+			e.add("source.id_pattern", "does not compile: %v", "write an RE2 regular expression (https://github.com/google/re2/wiki/Syntax), e.g. ^[A-Za-z0-9_-]+$", err)
+		}
+	}
+	for i, l := range s.Lenient {
+		switch l {
+		case LenientNumericIDs, LenientStringVersions:
+		default:
+			e.add(fmt.Sprintf("source.lenient[%d]", i), "%q is not a known leniency", "use numeric_ids or string_versions, or remove it", l)
+		}
+	}
+	declared := make(map[string]bool, len(s.EventTypes))
+	for i, t := range s.EventTypes {
+		if t == "" {
+			e.add(fmt.Sprintf("source.event_types[%d]", i), "is empty", "remove it; every event type is non-empty")
+		}
+		declared[t] = true
+	}
+	types := make([]string, 0, len(s.Schemas))
+	for t := range s.Schemas {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		if len(s.EventTypes) > 0 && !declared[t] {
+			e.add("source.schemas."+t, "names an event type that source.event_types does not list", "add it to source.event_types or remove the schema")
+		}
+	}
+	_, errs := eventschema.Compile(s.Schemas)
+	for _, ce := range errs {
+		e.add("source.schemas."+ce.EventType, "%s: %v", "point it at a readable JSON Schema file that compiles (draft 2020-12 unless $schema says otherwise)", ce.Path, ce.Err)
+	}
 }
