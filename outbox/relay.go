@@ -615,8 +615,11 @@ func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store
 }
 
 func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {
+	// ce_time must be RFC 3339 or the notification is no CloudEvent; the
+	// projector checks new events, but an entry written before it did may
+	// carry anything: fall back to the commit time then.
 	ceTime := e.EventTime
-	if ceTime == "" {
+	if _, err := time.Parse(time.RFC3339Nano, ceTime); err != nil {
 		ceTime = e.CreatedAt.UTC().Format(time.RFC3339Nano)
 	}
 	h := []kgo.RecordHeader{

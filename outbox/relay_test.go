@@ -200,3 +200,29 @@ func TestUnproducibleEntryIsDeadLettered(t *testing.T) {
 		t.Fatalf("status dead letters %+v", st.DeadLetters)
 	}
 }
+
+// TestRecordTimeIsAlwaysRFC3339 checks that ce_time is valid CloudEvents
+// whatever an entry carries: entries written before strict decoding may
+// hold a timestamp that is not RFC 3339 (month 13, say).
+func TestRecordTimeIsAlwaysRFC3339(t *testing.T) {
+	created := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	cfg := config.Default()
+	r := New(&cfg, nil)
+	for _, tc := range []struct{ eventTime, want string }{
+		{"2026-11-29T08:00:00Z", "2026-11-29T08:00:00Z"},
+		{"", created.Format(time.RFC3339Nano)},
+		{"2026-13-01T00:00:00Z", created.Format(time.RFC3339Nano)},
+		{"yesterday", created.Format(time.RFC3339Nano)},
+	} {
+		rec := r.record(&store.OutboxEntry{ID: "e", AggregateID: "a", Version: 1, EventType: "t", EventTime: tc.eventTime, CreatedAt: created}, 1)
+		var got string
+		for _, h := range rec.Headers {
+			if h.Key == envelope.HeaderTime {
+				got = string(h.Value)
+			}
+		}
+		if got != tc.want {
+			t.Errorf("event time %q: ce_time %q, want %q", tc.eventTime, got, tc.want)
+		}
+	}
+}
