@@ -1,9 +1,11 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -153,16 +155,41 @@ func (s SigningSettings) String() string {
 // LogValue hides the secret from slog.
 func (s SigningSettings) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// StatusSettings override status classification. Each entry is a status
-// ("409"), a range ("500-599") or a class ("5xx"). A list given replaces
-// its default; a status in none of the lists is Permanent.
+// StatusSettings override how responses are classified. Each status entry
+// is a status ("409"), a range ("500-599") or a class ("5xx"). A list
+// given replaces its default. A status in none of the lists and no
+// default is Permanent.
 type StatusSettings struct {
 	// Success defaults to 200-299.
 	Success []string `yaml:"success"`
 	// Retryable defaults to 408, 425, 429, 500-599.
 	Retryable []string `yaml:"retryable"`
-	// Permanent has no default: everything not matched above.
+	// Permanent has no default: it is what nothing else matches.
 	Permanent []string `yaml:"permanent"`
+	// Halt defaults to 300-399, 401, 403, 404, 410: statuses that say the
+	// endpoint or the credentials are wrong, not the record, so that the
+	// connector pauses instead of dead-lettering every notification.
+	Halt []string `yaml:"halt"`
+	// Body rules classify by the response body, before the status lists;
+	// the first rule that matches decides.
+	Body []BodyRule `yaml:"body"`
+}
+
+// BodyRule classifies a response whose body matches a regular expression.
+//
+//	status:
+//	  body:
+//	    - {match: "(?i)account (suspended|disabled)", class: halt}
+//	    - {match: "\"code\":\"rate_limited\"", statuses: ["400"], class: retryable}
+type BodyRule struct {
+	// Match is a Go regular expression (RE2 syntax) searched for in the
+	// first MaxResponseBody bytes of the body.
+	Match string `yaml:"match"`
+	// Statuses limits the rule to these statuses (same forms as the
+	// status lists); empty means every status that is not a success.
+	Statuses []string `yaml:"statuses"`
+	// Class is retryable, permanent or halt.
+	Class string `yaml:"class"`
 }
 
 // String hides the URL's query and every secret.
@@ -237,38 +264,150 @@ func parseStatuses(field string, items []string) (statusSet, error) {
 			r.hi = r.lo
 		}
 		if err != nil || r.lo < 100 || r.hi > 599 || r.lo > r.hi {
-			return nil, fmt.Errorf("status.%s: %q is not a status, a range like 500-599 or a class like 5xx (100..599)", field, it)
+			return nil, fmt.Errorf("%s: %q is not a status, a range like 500-599 or a class like 5xx (100..599)", field, it)
 		}
 		set = append(set, r)
 	}
 	return set, nil
 }
 
-// classes is the resolved status classification.
+// Class names of the settings.
+const (
+	classSuccess   = "success"
+	classRetryable = "retryable"
+	classPermanent = "permanent"
+	classHalt      = "halt"
+)
+
+// defaultHalt are the statuses that halt unless the settings say otherwise.
+func defaultHalt() statusSet {
+	return statusSet{{300, 399}, {401, 401}, {403, 403}, {404, 404}, {410, 410}}
+}
+
+// bodyRule is a resolved BodyRule.
+type bodyRule struct {
+	re       *regexp.Regexp
+	statuses statusSet // nil: every non-success status
+	class    string
+}
+
+// classes is the resolved classification.
 type classes struct {
-	success, retryable, permanent statusSet // explicit lists, nil if not given
+	success, retryable, permanent, halt statusSet // explicit lists, nil if not given
+	body                                []bodyRule
 }
 
 // explicit reports whether the operator classified status themselves.
 func (c classes) explicit(status int) bool {
-	return c.success.has(status) || c.retryable.has(status) || c.permanent.has(status)
+	return c.success.has(status) || c.retryable.has(status) || c.permanent.has(status) || c.halt.has(status)
 }
 
-// of returns the class of status: "success", "retryable" or "permanent".
+// of returns the class of status by the status lists and their defaults:
+// "success", "retryable", "permanent" or "halt".
 func (c classes) of(status int) string {
 	switch {
 	case c.success.has(status):
-		return "success"
+		return classSuccess
 	case c.retryable.has(status):
-		return "retryable"
+		return classRetryable
 	case c.permanent.has(status):
-		return "permanent"
+		return classPermanent
+	case c.halt.has(status):
+		return classHalt
 	case c.success == nil && defaultSuccess().has(status):
-		return "success"
+		return classSuccess
 	case c.retryable == nil && defaultRetryable().has(status):
-		return "retryable"
+		return classRetryable
+	case c.halt == nil && defaultHalt().has(status):
+		return classHalt
 	}
-	return "permanent"
+	return classPermanent
+}
+
+// bodyRules reports whether a body rule may apply to status, so that the
+// body is worth reading before deciding on an in-call retry.
+func (c classes) bodyRules(status int) bool {
+	for _, r := range c.body {
+		if r.applies(status, c) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r bodyRule) applies(status int, c classes) bool {
+	if r.statuses != nil {
+		return r.statuses.has(status)
+	}
+	return c.of(status) != classSuccess
+}
+
+// classify returns the class of a response and whether a body rule
+// decided it.
+func (c classes) classify(status int, body []byte) (class string, byBody bool) {
+	for _, r := range c.body {
+		if r.applies(status, c) && r.re.Match(body) {
+			return r.class, true
+		}
+	}
+	return c.of(status), false
+}
+
+// parseClasses resolves the status settings; errors name the field.
+func parseClasses(st StatusSettings) (classes, error) {
+	var c classes
+	var err error
+	for _, f := range []struct {
+		name  string
+		items []string
+		dst   *statusSet
+	}{
+		{classSuccess, st.Success, &c.success},
+		{classRetryable, st.Retryable, &c.retryable},
+		{classPermanent, st.Permanent, &c.permanent},
+		{classHalt, st.Halt, &c.halt},
+	} {
+		if *f.dst, err = parseStatuses("status."+f.name, f.items); err != nil {
+			return classes{}, err
+		}
+	}
+	lists := []struct {
+		name string
+		set  statusSet
+	}{{classSuccess, c.success}, {classRetryable, c.retryable}, {classPermanent, c.permanent}, {classHalt, c.halt}}
+	for i := range lists {
+		for j := i + 1; j < len(lists); j++ {
+			if st, ok := lists[i].set.overlaps(lists[j].set); ok {
+				return classes{}, fmt.Errorf("status: %d is in both status.%s and status.%s: keep it in one", st, lists[i].name, lists[j].name)
+			}
+		}
+	}
+	for i, br := range st.Body {
+		field := fmt.Sprintf("status.body[%d]", i)
+		switch br.Class {
+		case classRetryable, classPermanent, classHalt:
+		case "":
+			return classes{}, fmt.Errorf("%s.class is required: use retryable, permanent or halt", field)
+		default:
+			return classes{}, fmt.Errorf("%s.class %q is not a class: use retryable, permanent or halt", field, br.Class)
+		}
+		if br.Match == "" {
+			return classes{}, fmt.Errorf("%s.match is required: a regular expression searched for in the response body", field)
+		}
+		re, err := regexp.Compile(br.Match)
+		if err != nil {
+			return classes{}, fmt.Errorf("%s.match: %v", field, err)
+		}
+		statuses, err := parseStatuses(field+".statuses", br.Statuses)
+		if err != nil {
+			return classes{}, err
+		}
+		if statuses != nil && len(statuses) == 0 {
+			statuses = nil
+		}
+		c.body = append(c.body, bodyRule{re: re, statuses: statuses, class: br.Class})
+	}
+	return c, nil
 }
 
 // resolved are validated settings with the secrets loaded.
@@ -450,26 +589,8 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 	}
 
 	// Status classification.
-	if r.classes.success, err = parseStatuses("success", s.Status.Success); err != nil {
+	if r.classes, err = parseClasses(s.Status); err != nil {
 		return nil, err
-	}
-	if r.classes.retryable, err = parseStatuses("retryable", s.Status.Retryable); err != nil {
-		return nil, err
-	}
-	if r.classes.permanent, err = parseStatuses("permanent", s.Status.Permanent); err != nil {
-		return nil, err
-	}
-	for _, p := range []struct {
-		a, b   string
-		sa, sb statusSet
-	}{
-		{"success", "retryable", r.classes.success, r.classes.retryable},
-		{"success", "permanent", r.classes.success, r.classes.permanent},
-		{"retryable", "permanent", r.classes.retryable, r.classes.permanent},
-	} {
-		if st, ok := p.sa.overlaps(p.sb); ok {
-			return nil, fmt.Errorf("status: %d is in both status.%s and status.%s", st, p.a, p.b)
-		}
 	}
 	if r.classes.success != nil && !r.classes.success.has(200) && !r.classes.success.has(201) &&
 		!r.classes.success.has(202) && !r.classes.success.has(204) {
@@ -501,7 +622,11 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 			if err != nil {
 				return transport.RetryableError(err)
 			}
-			return classes.of(resp.StatusCode) == "retryable"
+			if !classes.bodyRules(resp.StatusCode) {
+				return classes.of(resp.StatusCode) == classRetryable
+			}
+			class, _ := classes.classify(resp.StatusCode, peekBody(resp, transport.DefaultMaxResponseBody))
+			return class == classRetryable
 		},
 	}
 	return r, nil
@@ -617,4 +742,15 @@ func decodeSigningSecret(secret string) ([]byte, error) {
 		return nil, errors.New("signing secret: want whsec_ followed by standard base64 of 24 to 64 random bytes")
 	}
 	return key, nil
+}
+
+// peekBody returns up to n bytes of the body and leaves the body readable
+// in full, for an in-call retry decision that depends on a body rule.
+func peekBody(resp *http.Response, n int64) []byte {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, n))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return b
 }

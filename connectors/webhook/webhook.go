@@ -27,16 +27,25 @@
 // is "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body))
 // over the exact bytes sent, so in-call retries are re-signed.
 //
-// Classification: status.success (default 2xx) is delivered;
-// status.retryable (default 408, 425, 429, 5xx) is Retryable, with the
-// server's Retry-After; status.permanent is Permanent. Unlisted statuses
-// that say the endpoint or the credentials are wrong rather than the
-// record are Halt, so that the connector pauses instead of dead-lettering
-// the stream: 401 and 403, 404, 410 Gone and 3xx (redirects are not
-// followed), as are a token endpoint refusing the client, a certificate
-// that does not verify and a host that does not resolve. With auth oauth2
-// a first 401 drops the token and the call is sent once more with a new
-// one; a 401 of that new token is Halt. Every other status is Permanent.
+// Classification is declarative. status.body rules come first: the first
+// whose regular expression matches the response body (and whose statuses,
+// if given, include the status) decides. Then the status lists:
+// status.success (default 2xx) is delivered; status.retryable (default
+// 408, 425, 429, 5xx) is Retryable, with the server's Retry-After;
+// status.permanent is Permanent; status.halt (default 3xx, 401, 403, 404,
+// 410) is Halt: the endpoint or the credentials are wrong, not the record,
+// so the connector pauses instead of dead-lettering the stream. A token
+// endpoint refusing the client, a certificate that does not verify and a
+// host that does not resolve are Halt too. With auth oauth2 a first 401
+// drops the token and the call is sent once more with a new one; a 401 of
+// that new token is Halt. Every other status is Permanent.
+//
+//	status:
+//	  halt: [401, 403, 404, 410, 3xx]
+//	  permanent: [422]
+//	  body:
+//	    - {match: "(?i)account suspended", class: halt}
+//	    - {match: "\"retry\":true", statuses: [400], class: retryable}
 package webhook
 
 import (
@@ -195,12 +204,13 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		if err != nil {
 			return c.fail(n, transport.Failure(err))
 		}
-		if c.cfg.classes.of(resp.StatusCode) == "success" {
+		class, byBody := c.cfg.classes.classify(resp.StatusCode, resp.Body)
+		if class == classSuccess {
 			c.log.Debug("webhook: delivered", "connector", c.name, "notification_id", n.ID,
 				"status", resp.StatusCode, "attempts", resp.Attempts)
 			return nil
 		}
-		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil && !c.cfg.classes.explicit(resp.StatusCode) {
+		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil && !byBody && !c.cfg.classes.explicit(resp.StatusCode) {
 			// The token expired or was revoked: drop it and send once
 			// more with a new one. A refusal of a token fetched just now
 			// is a configuration problem, classified below (Halt).
@@ -237,28 +247,30 @@ func (c *Connector) classify(resp *transport.Response, secrets []string) *connec
 	}
 	e := &connectors.Error{Status: resp.StatusCode, Code: code, Message: msg}
 	s := resp.StatusCode
-	explicit := c.cfg.classes.explicit(s)
+	class, byBody := c.cfg.classes.classify(s, resp.Body)
+	explicit := byBody || c.cfg.classes.explicit(s)
 	switch {
-	case c.cfg.classes.of(s) == "retryable":
+	case class == classRetryable:
 		e.Class = connectors.Retryable
 		e.RetryAfter = resp.RetryAfter
-	case explicit:
-		e.Class = connectors.Permanent
-	case s == http.StatusUnauthorized && c.tokens != nil:
+	case class == classHalt:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "a freshly fetched access token was refused; check the oauth2 client, its scopes and the receiver's policy")
-	case s == http.StatusUnauthorized || s == http.StatusForbidden:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the receiver refused the credentials; check auth and headers")
-	case s == http.StatusNotFound:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the receiver has no such endpoint; fix "+c.cfg.urlField)
-	case s == http.StatusGone:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
-	case s >= 300 && s < 400:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "unexpected redirect (redirects are not followed); fix "+c.cfg.urlField)
+		if explicit {
+			e.Message = hint(e.Message, "classified halt by the connector's status settings")
+			break
+		}
+		switch {
+		case s == http.StatusUnauthorized && c.tokens != nil:
+			e.Message = hint(e.Message, "a freshly fetched access token was refused; check the oauth2 client, its scopes and the receiver's policy")
+		case s == http.StatusUnauthorized || s == http.StatusForbidden:
+			e.Message = hint(e.Message, "the receiver refused the credentials; check auth and headers")
+		case s == http.StatusNotFound:
+			e.Message = hint(e.Message, "the receiver has no such endpoint; fix "+c.cfg.urlField)
+		case s == http.StatusGone:
+			e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
+		case s >= 300 && s < 400:
+			e.Message = hint(e.Message, "unexpected redirect (redirects are not followed); fix "+c.cfg.urlField)
+		}
 	default:
 		e.Class = connectors.Permanent
 	}
