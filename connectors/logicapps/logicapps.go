@@ -117,12 +117,14 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 	c := &Connector{name: name, cfg: r, log: log, client: client}
 	c.secrets = []string{r.sig, r.clientSecret}
 	if r.auth == AuthEntra {
-		c.tokens = transport.NewTokenCache(&clientcredentials.Config{
-			ClientID:     r.clientID,
-			ClientSecret: r.clientSecret,
-			TokenURL:     r.tokenURL,
-			Scopes:       []string{r.scope},
-			AuthStyle:    oauth2.AuthStyleInParams,
+		c.tokens = transport.NewTokenCache(func() *clientcredentials.Config {
+			return &clientcredentials.Config{
+				ClientID:     r.clientID,
+				ClientSecret: r.clientSecret,
+				TokenURL:     r.tokenURL,
+				Scopes:       []string{r.scope},
+				AuthStyle:    oauth2.AuthStyleInParams,
+			}
 		}, client.HTTPClient())
 	}
 	return c, nil
@@ -163,13 +165,14 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 
 	for attempt := 1; ; attempt++ {
 		secrets := c.secrets
+		var tok *oauth2.Token
 		if c.tokens != nil {
-			tok, err := c.tokens.Token(ctx)
-			if err != nil {
+			var err error
+			if tok, err = c.tokens.Token(ctx); err != nil {
 				return c.fail(n, err)
 			}
-			h.Set("Authorization", "Bearer "+tok)
-			secrets = append(secrets[:len(secrets):len(secrets)], tok)
+			h.Set("Authorization", "Bearer "+tok.AccessToken)
+			secrets = append(secrets[:len(secrets):len(secrets)], tok.AccessToken)
 		}
 		resp, err := c.client.Do(ctx, &transport.Request{
 			Method:  http.MethodPost,
@@ -191,7 +194,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 			// The token expired or was revoked: drop it and try once
 			// more with a new one. A refusal of a token fetched just now
 			// is no expiry but a configuration problem (Halt).
-			c.tokens.Invalidate()
+			c.tokens.Invalidate(tok)
 			if attempt == 1 && ctx.Err() == nil {
 				c.log.Info("logicapps: bearer token refused; fetching a new one", "connector", c.name)
 				continue

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/tokencache"
 	"github.com/fanout-dev/fanout/connectors/transport"
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -47,7 +48,7 @@ type Connector struct {
 	transport *http.Transport
 	http      *retryablehttp.Client
 	fetch     fetchFunc
-	tokens    *tokenCache
+	tokens    *tokencache.Cache[session]
 	limits    atomic.Pointer[LimitInfo]
 	closed    atomic.Bool
 }
@@ -71,7 +72,6 @@ func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Conn
 		name:     name,
 		cfg:      cfg,
 		log:      logger.With("connector", name, "type", TypeName),
-		tokens:   newTokenCache(),
 		reserved: map[string]struct{}{"Id": {}, cfg.NotificationIDField: {}, cfg.VersionField: {}},
 	}
 	if cfg.ExternalIDField != "" {
@@ -89,6 +89,7 @@ func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Conn
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	c.fetch = newFetcher(cfg, tokenClient)
+	c.tokens = c.newSessions()
 	return c, nil
 }
 

@@ -571,7 +571,9 @@ func TestTokenCacheClassifiesRefusals(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			tc := NewTokenCache(&clientcredentials.Config{ClientID: "c", ClientSecret: "client-secret-1234", TokenURL: srv.URL}, nil)
+			tc := NewTokenCache(func() *clientcredentials.Config {
+				return &clientcredentials.Config{ClientID: "c", ClientSecret: "client-secret-1234", TokenURL: srv.URL}
+			}, nil)
 			_, err := tc.Token(context.Background())
 			var ce *connectors.Error
 			if !errors.As(err, &ce) || ce.Class != tt.class || ce.Code != tt.code {

@@ -134,7 +134,7 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 				cc.EndpointParams.Set(k, v)
 			}
 		}
-		c.tokens = transport.NewTokenCache(cc, client.HTTPClient())
+		c.tokens = transport.NewTokenCache(func() *clientcredentials.Config { return cc }, client.HTTPClient())
 	}
 	return c, nil
 }
@@ -174,16 +174,17 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 	}
 	for attempt := 1; ; attempt++ {
 		secrets := c.cfg.secrets
+		var tok *oauth2.Token
 		switch {
 		case c.cfg.authHeader != "":
 			h.Set("Authorization", c.cfg.authHeader)
 		case c.tokens != nil:
-			tok, err := c.tokens.Token(ctx)
-			if err != nil {
+			var err error
+			if tok, err = c.tokens.Token(ctx); err != nil {
 				return c.fail(n, err)
 			}
-			h.Set("Authorization", "Bearer "+tok)
-			secrets = append(secrets[:len(secrets):len(secrets)], tok)
+			h.Set("Authorization", "Bearer "+tok.AccessToken)
+			secrets = append(secrets[:len(secrets):len(secrets)], tok.AccessToken)
 		}
 		req := &transport.Request{
 			Method:  c.cfg.method,
@@ -214,7 +215,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 			// The token expired or was revoked: drop it and send once
 			// more with a new one. A refusal of a token fetched just now
 			// is a configuration problem, classified below (Halt).
-			c.tokens.Invalidate()
+			c.tokens.Invalidate(tok)
 			if attempt == 1 && ctx.Err() == nil {
 				c.log.Info("webhook: access token refused; fetching a new one", "connector", c.name)
 				continue

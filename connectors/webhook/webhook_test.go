@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -592,5 +593,117 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOAuth2BurstOf401FetchesOneToken: when a token is revoked under many
+// concurrent deliveries, they all see 401, but only one new token is
+// fetched (compare-and-drop: a caller drops only the token that failed).
+func TestOAuth2BurstOf401FetchesOneToken(t *testing.T) {
+	const secret = "oauth-client-secret-burst"
+	ts := &tokenServer{secret: secret}
+	tsrv := httptest.NewServer(ts)
+	defer tsrv.Close()
+
+	const n = 16
+	var mu sync.Mutex
+	revoked := map[string]bool{}
+	arrived := 0
+	gate := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		mu.Lock()
+		if auth == "Bearer access-token-1" {
+			// Hold the first wave until all n calls are in flight with
+			// the old token, then refuse them all at once.
+			arrived++
+			if arrived == n {
+				close(gate)
+			}
+			mu.Unlock()
+			<-gate
+			mu.Lock()
+			revoked[auth] = true
+		}
+		bad := revoked[auth]
+		mu.Unlock()
+		if bad {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer api.Close()
+
+	doc := fmt.Sprintf("url: %s\nauth: oauth2\ntoken_url: %s\nclient_id: fanout\nclient_secret: %s\nmax_attempts: 1\n", api.URL, tsrv.URL, secret)
+	c := mustOpen(t, doc, nil)
+	// Prime the cache with token 1 without a delivery.
+	mu.Lock()
+	revoked["Bearer access-token-1"] = false
+	mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Deliver(context.Background(), notification())
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("delivery %d: %v", i, err)
+		}
+	}
+	ts.mu.Lock()
+	issued := ts.issued
+	ts.mu.Unlock()
+	if issued != 2 {
+		t.Fatalf("%d tokens fetched for one revocation under %d concurrent calls, want 2 (the first and one replacement)", issued, n)
+	}
+}
+
+// TestOAuth2WaitHonoursContext: while one delivery waits on a slow token
+// endpoint, another whose context ends returns at once instead of queueing
+// behind the fetch.
+func TestOAuth2WaitHonoursContext(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	tsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"slow-token","token_type":"Bearer","expires_in":3600}`))
+	}))
+	defer tsrv.Close()
+	defer close(release)
+	_, api := serve(t, answer(200, ""))
+	c := mustOpen(t, fmt.Sprintf("url: %s\nauth: oauth2\ntoken_url: %s\nclient_id: fanout\nclient_secret: s3cret-value\n", api, tsrv.URL), nil)
+
+	first := make(chan error, 1)
+	go func() { first <- c.Deliver(context.Background(), notification()) }()
+	for calls.Load() == 0 { // the first delivery is fetching
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Deliver(ctx, notification()) }()
+	select {
+	case err := <-done:
+		if err == nil || connectors.Classify(err) != connectors.Retryable {
+			t.Fatalf("cancelled delivery: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a delivery whose context ended stayed blocked behind a slow token fetch")
+	}
+	release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatalf("first delivery: %v", err)
 	}
 }
