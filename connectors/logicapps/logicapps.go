@@ -89,9 +89,9 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 // Connector delivers notifications to one Logic Apps Request trigger. It
 // is safe for concurrent use.
 type Connector struct {
-	name    string
-	cfg     *resolved
-	log     *slog.Logger
+	name   string
+	cfg    *resolved
+	log    *slog.Logger
 	client *transport.Client
 	tokens *transport.TokenCache // nil with SAS
 	target atomic.Pointer[target]
