@@ -21,6 +21,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Auth types.
@@ -45,6 +46,9 @@ type Settings struct {
 	// holding it instead (for URLs with a key in them). Exactly one.
 	URL    string `yaml:"url"`
 	URLEnv string `yaml:"url_env"`
+	// URLFile names a file holding the URL instead (a mounted Secret),
+	// re-read when it changes and on SIGHUP.
+	URLFile string `yaml:"url_file"`
 	// Method is POST (default), PUT, PATCH or DELETE.
 	Method string `yaml:"method"`
 	// Headers are static headers; ${NAME} in a value is replaced by the
@@ -63,17 +67,20 @@ type Settings struct {
 	// level, or as a mapping: auth: {type: bearer, token_env: API_TOKEN}.
 	Auth AuthSettings `yaml:"auth"`
 	// Basic auth.
-	Username    string `yaml:"username"`
-	Password    string `yaml:"password"`
-	PasswordEnv string `yaml:"password_env"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
 	// Bearer auth with a static token.
-	Token    string `yaml:"token"`
-	TokenEnv string `yaml:"token_env"`
+	Token     string `yaml:"token"`
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
 	// OAuth2 client credentials.
 	TokenURL          string            `yaml:"token_url"`
 	ClientID          string            `yaml:"client_id"`
 	ClientSecret      string            `yaml:"client_secret"`
 	ClientSecretEnv   string            `yaml:"client_secret_env"`
+	ClientSecretFile  string            `yaml:"client_secret_file"`
 	Scopes            []string          `yaml:"scopes"`
 	EndpointParams    map[string]string `yaml:"endpoint_params"`
 	AuthStyleInParams bool              `yaml:"auth_style_in_params"`
@@ -99,12 +106,15 @@ type AuthSettings struct {
 	Username          string            `yaml:"username"`
 	Password          string            `yaml:"password"`
 	PasswordEnv       string            `yaml:"password_env"`
+	PasswordFile      string            `yaml:"password_file"`
 	Token             string            `yaml:"token"`
 	TokenEnv          string            `yaml:"token_env"`
+	TokenFile         string            `yaml:"token_file"`
 	TokenURL          string            `yaml:"token_url"`
 	ClientID          string            `yaml:"client_id"`
 	ClientSecret      string            `yaml:"client_secret"`
 	ClientSecretEnv   string            `yaml:"client_secret_env"`
+	ClientSecretFile  string            `yaml:"client_secret_file"`
 	Scopes            []string          `yaml:"scopes"`
 	EndpointParams    map[string]string `yaml:"endpoint_params"`
 	AuthStyleInParams bool              `yaml:"auth_style_in_params"`
@@ -145,11 +155,14 @@ type SigningSettings struct {
 	// bytes. Exactly one.
 	Secret    string `yaml:"secret"`
 	SecretEnv string `yaml:"secret_env"`
+	// SecretFile names a file holding it (a mounted Secret), re-read when
+	// it changes and on SIGHUP.
+	SecretFile string `yaml:"secret_file"`
 }
 
 // String hides the secret.
 func (s SigningSettings) String() string {
-	return fmt.Sprintf("{secret:%s secret_env:%s}", hidden(s.Secret), s.SecretEnv)
+	return fmt.Sprintf("{secret:%s secret_env:%s secret_file:%s}", hidden(s.Secret), s.SecretEnv, s.SecretFile)
 }
 
 // LogValue hides the secret from slog.
@@ -412,8 +425,8 @@ func parseClasses(st StatusSettings) (classes, error) {
 
 // resolved are validated settings with the secrets loaded.
 type resolved struct {
-	rawURL     string
-	url        *url.URL
+	urlValue   *secret.Value
+	url        *url.URL // as first read; see (*Connector).current
 	urlField   string
 	method     string
 	headers    http.Header
@@ -421,19 +434,21 @@ type resolved struct {
 	ctype      string
 	jsonBody   bool
 	auth       string
-	authHeader string // static Authorization value (basic, bearer)
+	username   string        // basic
+	authSecret *secret.Value // basic password or bearer token
 	oauth      oauthSettings
-	signingKey []byte
+	signing    *secret.Value
 	classes    classes
-	secrets    []string
+	secrets    []string // static secrets (header values)
 	opts       transport.Options
 }
 
 type oauthSettings struct {
-	tokenURL, clientID, clientSecret string
-	scopes                           []string
-	params                           map[string]string
-	inParams                         bool
+	tokenURL, clientID string
+	clientSecret       *secret.Value
+	scopes             []string
+	params             map[string]string
+	inParams           bool
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -460,53 +475,40 @@ func pick(field, top, nested string) (string, error) {
 	return top, nil
 }
 
-// secretFrom loads a secret given inline or through an environment
-// variable: exactly one, or neither when optional.
-func secretFrom(field, inline, envField, envName string, required bool, what string) (string, error) {
-	switch {
-	case inline != "" && envName != "":
-		return "", fmt.Errorf("%s and %s are both set: set exactly one (%s keeps the secret out of the file)", field, envField, envField)
-	case envName != "":
-		v, ok := os.LookupEnv(envName)
-		if !ok || v == "" {
-			return "", fmt.Errorf("%s: environment variable %s is not set or empty", envField, envName)
-		}
-		return v, nil
-	case inline == "" && required:
-		return "", fmt.Errorf("%s or %s is required %s", field, envField, what)
+// secretFrom resolves one secret setting (inline, *_env or *_file);
+// what says when it is required, in the error when none is set.
+func secretFrom(store *secret.Store, src secret.Source, what string) (*secret.Value, error) {
+	v, err := store.Resolve(src)
+	if errors.Is(err, secret.ErrUnset) {
+		return nil, fmt.Errorf("%s%s, %s%s_env or %s%s_file is required %s", src.Prefix, src.Name, src.Prefix, src.Name, src.Prefix, src.Name, what)
 	}
-	return inline, nil
+	return v, err
 }
 
 // resolve applies defaults, validates s and loads its secrets. Errors name
 // the setting and the fix, and never contain a secret.
-func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
+func resolve(name string, s Settings, log *slog.Logger, store *secret.Store) (*resolved, error) {
 	r := &resolved{}
 	var err error
 
 	// URL.
+	r.urlValue, err = store.Resolve(secret.Source{Name: "url", Inline: s.URL, Env: s.URLEnv, File: s.URLFile})
 	switch {
-	case s.URL != "" && s.URLEnv != "":
-		return nil, errors.New("url and url_env are both set: set exactly one")
-	case s.URL != "":
-		r.rawURL, r.urlField = s.URL, "url"
+	case errors.Is(err, secret.ErrUnset):
+		return nil, errors.New("url is required: set url, url_env or url_file to the receiver's URL")
+	case err != nil:
+		return nil, err
+	}
+	switch {
+	case s.URLFile != "":
+		r.urlField = "url_file"
 	case s.URLEnv != "":
-		v, ok := os.LookupEnv(s.URLEnv)
-		if !ok || strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("url_env: environment variable %s is not set or empty: export the receiver's URL in it", s.URLEnv)
-		}
-		r.rawURL, r.urlField = strings.TrimSpace(v), "url_env"
+		r.urlField = "url_env"
 	default:
-		return nil, errors.New("url is required: set url or url_env to the receiver's URL")
+		r.urlField = "url"
 	}
-	if r.url, err = transport.ValidateURL(r.rawURL); err != nil {
-		return nil, fmt.Errorf("%s: %w", r.urlField, err)
-	}
-	for _, vs := range r.url.Query() {
-		r.secrets = append(r.secrets, vs...)
-	}
-	if p, ok := r.url.User.Password(); ok {
-		r.secrets = append(r.secrets, p)
+	if r.url, err = r.checkURL(r.urlValue.Current()); err != nil {
+		return nil, err
 	}
 
 	// Method and body.
@@ -532,7 +534,7 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 	}
 
 	// Authentication.
-	if err := resolveAuth(r, s); err != nil {
+	if err := resolveAuth(r, s, store); err != nil {
 		return nil, err
 	}
 
@@ -575,17 +577,16 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 
 	// Signing.
 	if s.Signing != nil {
-		secret, err := secretFrom("signing.secret", s.Signing.Secret, "signing.secret_env", s.Signing.SecretEnv, true, "when signing is set")
+		if r.signing, err = secretFrom(store, secret.Source{Name: "secret", Prefix: "signing.", Inline: s.Signing.Secret, Env: s.Signing.SecretEnv, File: s.Signing.SecretFile}, "when signing is set"); err != nil {
+			return nil, err
+		}
+		key, err := decodeSigningSecret(r.signing.Current())
 		if err != nil {
 			return nil, err
 		}
-		if r.signingKey, err = decodeSigningSecret(secret); err != nil {
-			return nil, err
+		if len(key) < 24 || len(key) > 64 {
+			log.Warn("webhook: signing secret should be 24 to 64 random bytes (Standard Webhooks)", "connector", name, "bytes", len(key))
 		}
-		if len(r.signingKey) < 24 || len(r.signingKey) > 64 {
-			log.Warn("webhook: signing secret should be 24 to 64 random bytes (Standard Webhooks)", "connector", name, "bytes", len(r.signingKey))
-		}
-		r.secrets = append(r.secrets, secret, strings.TrimPrefix(secret, "whsec_"))
 	}
 
 	// Status classification.
@@ -633,15 +634,15 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 }
 
 // resolveAuth validates the auth settings into r.
-func resolveAuth(r *resolved, s Settings) error {
+func resolveAuth(r *resolved, s Settings, store *secret.Store) error {
 	a := s.Auth
 	r.auth = strings.ToLower(strings.TrimSpace(a.Type))
 	if r.auth == "" {
 		r.auth = AuthNone
 	}
 	var f struct {
-		username, password, passwordEnv, token, tokenEnv  string
-		tokenURL, clientID, clientSecret, clientSecretEnv string
+		username, password, passwordEnv, passwordFile, token, tokenEnv, tokenFile string
+		tokenURL, clientID, clientSecret, clientSecretEnv, clientSecretFile    string
 	}
 	var err error
 	for _, p := range []struct {
@@ -653,12 +654,15 @@ func resolveAuth(r *resolved, s Settings) error {
 		{"username", s.Username, a.Username, &f.username, AuthBasic},
 		{"password", s.Password, a.Password, &f.password, AuthBasic},
 		{"password_env", s.PasswordEnv, a.PasswordEnv, &f.passwordEnv, AuthBasic},
+		{"password_file", s.PasswordFile, a.PasswordFile, &f.passwordFile, AuthBasic},
 		{"token", s.Token, a.Token, &f.token, AuthBearer},
 		{"token_env", s.TokenEnv, a.TokenEnv, &f.tokenEnv, AuthBearer},
+		{"token_file", s.TokenFile, a.TokenFile, &f.tokenFile, AuthBearer},
 		{"token_url", s.TokenURL, a.TokenURL, &f.tokenURL, AuthOAuth2},
 		{"client_id", s.ClientID, a.ClientID, &f.clientID, AuthOAuth2},
 		{"client_secret", s.ClientSecret, a.ClientSecret, &f.clientSecret, AuthOAuth2},
 		{"client_secret_env", s.ClientSecretEnv, a.ClientSecretEnv, &f.clientSecretEnv, AuthOAuth2},
+		{"client_secret_file", s.ClientSecretFile, a.ClientSecretFile, &f.clientSecretFile, AuthOAuth2},
 	} {
 		if *p.dst, err = pick(p.name, p.top, p.nested); err != nil {
 			return err
@@ -692,19 +696,14 @@ func resolveAuth(r *resolved, s Settings) error {
 		if f.username == "" {
 			return errors.New("username is required with auth: basic")
 		}
-		pw, err := secretFrom("password", f.password, "password_env", f.passwordEnv, true, "with auth: basic")
-		if err != nil {
+		r.username = f.username
+		if r.authSecret, err = secretFrom(store, secret.Source{Name: "password", Inline: f.password, Env: f.passwordEnv, File: f.passwordFile}, "with auth: basic"); err != nil {
 			return err
 		}
-		req := &http.Request{Header: make(http.Header)}
-		req.SetBasicAuth(f.username, pw)
-		r.staticAuth(req.Header.Get("Authorization"), pw)
 	case AuthBearer:
-		tok, err := secretFrom("token", f.token, "token_env", f.tokenEnv, true, "with auth: bearer")
-		if err != nil {
+		if r.authSecret, err = secretFrom(store, secret.Source{Name: "token", Inline: f.token, Env: f.tokenEnv, File: f.tokenFile}, "with auth: bearer"); err != nil {
 			return err
 		}
-		r.staticAuth("Bearer "+tok, tok)
 	case AuthOAuth2:
 		if f.tokenURL == "" {
 			return errors.New("token_url is required with auth: oauth2")
@@ -715,22 +714,25 @@ func resolveAuth(r *resolved, s Settings) error {
 		if f.clientID == "" {
 			return errors.New("client_id is required with auth: oauth2")
 		}
-		secret, err := secretFrom("client_secret", f.clientSecret, "client_secret_env", f.clientSecretEnv, true, "with auth: oauth2")
+		sec, err := secretFrom(store, secret.Source{Name: "client_secret", Inline: f.clientSecret, Env: f.clientSecretEnv, File: f.clientSecretFile}, "with auth: oauth2")
 		if err != nil {
 			return err
 		}
-		r.oauth = oauthSettings{tokenURL: f.tokenURL, clientID: f.clientID, clientSecret: secret, scopes: scopes, params: params, inParams: inParams}
-		r.secrets = append(r.secrets, secret)
+		r.oauth = oauthSettings{tokenURL: f.tokenURL, clientID: f.clientID, clientSecret: sec, scopes: scopes, params: params, inParams: inParams}
 	default:
 		return fmt.Errorf("auth %q: want none, basic, bearer or oauth2", a.Type)
 	}
 	return nil
 }
 
-// staticAuth records a fixed Authorization header value and its secret.
-func (r *resolved) staticAuth(value, secret string) {
-	r.secrets = append(r.secrets, secret, value)
-	r.authHeader = value
+// checkURL parses the receiver's URL, at start and whenever url_file
+// changes. Its errors name the setting and never quote the query.
+func (r *resolved) checkURL(raw string) (*url.URL, error) {
+	u, err := transport.ValidateURL(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+	}
+	return u, nil
 }
 
 // decodeSigningSecret turns "whsec_<base64>" into the HMAC key, as the

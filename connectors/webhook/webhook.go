@@ -67,6 +67,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // TypeName is the connector type this package registers.
@@ -85,7 +86,7 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode webhook settings: %s", transport.RedactText(err.Error()))
 		}
 	}
-	return New(ctx, cfg.Name, s, cfg.Logger)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
 }
 
 // Connector delivers notifications to one HTTP receiver. It is safe for
@@ -99,17 +100,36 @@ type Connector struct {
 	closed atomic.Bool
 	// now is the clock of webhook-timestamp; tests replace it.
 	now func() time.Time
+	// creds caches what the secret settings give, by their versions.
+	creds atomic.Pointer[creds]
+}
+
+// creds is what the connector derives from its secret settings, which may
+// change under it (*_file): the URL, the static Authorization header, the
+// signing key, and every secret to scrub from errors and logs.
+type creds struct {
+	versions   [4]uint64
+	rawURL     string
+	authHeader string
+	signingKey []byte
+	secrets    []string
+	err        error
 }
 
 var _ connectors.Connector = (*Connector)(nil)
 
 // New validates s, loads its secrets and returns a connector. It makes no
 // network call. log may be nil (slog.Default).
-func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+func New(ctx context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+	return newConnector(ctx, name, s, log, nil)
+}
+
+// newConnector is New with the store that owns file-backed secrets.
+func newConnector(_ context.Context, name string, s Settings, log *slog.Logger, store *secret.Store) (*Connector, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r, err := resolve(name, s, log)
+	r, err := resolve(name, s, log, store)
 	if err != nil {
 		return nil, err
 	}
@@ -119,11 +139,10 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 	}
 	c := &Connector{name: name, cfg: r, log: log, client: client, now: time.Now}
 	if r.auth == AuthOAuth2 {
-		cc := &clientcredentials.Config{
-			ClientID:     r.oauth.clientID,
-			ClientSecret: r.oauth.clientSecret,
-			TokenURL:     r.oauth.tokenURL,
-			Scopes:       r.oauth.scopes,
+		cc := clientcredentials.Config{
+			ClientID: r.oauth.clientID,
+			TokenURL: r.oauth.tokenURL,
+			Scopes:   r.oauth.scopes,
 		}
 		if r.oauth.inParams {
 			cc.AuthStyle = oauth2.AuthStyleInParams
@@ -134,7 +153,11 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 				cc.EndpointParams.Set(k, v)
 			}
 		}
-		c.tokens = transport.NewTokenCache(func() *clientcredentials.Config { return cc }, client.HTTPClient())
+		c.tokens = transport.NewTokenCache(func() *clientcredentials.Config {
+			cfg := cc
+			cfg.ClientSecret = r.oauth.clientSecret.Current()
+			return &cfg
+		}, client.HTTPClient())
 	}
 	return c, nil
 }
@@ -153,7 +176,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		out, err := render(c.cfg.tmpl, n)
 		if err != nil {
 			return c.fail(n, &connectors.Error{Class: connectors.Permanent, Code: "BodyTemplate",
-				Message: "body_template failed on this notification: " + transport.Truncate(transport.RedactSecrets(err.Error(), c.cfg.secrets...), transport.MaxMessageLen)})
+				Message: "body_template failed on this notification: " + transport.Truncate(transport.RedactSecrets(err.Error(), c.current().secrets...), transport.MaxMessageLen)})
 		}
 		body = out
 	}
@@ -166,6 +189,12 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 			Message: what + " is not valid JSON but content_type is " + c.cfg.ctype})
 	}
 
+	cr := c.current()
+	if cr.err != nil {
+		// A secret file now holds something unusable: no record can go
+		// out until the operator fixes it.
+		return c.fail(n, &connectors.Error{Class: connectors.Halt, Code: "InvalidSecret", Message: cr.err.Error()})
+	}
 	h := c.cfg.headers.Clone()
 	h.Set("Content-Type", c.cfg.ctype)
 	h.Set("webhook-id", n.ID)
@@ -173,11 +202,11 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		h.Set("traceparent", n.TraceParent)
 	}
 	for attempt := 1; ; attempt++ {
-		secrets := c.cfg.secrets
+		secrets := cr.secrets
 		var tok *oauth2.Token
 		switch {
-		case c.cfg.authHeader != "":
-			h.Set("Authorization", c.cfg.authHeader)
+		case cr.authHeader != "":
+			h.Set("Authorization", cr.authHeader)
 		case c.tokens != nil:
 			var err error
 			if tok, err = c.tokens.Token(ctx); err != nil {
@@ -188,16 +217,16 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		}
 		req := &transport.Request{
 			Method:  c.cfg.method,
-			URL:     c.cfg.rawURL,
+			URL:     cr.rawURL,
 			Header:  h,
 			Body:    body,
 			Secrets: secrets,
 		}
-		if c.cfg.signingKey != nil {
+		if cr.signingKey != nil {
 			req.Prepare = func(r *http.Request, _ int) error {
 				ts := strconv.FormatInt(c.now().Unix(), 10)
 				r.Header.Set("webhook-timestamp", ts)
-				r.Header.Set("webhook-signature", "v1,"+sign(c.cfg.signingKey, n.ID, ts, body))
+				r.Header.Set("webhook-signature", "v1,"+sign(cr.signingKey, n.ID, ts, body))
 				return nil
 			}
 		}
@@ -223,6 +252,53 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		}
 		return c.fail(n, c.classify(resp, secrets))
 	}
+}
+
+// current returns what the secret settings give now, derived again only
+// when one of them changed.
+func (c *Connector) current() *creds {
+	var vals [4]string
+	var vers [4]uint64
+	for i, v := range []*secret.Value{c.cfg.urlValue, c.cfg.authSecret, c.cfg.signing, c.cfg.oauth.clientSecret} {
+		vals[i], vers[i] = v.Get() // nil-safe: "", 0
+	}
+	if cr := c.creds.Load(); cr != nil && cr.versions == vers {
+		return cr
+	}
+	cr := &creds{versions: vers, rawURL: strings.TrimSpace(vals[0])}
+	cr.secrets = append(cr.secrets, c.cfg.secrets...)
+	if u, err := c.cfg.checkURL(vals[0]); err != nil {
+		cr.err = err
+	} else {
+		for _, vs := range u.Query() {
+			cr.secrets = append(cr.secrets, vs...)
+		}
+		if p, ok := u.User.Password(); ok {
+			cr.secrets = append(cr.secrets, p)
+		}
+	}
+	switch c.cfg.auth {
+	case AuthBasic:
+		req := &http.Request{Header: make(http.Header)}
+		req.SetBasicAuth(c.cfg.username, vals[1])
+		cr.authHeader = req.Header.Get("Authorization")
+		cr.secrets = append(cr.secrets, vals[1], cr.authHeader)
+	case AuthBearer:
+		cr.authHeader = "Bearer " + vals[1]
+		cr.secrets = append(cr.secrets, vals[1], cr.authHeader)
+	case AuthOAuth2:
+		cr.secrets = append(cr.secrets, vals[3])
+	}
+	if c.cfg.signing != nil {
+		key, err := decodeSigningSecret(vals[2])
+		if err != nil && cr.err == nil {
+			cr.err = fmt.Errorf("signing.secret: %w", err)
+		}
+		cr.signingKey = key
+		cr.secrets = append(cr.secrets, vals[2], strings.TrimPrefix(vals[2], "whsec_"))
+	}
+	c.creds.Store(cr)
+	return cr
 }
 
 // sign returns the Standard Webhooks v1 signature of one attempt.
