@@ -642,7 +642,7 @@ func resolveAuth(r *resolved, s Settings, store *secret.Store) error {
 	}
 	var f struct {
 		username, password, passwordEnv, passwordFile, token, tokenEnv, tokenFile string
-		tokenURL, clientID, clientSecret, clientSecretEnv, clientSecretFile    string
+		tokenURL, clientID, clientSecret, clientSecretEnv, clientSecretFile       string
 	}
 	var err error
 	for _, p := range []struct {
