@@ -33,28 +33,31 @@ func newFetcher(cfg *resolved, hc *http.Client) fetchFunc {
 	}
 	switch cfg.Auth.Type {
 	case AuthJWTBearer:
-		jc := &jwt.Config{
-			Email:      cfg.Auth.ClientID,
-			Subject:    cfg.Auth.Username,
-			PrivateKey: cfg.privateKey,
-			TokenURL:   tokenURL,
-			Audience:   cfg.Auth.Audience,
-			Expires:    JWTExpiry,
-		}
 		return func(ctx context.Context) (*oauth2.Token, error) {
-			// A fresh source per fetch: its ReuseTokenSource wrapper
+			// A fresh config and source per fetch: the key may have
+			// been replaced (private_key_file), and ReuseTokenSource
 			// would otherwise keep handing back the token Salesforce
 			// just refused.
+			jc := &jwt.Config{
+				Email:      cfg.Auth.ClientID,
+				Subject:    cfg.Auth.Username,
+				PrivateKey: []byte(cfg.privateKey.Current()),
+				TokenURL:   tokenURL,
+				Audience:   cfg.Auth.Audience,
+				Expires:    JWTExpiry,
+			}
 			return jc.TokenSource(withClient(ctx)).Token()
 		}
 	default:
-		cc := &clientcredentials.Config{
-			ClientID:     cfg.Auth.ClientID,
-			ClientSecret: cfg.clientSecret,
-			TokenURL:     tokenURL,
-			AuthStyle:    oauth2.AuthStyleInParams,
-		}
 		return func(ctx context.Context) (*oauth2.Token, error) {
+			// The secret is read per fetch: client_secret_file may have
+			// been updated by an operator since the last one.
+			cc := &clientcredentials.Config{
+				ClientID:     cfg.Auth.ClientID,
+				ClientSecret: cfg.clientSecret.Current(),
+				TokenURL:     tokenURL,
+				AuthStyle:    oauth2.AuthStyleInParams,
+			}
 			return cc.Token(withClient(ctx))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/tokencache"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
@@ -34,7 +35,7 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode salesforce settings: %w", err)
 		}
 	}
-	return New(ctx, cfg.Name, s, cfg.Logger)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
 }
 
 // Connector delivers notifications to one Salesforce org, by sObject upsert
@@ -60,8 +61,13 @@ var (
 
 // New validates s, loads its secrets and returns a connector. It makes no
 // network call: the first delivery fetches the token.
-func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Connector, error) {
-	cfg, err := resolve(s)
+func New(ctx context.Context, name string, s Settings, logger *slog.Logger) (*Connector, error) {
+	return newConnector(ctx, name, s, logger, nil)
+}
+
+// newConnector is New with the store that owns file-backed secrets.
+func newConnector(_ context.Context, name string, s Settings, logger *slog.Logger, store *secret.Store) (*Connector, error) {
+	cfg, err := resolve(s, store)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce settings: %w", err)
 	}
