@@ -260,7 +260,7 @@ func (c *Connector) upsert(ctx context.Context, n *notification, fields map[stri
 	if err != nil {
 		return permanent("encode record: %v", err)
 	}
-	path := c.dataPath("/sobjects/" + url.PathEscape(c.cfg.Object) + "/" + url.PathEscape(c.cfg.ExternalIDField) + "/" + url.PathEscape(n.Key))
+	path := c.dataPath("/sobjects/" + transport.PathSegment(c.cfg.Object) + "/" + transport.PathSegment(c.cfg.ExternalIDField) + "/" + transport.PathSegment(n.Key))
 	resp, cerr := c.call(ctx, http.MethodPatch, path, body)
 	if cerr != nil {
 		return cerr
@@ -287,7 +287,7 @@ func (c *Connector) publish(ctx context.Context, fields map[string]any) error {
 	if err != nil {
 		return permanent("encode event: %v", err)
 	}
-	path := c.dataPath("/sobjects/" + url.PathEscape(c.cfg.Event) + "/")
+	path := c.dataPath("/sobjects/" + transport.PathSegment(c.cfg.Event) + "/")
 	resp, cerr := c.call(ctx, http.MethodPost, path, body)
 	if cerr != nil {
 		return cerr
