@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -754,4 +754,3 @@ func TestIDsStayOneSegment(t *testing.T) {
 		}
 	}
 }
-
