@@ -3,7 +3,6 @@ package logicapps
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,21 +10,9 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/secret"
+	"github.com/fanout-dev/fanout/internal/secret/secrettest"
 	sim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 )
-
-func writeSecret(t *testing.T, path, v string) {
-	t.Helper()
-	// Write then rename, as an operator's tooling or the kubelet does,
-	// so that a reader never sees half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestKeyRotationWithSecretFile: the access key is regenerated at the
 // service, deliveries halt, the operator writes the new callback URL into
@@ -42,7 +29,7 @@ func TestKeyRotationWithSecretFile(t *testing.T) {
 			}
 			path := filepath.Join(t.TempDir(), "callback-url")
 			oldURL := s.CallbackURL("wf1", "manual", false)
-			writeSecret(t, path, oldURL)
+			secrettest.Write(t, path, oldURL)
 			c, err := connectors.Default().Open(context.Background(), connectors.Config{
 				Name: "logic_apps", Type: TypeName, Logger: sink.logger(), Secrets: store,
 				Decode: strictYAML(fmt.Sprintf("url_file: %s\nmin_backoff: 1ms\nmax_backoff: 2ms\n", path)),
@@ -62,7 +49,7 @@ func TestKeyRotationWithSecretFile(t *testing.T) {
 				t.Fatalf("after rotation: %v, want halt", err)
 			}
 			newURL := s.CallbackURL("wf1", "manual", false)
-			writeSecret(t, path, newURL)
+			secrettest.Write(t, path, newURL)
 			if how == "sighup" {
 				if err := store.Reload(); err != nil {
 					t.Fatal(err)
@@ -108,7 +95,7 @@ func TestEntraSecretRotationWithSecretFile(t *testing.T) {
 	s, base := startSim(t, sim.Config{Clients: map[string]string{"app-1": "first-secret-value"}})
 	store := secret.NewStore(nil, time.Hour)
 	path := filepath.Join(t.TempDir(), "client-secret")
-	writeSecret(t, path, "first-secret-value")
+	secrettest.Write(t, path, "first-secret-value")
 	doc := fmt.Sprintf("url: %q\nauth: {type: entra, tenant_id: t1, client_id: app-1, client_secret_file: %s, token_url: %q}\nmin_backoff: 1ms\nmax_backoff: 2ms\n",
 		sim.UnsignedURL(base, "wf1", "manual", false), path, base+"/tokens/t1/oauth2/v2.0/token")
 	c, err := connectors.Default().Open(context.Background(), connectors.Config{Name: "la", Type: TypeName, Decode: strictYAML(doc), Secrets: store})
@@ -126,7 +113,7 @@ func TestEntraSecretRotationWithSecretFile(t *testing.T) {
 	if ce, ok := err.(*connectors.Error); !ok || ce.Class != connectors.Halt || ce.Code != "invalid_client" {
 		t.Fatalf("with the old secret: %v", err)
 	}
-	writeSecret(t, path, "second-secret-value")
+	secrettest.Write(t, path, "second-secret-value")
 	if err := store.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,19 +9,9 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/secret"
+	"github.com/fanout-dev/fanout/internal/secret/secrettest"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
 )
-
-func writeSecret(t *testing.T, path, v string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestClientSecretReplacedWithSecretFile: the connected app's consumer
 // secret expires and is replaced, and its sessions end. Deliveries halt
@@ -33,7 +22,7 @@ func TestClientSecretReplacedWithSecretFile(t *testing.T) {
 	const newSecret = "replaced-CONSUMER-secret-0b1c"
 	e := startSim(t, sfsim.Config{})
 	path := filepath.Join(t.TempDir(), "client-secret")
-	writeSecret(t, path, testSecret)
+	secrettest.Write(t, path, testSecret)
 	s := e.settings(ModeUpsert)
 	s.Auth.ClientSecret, s.Auth.ClientSecretFile = "", path
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -54,7 +43,7 @@ func TestClientSecretReplacedWithSecretFile(t *testing.T) {
 		t.Fatalf("with the old secret: %v (class %v)", ce, ce.Class)
 	}
 
-	writeSecret(t, path, newSecret)
+	secrettest.Write(t, path, newSecret)
 	if err := store.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -302,18 +302,6 @@ func TestClassifyRecord(t *testing.T) {
 	}
 }
 
-func TestFullJitterBackoff(t *testing.T) {
-	for attempt := range 40 {
-		upper := min(200*time.Millisecond<<min(attempt, 20), 2*time.Second)
-		for range 50 {
-			d := fullJitterBackoff(200*time.Millisecond, 2*time.Second, attempt, nil)
-			if d < 0 || d > upper {
-				t.Fatalf("attempt %d: %s outside [0, %s]", attempt, d, upper)
-			}
-		}
-	}
-}
-
 func TestChunks(t *testing.T) {
 	s := validSettings()
 	s.Batch.MaxRecords = 3

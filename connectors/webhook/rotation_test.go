@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,18 +17,8 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/secret"
+	"github.com/fanout-dev/fanout/internal/secret/secrettest"
 )
-
-func writeSecret(t *testing.T, path, v string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestSecretFilesRotate: the receiver switches to a new bearer token and a
 // new signing secret; deliveries halt (401) until the operator writes the
@@ -64,8 +53,8 @@ func TestSecretFilesRotate(t *testing.T) {
 
 	dir := t.TempDir()
 	tokPath, signPath := filepath.Join(dir, "token"), filepath.Join(dir, "signing")
-	writeSecret(t, tokPath, oldToken)
-	writeSecret(t, signPath, oldSign)
+	secrettest.Write(t, tokPath, oldToken)
+	secrettest.Write(t, signPath, oldSign)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := secret.NewStore(log, time.Hour) // only Reload (SIGHUP) sees changes
@@ -86,8 +75,8 @@ func TestSecretFilesRotate(t *testing.T) {
 	if connectors.Classify(err) != connectors.Halt {
 		t.Fatalf("with the old secrets: %v", err)
 	}
-	writeSecret(t, tokPath, newToken)
-	writeSecret(t, signPath, newSign)
+	secrettest.Write(t, tokPath, newToken)
+	secrettest.Write(t, signPath, newSign)
 	if err := store.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +85,7 @@ func TestSecretFilesRotate(t *testing.T) {
 	}
 
 	// A broken file content halts rather than sending unsigned calls.
-	writeSecret(t, signPath, "whsec_%%% not base64")
+	secrettest.Write(t, signPath, "whsec_%%% not base64")
 	if err := store.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -626,7 +624,7 @@ func resolve(name string, s Settings, log *slog.Logger, store *secret.Store) (*r
 			if !classes.bodyRules(resp.StatusCode) {
 				return classes.of(resp.StatusCode) == classRetryable
 			}
-			class, _ := classes.classify(resp.StatusCode, peekBody(resp, transport.DefaultMaxResponseBody))
+			class, _ := classes.classify(resp.StatusCode, transport.PeekBody(resp, transport.DefaultMaxResponseBody))
 			return class == classRetryable
 		},
 	}
@@ -744,15 +742,4 @@ func decodeSigningSecret(secret string) ([]byte, error) {
 		return nil, errors.New("signing secret: want whsec_ followed by standard base64 of 24 to 64 random bytes")
 	}
 	return key, nil
-}
-
-// peekBody returns up to n bytes of the body and leaves the body readable
-// in full, for an in-call retry decision that depends on a body rule.
-func peekBody(resp *http.Response, n int64) []byte {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, n))
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
-	return b
 }
