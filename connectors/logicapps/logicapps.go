@@ -9,7 +9,9 @@
 // ce-type, ce-source, ce-specversion and ce-time, plus traceparent.
 //
 // SAS (default): the callback URL carries the credential in its sig query
-// parameter; keep it out of the file with url_env:
+// parameter; keep it out of the file with url_env, or url_file (a mounted
+// Secret, re-read when it changes and on SIGHUP, so a regenerated access
+// key needs no restart):
 //
 //	connectors:
 //	  logic_apps:
