@@ -44,7 +44,14 @@ func (o *observer) kafkaHooks() kgo.Opt {
 func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) (*observer, error) {
 	srv := observe.NewServer(log.With("component", "admin"))
 	o := &observer{srv: srv, secrets: secret.NewStore(log.With("component", "secrets"), 0)}
-	g.Go(func() error { return reloadOnHangup(ctx, o.secrets, log) })
+	// Registered before anything can send SIGHUP our way: the default
+	// action of SIGHUP would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	g.Go(func() error {
+		defer signal.Stop(hup)
+		return reloadOnHangup(ctx, hup, o.secrets, log)
+	})
 	if a := cfg.Admin; a.TLSCertFile != "" {
 		if err := srv.UseTLS(a.TLSCertFile, a.TLSKeyFile); err != nil {
 			return nil, configError{err}
@@ -84,10 +91,7 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 // reloadOnHangup re-reads every secret file of the process on SIGHUP, so
 // that an operator who rotated a key need not wait for the file poll, until
 // ctx ends.
-func reloadOnHangup(ctx context.Context, secrets *secret.Store, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, secrets *secret.Store, log *slog.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():
