@@ -673,3 +673,22 @@ func TestDeliverRejectsInvalidBody(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestControlCharacterInIDIsPermanent: an id that cannot travel in an HTTP
+// header (x-ms-client-tracking-id, ce-id) is this record's problem.
+func TestControlCharacterInIDIsPermanent(t *testing.T) {
+	s, base := startSim(t, sim.Config{})
+	c, err := open(t, fmt.Sprintf("url: %q\n", sim.SignURL(base, simKey, "wf1", "manual", false)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n := notification("n-1")
+	n.ID = "bad\nid"
+	if err := c.Deliver(context.Background(), n); connectors.Classify(err) != connectors.Permanent {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	if len(s.Calls()) != 0 {
+		t.Fatal("a call reached the trigger")
+	}
+}

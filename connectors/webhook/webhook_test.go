@@ -711,3 +711,20 @@ func TestOAuth2WaitHonoursContext(t *testing.T) {
 		t.Fatalf("first delivery: %v", err)
 	}
 }
+
+// TestControlCharacterInIDIsPermanent: an id that cannot travel in an HTTP
+// header is this record's problem: permanent at once, not retried until
+// max_elapsed.
+func TestControlCharacterInIDIsPermanent(t *testing.T) {
+	rc, url := serve(t, answer(200, ""))
+	c := mustOpen(t, "url: "+url+"\nmin_backoff: 1ms\nmax_backoff: 2ms\n", nil)
+	n := notification()
+	n.ID = "id-with\r\nInjected: header"
+	err := c.Deliver(context.Background(), n)
+	if connectors.Classify(err) != connectors.Permanent {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	if len(rc.reqs) != 0 {
+		t.Fatalf("%d requests reached the receiver", len(rc.reqs))
+	}
+}
