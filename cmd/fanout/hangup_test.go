@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,27 +15,10 @@ import (
 	"github.com/fanout-dev/fanout/internal/secret/secrettest"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSIGHUPReloadsSecretFiles sends the process a real SIGHUP and checks
 // that the secret files are re-read at once (the poll interval is an hour).
 func TestSIGHUPReloadsSecretFiles(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	store := secret.NewStore(log, time.Hour)
 	path := filepath.Join(t.TempDir(), "token")
