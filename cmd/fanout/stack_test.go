@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/secret/secrettest"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
 	"github.com/fanout-dev/fanout/internal/store"
@@ -67,7 +68,22 @@ type testStack struct {
 
 const stackAdminToken = "stack-ops-token-5f1d0c9a7e3b42d8"
 
+// stackOptions vary the stack of startStackWith.
+type stackOptions struct {
+	// secretDir, if set, makes the connectors read the Logic Apps callback
+	// URL and the Salesforce client secret from files there (la-url,
+	// sf-secret) instead of the environment.
+	secretDir string
+	// delivery is extra YAML for the delivery block.
+	delivery string
+}
+
 func startStack(t *testing.T) *testStack {
+	t.Helper()
+	return startStackWith(t, stackOptions{})
+}
+
+func startStackWith(t *testing.T, o stackOptions) *testStack {
 	t.Helper()
 	s := &testStack{brokers: testenv.Kafka(t), logs: &syncBuffer{}}
 	uri := testenv.Mongo(t)
@@ -99,6 +115,14 @@ func startStack(t *testing.T) *testStack {
 	s.sf = sf
 	s.secrets = map[string]string{"logic apps sig": u.Query().Get("sig"), "salesforce client secret": sfSecret, "admin token": stackAdminToken}
 
+	laSettings := "{url_env: T_LA_URL, max_attempts: 1}"
+	sfSecretSetting := "client_secret_env: T_SF_SECRET"
+	if o.secretDir != "" {
+		secrettest.Write(t, filepath.Join(o.secretDir, "la-url"), laURL)
+		secrettest.Write(t, filepath.Join(o.secretDir, "sf-secret"), sfSecret)
+		laSettings = fmt.Sprintf("{url_file: %q, max_attempts: 1}", filepath.Join(o.secretDir, "la-url"))
+		sfSecretSetting = fmt.Sprintf("client_secret_file: %q", filepath.Join(o.secretDir, "sf-secret"))
+	}
 	events := testenv.Topic(t, "events")
 	notif := testenv.Topic(t, "notif")
 	y := fmt.Sprintf(`
@@ -115,13 +139,13 @@ relay: {lease_ttl: 6s, produce_timeout: 1s}
 connectors:
   logic_apps:
     type: logicapps
-    settings: {url_env: T_LA_URL, max_attempts: 1}
+    settings: %s
   salesforce:
     type: salesforce
     settings:
       login_url: %q
       allow_http: true
-      auth: {type: client_credentials, client_id: fanout-test, client_secret_env: T_SF_SECRET}
+      auth: {type: client_credentials, client_id: fanout-test, %s}
       mode: upsert
       object: Quote__c
       external_id_field: Quote_Ext_Id__c
@@ -136,11 +160,12 @@ delivery:
   max_backoff: 100ms
   revoke_timeout: 3s
   delivered_flush: 200ms
+%s
 admin:
   listen: 127.0.0.1:0
   tokens: [{name: ops, token_env: T_ADMIN_OPS, scopes: [read, operate]}]
 log: {level: debug, format: json}
-`, s.brokers[0], events, events, notif, notif, notif, testenv.Topic(t, "proj"), testenv.Topic(t, "w"), uri, testenv.Database(t), sfURL)
+`, s.brokers[0], events, events, notif, notif, notif, testenv.Topic(t, "proj"), testenv.Topic(t, "w"), uri, testenv.Database(t), laSettings, sfURL, sfSecretSetting, o.delivery)
 	vars := map[string]string{"T_LA_URL": laURL, "T_SF_SECRET": sfSecret, "T_ADMIN_OPS": stackAdminToken}
 	// Connectors read their *_env variables from the process.
 	t.Setenv("T_LA_URL", laURL)

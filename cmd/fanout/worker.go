@@ -77,7 +77,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 
 // startWorker starts the worker of connector name in g.
 func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, obs *observer, log *slog.Logger, name string) error {
-	conn, err := openConnector(ctx, cfg, name, log)
+	conn, err := openConnector(ctx, cfg, name, log, obs.secrets)
 	if err != nil {
 		if _, ok := err.(configError); ok {
 			return err

@@ -355,3 +355,15 @@ func statusText(code int) string {
 	}
 	return strconv.Itoa(code)
 }
+
+// PeekBody returns up to n bytes of resp's body and leaves the body
+// readable in full: for a Classifier whose in-call retry decision depends
+// on the body (a Salesforce UNABLE_TO_LOCK_ROW, a webhook body rule).
+func PeekBody(resp *http.Response, n int64) []byte {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, n))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return b
+}
