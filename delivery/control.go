@@ -130,6 +130,7 @@ func (w *Worker) Status() store.WorkerStatus {
 		FetchPaused:   s.FetchPaused.Load(),
 		InFlight:      s.InFlight.Load(),
 		Held:          s.Held.Load(),
+		Halted:        s.HaltReason(),
 		Rate:          s.rate(now),
 		LastError:     s.LastError(),
 		LastErrorAt:   s.LastErrorAt(),

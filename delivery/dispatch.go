@@ -101,6 +101,10 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 				}
 			}
 		} else {
+			if anyHalt(errs) {
+				// Open the breaker on this failure, whatever the count.
+				w.haltTrip.Store(true)
+			}
 			breakerDone(outcome(errs))
 		}
 		l.resCh <- callResult{c: c, errs: errs}
@@ -111,7 +115,8 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 var errAbandoned = errors.New("delivery: call abandoned by the worker")
 
 // outcome is a call's result for the breaker: success if the downstream
-// accepted or refused anything on its merits, else the first failure.
+// accepted or refused anything on its merits, else the first failure. A
+// halt is a failure: the endpoint refused the call, not the record.
 func outcome(errs []error) error {
 	var first error
 	for _, err := range errs {
@@ -165,6 +170,9 @@ func (l *loop) delivered(r *rec) {
 	}
 	if r.meta.Version > 0 && r.key != "" {
 		l.w.delivered.note(r.key, r.meta.Version)
+	}
+	if st.Halted.Load() && l.w.breaker.State() == gobreaker.StateClosed {
+		l.clearHalt() // a halt reported late, by a call older than the breaker's state
 	}
 	l.finish(r)
 }

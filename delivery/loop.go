@@ -171,6 +171,7 @@ type loop struct {
 	hardCtx   context.Context // cancelled at the stop deadline
 	hardStop  context.CancelFunc
 	breakerAt time.Time // when an open breaker may let a probe through
+	haltedAt  time.Time // when the current halt began
 	now       time.Time
 }
 
@@ -361,8 +362,11 @@ func (l *loop) nextWake() (time.Time, bool) {
 
 // breakerChanged reacts to a breaker state change.
 func (l *loop) breakerChanged() {
-	if l.w.breaker.State() == gobreaker.StateOpen {
+	switch l.w.breaker.State() {
+	case gobreaker.StateOpen:
 		l.breakerAt = time.Now().Add(l.w.d.Breaker.OpenTimeout)
+	case gobreaker.StateClosed:
+		l.clearHalt()
 	}
 }
 

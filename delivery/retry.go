@@ -28,6 +28,9 @@ func (l *loop) failed(r *rec, err error) {
 	case class == connectors.Permanent:
 		l.deadLetter(r, dl(ClassPermanent))
 		return
+	case class == connectors.Halt:
+		l.halted(r, err, now)
+		return
 	case now.Sub(r.firstFail) >= l.w.d.MaxElapsed:
 		l.deadLetter(r, dl(classOf(class)))
 		return

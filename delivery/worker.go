@@ -200,6 +200,7 @@ type Worker struct {
 
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	breakerCh chan struct{} // signalled on every breaker state change
+	haltTrip  atomic.Bool   // a halt was reported: open the breaker at once
 	limiter   *rate.Limiter // nil without rate_limit
 	delivered deliveredTracker
 	stats     Stats
@@ -249,7 +250,9 @@ func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Opt
 		Name:        name,
 		MaxRequests: max(b.HalfOpenProbes, 1),
 		Timeout:     b.OpenTimeout,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.ConsecutiveFailures },
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= b.ConsecutiveFailures || w.haltTrip.Load()
+		},
 		// A permanent failure is the downstream answering: it is up.
 		IsSuccessful: func(err error) bool { return err == nil || connectors.Classify(err) == connectors.Permanent },
 		// A call we cancelled ourselves (revoke, stop) says nothing.

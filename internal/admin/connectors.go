@@ -36,6 +36,10 @@ type ConnectorView struct {
 	InFlight int64   `json:"in_flight"`
 	Held     int64   `json:"held"`
 	Rate     float64 `json:"rate"`
+	// Halted is why a worker of the connector is halted (the endpoint or
+	// its credentials refused a call, whatever the record), empty when
+	// none is.
+	Halted string `json:"halted,omitempty"`
 	// LastError is the latest failure any of them reported.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -84,6 +88,9 @@ func (s *Server) view(ctx context.Context, name string, detail bool) ConnectorVi
 		v.InFlight += st.InFlight
 		v.Held += st.Held
 		v.Rate += st.Rate
+		if st.Halted != "" {
+			v.Halted = redactText(st.Halted)
+		}
 		if st.LastError != "" && st.LastErrorAt.After(v.LastErrorAt) {
 			v.LastError, v.LastErrorAt = redactText(st.LastError), st.LastErrorAt
 		}
@@ -96,6 +103,7 @@ func (s *Server) view(ctx context.Context, name string, detail bool) ConnectorVi
 		v.Workers = sts
 		for i := range v.Workers {
 			v.Workers[i].LastError = redactText(v.Workers[i].LastError)
+			v.Workers[i].Halted = redactText(v.Workers[i].Halted)
 		}
 		if v.Workers == nil {
 			v.Workers = []store.WorkerStatus{}

@@ -109,6 +109,9 @@ type WorkerStatus struct {
 	// InFlight and Held are the worker's Stats.InFlight and Stats.Held.
 	InFlight int64 `bson:"in_flight" json:"in_flight"`
 	Held     int64 `bson:"held" json:"held"`
+	// Halted is the reason the connector is halted (the endpoint or the
+	// credentials refused a call, whatever the record), empty when not.
+	Halted string `bson:"halted,omitempty" json:"halted,omitempty"`
 	// Rate is notifications delivered per second since the previous
 	// publish.
 	Rate float64 `bson:"rate" json:"rate"`

@@ -1,0 +1,167 @@
+package delivery_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/delivery"
+	"github.com/fanout-dev/fanout/internal/config"
+)
+
+// haltable is a connector whose endpoint a test breaks and repairs: while
+// broken every call fails with err (a halt, say), as a rotated key or a
+// disabled workflow makes every call fail, whatever the record.
+type haltable struct {
+	broken atomic.Bool
+	err    error
+	mu     sync.Mutex
+	calls  []haltCall
+}
+
+type haltCall struct {
+	id     string
+	failed bool
+}
+
+func (h *haltable) Deliver(_ context.Context, n *connectors.Notification) error {
+	broken := h.broken.Load()
+	h.mu.Lock()
+	h.calls = append(h.calls, haltCall{id: n.ID, failed: broken})
+	h.mu.Unlock()
+	if broken {
+		return h.err
+	}
+	return nil
+}
+
+func (h *haltable) Close() error { return nil }
+
+func (h *haltable) failedCalls() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, c := range h.calls {
+		if c.failed {
+			n++
+		}
+	}
+	return n
+}
+
+// logCounter counts log records at ERROR whose message contains want,
+// passing everything on to next.
+type logCounter struct {
+	slog.Handler
+	want string
+	n    *atomic.Int64
+}
+
+func (c logCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError && strings.Contains(r.Message, c.want) {
+		c.n.Add(1)
+	}
+	return c.Handler.Handle(ctx, r)
+}
+
+func (c logCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return logCounter{Handler: c.Handler.WithAttrs(as), want: c.want, n: c.n}
+}
+
+func (c logCounter) WithGroup(g string) slog.Handler {
+	return logCounter{Handler: c.Handler.WithGroup(g), want: c.want, n: c.n}
+}
+
+// metric returns the value of the worker's metric name.
+func metric(t *testing.T, cs []prometheus.Collector, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(cs...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			v := 0.0
+			for _, m := range mf.Metric {
+				v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+			return v
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestHaltOpensBreaker breaks the endpoint the way a rotated key does:
+// every call is refused with a halt. The first halt opens the breaker
+// although consecutive_failures is far higher, nothing is dead-lettered
+// although max_attempts is 2, the worker shows halted with the reason (in
+// its status, a metric, one ERROR line), and once the endpoint answers
+// again the probes close the breaker and every record is delivered.
+func TestHaltOpensBreaker(t *testing.T) {
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+		d.MaxInFlight = 4
+		d.MaxAttempts = 2
+		d.Breaker.ConsecutiveFailures = 50
+		d.Breaker.OpenTimeout = 200 * time.Millisecond
+		d.Breaker.HalfOpenProbes = 1
+	})
+	conn := &haltable{err: &connectors.Error{Class: connectors.Halt, Status: 401, Code: "DirectApiAuthorizationRequired",
+		Message: "the callback URL's signature was refused: the access key was rotated"}}
+	conn.broken.Store(true)
+	var errors atomic.Int64
+	log := slog.New(logCounter{Handler: testLogger(t).Handler(), want: "halted", n: &errors})
+	ns := notes(20, 1, "H")
+	e.produce(t, ns...)
+	w := e.start(t, conn, delivery.WithLogger(log))
+	st := w.w.Stats()
+
+	waitFor(t, 20*time.Second, "breaker open", func() bool { return st.Breaker() != gobreaker.StateClosed })
+	// The breaker opened on the first halt: only the calls in flight then
+	// failed before it, not max_in_flight x max_attempts.
+	waitFor(t, 20*time.Second, "several probes", func() bool { return st.BreakerOpened.Load() >= 3 })
+	if n := st.DeadLettered.Total(); n != 0 {
+		t.Fatalf("%d dead letters while halted (%v), want 0", n, st.DeadLettered.ByClass())
+	}
+	if !st.FetchPaused.Load() {
+		t.Errorf("fetching not paused while halted")
+	}
+	status := w.w.Status()
+	if !strings.Contains(status.Halted, "access key was rotated") {
+		t.Errorf("status halted = %q, want the reason", status.Halted)
+	}
+	if v := metric(t, w.w.Collectors(), "fanout_delivery_halted"); v != 1 {
+		t.Errorf("fanout_delivery_halted = %v, want 1", v)
+	}
+	failed, opened := conn.failedCalls(), st.BreakerOpened.Load()
+	if limit := e.cfg.Delivery.MaxInFlight + int(opened)*int(e.cfg.Delivery.Breaker.HalfOpenProbes); failed > limit {
+		t.Errorf("%d failed calls with the breaker opened %d times, want at most %d (in flight at the first halt + one probe per opening)", failed, opened, limit)
+	}
+	if n := errors.Load(); n != 1 {
+		t.Errorf("%d ERROR lines about the halt, want 1 (once per halt, not per record)", n)
+	}
+
+	conn.broken.Store(false)
+	waitFor(t, 30*time.Second, "all delivered after the endpoint is back", func() bool { return st.Delivered.Load() == int64(len(ns)) })
+	if n := st.DeadLettered.Total(); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+	if dl := e.readDLQ(t, 0, 300*time.Millisecond); len(dl) != 0 {
+		t.Errorf("DLQ holds %d records", len(dl))
+	}
+	waitFor(t, 10*time.Second, "halt cleared", func() bool { return w.w.Status().Halted == "" && st.Breaker() == gobreaker.StateClosed })
+	if v := metric(t, w.w.Collectors(), "fanout_delivery_halted"); v != 0 {
+		t.Errorf("fanout_delivery_halted = %v after recovery, want 0", v)
+	}
+	waitFor(t, 10*time.Second, "offsets committed", func() bool { return e.committedLag(t) == 0 })
+}
