@@ -45,6 +45,7 @@ func (l *loop) dispatch() {
 // start runs one downstream call on its own goroutine.
 func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	ctx, cancel := context.WithTimeout(l.hardCtx, l.w.d.CallTimeout)
+	ctx = connectors.WithRetryGate(ctx, l.w.inCallRetry)
 	c := &call{recs: recs, cancel: cancel}
 	ns := make([]*connectors.Notification, len(recs))
 	callCtx := ctx
@@ -175,4 +176,21 @@ func (l *loop) delivered(r *rec) {
 		l.clearHalt() // a halt reported late, by a call older than the breaker's state
 	}
 	l.finish(r)
+}
+
+// errInCallAttempt is what an in-call attempt's failure counts as for the
+// breaker.
+var errInCallAttempt = &connectors.Error{Class: connectors.Retryable, Message: "in-call attempt failed"}
+
+// inCallRetry is the calls' connectors.RetryGate: a failed attempt the
+// connector would retry within its call counts against the breaker, and
+// once the breaker is not closed the retry is held (the call returns its
+// failure and the loop holds the record) rather than sent into an outage.
+func (w *Worker) inCallRetry(error) bool {
+	done, err := w.breaker.Allow()
+	if err != nil {
+		return false // open, or half-open with its probes out
+	}
+	done(errInCallAttempt)
+	return w.breaker.State() == gobreaker.StateClosed
 }

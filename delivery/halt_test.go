@@ -13,8 +13,10 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/logicapps"
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
+	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 )
 
 // haltable is a connector whose endpoint a test breaks and repairs: while
@@ -164,4 +166,48 @@ func TestHaltOpensBreaker(t *testing.T) {
 		t.Errorf("fanout_delivery_halted = %v after recovery, want 0", v)
 	}
 	waitFor(t, 10*time.Second, "offsets committed", func() bool { return e.committedLag(t) == 0 })
+}
+
+// TestBreakerHoldsInCallRetries runs an outage against the real Logic Apps
+// connector with its in-call retries on (3 attempts): once the breaker
+// opens, the calls in flight do not retry any more, so 20 records in
+// flight make about one attempt each, not three.
+func TestBreakerHoldsInCallRetries(t *testing.T) {
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+		d.Breaker.ConsecutiveFailures = 5
+		d.Breaker.OpenTimeout = time.Hour // no probe during the test
+	})
+	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{Mode: lasim.ModeResponse, Status: 503}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
+		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: 3, Timeout: 5 * time.Second,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ns := notes(20, 1, "R")
+	e.produce(t, ns...)
+	w := e.start(t, conn)
+	st := w.w.Stats()
+	waitFor(t, 20*time.Second, "breaker open", func() bool { return st.Breaker() == gobreaker.StateOpen })
+	waitFor(t, 20*time.Second, "no call in flight", func() bool { return st.InFlight.Load() == 0 })
+	calls := len(sim.Calls())
+	t.Logf("%d records in flight made %d calls before the breaker held them", len(ns), calls)
+	// Every record's first attempt may have gone out before the breaker
+	// opened; its in-call retries must not, beyond the failures that
+	// opened it.
+	if limit := len(ns) + int(e.cfg.Delivery.Breaker.ConsecutiveFailures); calls > limit {
+		t.Errorf("%d calls for %d records, want at most %d: in-call retries went on with the breaker open", calls, len(ns), limit)
+	}
+	if n := st.DeadLettered.Total(); n != 0 {
+		t.Errorf("%d dead letters in an outage", n)
+	}
 }
