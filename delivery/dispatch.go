@@ -9,8 +9,8 @@ import (
 	"github.com/fanout-dev/fanout/connectors"
 )
 
-// dispatch starts calls while records are ready, slots are free and the
-// breaker lets them through.
+// dispatch starts calls while records are ready, slots are free, the
+// rate limit has a token and the breaker lets them through.
 func (l *loop) dispatch() {
 	l.blocked = false
 	if l.stopping || l.opPaused {
@@ -20,6 +20,10 @@ func (l *loop) dispatch() {
 	for l.ready.len() > 0 && l.calls < l.w.d.MaxInFlight {
 		if l.w.batch != nil && l.ready.len() < batch && l.now.Before(l.lingerTil) {
 			return // wait for the batch to fill
+		}
+		if wait := tokenWait(l.w.limiter, l.now); wait > 0 {
+			l.rateAt = l.now.Add(wait) // nextWake wakes the loop then
+			return
 		}
 		recs := l.ready.take(batch)
 		if len(recs) == 0 {
@@ -35,6 +39,7 @@ func (l *loop) dispatch() {
 			}
 			return
 		}
+		takeToken(l.w.limiter, l.now)
 		l.start(recs, done)
 		if l.ready.len() > 0 {
 			l.lingerTil = l.now // leftovers go without lingering again
@@ -72,15 +77,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	go func() {
 		defer cancel()
 		errs := make([]error, len(ns))
-		var err error
-		if w.limiter != nil {
-			err = w.limiter.Wait(ctx)
-		}
 		switch {
-		case err != nil:
-			for i := range errs {
-				errs[i] = &connectors.Error{Class: connectors.Retryable, Message: "rate limiter", Err: err}
-			}
 		case len(ns) == 1:
 			errs[0] = w.conn.Deliver(callCtx, ns[0])
 		default:

@@ -172,6 +172,7 @@ type loop struct {
 	hardStop  context.CancelFunc
 	breakerAt time.Time // when an open breaker may let a probe through
 	haltedAt  time.Time // when the current halt began
+	rateAt    time.Time // when the rate limit has its next token
 	now       time.Time
 }
 
@@ -344,6 +345,9 @@ func (l *loop) nextWake() (time.Time, bool) {
 	}
 	if l.ready.len() > 0 && l.w.batch != nil && l.lingerTil.After(l.now) {
 		take(l.lingerTil)
+	}
+	if l.ready.len() > 0 && l.rateAt.After(l.now) {
+		take(l.rateAt)
 	}
 	for _, rv := range l.revokes {
 		take(rv.deadline)
