@@ -76,6 +76,7 @@ func (w *Worker) controlLoop(ctx context.Context, l *loop) {
 		case <-status.C:
 			w.publishStatus(ctx, false)
 		case <-poll.C:
+			w.pollParked(ctx, l)
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			p, err := w.control.ConnectorPaused(rctx, w.name)
 			cancel()

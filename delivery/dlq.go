@@ -69,8 +69,8 @@ func (l *loop) handleDLQ(res dlqResult) {
 	l.w.log.Warn("notification dead-lettered", "class", res.dl.class, "notification_id", r.meta.ID, "key", r.key,
 		"version", r.meta.Version, "partition", r.r.Partition, "offset", r.r.Offset, "attempts", res.dl.attempts,
 		"http_status", status, "error_code", code, "error", errText, "dlq", l.w.dlqTopic)
-	if l.w.d.AfterDeadLtr == "park" && r.key != "" {
-		r.p.parked[r.key] = true
+	if l.w.d.AfterDeadLtr == "park" {
+		l.park(r)
 	}
 	l.finish(r)
 }

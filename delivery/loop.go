@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -81,8 +82,6 @@ type partition struct {
 	epoch int32
 	// committed is the offset last handed to a commit.
 	committed int64
-	// parked keys: after_dead_letter park (memory only).
-	parked map[string]bool
 	// busy counts records of this partition in a call or a DLQ produce.
 	busy     int
 	calls    map[*call]struct{}
@@ -173,6 +172,11 @@ type loop struct {
 	breakerAt time.Time // when an open breaker may let a probe through
 	haltedAt  time.Time // when the current halt began
 	rateAt    time.Time // when the rate limit has its next token
+	// parked keys (after_dead_letter: park), with when they were parked
+	// here; see park.go.
+	parked map[string]time.Time
+	parkCh chan parkSnapshot // the store's parked keys, from the control loop
+	bg     sync.WaitGroup    // store writes off the loop
 	now       time.Time
 }
 
@@ -190,6 +194,8 @@ func newLoop(w *Worker) *loop {
 		gate:      newPollGate(),
 		committer: &committer{signal: make(chan struct{}, 1)},
 		parts:     make(map[tp]*partition),
+		parked:    make(map[string]time.Time),
+		parkCh:    make(chan parkSnapshot),
 		limit:     min(max(1000, 4*w.d.MaxInFlight*batch), 100_000),
 		hardCtx:   hctx,
 		hardStop:  hcancel,
@@ -279,6 +285,8 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 			l.startRevoke(req)
 		case p := <-l.pauseCh:
 			l.setOpPaused(p)
+		case s := <-l.parkCh:
+			l.applyParked(s)
 		case res := <-l.resCh:
 			l.handleResult(res)
 		case res := <-l.dlqCh:
@@ -313,6 +321,7 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	}
 	l.publishGauges()
 	st.takeLedger()
+	l.bg.Wait()
 	return offs
 }
 

@@ -65,6 +65,8 @@ type Stats struct {
 	// (fanout_commit_time) to the downstream's acknowledgement.
 	Latency Latency
 
+	// ParkedKeys is the number of keys parked (after_dead_letter: park).
+	ParkedKeys atomic.Int64
 	// Halted is 1 while the connector is halted; the reason is in
 	// HaltReason.
 	Halted     atomic.Bool

@@ -137,7 +137,15 @@ type ControlStore interface {
 // WithControl makes the worker obey the operator's pause and publish its
 // status to s; without it the worker is never paused and publishes
 // nothing.
-func WithControl(s ControlStore) Option { return func(w *Worker) { w.control = s } }
+// When s is also a ParkStore, parked keys are persisted there.
+func WithControl(s ControlStore) Option {
+	return func(w *Worker) {
+		w.control = s
+		if ps, ok := s.(ParkStore); ok {
+			w.parks = ps
+		}
+	}
+}
 
 // WithInstance names this worker process in its status (default: host
 // name, process id and a random suffix), so that replicas tell apart.
@@ -191,6 +199,7 @@ type Worker struct {
 	group      string
 
 	control     ControlStore
+	parks       ParkStore // nil: parked keys in memory only
 	instance    string
 	pausePoll   time.Duration
 	statusEvery time.Duration
@@ -354,6 +363,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		l.opPaused = paused
 		w.stats.Paused.Store(paused)
+	}
+	if w.parks != nil {
+		s, ok := w.initialParked(ctx)
+		if !ok {
+			l.hardStop()
+			return nil
+		}
+		l.applyParked(s)
 	}
 	opts := append(slices.Clone(w.kopts),
 		kgo.ConsumerGroup(w.group),
