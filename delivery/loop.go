@@ -177,7 +177,7 @@ type loop struct {
 	parked map[string]time.Time
 	parkCh chan parkSnapshot // the store's parked keys, from the control loop
 	bg     sync.WaitGroup    // store writes off the loop
-	now       time.Time
+	now    time.Time
 }
 
 func newLoop(w *Worker) *loop {
