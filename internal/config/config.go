@@ -35,6 +35,10 @@ type Config struct {
 	Log        Log                  `yaml:"log"`
 	// Observability configures tracing export.
 	Observability Observability `yaml:"observability"`
+
+	// deliveryNodes are the connectors' delivery blocks as written, merged
+	// over Delivery by mergeDeliveryOverrides (override.go).
+	deliveryNodes map[string]*yaml.Node
 }
 
 // Kafka is how every role reaches the broker.
@@ -498,6 +502,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if err := ApplyEnv(&cfg, getenv); err != nil {
 		return nil, err
 	}
+	if err := cfg.mergeDeliveryOverrides(); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -515,7 +522,19 @@ func Parse(data []byte, cfg *Config) error {
 		}
 		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
 	}
-	return nil
+	nodes, err := deliveryOverrides(data)
+	if err != nil {
+		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
+	}
+	if len(nodes) > 0 {
+		if cfg.deliveryNodes == nil {
+			cfg.deliveryNodes = make(map[string]*yaml.Node)
+		}
+		for k, v := range nodes {
+			cfg.deliveryNodes[k] = v
+		}
+	}
+	return cfg.mergeDeliveryOverrides()
 }
 
 func yamlProblem(err error) string {
