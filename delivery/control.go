@@ -132,6 +132,7 @@ func (w *Worker) Status() store.WorkerStatus {
 		InFlight:      s.InFlight.Load(),
 		Held:          s.Held.Load(),
 		Halted:        s.HaltReason(),
+		Waiting:       s.Waiting.Load(),
 		Rate:          s.rate(now),
 		LastError:     s.LastError(),
 		LastErrorAt:   s.LastErrorAt(),
@@ -139,6 +140,9 @@ func (w *Worker) Status() store.WorkerStatus {
 		Partitions:    w.Assigned(),
 		LatencyMeanMS: float64(lat.Mean()) / float64(time.Millisecond),
 		LatencyMaxMS:  float64(lat.Max) / float64(time.Millisecond),
+	}
+	if reason, until, ok := s.Wait(); ok {
+		st.WaitReason, st.WaitUntil = reason, until.UTC()
 	}
 	if st.Partitions == nil {
 		st.Partitions = []string{}

@@ -407,6 +407,7 @@ func (l *loop) updatePause() {
 func (l *loop) publishGauges() {
 	st := &l.w.stats
 	st.Buffered.Store(int64(l.buffered))
+	st.Waiting.Store(int64(len(l.retries)))
 	if l.blocked || l.opPaused {
 		st.Held.Store(int64(l.ready.len()))
 	} else {

@@ -61,7 +61,9 @@ func (l *loop) backoff(r *rec, err error) time.Duration {
 	d := l.w.d
 	var ce *connectors.Error
 	if errors.As(err, &ce) && ce.RetryAfter > 0 {
-		return min(ce.RetryAfter, d.RetryAfterCap)
+		wait := min(ce.RetryAfter, d.RetryAfterCap)
+		l.noteWait(err, wait)
+		return wait
 	}
 	hi := d.MaxBackoff
 	if n := r.attempts; n < 32 {

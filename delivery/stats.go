@@ -65,6 +65,12 @@ type Stats struct {
 	// (fanout_commit_time) to the downstream's acknowledgement.
 	Latency Latency
 
+	// Waiting is the number of records waiting for their retry time
+	// (their key blocked, no slot used).
+	Waiting atomic.Int64
+	// wait is the latest wait a downstream asked for (a limit,
+	// Retry-After), while it lasts.
+	wait atomic.Pointer[limitWait]
 	// ParkedKeys is the number of keys parked (after_dead_letter: park).
 	ParkedKeys atomic.Int64
 	// Halted is 1 while the connector is halted; the reason is in
