@@ -21,13 +21,14 @@ func (l *loop) dispatch() {
 		if l.w.batch != nil && l.ready.len() < batch && l.now.Before(l.lingerTil) {
 			return // wait for the batch to fill
 		}
-		if wait := tokenWait(l.w.limiter, l.now); wait > 0 {
+		lane, wait := l.pickLane()
+		if lane < 0 {
 			l.rateAt = l.now.Add(wait) // nextWake wakes the loop then
 			return
 		}
-		recs := l.ready.take(batch)
+		recs := l.ready.takeLane(lane, batch)
 		if len(recs) == 0 {
-			return
+			continue // the lane held only records no longer ready
 		}
 		done, err := l.w.breaker.Allow()
 		if err != nil {
@@ -40,6 +41,7 @@ func (l *loop) dispatch() {
 			return
 		}
 		takeToken(l.w.limiter, l.now)
+		takeToken(l.w.laneLimiters[lane], l.now)
 		l.start(recs, done)
 		if l.ready.len() > 0 {
 			l.lingerTil = l.now // leftovers go without lingering again

@@ -154,7 +154,7 @@ type loop struct {
 	committer *committer
 
 	parts     map[tp]*partition
-	ready     readyQueue
+	ready     priorityReady
 	retries   retryHeap
 	revokes   []*pendingRevoke
 	calls     int // downstream calls in flight

@@ -211,6 +211,8 @@ type Worker struct {
 	breakerCh chan struct{} // signalled on every breaker state change
 	haltTrip  atomic.Bool   // a halt was reported: open the breaker at once
 	limiter   *rate.Limiter // nil without rate_limit
+	// laneLimiters are the priorities' own rate limits (priority.go).
+	laneLimiters [lanes]*rate.Limiter
 	delivered deliveredTracker
 	stats     Stats
 	started   atomic.Bool
@@ -254,6 +256,7 @@ func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Opt
 		}
 		w.limiter = rate.NewLimiter(rate.Limit(w.d.RateLimit), burst)
 	}
+	w.laneLimiters = laneLimiters(w.d.PriorityRateLimit.High, w.d.PriorityRateLimit.Normal)
 	b := w.d.Breaker
 	w.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,

@@ -283,12 +283,23 @@ type Delivery struct {
 	RetryAfterCap  time.Duration `yaml:"retry_after_cap"`
 	RateLimit      float64       `yaml:"rate_limit"`
 	RateBurst      int           `yaml:"rate_burst"`
+	// PriorityRateLimit limits the calls per second of each routing
+	// priority besides rate_limit; 0 for none.
+	PriorityRateLimit PriorityRateLimit `yaml:"priority_rate_limit"`
 	Breaker        Breaker       `yaml:"breaker"`
 	AfterDeadLtr   string        `yaml:"after_dead_letter"`
 	RevokeTimeout  time.Duration `yaml:"revoke_timeout"`
 	BatchLinger    time.Duration `yaml:"batch_linger"`
 	CallTimeout    time.Duration `yaml:"call_timeout"`
 	DeliveredFlush time.Duration `yaml:"delivered_flush"`
+}
+
+// PriorityRateLimit is a rate limit per routing priority, in calls per
+// second (0: none). High-priority notifications are dispatched ahead of
+// the others; "normal" covers every priority but high.
+type PriorityRateLimit struct {
+	High   float64 `yaml:"high"`
+	Normal float64 `yaml:"normal"`
 }
 
 // Breaker tunes the per-connector circuit breaker.
