@@ -213,9 +213,9 @@ type Worker struct {
 	limiter   *rate.Limiter // nil without rate_limit
 	// laneLimiters are the priorities' own rate limits (priority.go).
 	laneLimiters [lanes]*rate.Limiter
-	delivered deliveredTracker
-	stats     Stats
-	started   atomic.Bool
+	delivered    deliveredTracker
+	stats        Stats
+	started      atomic.Bool
 }
 
 // New returns a worker for the connector named name, delivering through

@@ -275,23 +275,23 @@ type Connector struct {
 
 // Delivery tunes the workers.
 type Delivery struct {
-	MaxInFlight    int           `yaml:"max_in_flight"`
-	MaxAttempts    int           `yaml:"max_attempts"`
-	MaxElapsed     time.Duration `yaml:"max_elapsed"`
-	MinBackoff     time.Duration `yaml:"min_backoff"`
-	MaxBackoff     time.Duration `yaml:"max_backoff"`
-	RetryAfterCap  time.Duration `yaml:"retry_after_cap"`
-	RateLimit      float64       `yaml:"rate_limit"`
-	RateBurst      int           `yaml:"rate_burst"`
+	MaxInFlight   int           `yaml:"max_in_flight"`
+	MaxAttempts   int           `yaml:"max_attempts"`
+	MaxElapsed    time.Duration `yaml:"max_elapsed"`
+	MinBackoff    time.Duration `yaml:"min_backoff"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+	RateLimit     float64       `yaml:"rate_limit"`
+	RateBurst     int           `yaml:"rate_burst"`
 	// PriorityRateLimit limits the calls per second of each routing
 	// priority besides rate_limit; 0 for none.
 	PriorityRateLimit PriorityRateLimit `yaml:"priority_rate_limit"`
-	Breaker        Breaker       `yaml:"breaker"`
-	AfterDeadLtr   string        `yaml:"after_dead_letter"`
-	RevokeTimeout  time.Duration `yaml:"revoke_timeout"`
-	BatchLinger    time.Duration `yaml:"batch_linger"`
-	CallTimeout    time.Duration `yaml:"call_timeout"`
-	DeliveredFlush time.Duration `yaml:"delivered_flush"`
+	Breaker           Breaker           `yaml:"breaker"`
+	AfterDeadLtr      string            `yaml:"after_dead_letter"`
+	RevokeTimeout     time.Duration     `yaml:"revoke_timeout"`
+	BatchLinger       time.Duration     `yaml:"batch_linger"`
+	CallTimeout       time.Duration     `yaml:"call_timeout"`
+	DeliveredFlush    time.Duration     `yaml:"delivered_flush"`
 }
 
 // PriorityRateLimit is a rate limit per routing priority, in calls per
