@@ -2,7 +2,9 @@ package delivery_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,4 +212,91 @@ func TestBreakerHoldsInCallRetries(t *testing.T) {
 	if n := st.DeadLettered.Total(); n != 0 {
 		t.Errorf("%d dead letters in an outage", n)
 	}
+}
+
+// TestLogicAppsHaltEndToEnd breaks the Logic Apps endpoint the way
+// operators do (the access key rotated under the connector, the workflow
+// disabled) while notifications flow through the real broker to the real
+// connector: the worker halts with 0 dead letters, and once the endpoint
+// is put right (the connector's key is valid again, the workflow is
+// re-enabled) every notification is delivered, in order per key.
+func TestLogicAppsHaltEndToEnd(t *testing.T) {
+	cases := []struct {
+		name        string
+		break_, fix func(sim *lasim.Server)
+		reason      string
+	}{
+		{"key rotated", func(sim *lasim.Server) { sim.RotateKey("rotated-key") }, func(sim *lasim.Server) { sim.RotateKey("test-key") }, "401"},
+		{"workflow disabled", func(sim *lasim.Server) { sim.SetWorkflowEnabled("wf1", false) }, func(sim *lasim.Server) { sim.SetWorkflowEnabled("wf1", true) }, "WorkflowNotEnabled"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+				d.MaxAttempts = 2
+				d.Breaker.OpenTimeout = 300 * time.Millisecond
+				d.Breaker.HalfOpenProbes = 1
+			})
+			sim, conn := laSim(t, e.name, lasim.Config{})
+			w := e.start(t, conn)
+			st := w.w.Stats()
+			before := notes(10, 1, "A")
+			e.produce(t, before...)
+			waitFor(t, 20*time.Second, "delivered before the break", func() bool { return st.Delivered.Load() == int64(len(before)) })
+
+			tc.break_(sim)
+			during := notes(20, 2, "B")
+			e.produce(t, during...)
+			waitFor(t, 20*time.Second, "halted", func() bool { return w.w.Status().Halted != "" && st.Breaker() != gobreaker.StateClosed })
+			if r := w.w.Status().Halted; !strings.Contains(r, tc.reason) || strings.Contains(r, "sig=") {
+				t.Errorf("halted %q, want the reason (%s) and no signature", r, tc.reason)
+			}
+			waitFor(t, 20*time.Second, "some probes", func() bool { return st.BreakerOpened.Load() >= 3 })
+			if n := st.DeadLettered.Total(); n != 0 {
+				t.Fatalf("%d dead letters while halted: %v", n, st.DeadLettered.ByClass())
+			}
+
+			tc.fix(sim)
+			total := int64(len(before) + len(during))
+			waitFor(t, 30*time.Second, "all delivered after the fix", func() bool { return st.Delivered.Load() == total })
+			waitFor(t, 10*time.Second, "halt cleared", func() bool { return w.w.Status().Halted == "" })
+			if n := st.DeadLettered.Total(); n != 0 {
+				t.Errorf("%d dead letters", n)
+			}
+			if dl := e.readDLQ(t, 0, 300*time.Millisecond); len(dl) != 0 {
+				t.Errorf("DLQ holds %d records", len(dl))
+			}
+			calls := acceptedCalls(t, sim)
+			got := delivered(calls)
+			for _, n := range append(before, during...) {
+				if got[n.id] < 1 {
+					t.Errorf("%s not delivered", n.id)
+				}
+			}
+			checkKeyOrder(t, calls)
+			waitFor(t, 10*time.Second, "offsets committed", func() bool { return e.committedLag(t) == 0 })
+		})
+	}
+}
+
+// acceptedCalls is laCalls of the calls the simulator accepted (a refused
+// call's body is not recorded).
+func acceptedCalls(t *testing.T, sim *lasim.Server) []laCall {
+	t.Helper()
+	var out []laCall
+	for _, c := range sim.Calls() {
+		if c.Status < 200 || c.Status > 299 {
+			continue
+		}
+		var b struct {
+			ID      string `json:"id"`
+			QuoteID string `json:"quote_id"`
+			Version int64  `json:"version"`
+		}
+		if err := json.Unmarshal([]byte(c.Body), &b); err != nil {
+			t.Fatalf("call %d: body %q: %v", c.Seq, c.Body, err)
+		}
+		out = append(out, laCall{start: c.Time, end: c.Time.Add(c.Duration), status: c.Status, id: c.TrackingID, bodyID: b.ID, key: b.QuoteID, version: b.Version})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
+	return out
 }
