@@ -55,8 +55,17 @@
 // HeaderDLQ* headers, produced synchronously before the record counts as
 // done. With after_dead_letter: park, later records of a dead-lettered key
 // go straight to the dead letters (class parked) so that a replay can keep
-// their order; the set of parked keys lives in the worker's memory only, so
-// a restart or a rebalance forgets it and later records flow again.
+// their order; the parked keys are the connector's, persisted in the
+// control store (park.go) and released by a replay of the key or by an
+// operator.
+//
+// # Halt, rate limits and priority
+//
+// A connectors.Halt failure (the endpoint or the credentials are wrong)
+// opens the breaker at once and holds the record without using up its
+// attempts or max_elapsed; the breaker's probes resume the connector
+// (halt.go). The rate limits gate dispatch in the loop (rate.go), and
+// high-priority records are dispatched ahead of the others (priority.go).
 //
 // # Delivered versions
 //
