@@ -46,17 +46,6 @@ func (q *priorityReady) len() int {
 
 func (q *priorityReady) push(r *rec) { q.lanes[laneOf(r)].push(r) }
 
-// take removes up to n ready records, from the high lane first.
-func (q *priorityReady) take(n int) []*rec {
-	var out []*rec
-	for i := range q.lanes {
-		if len(out) < n {
-			out = append(out, q.lanes[i].take(n-len(out))...)
-		}
-	}
-	return out
-}
-
 // takeLane removes up to n ready records of one lane.
 func (q *priorityReady) takeLane(lane, n int) []*rec { return q.lanes[lane].take(n) }
 
