@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanout-dev/fanout/delivery"
+
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -119,4 +123,18 @@ func (s *Server) releaseReplayed(ctx context.Context, name string, resp *ReplayR
 			s.log.Info("admin: parked key released by its replay", "connector", name, "key", it.Key, "replay_id", resp.ReplayID)
 		}
 	}
+}
+
+// cutDeadLetter reports whether a dead letter's value was truncated or
+// dropped to fit the dead-letter topic.
+func cutDeadLetter(r *kgo.Record) bool {
+	if r == nil {
+		return false
+	}
+	for _, h := range r.Headers {
+		if h.Key == delivery.HeaderDLQTruncated || h.Key == delivery.HeaderDLQStub {
+			return true
+		}
+	}
+	return false
 }

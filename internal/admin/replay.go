@@ -72,6 +72,10 @@ const (
 	ReasonDuplicate = "duplicate"
 	// ReasonNotFound: no dead letter at that partition and offset.
 	ReasonNotFound = "not_found"
+	// ReasonTruncated: the dead letter's value was cut or dropped to fit
+	// the dead-letter topic (fanout_dlq_truncated): it is not the
+	// notification any more, so it is never replayed, not even forced.
+	ReasonTruncated = "truncated"
 )
 
 // ReplayItem is the outcome of one selected dead letter.
@@ -348,6 +352,10 @@ func (s *Server) guard(ctx context.Context, name string, req *ReplayRequest, res
 		}
 		if it.ID == "" {
 			it.Action, it.Reason = ActionSkipped, ReasonNoID
+			continue
+		}
+		if cutDeadLetter(it.rec) {
+			it.Action, it.Reason = ActionSkipped, ReasonTruncated
 			continue
 		}
 		if m, ok := markers[store.PartitionOffset{Partition: it.Partition, Offset: it.Offset}]; ok {
