@@ -123,3 +123,30 @@ func TestParkingSurvivesRestartAndReplayReleases(t *testing.T) {
 		t.Errorf("%d dead letters by the new worker, want 1 (K-v3)", n)
 	}
 }
+
+// TestParkedKeyReleasedByOperator parks a key, then an operator releases it
+// in the store (the admin API's skip): the running worker learns it from
+// its poll and delivers the key's next record, without a restart and
+// without a replay.
+func TestParkedKeyReleasedByOperator(t *testing.T) {
+	e := newEnv(t, "sf", "salesforce", func(d *config.Delivery) { d.AfterDeadLtr = "park" })
+	st := openStore(t)
+	conn := &fixable{bad: "K"}
+	e.produce(t, note{key: "K", version: 1, id: "K-v1"})
+	w := e.start(t, conn, delivery.WithControl(st), delivery.WithControlIntervals(100*time.Millisecond, time.Second))
+	waitFor(t, 20*time.Second, "K parked", func() bool { return w.w.Stats().ParkedKeys.Load() == 1 })
+	waitFor(t, 10*time.Second, "K parked in the store", func() bool {
+		keys, err := st.ParkedKeys(context.Background(), e.name)
+		return err == nil && len(keys) == 1
+	})
+	conn.fixed.Store(true)
+	if ok, err := st.ReleaseParked(context.Background(), e.name, "K"); err != nil || !ok {
+		t.Fatalf("release: %v, %v", ok, err)
+	}
+	waitFor(t, 10*time.Second, "the worker sees the release", func() bool { return w.w.Stats().ParkedKeys.Load() == 0 })
+	e.produce(t, note{key: "K", version: 2, id: "K-v2"})
+	waitFor(t, 20*time.Second, "K-v2 delivered", func() bool { return w.w.Stats().Delivered.Load() == 1 })
+	if n := w.w.Stats().DeadLettered.Total(); n != 1 {
+		t.Errorf("%d dead letters, want 1 (K-v1)", n)
+	}
+}
