@@ -19,6 +19,7 @@ import (
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
+	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
 )
 
 // haltable is a connector whose endpoint a test breaks and repairs: while
@@ -299,4 +300,51 @@ func acceptedCalls(t *testing.T, sim *lasim.Server) []laCall {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].start.Before(out[j].start) })
 	return out
+}
+
+// TestSalesforceClientSecretHalt expires the connector's client secret at
+// Salesforce (the secret is replaced and the sessions revoked) while
+// notifications flow: the token endpoint refuses the client, the worker
+// halts with 0 dead letters, and once the secret the connector holds is
+// valid again every notification is delivered at its newest version.
+func TestSalesforceClientSecretHalt(t *testing.T) {
+	e := newEnv(t, "sf", "salesforce", func(d *config.Delivery) {
+		d.MaxAttempts = 2
+		d.Breaker.OpenTimeout = 300 * time.Millisecond
+		d.Breaker.HalfOpenProbes = 1
+	})
+	sim, conn := sfSim(t, e.name, sfsim.Config{}, 10)
+	w := e.start(t, conn)
+	st := w.w.Stats()
+	before := notes(10, 1, "A")
+	e.produce(t, before...)
+	waitFor(t, 20*time.Second, "delivered before the secret expired", func() bool { return st.Delivered.Load() == int64(len(before)) })
+
+	sim.SetClientSecret("replaced-by-the-admin")
+	sim.RevokeSessions()
+	during := notes(20, 2, "B")
+	e.produce(t, during...)
+	waitFor(t, 20*time.Second, "halted", func() bool { return w.w.Status().Halted != "" && st.Breaker() != gobreaker.StateClosed })
+	if r := w.w.Status().Halted; strings.Contains(r, sfSecret) {
+		t.Errorf("halted reason %q shows the secret", r)
+	}
+	waitFor(t, 20*time.Second, "some probes", func() bool { return st.BreakerOpened.Load() >= 3 })
+	if n := st.DeadLettered.Total(); n != 0 {
+		t.Fatalf("%d dead letters while halted: %v", n, st.DeadLettered.ByClass())
+	}
+
+	sim.SetClientSecret(sfSecret)
+	total := int64(len(before) + len(during))
+	waitFor(t, 30*time.Second, "all delivered after the fix", func() bool { return st.Delivered.Load() == total })
+	waitFor(t, 10*time.Second, "halt cleared", func() bool { return w.w.Status().Halted == "" })
+	if n := st.DeadLettered.Total(); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+	got := sfVersions(sim)
+	for _, n := range append(before, during...) {
+		if got[n.key] < n.version {
+			t.Errorf("%s at version %d, want at least %d", n.key, got[n.key], n.version)
+		}
+	}
+	waitFor(t, 10*time.Second, "offsets committed", func() bool { return e.committedLag(t) == 0 })
 }
