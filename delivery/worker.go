@@ -340,8 +340,11 @@ func (w *Worker) Assigned() []string { return w.assigned.list() }
 // signals; the loop does the pausing.
 func (w *Worker) onBreakerChange(_ string, from, to gobreaker.State) {
 	w.stats.BreakerState.Store(int32(to))
-	if to == gobreaker.StateOpen {
+	switch to {
+	case gobreaker.StateOpen:
 		w.stats.BreakerOpened.Add(1)
+	case gobreaker.StateClosed:
+		w.haltTrip.Store(false) // the endpoint answered
 	}
 	lvl := slog.LevelWarn
 	if to == gobreaker.StateClosed {
