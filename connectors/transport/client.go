@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/fanout-dev/fanout/connectors"
 )
 
 // Defaults for Options fields left zero.
@@ -299,6 +301,9 @@ func (s *callState) checkRetry(ctx context.Context, resp *http.Response, err err
 	if s.attempts >= s.client.opts.MaxAttempts {
 		return false, nil
 	}
+	if !connectors.MayRetry(ctx, attemptError(resp, err)) {
+		return false, nil // the circuit breaker holds the retry
+	}
 	wait := FullJitterBackoff(s.client.opts.MinBackoff, s.client.opts.MaxBackoff, s.attempts-1, nil)
 	if resp != nil {
 		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
@@ -313,6 +318,14 @@ func (s *callState) checkRetry(ctx context.Context, resp *http.Response, err err
 	}
 	s.wait = wait
 	return true, nil
+}
+
+// attemptError describes a failed attempt for a RetryGate.
+func attemptError(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	return &connectors.Error{Class: connectors.Retryable, Status: resp.StatusCode, Message: "in-call attempt failed"}
 }
 
 // backoff implements retryablehttp.Backoff with the wait checkRetry chose.

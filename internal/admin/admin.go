@@ -197,6 +197,8 @@ func routeTable() []route {
 		{"GET", "/v1/connectors/{name}/dead-letters", config.ScopeRead, (*Server).listDeadLetters},
 		{"GET", "/v1/connectors/{name}/dead-letters/{partition}/{offset}", config.ScopeRead, (*Server).getDeadLetter},
 		{"POST", "/v1/connectors/{name}/replay", config.ScopeReplay, (*Server).replay},
+		{"GET", "/v1/connectors/{name}/parked", config.ScopeRead, (*Server).listParked},
+		{"POST", "/v1/connectors/{name}/parked/release", config.ScopeReplay, (*Server).releaseParked},
 		{"GET", "/v1/audit", config.ScopeRead, (*Server).listAudit},
 		{"GET", "/v1/relay", config.ScopeRead, (*Server).getRelay},
 	}

@@ -72,6 +72,10 @@ const (
 	ReasonDuplicate = "duplicate"
 	// ReasonNotFound: no dead letter at that partition and offset.
 	ReasonNotFound = "not_found"
+	// ReasonTruncated: the dead letter's value was cut or dropped to fit
+	// the dead-letter topic (fanout_dlq_truncated): it is not the
+	// notification any more, so it is never replayed, not even forced.
+	ReasonTruncated = "truncated"
 )
 
 // ReplayItem is the outcome of one selected dead letter.
@@ -176,6 +180,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 		need := time.Duration(float64(len(resp.Items)) / req.Rate * float64(time.Second))
 		_ = rc.SetWriteDeadline(time.Now().Add(need + s.cfg.Admin.WriteTimeout))
 		s.send(ctx, name, who, &req, resp)
+		s.releaseReplayed(ctx, name, resp)
 	}
 	c := &resp.Counts
 	for _, it := range resp.Items {
@@ -347,6 +352,10 @@ func (s *Server) guard(ctx context.Context, name string, req *ReplayRequest, res
 		}
 		if it.ID == "" {
 			it.Action, it.Reason = ActionSkipped, ReasonNoID
+			continue
+		}
+		if cutDeadLetter(it.rec) {
+			it.Action, it.Reason = ActionSkipped, ReasonTruncated
 			continue
 		}
 		if m, ok := markers[store.PartitionOffset{Partition: it.Partition, Offset: it.Offset}]; ok {

@@ -37,6 +37,10 @@ type Config struct {
 	Log        Log                  `yaml:"log"`
 	// Observability configures tracing export.
 	Observability Observability `yaml:"observability"`
+
+	// deliveryNodes are the connectors' delivery blocks as written, merged
+	// over Delivery by mergeDeliveryOverrides (override.go).
+	deliveryNodes map[string]*yaml.Node
 }
 
 // Kafka is how every role reaches the broker.
@@ -306,20 +310,31 @@ type Connector struct {
 
 // Delivery tunes the workers.
 type Delivery struct {
-	MaxInFlight    int           `yaml:"max_in_flight"`
-	MaxAttempts    int           `yaml:"max_attempts"`
-	MaxElapsed     time.Duration `yaml:"max_elapsed"`
-	MinBackoff     time.Duration `yaml:"min_backoff"`
-	MaxBackoff     time.Duration `yaml:"max_backoff"`
-	RetryAfterCap  time.Duration `yaml:"retry_after_cap"`
-	RateLimit      float64       `yaml:"rate_limit"`
-	RateBurst      int           `yaml:"rate_burst"`
-	Breaker        Breaker       `yaml:"breaker"`
-	AfterDeadLtr   string        `yaml:"after_dead_letter"`
-	RevokeTimeout  time.Duration `yaml:"revoke_timeout"`
-	BatchLinger    time.Duration `yaml:"batch_linger"`
-	CallTimeout    time.Duration `yaml:"call_timeout"`
-	DeliveredFlush time.Duration `yaml:"delivered_flush"`
+	MaxInFlight   int           `yaml:"max_in_flight"`
+	MaxAttempts   int           `yaml:"max_attempts"`
+	MaxElapsed    time.Duration `yaml:"max_elapsed"`
+	MinBackoff    time.Duration `yaml:"min_backoff"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+	RateLimit     float64       `yaml:"rate_limit"`
+	RateBurst     int           `yaml:"rate_burst"`
+	// PriorityRateLimit limits the calls per second of each routing
+	// priority besides rate_limit; 0 for none.
+	PriorityRateLimit PriorityRateLimit `yaml:"priority_rate_limit"`
+	Breaker           Breaker           `yaml:"breaker"`
+	AfterDeadLtr      string            `yaml:"after_dead_letter"`
+	RevokeTimeout     time.Duration     `yaml:"revoke_timeout"`
+	BatchLinger       time.Duration     `yaml:"batch_linger"`
+	CallTimeout       time.Duration     `yaml:"call_timeout"`
+	DeliveredFlush    time.Duration     `yaml:"delivered_flush"`
+}
+
+// PriorityRateLimit is a rate limit per routing priority, in calls per
+// second (0: none). High-priority notifications are dispatched ahead of
+// the others; "normal" covers every priority but high.
+type PriorityRateLimit struct {
+	High   float64 `yaml:"high"`
+	Normal float64 `yaml:"normal"`
 }
 
 // Breaker tunes the per-connector circuit breaker.
@@ -536,6 +551,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if err := ApplyEnv(&cfg, getenv); err != nil {
 		return nil, err
 	}
+	if err := cfg.mergeDeliveryOverrides(); err != nil {
+		return nil, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -553,7 +571,19 @@ func Parse(data []byte, cfg *Config) error {
 		}
 		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
 	}
-	return nil
+	nodes, err := deliveryOverrides(data)
+	if err != nil {
+		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
+	}
+	if len(nodes) > 0 {
+		if cfg.deliveryNodes == nil {
+			cfg.deliveryNodes = make(map[string]*yaml.Node)
+		}
+		for k, v := range nodes {
+			cfg.deliveryNodes[k] = v
+		}
+	}
+	return cfg.mergeDeliveryOverrides()
 }
 
 func yamlProblem(err error) string {

@@ -330,6 +330,12 @@ func validateDelivery(e *Errors, field string, d Delivery) {
 	if d.RateLimit < 0 {
 		e.add(field+".rate_limit", "is negative", "use 0 for no limit or a rate in calls per second")
 	}
+	if d.PriorityRateLimit.High < 0 {
+		e.add(field+".priority_rate_limit.high", "is negative", "use 0 for no limit or a rate in calls per second")
+	}
+	if d.PriorityRateLimit.Normal < 0 {
+		e.add(field+".priority_rate_limit.normal", "is negative", "use 0 for no limit or a rate in calls per second")
+	}
 	switch d.AfterDeadLtr {
 	case "continue", "park":
 	default:

@@ -64,6 +64,7 @@ type Store struct {
 	delivered *mongo.Collection
 	control   *mongo.Collection
 	audit     *mongo.Collection
+	parked    *mongo.Collection
 
 	versionField string
 	parallel     bool
@@ -124,6 +125,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s.delivered = s.db.Collection(name(o.Delivered, "delivered"))
 	s.control = s.db.Collection(name(o.Control, "control"))
 	s.audit = s.db.Collection(name(o.Audit, "audit"))
+	s.parked = s.db.Collection("parked")
 
 	var info bson.M
 	if err := s.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
