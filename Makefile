@@ -10,14 +10,17 @@
 #   make image          the container image with podman (deploy/image/build.sh; IMAGE_TOOL=docker|buildah)
 #   make image-test     build it, then run the projector, relay and a worker in it as the Kubernetes
 #                       manifests do, against real Kafka and FerretDB (internal/imagetest)
+#   make fuzz           the decoder's fuzz targets, FUZZTIME each (default 5m); the seed
+#                       corpora (testdata/fuzz) also run in every plain go test
 
 SHELL := /bin/bash
 GO ?= go
 # Pinned: v0.8.2 runs with Go 1.26. A staticcheck on PATH is used instead when present.
 STATICCHECK_PKG ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARGS ?=
+FUZZTIME ?= 5m
 
-.PHONY: test test-unit lint services-up services-down image image-test
+.PHONY: test test-unit lint services-up services-down image image-test fuzz
 
 test:
 	bash deploy/local/test.sh $(ARGS)
@@ -35,6 +38,11 @@ lint:
 	else \
 		echo "$(GO) run $(STATICCHECK_PKG) ./..."; $(GO) run $(STATICCHECK_PKG) ./...; \
 	fi
+
+# go test -fuzz takes one target in one package at a time.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./consumer/
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/strictjson/
 
 services-up:
 	bash deploy/local/kafka.sh start

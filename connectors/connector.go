@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Notification is one change to deliver. Its fields come from the record's
@@ -179,6 +181,10 @@ type Config struct {
 	Decode func(v any) error
 	// Logger is the logger to use; never log secrets with it.
 	Logger *slog.Logger
+	// Secrets resolves secret settings (inline, *_env, *_file); its file
+	// values follow their files and reload on SIGHUP. nil still resolves
+	// them, without the SIGHUP reload.
+	Secrets *secret.Store
 }
 
 // Factory builds a connector instance from its configuration. It should

@@ -1,17 +1,21 @@
 package consumer
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
+	"unicode"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/eventschema"
+	"github.com/fanout-dev/fanout/internal/strictjson"
 )
 
 // Event is a decoded source event.
@@ -33,20 +37,19 @@ type Event struct {
 	Record *kgo.Record
 }
 
-// Poison reasons, written to the events DLQ in the fanout_dlq_reason header.
+// Poison reasons, written to the events DLQ in the fanout_dlq_reason
+// header. They are defined, and documented, in internal/envelope; these
+// names stay for existing callers.
 const (
-	ReasonNotJSON         = "not_json"
-	ReasonNotObject       = "not_object"
-	ReasonMissingID       = "missing_event_id"
-	ReasonMissingAggID    = "missing_aggregate_id"
-	ReasonMissingVersion  = "missing_version"
-	ReasonBadVersion      = "bad_version"
-	ReasonTooLarge        = "too_large"
-	ReasonOperatorField   = "operator_field_name"
-	ReasonBadFieldType    = "bad_field_type"
-	ReasonEmptyValue      = "empty_value"
-	maxIDLen              = 512
-	maxNestingForPayloads = 64
+	ReasonNotJSON        = envelope.ReasonNotJSON
+	ReasonNotObject      = envelope.ReasonNotObject
+	ReasonMissingID      = envelope.ReasonMissingEventID
+	ReasonMissingAggID   = envelope.ReasonMissingAggregateID
+	ReasonMissingVersion = envelope.ReasonMissingVersion
+	ReasonBadVersion     = envelope.ReasonBadVersion
+	ReasonTooLarge       = envelope.ReasonTooLarge
+	ReasonOperatorField  = envelope.ReasonOperatorField
+	ReasonEmptyValue     = envelope.ReasonEmptyValue
 )
 
 // PoisonError says why a record cannot be projected.
@@ -61,48 +64,106 @@ func poison(reason, format string, args ...any) *PoisonError {
 	return &PoisonError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
-// Decode parses one record per the source configuration. A nil error means
-// the event can be projected; a *PoisonError means it never can.
+// Decoder decodes and validates source records strictly, per the source
+// configuration; build it once with NewDecoder.
+type Decoder struct {
+	src       config.Source
+	idPattern *regexp.Regexp
+	types     map[string]struct{}
+	schemas   *eventschema.Set
+}
+
+// NewDecoder compiles the source configuration's id pattern and schemas.
+func NewDecoder(src config.Source) (*Decoder, error) {
+	d := &Decoder{src: src}
+	if src.IDPattern != "" {
+		re, err := regexp.Compile(src.IDPattern)
+		if err != nil {
+			return nil, fmt.Errorf("compile source.id_pattern: %w", err)
+		}
+		d.idPattern = re
+	}
+	if len(src.EventTypes) > 0 {
+		d.types = make(map[string]struct{}, len(src.EventTypes))
+		for _, t := range src.EventTypes {
+			d.types[t] = struct{}{}
+		}
+	}
+	if len(src.Schemas) > 0 {
+		set, errs := eventschema.Compile(src.Schemas)
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("compile source.schemas: %w", errs[0])
+		}
+		d.schemas = set
+	}
+	if d.src.MaxIDBytes <= 0 {
+		d.src.MaxIDBytes = config.Default().Source.MaxIDBytes
+	}
+	if d.src.MaxDepth <= 0 {
+		d.src.MaxDepth = config.Default().Source.MaxDepth
+	}
+	return d, nil
+}
+
+// Decode parses one record with a Decoder built for src. It compiles src
+// each time: a long-lived caller builds a Decoder once instead. A source
+// configuration that does not compile is reported as a poison record of
+// reason not_json, which cannot happen after config validation.
 func Decode(r *kgo.Record, src config.Source) (*Event, *PoisonError) {
+	d, err := NewDecoder(src)
+	if err != nil {
+		return nil, poison(ReasonNotJSON, "decoder: %v", err)
+	}
+	return d.Decode(r)
+}
+
+// Decode parses one record. A nil error means the event can be projected;
+// a *PoisonError means it never can. It never alters the data: a value it
+// cannot read exactly as sent is rejected, not repaired.
+func (d *Decoder) Decode(r *kgo.Record) (*Event, *PoisonError) {
+	src := d.src
 	if len(r.Value) == 0 {
 		return nil, poison(ReasonEmptyValue, "record has no value")
 	}
 	if len(r.Value) > src.MaxEventBytes {
 		return nil, poison(ReasonTooLarge, "value is %d bytes, over source.max_event_bytes %d", len(r.Value), src.MaxEventBytes)
 	}
-	trimmed := bytes.TrimLeft(r.Value, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		if !json.Valid(r.Value) {
-			return nil, poison(ReasonNotJSON, "value is not valid JSON")
+	// One strict pass: encoding/json alone would keep the last of two
+	// equal keys and turn bad bytes into U+FFFD.
+	doc, serr := strictjson.Decode(r.Value, src.MaxDepth)
+	if serr != nil {
+		switch serr.Kind {
+		case strictjson.InvalidUTF8:
+			return nil, poison(envelope.ReasonInvalidUTF8, "%v", serr)
+		case strictjson.DuplicateKey:
+			return nil, poison(envelope.ReasonDuplicateKey, "%v", serr)
+		case strictjson.TooDeep:
+			return nil, poison(envelope.ReasonTooDeep, "%v (source.max_depth)", serr)
+		default:
+			return nil, poison(ReasonNotJSON, "%v", serr)
 		}
+	}
+	fields, ok := doc.(map[string]any)
+	if !ok {
 		return nil, poison(ReasonNotObject, "value is JSON but not an object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(r.Value))
-	dec.UseNumber()
-	var fields map[string]any
-	if err := dec.Decode(&fields); err != nil {
-		return nil, poison(ReasonNotJSON, "value is not valid JSON: %v", err)
-	}
-	if dec.More() {
-		return nil, poison(ReasonNotJSON, "value has data after the JSON object")
-	}
-	if path, ok := operatorField(fields, 0); ok {
-		return nil, poison(ReasonOperatorField, "field name %q starts with '$' or contains '.' or NUL", path)
+	if path, ok := operatorField(fields); ok {
+		return nil, poison(ReasonOperatorField, "field name %q starts with '$' or contains '.' or NUL, or is empty", path)
 	}
 
 	ev := &Event{Fields: fields, Record: r}
 	var pe *PoisonError
-	if ev.ID, pe = stringField(fields, src.EventIDField, ReasonMissingID); pe != nil {
+	if ev.ID, pe = d.id(fields, src.EventIDField, ReasonMissingID); pe != nil {
 		return nil, pe
 	}
-	if ev.AggregateID, pe = stringField(fields, src.IDField, ReasonMissingAggID); pe != nil {
+	if ev.AggregateID, pe = d.id(fields, src.IDField, ReasonMissingAggID); pe != nil {
 		return nil, pe
 	}
-	if t, ok := fields[src.EventTypeField].(string); ok {
-		ev.Type = t
+	if ev.Type, pe = d.eventType(fields); pe != nil {
+		return nil, pe
 	}
-	if ts, ok := fields[src.TimestampField].(string); ok {
-		ev.Timestamp = ts
+	if ev.Timestamp, pe = timestamp(fields, src.TimestampField); pe != nil {
+		return nil, pe
 	}
 	switch v, ok := fields[src.VersionField]; {
 	case !ok || v == nil:
@@ -112,11 +173,14 @@ func Decode(r *kgo.Record, src config.Source) (*Event, *PoisonError) {
 		// The offset is monotonic per partition only: see docs.
 		ev.Version = r.Offset + 1
 	default:
-		n, err := versionOf(v)
-		if err != nil {
-			return nil, poison(ReasonBadVersion, "field %q: %v", src.VersionField, err)
+		n, pe := d.version(v)
+		if pe != nil {
+			return nil, pe
 		}
 		ev.Version = n
+	}
+	if v := d.schemas.Validate(ev.Type, fields); v != nil {
+		return nil, poison(envelope.ReasonSchemaViolation, "event type %q: %v", ev.Type, v)
 	}
 	for _, h := range r.Headers {
 		if h.Key == envelope.HeaderTraceParent {
@@ -148,66 +212,162 @@ func Decode(r *kgo.Record, src config.Source) (*Event, *PoisonError) {
 	return ev, nil
 }
 
-func stringField(fields map[string]any, name, reason string) (string, *PoisonError) {
+// id reads an event or aggregate id: a string, safe as a URL path segment,
+// a MongoDB _id and a Kafka key.
+func (d *Decoder) id(fields map[string]any, name, missing string) (string, *PoisonError) {
+	var s string
 	switch v := fields[name].(type) {
 	case string:
-		if v == "" {
-			return "", poison(reason, "field %q is empty", name)
+		s = v
+	case nil:
+		return "", poison(missing, "field %q is missing", name)
+	case json.Number:
+		if !d.src.IsLenient(config.LenientNumericIDs) {
+			return "", poison(envelope.ReasonTypeMismatch, "field %q is a number, must be a string (source.lenient: [numeric_ids] accepts integers)", name)
 		}
-		if len(v) > maxIDLen {
-			return "", poison(reason, "field %q is longer than %d bytes", name, maxIDLen)
+		if _, err := strconv.ParseInt(v.String(), 10, 64); err != nil {
+			return "", poison(envelope.ReasonTypeMismatch, "field %q is %s, must be a string or, with numeric_ids, an integer", name, v)
+		}
+		s = v.String()
+	default:
+		return "", poison(envelope.ReasonTypeMismatch, "field %q is %s, must be a string", name, jsonType(v))
+	}
+	switch {
+	case s == "":
+		return "", poison(missing, "field %q is empty", name)
+	case len(s) > d.src.MaxIDBytes:
+		return "", poison(envelope.ReasonIDTooLong, "field %q is %d bytes, over source.max_id_bytes %d", name, len(s), d.src.MaxIDBytes)
+	case s == "." || s == "..":
+		return "", poison(envelope.ReasonIDDotSegment, "field %q is %q, which a URL path resolves away", name, s)
+	}
+	for i, r := range s {
+		if unicode.IsControl(r) {
+			return "", poison(envelope.ReasonIDControlChar, "field %q has control character %U at byte %d", name, r, i)
+		}
+	}
+	if d.idPattern != nil && !d.idPattern.MatchString(s) {
+		return "", poison(envelope.ReasonIDPattern, "field %q does not match source.id_pattern %s", name, d.idPattern)
+	}
+	return s, nil
+}
+
+func (d *Decoder) eventType(fields map[string]any) (string, *PoisonError) {
+	name := d.src.EventTypeField
+	var t string
+	switch v := fields[name].(type) {
+	case string:
+		t = v
+	case nil:
+		return "", poison(envelope.ReasonMissingEventType, "field %q is missing", name)
+	default:
+		return "", poison(envelope.ReasonTypeMismatch, "field %q is %s, must be a string", name, jsonType(v))
+	}
+	if t == "" {
+		return "", poison(envelope.ReasonMissingEventType, "field %q is empty", name)
+	}
+	for i, r := range t {
+		if unicode.IsControl(r) {
+			return "", poison(envelope.ReasonBadEventType, "field %q has control character %U at byte %d", name, r, i)
+		}
+	}
+	if d.types != nil {
+		if _, ok := d.types[t]; !ok {
+			if len(t) > 100 {
+				t = t[:100] + "..."
+			}
+			return "", poison(envelope.ReasonUnknownEventType, "event type %q is not in source.event_types", t)
+		}
+	}
+	return t, nil
+}
+
+// timestamp reads the optional timestamp: absent, or RFC 3339 (it becomes
+// the notification's ce_time).
+func timestamp(fields map[string]any, name string) (string, *PoisonError) {
+	if name == "" {
+		return "", nil
+	}
+	switch v := fields[name].(type) {
+	case nil:
+		return "", nil
+	case string:
+		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+			if len(v) > 64 {
+				v = v[:64] + "..."
+			}
+			return "", poison(envelope.ReasonBadTimestamp, "field %q is %q, not an RFC 3339 date-time", name, v)
 		}
 		return v, nil
-	case json.Number:
-		return v.String(), nil
-	case nil:
-		return "", poison(reason, "field %q is missing", name)
 	default:
-		return "", poison(ReasonBadFieldType, "field %q must be a string or a number", name)
+		return "", poison(envelope.ReasonTypeMismatch, "field %q is %s, must be an RFC 3339 string", name, jsonType(v))
 	}
 }
 
-func versionOf(v any) (int64, error) {
+func (d *Decoder) version(v any) (int64, *PoisonError) {
+	name := d.src.VersionField
+	var digits string
 	switch x := v.(type) {
 	case json.Number:
-		n, err := strconv.ParseInt(x.String(), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%q is not an integer", x.String())
-		}
-		if n < 1 {
-			return 0, fmt.Errorf("%d is below 1", n)
-		}
-		return n, nil
+		digits = x.String()
 	case string:
-		n, err := strconv.ParseInt(x, 10, 64)
-		if err != nil || n < 1 {
-			return 0, fmt.Errorf("%q is not a positive integer", x)
+		if !d.src.IsLenient(config.LenientStringVersions) {
+			return 0, poison(envelope.ReasonTypeMismatch, "field %q is a string, must be an integer (source.lenient: [string_versions] accepts decimal strings)", name)
 		}
-		return n, nil
+		digits = x
 	default:
-		return 0, fmt.Errorf("must be a positive integer")
+		return 0, poison(envelope.ReasonTypeMismatch, "field %q is %s, must be an integer", name, jsonType(v))
+	}
+	if digits == "" || strings.ContainsAny(digits, ".eE") || strings.TrimLeft(digits, "-0123456789") != "" {
+		if len(digits) > 64 {
+			digits = digits[:64] + "..."
+		}
+		return 0, poison(envelope.ReasonTypeMismatch, "field %q is %q, must be an integer", name, digits)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return 0, poison(ReasonBadVersion, "field %q: %s is out of range", name, digits)
+	}
+	if n < 1 {
+		return 0, poison(ReasonBadVersion, "field %q: %d is below 1", name, n)
+	}
+	return n, nil
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case nil:
+		return "null"
+	default:
+		return fmt.Sprintf("%T", v)
 	}
 }
 
 // operatorField finds a field name MongoDB would read as an operator or a
-// path, at any depth.
-func operatorField(v any, depth int) (string, bool) {
-	if depth > maxNestingForPayloads {
-		return "(nesting too deep)", true
-	}
+// path, at any depth (strictjson.Check has bounded the depth).
+func operatorField(v any) (string, bool) {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, child := range x {
 			if k == "" || strings.HasPrefix(k, "$") || strings.ContainsAny(k, ".\x00") {
 				return k, true
 			}
-			if p, bad := operatorField(child, depth+1); bad {
+			if p, bad := operatorField(child); bad {
 				return k + "." + p, true
 			}
 		}
 	case []any:
 		for i, child := range x {
-			if p, bad := operatorField(child, depth+1); bad {
+			if p, bad := operatorField(child); bad {
 				return strconv.Itoa(i) + "." + p, true
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
@@ -72,6 +73,10 @@ type Projector struct {
 	// durable: the relay in the same process wakes at once.
 	notify func()
 	seq    atomic.Int64
+	// dec decodes source records; decErr is why it could not be built
+	// (a source configuration that does not compile).
+	dec    *Decoder
+	decErr error
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -93,6 +98,7 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
+	p.dec, p.decErr = NewDecoder(cfg.Source)
 	for _, o := range opts {
 		o(p)
 	}
@@ -103,6 +109,9 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 // hand within projector.shutdown_grace, commits what is durable and leaves
 // the group. It returns nil on a clean stop.
 func (p *Projector) Run(ctx context.Context) error {
+	if p.decErr != nil {
+		return fmt.Errorf("projector: %w", p.decErr)
+	}
 	opts := append(slices.Clone(p.opts),
 		kgo.ConsumerGroup(p.cfg.Groups.Projector),
 		kgo.ConsumeTopics(p.cfg.Topics.Events),
@@ -134,7 +143,12 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("projector: create kafka client: %w", err)
 	}
-	defer cl.Close() // leaves the group
+	defer func() {
+		cl.Close() // leaves the group, unless the member is static
+		if ctx.Err() != nil {
+			p.leaveStatic(context.WithoutCancel(ctx))
+		}
+	}()
 
 	for {
 		fetches := cl.PollRecords(ctx, p.cfg.Projector.MaxBatch)
@@ -173,6 +187,37 @@ func (p *Projector) Run(ctx context.Context) error {
 	}
 }
 
+// leaveStatic removes this projector's static member from the group after
+// a clean stop. A static member's client does not leave on close: its
+// partitions stay reserved until the same instance id rejoins or the
+// session times out. That is what a crash wants (the container restarts
+// in the same pod, under the same name, and takes them back without a
+// rebalance), not a stop: the pod is going away and its replacement may
+// have another name.
+func (p *Projector) leaveStatic(ctx context.Context) {
+	id := p.cfg.Groups.ProjectorInstanceID
+	if id == "" {
+		return
+	}
+	cl, err := kgo.NewClient(p.opts...)
+	if err != nil {
+		p.log.Warn("static member not removed from the group; its partitions wait for the session timeout", "instance_id", id, "err", err)
+		return
+	}
+	defer cl.Close()
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := kadm.NewClient(cl).LeaveGroup(lctx, kadm.LeaveGroup(p.cfg.Groups.Projector).InstanceIDs(id).Reason("projector stopped"))
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		p.log.Warn("static member not removed from the group; its partitions wait for the session timeout", "instance_id", id, "err", err)
+		return
+	}
+	p.log.Info("static member left the group", "instance_id", id)
+}
+
 // graceContext returns a context that ends grace after parent ends.
 func graceContext(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
@@ -183,13 +228,29 @@ func graceContext(parent context.Context, grace time.Duration) (context.Context,
 	return ctx, func() { stop(); cancel() }
 }
 
-// handleWithRetry projects one batch, retrying store errors with backoff
-// until it succeeds or ctx ends. It never returns before the batch is
-// durable unless it returns an error.
+// handleWithRetry projects one batch: it decodes it and dead-letters its
+// poison records once, then retries the store part (and a failed
+// dead-letter produce, alone) with backoff until it succeeds or ctx ends.
+// It never returns before the batch is durable unless it returns an error.
 func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kgo.Record) error {
+	p.Stats.Batches.Add(1)
+	events, poisons := p.decode(recs)
+	if err := p.retry(ctx, "dead-letter", func() error { return p.deadLetter(ctx, cl, poisons) }); err != nil {
+		return err
+	}
+	if err := p.retry(ctx, "store", func() error { return p.project(ctx, events) }); err != nil {
+		return err
+	}
+	p.Stats.Consumed.Add(int64(len(recs)))
+	return nil
+}
+
+// retry runs step until it succeeds or ctx ends, with jittered
+// exponential backoff.
+func (p *Projector) retry(ctx context.Context, what string, step func() error) error {
 	backoff := p.cfg.Projector.RetryMinBackoff
 	for attempt := 1; ; attempt++ {
-		err := p.HandleBatch(ctx, cl, recs)
+		err := step()
 		if err == nil {
 			return nil
 		}
@@ -198,7 +259,7 @@ func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kg
 		}
 		p.Stats.StoreErrs.Add(1)
 		wait := time.Duration(rand.Int64N(int64(backoff) + 1))
-		p.log.Warn("projector batch failed; retrying without committing", "attempt", attempt, "wait", wait, "err", err)
+		p.log.Warn("projector batch failed; retrying without committing", "step", what, "attempt", attempt, "wait", wait, "err", err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -215,17 +276,35 @@ type Producer interface {
 }
 
 // HandleBatch makes one batch durable: poison records dead-lettered,
-// outbox entries inserted, READ model written. It is safe to call again
-// with the same records after any failure.
+// outbox entries inserted, READ model written, each step tried once. It
+// is safe to call again with the same records after any failure.
 func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.Record) error {
+	if p.decErr != nil {
+		return fmt.Errorf("projector: %w", p.decErr)
+	}
 	p.Stats.Batches.Add(1)
+	events, poisons := p.decode(recs)
+	if err := p.deadLetter(ctx, prod, poisons); err != nil {
+		return err
+	}
+	if err := p.project(ctx, events); err != nil {
+		return err
+	}
+	p.Stats.Consumed.Add(int64(len(recs)))
+	return nil
+}
+
+// decode splits a batch into events (first occurrence of each id) and the
+// dead-letter records of its poison records. It counts duplicates and
+// poison records, once per batch.
+func (p *Projector) decode(recs []*kgo.Record) ([]*Event, []*kgo.Record) {
 	var (
 		events  []*Event
 		poisons []*kgo.Record
 		seen    = make(map[string]struct{}, len(recs))
 	)
 	for _, r := range recs {
-		ev, pe := Decode(r, p.cfg.Source)
+		ev, pe := p.dec.Decode(r)
 		if pe != nil {
 			poisons = append(poisons, p.dlqRecord(r, pe))
 			continue
@@ -237,16 +316,29 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 		seen[ev.ID] = struct{}{}
 		events = append(events, ev)
 	}
-	if len(poisons) > 0 {
-		if err := prod.ProduceSync(ctx, poisons...).FirstErr(); err != nil {
-			return fmt.Errorf("dead-letter %d poison records: %w", len(poisons), err)
-		}
-		for _, r := range poisons {
-			v, _ := envelope.Header(r, HeaderDLQReason)
-			p.log.Warn("poison event dead-lettered", "reason", v, "partition", r.Partition, "offset", r.Offset)
-		}
-	}
+	p.Stats.Poison.Add(int64(len(poisons)))
+	return events, poisons
+}
 
+// deadLetter produces the poison records' dead letters.
+func (p *Projector) deadLetter(ctx context.Context, prod Producer, poisons []*kgo.Record) error {
+	if len(poisons) == 0 {
+		return nil
+	}
+	if err := prod.ProduceSync(ctx, poisons...).FirstErr(); err != nil {
+		return fmt.Errorf("dead-letter %d poison records: %w", len(poisons), err)
+	}
+	for _, r := range poisons {
+		v, _ := envelope.Header(r, HeaderDLQReason)
+		p.log.Warn("poison event dead-lettered", "reason", v, "partition", r.Partition, "offset", r.Offset)
+	}
+	return nil
+}
+
+// project writes the events' outbox entries, then the READ model. It is
+// safe to call again with the same events after any failure; its counters
+// count only the attempt that succeeds.
+func (p *Projector) project(ctx context.Context, events []*Event) error {
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
 		ids = append(ids, ev.AggregateID)
@@ -260,9 +352,12 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 
 	now := time.Now().UTC()
 	var (
-		entries []store.OutboxEntry
-		writes  = make(map[string]*store.DomainWrite, len(ids))
-		order   []string
+		entries   []store.OutboxEntry
+		writes    = make(map[string]*store.DomainWrite, len(ids))
+		order     []string
+		stale     int64
+		unrouted  int64
+		projected int64
 	)
 	for _, ev := range events {
 		cur := versions[ev.AggregateID]
@@ -270,7 +365,7 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 			// Stale, or already projected before a crash: its outbox
 			// entry was inserted before the domain write, so skipping it
 			// loses nothing.
-			p.Stats.Stale.Add(1)
+			stale++
 			p.log.Debug("stale event skipped", "event_id", ev.ID, "aggregate_id", ev.AggregateID, "version", ev.Version, "stored_version", cur)
 			continue
 		}
@@ -283,7 +378,7 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 			}
 			entries = append(entries, e)
 		} else {
-			p.Stats.Unrouted.Add(1)
+			unrouted++
 		}
 		w, ok := writes[ev.AggregateID]
 		if !ok {
@@ -293,10 +388,8 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 		}
 		w.Version = ev.Version
 		w.Set = mergeSet(w.Set, ev.Set)
-		p.Stats.Projected.Add(1)
+		projected++
 	}
-	p.Stats.Consumed.Add(int64(len(recs)))
-	p.Stats.Poison.Add(int64(len(poisons)))
 
 	// Outbox first, then the READ model: the relay publishes an entry only
 	// once the READ model has reached its version, so a crash between the
@@ -314,6 +407,9 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 	if err := p.store.ApplyDomain(ctx, dw); err != nil {
 		return err
 	}
+	p.Stats.Stale.Add(stale)
+	p.Stats.Unrouted.Add(unrouted)
+	p.Stats.Projected.Add(projected)
 	if p.notify != nil && len(entries) > 0 {
 		p.notify()
 	}

@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/store"
+	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
 // fakeStore records calls in order; it is pure logic, the real store is
@@ -86,14 +88,14 @@ func TestHandleBatch(t *testing.T) {
 	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	prod := &fakeProducer{}
 	recs := []*kgo.Record{
-		rec(0, `{"id":"a1","quote_id":"A","version":1,"amount":1}`), // stale: stored is 2
-		rec(1, `{"id":"a3","quote_id":"A","version":3,"amount":3}`),
-		rec(2, `{"id":"a3","quote_id":"A","version":3,"amount":3}`), // duplicate in batch
-		rec(3, `{"id":"b1","quote_id":"B","version":1,"amount":10,"currency":"INR"}`),
-		rec(4, `{"id":"a4","quote_id":"A","version":4,"amount":4}`),
-		rec(5, `{"id":"b0","quote_id":"B","version":1,"amount":99}`), // same version again: stale
+		rec(0, `{"id":"a1","event_type":"quote_updated","quote_id":"A","version":1,"amount":1}`), // stale: stored is 2
+		rec(1, `{"id":"a3","event_type":"quote_updated","quote_id":"A","version":3,"amount":3}`),
+		rec(2, `{"id":"a3","event_type":"quote_updated","quote_id":"A","version":3,"amount":3}`), // duplicate in batch
+		rec(3, `{"id":"b1","event_type":"quote_updated","quote_id":"B","version":1,"amount":10,"currency":"INR"}`),
+		rec(4, `{"id":"a4","event_type":"quote_updated","quote_id":"A","version":4,"amount":4}`),
+		rec(5, `{"id":"b0","event_type":"quote_updated","quote_id":"B","version":1,"amount":99}`), // same version again: stale
 		rec(6, `not json`),
-		rec(7, `{"id":"b2","quote_id":"B","version":2,"currency":"EUR"}`),
+		rec(7, `{"id":"b2","event_type":"quote_updated","quote_id":"B","version":2,"currency":"EUR"}`),
 	}
 	if err := p.HandleBatch(context.Background(), prod, recs); err != nil {
 		t.Fatal(err)
@@ -139,7 +141,7 @@ func TestHandleBatch(t *testing.T) {
 func TestStoreErrorsAreRetried(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
 	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
-	err := p.handleWithRetry(context.Background(), &fakeProducer{}, []*kgo.Record{rec(0, `{"id":"x","quote_id":"X","version":1}`)})
+	err := p.handleWithRetry(context.Background(), &fakeProducer{}, []*kgo.Record{rec(0, `{"id":"x","event_type":"quote_updated","quote_id":"X","version":1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,74 @@ func TestStoreErrorsAreRetried(t *testing.T) {
 	st.failNext = 1 << 30
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := p.handleWithRetry(ctx, &fakeProducer{}, []*kgo.Record{rec(1, `{"id":"y","quote_id":"Y","version":1}`)}); err == nil {
+	if err := p.handleWithRetry(ctx, &fakeProducer{}, []*kgo.Record{rec(1, `{"id":"y","event_type":"quote_updated","quote_id":"Y","version":1}`)}); err == nil {
 		t.Fatal("handleWithRetry succeeded with a failing store and a cancelled context")
+	}
+}
+
+// TestPoisonDeadLetteredOncePerBatch: store retries must not dead-letter
+// the batch's poison records again (26 copies were seen after a 25-attempt
+// outage): decode and dead-letter once, retry only the store part.
+func TestPoisonDeadLetteredOncePerBatch(t *testing.T) {
+	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
+	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	prod := &fakeProducer{}
+	recs := []*kgo.Record{rec(0, `not json`), rec(1, `{"id":"x","quote_id":"X","version":1}`)}
+	if err := p.handleWithRetry(context.Background(), prod, recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(prod.recs) != 1 {
+		t.Fatalf("the poison record was dead-lettered %d times over 4 attempts, want once", len(prod.recs))
+	}
+	if p.Stats.Poison.Load() != 1 || p.Stats.Consumed.Load() != 2 {
+		t.Fatalf("poison %d consumed %d, want 1 and 2", p.Stats.Poison.Load(), p.Stats.Consumed.Load())
+	}
+	if len(st.outbox) != 1 || st.versions["X"] != 1 {
+		t.Fatalf("after retries: outbox %d, version %d", len(st.outbox), st.versions["X"])
+	}
+}
+
+// TestStaticMemberLeavesOnCleanStop: with groups.projector_instance_id
+// (static membership) the Kafka client does not leave the group when it
+// closes, so a pod that Kubernetes replaces under a new name would keep
+// its partitions reserved for the whole session timeout. A clean stop
+// (SIGTERM) must remove the static member at once.
+func TestStaticMemberLeavesOnCleanStop(t *testing.T) {
+	testenv.RequireRealKafka(t)
+	brokers := testenv.Kafka(t)
+	cfg := testConfig()
+	cfg.Topics.Events = testenv.Topic(t, "events")
+	cfg.Groups.Projector = testenv.Topic(t, "group")
+	cfg.Groups.ProjectorInstanceID = "projector-0"
+	cfg.Kafka.SessionTimeout = 60 * time.Second
+	testenv.CreateTopic(t, brokers, cfg.Topics.Events, 2)
+	p := New(cfg, &fakeStore{versions: map[string]int64{}}, WithLogger(slog.New(slog.DiscardHandler)), WithKafkaOptions(kgo.SeedBrokers(brokers...)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for p.Stats.Assigned.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the projector never got partitions")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer dcancel()
+	groups, err := kadm.NewClient(cl).DescribeGroups(dctx, cfg.Groups.Projector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := groups[cfg.Groups.Projector]; len(g.Members) != 0 {
+		t.Fatalf("after a clean stop the group still has %d member(s) (state %s): their partitions stay reserved for the session timeout", len(g.Members), g.State)
 	}
 }

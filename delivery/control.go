@@ -76,6 +76,7 @@ func (w *Worker) controlLoop(ctx context.Context, l *loop) {
 		case <-status.C:
 			w.publishStatus(ctx, false)
 		case <-poll.C:
+			w.pollParked(ctx, l)
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			p, err := w.control.ConnectorPaused(rctx, w.name)
 			cancel()
@@ -130,6 +131,8 @@ func (w *Worker) Status() store.WorkerStatus {
 		FetchPaused:   s.FetchPaused.Load(),
 		InFlight:      s.InFlight.Load(),
 		Held:          s.Held.Load(),
+		Halted:        s.HaltReason(),
+		Waiting:       s.Waiting.Load(),
 		Rate:          s.rate(now),
 		LastError:     s.LastError(),
 		LastErrorAt:   s.LastErrorAt(),
@@ -137,6 +140,9 @@ func (w *Worker) Status() store.WorkerStatus {
 		Partitions:    w.Assigned(),
 		LatencyMeanMS: float64(lat.Mean()) / float64(time.Millisecond),
 		LatencyMaxMS:  float64(lat.Max) / float64(time.Millisecond),
+	}
+	if reason, until, ok := s.Wait(); ok {
+		st.WaitReason, st.WaitUntil = reason, until.UTC()
 	}
 	if st.Partitions == nil {
 		st.Partitions = []string{}

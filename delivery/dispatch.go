@@ -9,8 +9,8 @@ import (
 	"github.com/fanout-dev/fanout/connectors"
 )
 
-// dispatch starts calls while records are ready, slots are free and the
-// breaker lets them through.
+// dispatch starts calls while records are ready, slots are free, the
+// rate limit has a token and the breaker lets them through.
 func (l *loop) dispatch() {
 	l.blocked = false
 	if l.stopping || l.opPaused || l.pauseHeld() {
@@ -21,9 +21,14 @@ func (l *loop) dispatch() {
 		if l.w.batch != nil && l.ready.len() < batch && l.now.Before(l.lingerTil) {
 			return // wait for the batch to fill
 		}
-		recs := l.ready.take(batch)
-		if len(recs) == 0 {
+		lane, wait := l.pickLane()
+		if lane < 0 {
+			l.rateAt = l.now.Add(wait) // nextWake wakes the loop then
 			return
+		}
+		recs := l.ready.takeLane(lane, batch)
+		if len(recs) == 0 {
+			continue // the lane held only records no longer ready
 		}
 		done, err := l.w.breaker.Allow()
 		if err != nil {
@@ -35,6 +40,8 @@ func (l *loop) dispatch() {
 			}
 			return
 		}
+		takeToken(l.w.limiter, l.now)
+		takeToken(l.w.laneLimiters[lane], l.now)
 		l.start(recs, done)
 		if l.ready.len() > 0 {
 			l.lingerTil = l.now // leftovers go without lingering again
@@ -45,6 +52,7 @@ func (l *loop) dispatch() {
 // start runs one downstream call on its own goroutine.
 func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	ctx, cancel := context.WithTimeout(l.hardCtx, l.w.d.CallTimeout)
+	ctx = connectors.WithRetryGate(ctx, l.w.inCallRetry)
 	c := &call{recs: recs, cancel: cancel}
 	// An in-call attempt that timed out may still land: the keys' next
 	// versions then wait (holdKeyAfter).
@@ -74,15 +82,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	go func() {
 		defer cancel()
 		errs := make([]error, len(ns))
-		var err error
-		if w.limiter != nil {
-			err = w.limiter.Wait(ctx)
-		}
 		switch {
-		case err != nil:
-			for i := range errs {
-				errs[i] = &connectors.Error{Class: connectors.Retryable, Message: "rate limiter", Err: err}
-			}
 		case len(ns) == 1:
 			errs[0] = w.conn.Deliver(callCtx, ns[0])
 		default:
@@ -104,6 +104,10 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 				}
 			}
 		} else {
+			if anyHalt(errs) {
+				// Open the breaker on this failure, whatever the count.
+				w.haltTrip.Store(true)
+			}
 			breakerDone(outcome(errs))
 		}
 		l.resCh <- callResult{c: c, errs: errs}
@@ -114,7 +118,8 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 var errAbandoned = errors.New("delivery: call abandoned by the worker")
 
 // outcome is a call's result for the breaker: success if the downstream
-// accepted or refused anything on its merits, else the first failure.
+// accepted or refused anything on its merits, else the first failure. A
+// halt is a failure: the endpoint refused the call, not the record.
 func outcome(errs []error) error {
 	var first error
 	for _, err := range errs {
@@ -175,5 +180,25 @@ func (l *loop) delivered(r *rec) {
 		l.w.delivered.note(r.key, r.meta.Version)
 	}
 	l.noteDelivered(r)
+	if st.Halted.Load() && l.w.breaker.State() == gobreaker.StateClosed {
+		l.clearHalt() // a halt reported late, by a call older than the breaker's state
+	}
 	l.finish(r)
+}
+
+// errInCallAttempt is what an in-call attempt's failure counts as for the
+// breaker.
+var errInCallAttempt = &connectors.Error{Class: connectors.Retryable, Message: "in-call attempt failed"}
+
+// inCallRetry is the calls' connectors.RetryGate: a failed attempt the
+// connector would retry within its call counts against the breaker, and
+// once the breaker is not closed the retry is held (the call returns its
+// failure and the loop holds the record) rather than sent into an outage.
+func (w *Worker) inCallRetry(error) bool {
+	done, err := w.breaker.Allow()
+	if err != nil {
+		return false // open, or half-open with its probes out
+	}
+	done(errInCallAttempt)
+	return w.breaker.State() == gobreaker.StateClosed
 }

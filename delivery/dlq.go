@@ -16,18 +16,31 @@ func (l *loop) deadLetter(r *rec, dl deadLetter) {
 	p := r.p
 	p.busy++
 	l.dlqs++
-	out := dlqRecord(l.w.dlqTopic, l.w.name, r.r, dl)
+	full := capDeadLetter(dlqRecord(l.w.dlqTopic, l.w.name, r.r, dl), l.w.cfg.Kafka.MaxRecordBytes)
+	out := full
 	ctx := p.ctx
 	w, cl := l.w, l.cl
 	go func() {
 		backoff := w.d.MinBackoff
 		var err error
+		step := 0
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err = cl.ProduceSync(pctx, out).FirstErr()
 			cancel()
 			if err == nil || ctx.Err() != nil {
 				break
+			}
+			if tooLarge(err) {
+				// Retrying would block the key and the partition's
+				// commit forever: cut it down and try again at once.
+				if smaller, ok := fitDeadLetter(full, step+1); ok {
+					step++
+					out = smaller
+					w.log.Warn("dead letter over the topic's size limit; writing it cut down", "dlq", w.dlqTopic,
+						"partition", r.r.Partition, "offset", r.r.Offset, "value_bytes", len(full.Value), "stub", step == 2, "err", err)
+					continue
+				}
 			}
 			w.stats.setLastError("dead-letter produce: " + err.Error())
 			w.log.Warn("dead-letter produce failed; retrying", "dlq", w.dlqTopic, "partition", r.r.Partition, "offset", r.r.Offset, "err", err)
@@ -70,8 +83,8 @@ func (l *loop) handleDLQ(res dlqResult) {
 	l.w.log.Warn("notification dead-lettered", "class", res.dl.class, "notification_id", r.meta.ID, "key", r.key,
 		"version", r.meta.Version, "partition", r.r.Partition, "offset", r.r.Offset, "attempts", res.dl.attempts,
 		"http_status", status, "error_code", code, "error", errText, "dlq", l.w.dlqTopic)
-	if l.w.d.AfterDeadLtr == "park" && r.key != "" {
-		r.p.parked[r.key] = true
+	if l.w.d.AfterDeadLtr == "park" {
+		l.park(r)
 	}
 	l.finish(r)
 }

@@ -16,21 +16,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
-	"github.com/fanout-dev/fanout/internal/store"
-	"github.com/fanout-dev/fanout/internal/testenv"
 )
-
-// openStore opens a store on a database of the test's own, dropped at the
-// end.
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Drop(context.Background()); _ = st.Close(context.Background()) })
-	return st
-}
 
 // versionsOf returns the versions of key the simulator acknowledged, in
 // call order.

@@ -85,6 +85,8 @@ type note struct {
 	traceparent string
 	// leaseToken, if set, is sent in the fanout_lease_token header.
 	leaseToken int64
+	// priority is the routing priority (default normal).
+	priority string
 }
 
 // notes makes keys x versions notifications, version-major (v1 of every
@@ -118,11 +120,15 @@ func (e *tenv) produce(t *testing.T, ns ...note) []*kgo.Record {
 		if targets == nil {
 			targets = []string{e.name}
 		}
+		priority := n.priority
+		if priority == "" {
+			priority = "normal"
+		}
 		payload, _ := json.Marshal(n.payload)
 		env := envelope.Notification{
 			ID: n.id, EventType: "quote_updated", AggregateType: "quote", AggregateIDField: "quote_id",
 			AggregateID: n.key, Version: n.version, Timestamp: now.Format(time.RFC3339Nano),
-			Routing: envelope.Routing{Targets: targets, Priority: "normal"}, Payload: payload,
+			Routing: envelope.Routing{Targets: targets, Priority: priority}, Payload: payload,
 		}
 		value, err := env.MarshalJSON()
 		if err != nil {
@@ -133,7 +139,7 @@ func (e *tenv) produce(t *testing.T, ns ...note) []*kgo.Record {
 			{Key: envelope.HeaderSource, Value: []byte("/fanout/test")},
 			{Key: envelope.HeaderSpecVersion, Value: []byte(envelope.SpecVersion)},
 			{Key: envelope.HeaderTargets, Value: []byte(strings.Join(targets, ","))},
-			{Key: envelope.HeaderPriority, Value: []byte("normal")},
+			{Key: envelope.HeaderPriority, Value: []byte(priority)},
 			{Key: envelope.HeaderVersion, Value: []byte(strconv.FormatInt(n.version, 10))},
 			{Key: envelope.HeaderCommitTime, Value: []byte(now.Format(time.RFC3339Nano))},
 		}

@@ -18,7 +18,7 @@ func (l *loop) part(r *kgo.Record) *partition {
 	if p == nil {
 		ctx, cancel := context.WithCancel(l.hardCtx)
 		p = &partition{topic: r.Topic, id: r.Partition, keys: make(map[string]*keyQueue), next: r.Offset,
-			committed: r.Offset, epoch: -1, parked: make(map[string]bool), calls: make(map[*call]struct{}), fenceKeys: make(map[string]struct{}),
+			committed: r.Offset, epoch: -1, calls: make(map[*call]struct{}), fenceKeys: make(map[string]struct{}),
 			ctx: ctx, cancel: cancel, graceUntil: l.w.takeover.take(k)}
 		l.parts[k] = p
 	}
@@ -87,7 +87,7 @@ func (l *loop) ingest(recs []*kgo.Record) {
 func (l *loop) activate(r *rec) {
 	now := l.now
 	switch {
-	case r.p.parked[r.key]:
+	case l.isParked(r):
 		l.deadLetter(r, deadLetter{class: envelope.ClassParked, err: errors.New("an earlier notification of this key was dead-lettered and after_dead_letter is park"),
 			attempts: r.prior, firstFail: now, lastFail: now})
 	case r.meta.ID == "":
@@ -98,6 +98,7 @@ func (l *loop) activate(r *rec) {
 	case l.graceHold(r):
 		// Its partition's previous owner may still have calls on the wire.
 	default:
+		l.releaseOnReplay(r)
 		r.state = stReady
 		if l.ready.len() == 0 {
 			l.lingerTil = now.Add(l.w.d.BatchLinger)

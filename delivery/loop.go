@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,8 +90,6 @@ type partition struct {
 	epoch int32
 	// committed is the offset last handed to a commit.
 	committed int64
-	// parked keys: after_dead_letter park (memory only).
-	parked map[string]bool
 	// busy counts records of this partition in a call or a DLQ produce.
 	busy     int
 	calls    map[*call]struct{}
@@ -179,11 +178,11 @@ type loop struct {
 	committer *committer
 
 	parts   map[tp]*partition
-	ready   readyQueue
+	ready   priorityReady
 	retries retryHeap
 	revokes []*pendingRevoke
 	fence   *versionFence
-	// graceParts are the partitions with records held by a takeover grace.
+	// graceParts are the partitions with records held by a grace.
 	graceParts map[*partition]struct{}
 	// uncleanStop: the stop cancelled calls; the final commit says so.
 	uncleanStop bool
@@ -205,7 +204,14 @@ type loop struct {
 	hardCtx       context.Context // cancelled at the stop deadline
 	hardStop      context.CancelFunc
 	breakerAt     time.Time // when an open breaker may let a probe through
-	now           time.Time
+	haltedAt      time.Time // when the current halt began
+	rateAt        time.Time // when the rate limit has its next token
+	// parked keys (after_dead_letter: park), with when they were parked
+	// here; see park.go.
+	parked map[string]time.Time
+	parkCh chan parkSnapshot // the store's parked keys, from the control loop
+	bg     sync.WaitGroup    // store writes off the loop
+	now    time.Time
 }
 
 func newLoop(w *Worker) *loop {
@@ -225,6 +231,8 @@ func newLoop(w *Worker) *loop {
 		gate:       newPollGate(),
 		committer:  &committer{signal: make(chan struct{}, 1)},
 		parts:      make(map[tp]*partition),
+		parked:     make(map[string]time.Time),
+		parkCh:     make(chan parkSnapshot),
 		limit:      min(max(1000, 4*w.d.MaxInFlight*batch), 100_000),
 		byteLimit:  w.d.MaxBufferedBytes,
 		hardCtx:    hctx,
@@ -319,6 +327,8 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 			l.startRevoke(req)
 		case p := <-l.pauseCh:
 			l.setOpPaused(p)
+		case s := <-l.parkCh:
+			l.applyParked(s)
 		case res := <-l.resCh:
 			l.handleResult(res)
 		case res := <-l.dlqCh:
@@ -356,6 +366,7 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	}
 	l.publishGauges()
 	st.takeLedger()
+	l.bg.Wait()
 	return offs
 }
 
@@ -389,6 +400,9 @@ func (l *loop) nextWake() (time.Time, bool) {
 	if l.ready.len() > 0 && l.w.batch != nil && l.lingerTil.After(l.now) {
 		take(l.lingerTil)
 	}
+	if l.ready.len() > 0 && l.rateAt.After(l.now) {
+		take(l.rateAt)
+	}
 	for _, rv := range l.revokes {
 		take(rv.deadline)
 	}
@@ -413,8 +427,11 @@ func (l *loop) nextWake() (time.Time, bool) {
 
 // breakerChanged reacts to a breaker state change.
 func (l *loop) breakerChanged() {
-	if l.w.breaker.State() == gobreaker.StateOpen {
+	switch l.w.breaker.State() {
+	case gobreaker.StateOpen:
 		l.breakerAt = time.Now().Add(l.w.d.Breaker.OpenTimeout)
+	case gobreaker.StateClosed:
+		l.clearHalt()
 	}
 }
 
@@ -444,6 +461,7 @@ func (l *loop) publishGauges() {
 	st := &l.w.stats
 	st.Buffered.Store(int64(l.buffered))
 	st.BufferedBytes.Store(l.bufferedBytes)
+	st.Waiting.Store(int64(len(l.retries)))
 	if l.blocked || l.opPaused {
 		st.Held.Store(int64(l.ready.len()))
 	} else {

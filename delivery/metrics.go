@@ -62,6 +62,11 @@ func (w *Worker) Collectors() []prometheus.Collector {
 		gauge("fanout_delivery_held", "Notifications ready but held back by the circuit breaker or an operator pause.",
 			func() float64 { return float64(s.Held.Load()) }),
 		gauge("fanout_delivery_fetch_paused", "1 while the worker does not fetch (backpressure, breaker or operator pause).", boolGauge(&s.FetchPaused)),
+		gauge("fanout_delivery_waiting", "Notifications waiting for their retry time (a backoff, or a wait the downstream asked for: the reason is in the worker status).",
+			func() float64 { return float64(s.Waiting.Load()) }),
+		gauge("fanout_delivery_parked_keys", "Keys parked by after_dead_letter: park, as this worker knows them.",
+			func() float64 { return float64(s.ParkedKeys.Load()) }),
+		gauge("fanout_delivery_halted", "1 while the connector is halted: the endpoint or the credentials refused a call whatever the record; the reason is in the worker status.", boolGauge(&s.Halted)),
 		gauge("fanout_delivery_paused", "1 while an operator has paused the connector.", boolGauge(&s.Paused)),
 		gauge("fanout_delivery_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", func() float64 {
 			switch s.Breaker() {

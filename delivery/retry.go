@@ -30,6 +30,9 @@ func (l *loop) failed(r *rec, err error) {
 	case class == connectors.Permanent:
 		l.deadLetter(r, dl(envelope.ClassPermanent))
 		return
+	case class == connectors.Halt:
+		l.halted(r, err, now)
+		return
 	case now.Sub(r.firstFail) >= l.w.d.MaxElapsed:
 		l.deadLetter(r, dl(classOf(class)))
 		return
@@ -62,7 +65,9 @@ func (l *loop) backoff(r *rec, err error) time.Duration {
 	d := l.w.d
 	var ce *connectors.Error
 	if errors.As(err, &ce) && ce.RetryAfter > 0 {
-		return min(ce.RetryAfter, d.RetryAfterCap)
+		wait := min(ce.RetryAfter, d.RetryAfterCap)
+		l.noteWait(err, wait)
+		return wait
 	}
 	hi := d.MaxBackoff
 	if n := r.attempts; n < 32 {

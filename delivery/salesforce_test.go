@@ -154,3 +154,25 @@ func TestSalesforceCollectionPartialFailure(t *testing.T) {
 		t.Errorf("dead letter leaks the client secret: %s", msg)
 	}
 }
+
+// TestLimitWaitIsVisible exhausts Salesforce's daily allocation: the
+// records that got REQUEST_LIMIT_EXCEEDED wait for the connector's daily
+// wait, and the worker's status shows them waiting with the reason and
+// until when, instead of held 0 and nothing else.
+func TestLimitWaitIsVisible(t *testing.T) {
+	e := newEnv(t, "sf", "salesforce", nil)
+	sim, conn := sfSim(t, e.name, sfsim.Config{Faults: sfsim.Faults{DailyLimit: 3}}, 1)
+	_ = sim
+	ns := notes(10, 1, "W")
+	e.produce(t, ns...)
+	w := e.start(t, conn)
+	st := w.w.Stats()
+	waitFor(t, 20*time.Second, "records waiting", func() bool { return st.Retried.Load() > 0 && w.w.Status().Waiting > 0 })
+	s := w.w.Status()
+	if !strings.Contains(s.WaitReason, "REQUEST_LIMIT_EXCEEDED") || !s.WaitUntil.After(time.Now()) {
+		t.Errorf("status waiting %d, reason %q until %v: want the limit and a time ahead", s.Waiting, s.WaitReason, s.WaitUntil)
+	}
+	if n := st.DeadLettered.Total(); n != 0 {
+		t.Errorf("%d dead letters during a limit wait", n)
+	}
+}

@@ -89,6 +89,19 @@ type Stats struct {
 	// (fanout_commit_time) to the downstream's acknowledgement.
 	Latency Latency
 
+	// Waiting is the number of records waiting for their retry time
+	// (their key blocked, no slot used).
+	Waiting atomic.Int64
+	// wait is the latest wait a downstream asked for (a limit,
+	// Retry-After), while it lasts.
+	wait atomic.Pointer[limitWait]
+	// ParkedKeys is the number of keys parked (after_dead_letter: park).
+	ParkedKeys atomic.Int64
+	// Halted is 1 while the connector is halted; the reason is in
+	// HaltReason.
+	Halted     atomic.Bool
+	haltReason atomic.Pointer[string]
+
 	lastError   atomic.Pointer[string]
 	lastErrorAt atomic.Int64 // unix nanoseconds
 	ledger      atomic.Pointer[store.Ledger]
@@ -134,6 +147,14 @@ func (s *Stats) liveLedger() store.Ledger {
 func (s *Stats) takeLedger() {
 	l := s.liveLedger()
 	s.ledger.Store(&l)
+}
+
+// HaltReason returns why the connector is halted, empty when it is not.
+func (s *Stats) HaltReason() string {
+	if p := s.haltReason.Load(); p != nil && s.Halted.Load() {
+		return *p
+	}
+	return ""
 }
 
 // LastErrorAt returns when the latest failure happened, zero if none.

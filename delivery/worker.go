@@ -55,8 +55,17 @@
 // HeaderDLQ* headers, produced synchronously before the record counts as
 // done. With after_dead_letter: park, later records of a dead-lettered key
 // go straight to the dead letters (class parked) so that a replay can keep
-// their order; the set of parked keys lives in the worker's memory only, so
-// a restart or a rebalance forgets it and later records flow again.
+// their order; the parked keys are the connector's, persisted in the
+// control store (park.go) and released by a replay of the key or by an
+// operator.
+//
+// # Halt, rate limits and priority
+//
+// A connectors.Halt failure (the endpoint or the credentials are wrong)
+// opens the breaker at once and holds the record without using up its
+// attempts or max_elapsed; the breaker's probes resume the connector
+// (halt.go). The rate limits gate dispatch in the loop (rate.go), and
+// high-priority records are dispatched ahead of the others (priority.go).
 //
 // # Delivered versions
 //
@@ -145,7 +154,15 @@ type ControlStore interface {
 // WithControl makes the worker obey the operator's pause and publish its
 // status to s; without it the worker is never paused and publishes
 // nothing.
-func WithControl(s ControlStore) Option { return func(w *Worker) { w.control = s } }
+// When s is also a ParkStore, parked keys are persisted there.
+func WithControl(s ControlStore) Option {
+	return func(w *Worker) {
+		w.control = s
+		if ps, ok := s.(ParkStore); ok {
+			w.parks = ps
+		}
+	}
+}
 
 // WithInstance names this worker process in its status (default: host
 // name, process id and a random suffix), so that replicas tell apart.
@@ -199,6 +216,7 @@ type Worker struct {
 	group      string
 
 	control     ControlStore
+	parks       ParkStore // nil: parked keys in memory only
 	instance    string
 	pausePoll   time.Duration
 	statusEvery time.Duration
@@ -208,13 +226,16 @@ type Worker struct {
 
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	breakerCh chan struct{} // signalled on every breaker state change
+	haltTrip  atomic.Bool   // a halt was reported: open the breaker at once
 	limiter   *rate.Limiter // nil without rate_limit
-	delivered deliveredTracker
-	budgets   budgetTracker
-	takeover  takeovers
-	flushMu   sync.Mutex // one flush at a time: a commit waits for the one running
-	stats     Stats
-	started   atomic.Bool
+	// laneLimiters are the priorities' own rate limits (priority.go).
+	laneLimiters [lanes]*rate.Limiter
+	delivered    deliveredTracker
+	budgets      budgetTracker
+	takeover     takeovers
+	flushMu      sync.Mutex // one flush at a time: a commit waits for the one running
+	stats        Stats
+	started      atomic.Bool
 }
 
 // New returns a worker for the connector named name, delivering through
@@ -255,12 +276,15 @@ func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Opt
 		}
 		w.limiter = rate.NewLimiter(rate.Limit(w.d.RateLimit), burst)
 	}
+	w.laneLimiters = laneLimiters(w.d.PriorityRateLimit.High, w.d.PriorityRateLimit.Normal)
 	b := w.d.Breaker
 	w.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        name,
 		MaxRequests: max(b.HalfOpenProbes, 1),
 		Timeout:     b.OpenTimeout,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.ConsecutiveFailures },
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= b.ConsecutiveFailures || w.haltTrip.Load()
+		},
 		// A permanent failure is the downstream answering: it is up.
 		IsSuccessful: func(err error) bool { return err == nil || connectors.Classify(err) == connectors.Permanent },
 		// A call we cancelled ourselves (revoke, stop) says nothing.
@@ -336,8 +360,11 @@ func (w *Worker) Assigned() []string { return w.assigned.list() }
 // signals; the loop does the pausing.
 func (w *Worker) onBreakerChange(_ string, from, to gobreaker.State) {
 	w.stats.BreakerState.Store(int32(to))
-	if to == gobreaker.StateOpen {
+	switch to {
+	case gobreaker.StateOpen:
 		w.stats.BreakerOpened.Add(1)
+	case gobreaker.StateClosed:
+		w.haltTrip.Store(false) // the endpoint answered
 	}
 	lvl := slog.LevelWarn
 	if to == gobreaker.StateClosed {
@@ -371,6 +398,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		l.opPaused = paused
 		w.stats.Paused.Store(paused)
+	}
+	if w.parks != nil {
+		s, ok := w.initialParked(ctx)
+		if !ok {
+			l.hardStop()
+			return nil
+		}
+		l.applyParked(s)
 	}
 	opts := append(slices.Clone(w.kopts),
 		kgo.ConsumerGroup(w.group),

@@ -21,14 +21,17 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/fanout-dev/fanout/internal/config"
@@ -39,10 +42,11 @@ import (
 // Store is what the relay needs from the store.
 type Store interface {
 	LeaseStore
-	PendingOutbox(ctx context.Context, limit int) ([]store.OutboxEntry, error)
+	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error)
 	Versions(ctx context.Context, ids []string) (map[string]int64, error)
-	OutboxOf(ctx context.Context, aggregateIDs []string) ([]store.OutboxEntry, error)
+	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error)
 	DeleteOutbox(ctx context.Context, ids []string) error
+	PublishRelayStatus(ctx context.Context, st store.RelayStatus) error
 }
 
 // Stats counts what the relay did.
@@ -51,8 +55,13 @@ type Stats struct {
 	Iterations atomic.Int64
 	Held       atomic.Int64
 	Errors     atomic.Int64
-	IsLeader   atomic.Bool
-	Token      atomic.Int64
+	// DeadLettered counts entries sent to the relay dead-letter topic.
+	DeadLettered atomic.Int64
+	// Fenced counts iterations whose transaction the broker fenced (a
+	// newer leader took over while this relay was paused).
+	Fenced   atomic.Int64
+	IsLeader atomic.Bool
+	Token    atomic.Int64
 }
 
 // Relay publishes the outbox.
@@ -67,6 +76,16 @@ type Relay struct {
 	// OnPublished, if set, is called with the entries the broker
 	// acknowledged (tests and latency measurement).
 	onPublished func([]store.OutboxEntry, time.Time)
+	// suspects maps an entry that failed with an error that can never
+	// succeed to that error; the next iteration produces it alone.
+	suspects map[string]string
+	status   *status
+	// wrapSend, if set, wraps every sender (tests: pause a relay
+	// mid-produce).
+	wrapSend func(sender) sender
+	// cursor is the seq after which the next page starts (MinInt64: the
+	// start of the outbox); see iterate.
+	cursor int64
 
 	// Stats are the relay's counters.
 	Stats Stats
@@ -93,7 +112,7 @@ func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
 
 // New returns a relay. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Relay {
-	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1)}
+	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64}
 	for _, o := range opts {
 		o(r)
 	}
@@ -114,19 +133,6 @@ func (r *Relay) Wake() {
 
 // Run publishes until ctx ends. It returns nil on a clean stop.
 func (r *Relay) Run(ctx context.Context) error {
-	opts := append(slices.Clone(r.opts),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(r.cfg.Relay.ProduceTimeout),
-		kgo.AllowAutoTopicCreation(),
-		kgo.MaxBufferedRecords(4*r.cfg.Relay.BatchSize+1000),
-	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("relay: create kafka client: %w", err)
-	}
-	defer cl.Close()
-
 	r.del = newDeleter(r.st.DeleteOutbox, r.log)
 	delCtx, stopDel := context.WithCancel(context.WithoutCancel(ctx))
 	delDone := make(chan struct{})
@@ -148,20 +154,59 @@ func (r *Relay) Run(ctx context.Context) error {
 		<-leaseDone
 	}()
 
-	idle := time.Millisecond
+	var (
+		p    *producer
+		idle = time.Millisecond
+	)
+	defer func() {
+		if p != nil {
+			p.close()
+		}
+	}()
 	for ctx.Err() == nil {
 		token, ok := lease.Token(r.cfg.Relay.ProduceTimeout)
 		if !ok {
+			if p != nil && !r.Stats.IsLeader.Load() {
+				// Leadership lost (not only too little of it left for a
+				// produce): another relay tracks the held entries, and a
+				// transactional client is fenced by the next leader.
+				r.status.reset()
+				clear(r.suspects)
+				r.cursor = math.MinInt64
+				p.close()
+				p = nil
+			}
 			r.sleep(ctx, 200*time.Millisecond)
 			continue
 		}
-		n, err := r.iterate(ctx, cl, lease, token)
+		if p == nil || p.token != token {
+			if p != nil {
+				p.close()
+			}
+			np, err := r.newProducer(ctx, token)
+			if err != nil {
+				r.Stats.Errors.Add(1)
+				r.log.Warn("relay producer start failed", "err", err)
+				r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
+				continue
+			}
+			p = np
+		}
+		n, err := r.iterate(ctx, p.send, lease, token)
+		r.publishStatus(ctx, token)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			r.Stats.Errors.Add(1)
-			r.log.Warn("relay iteration failed", "err", err)
+			if fenced(err) {
+				r.Stats.Fenced.Add(1)
+				r.log.Warn("relay producer fenced by a newer leader's transactional producer; nothing of this iteration is visible", "token", token, "err", err)
+				p.close()
+				p = nil
+			} else {
+				r.log.Warn("relay iteration failed", "err", err)
+			}
 			r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
 			continue
 		}
@@ -175,6 +220,61 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
+// fenced reports whether err says a newer producer with the same
+// transactional id took over.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// producer is the relay's Kafka client for one leadership (token).
+type producer struct {
+	cl    *kgo.Client
+	token int64
+	send  sender
+}
+
+func (p *producer) close() { p.cl.Close() }
+
+// newProducer returns the Kafka client for leadership token. A
+// transactional one first initialises its producer id, which bumps the
+// transactional id's epoch and so fences every earlier leader's producer,
+// before this relay reads the outbox.
+func (r *Relay) newProducer(ctx context.Context, token int64) (*producer, error) {
+	opts := append(slices.Clone(r.opts),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(r.cfg.Relay.ProduceTimeout),
+		kgo.ProduceRequestTimeout(r.cfg.Relay.ProduceTimeout),
+		kgo.AllowAutoTopicCreation(),
+		kgo.MaxBufferedRecords(4*r.cfg.Relay.BatchSize+1000),
+	)
+	if r.cfg.Relay.Transactional {
+		opts = append(opts,
+			kgo.TransactionalID(r.cfg.TransactionalID()),
+			kgo.TransactionTimeout(r.cfg.Relay.LeaseTTL),
+		)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("relay: create kafka client: %w", err)
+	}
+	p := &producer{cl: cl, token: token, send: plainSender(cl)}
+	if r.cfg.Relay.Transactional {
+		ictx, cancel := context.WithTimeout(ctx, r.cfg.Relay.LeaseTTL/2)
+		defer cancel()
+		if _, _, err := cl.ProducerID(ictx); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("relay: initialise transactional producer %s: %w", r.cfg.TransactionalID(), err)
+		}
+		p.send = txSender(cl, r.cfg.Relay.ProduceTimeout+config.ProduceOverhead)
+	}
+	if r.wrapSend != nil {
+		p.send = r.wrapSend(p.send)
+	}
+	return p, nil
+}
+
 func (r *Relay) sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -185,19 +285,54 @@ func (r *Relay) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// statusEvery is how often the leader republishes its status unchanged,
+// so that readers can tell it is current.
+const statusEvery = 10 * time.Second
+
+// publishStatus stores the held and dead-lettered entries for the admin
+// API when they changed. Only the lease holder writes the document.
+func (r *Relay) publishStatus(ctx context.Context, token int64) {
+	st, due := r.status.snapshot(r.cfg.Relay.LeaseName, r.holder, token, r.cfg.Relay.HoldAlertAfter, statusEvery)
+	if !due {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.st.PublishRelayStatus(sctx, st); err != nil {
+		r.log.Warn("relay status not published", "err", err)
+		return
+	}
+	r.status.sent()
+}
+
 // iterate runs one relay iteration and returns how many entries it
-// published.
-func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token int64) (int, error) {
+// published. An iteration that only moved the cursor past a held page
+// publishes nothing, so the relay's idle backoff paces a pass over a held
+// backlog (at most relay.idle_backoff per page) instead of the store's
+// speed.
+//
+// The page is read from the cursor on, not always from the start: after a
+// full page the next one starts behind it, and the cursor wraps at the end
+// of the outbox. Held entries (READ documents missing, behind, or with a
+// version that is not a number) therefore never hide the ones behind
+// them, and every entry is looked at within one pass over the backlog,
+// whatever its seq: seq (a projector host's clock) decides only when in
+// the pass an entry is looked at, never whether, and version order per
+// aggregate comes from the versions. Nothing depends on the projector
+// hosts' clocks agreeing.
+func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, error) {
 	r.Stats.Iterations.Add(1)
 	r.del.prune()
-	page, err := r.st.PendingOutbox(ctx, r.cfg.Relay.BatchSize)
+	page, err := r.st.PendingOutbox(ctx, r.cursor, r.cfg.Relay.BatchSize)
 	if err != nil {
 		return 0, err
 	}
-	page = r.unpublished(page)
-	if len(page) == 0 {
-		return 0, nil
+	full := len(page) >= r.cfg.Relay.BatchSize
+	var lastSeq int64
+	if len(page) > 0 {
+		lastSeq = page[len(page)-1].Seq
 	}
+	page = r.unpublished(page)
 	ids := make([]string, 0, len(page))
 	for _, e := range page {
 		ids = append(ids, e.AggregateID)
@@ -208,20 +343,41 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	if err != nil {
 		return 0, err
 	}
-	ready := ids[:0]
-	for _, id := range ids {
-		for _, e := range page {
-			if e.AggregateID == id && e.Version <= versions[id] {
-				ready = append(ready, id)
-				break
-			}
+	readySet := make(map[string]bool, len(ids))
+	held := 0
+	for _, e := range page {
+		v, ok := versions[e.AggregateID]
+		switch {
+		case e.Version <= v:
+			readySet[e.AggregateID] = true
+			r.status.release(e.ID)
+		case !ok:
+			held++
+			r.status.hold(e, HeldNoReadDocument)
+		case v <= 0:
+			held++
+			r.status.hold(e, HeldReadVersionInvalid)
+		default:
+			held++
+			r.status.hold(e, HeldReadBehind)
 		}
 	}
-	if len(ready) == 0 {
-		r.Stats.Held.Add(int64(len(page)))
+	r.Stats.Held.Add(int64(held))
+	if full {
+		r.cursor = lastSeq
+	} else {
+		r.cursor = math.MinInt64
+		r.status.cycle()
+	}
+	if len(readySet) == 0 {
 		return 0, nil
 	}
-	all, err := r.st.OutboxOf(ctx, ready)
+	ready := make([]string, 0, len(readySet))
+	for id := range readySet {
+		ready = append(ready, id)
+	}
+	slices.Sort(ready)
+	all, _, err := r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes)
 	if err != nil {
 		return 0, err
 	}
@@ -230,6 +386,9 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	if len(publish) == 0 {
 		return 0, nil
 	}
+	for _, e := range publish {
+		r.status.release(e.ID)
+	}
 
 	// Never start a publish that could outlive the lease.
 	if _, ok := lease.Token(r.cfg.Relay.ProduceTimeout); !ok {
@@ -237,32 +396,172 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 	}
 	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
 	defer cancel()
-	recs := make([]*kgo.Record, len(publish))
-	for i := range publish {
-		recs[i] = r.record(&publish[i], token)
-	}
-	// ProduceSync returns results in completion order, not in the order
-	// the records were given: map each result back to its entry by record.
-	index := make(map[*kgo.Record]int, len(recs))
-	for i, rec := range recs {
-		index[rec] = i
-	}
-	results := cl.ProduceSync(pctx, recs...)
-	acked := time.Now()
-	done := make([]string, 0, len(publish))
-	okEntries := make([]store.OutboxEntry, 0, len(publish))
-	var firstErr error
-	for _, res := range results {
-		i := index[res.Record]
-		if res.Err != nil {
-			if firstErr == nil {
-				firstErr = res.Err
+	return r.publish(ctx, pctx, send, publish, token)
+}
+
+// sender produces one group of records: per-record results, and an error
+// when nothing of the group may count as published (an aborted or fenced
+// transaction).
+type sender func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error)
+
+// txSender produces each group in its own transaction: all of it is
+// visible to read_committed consumers, or none. A per-record failure
+// aborts the transaction; a zombie's commit fails with PRODUCER_FENCED.
+func txSender(cl *kgo.Client, endTimeout time.Duration) sender {
+	return func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error) {
+		if err := cl.BeginTransaction(); err != nil {
+			return nil, fmt.Errorf("begin transaction: %w", err)
+		}
+		results := cl.ProduceSync(ctx, recs...)
+		// Ending must not be cut short by the produce's deadline: an
+		// abandoned EndTxn leaves the outcome unknown.
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+		defer cancel()
+		if err := results.FirstErr(); err != nil {
+			if aerr := cl.EndTransaction(ectx, kgo.TryAbort); aerr != nil {
+				return results, fmt.Errorf("abort transaction after %w: %w", err, aerr)
 			}
+			return results, fmt.Errorf("transaction aborted: %w", err)
+		}
+		if err := cl.EndTransaction(ectx, kgo.TryCommit); err != nil {
+			// An unconfirmed commit is retried as an abort, as franz-go
+			// asks; either way nothing counts as published.
+			if aerr := cl.EndTransaction(ectx, kgo.TryAbort); aerr != nil {
+				err = fmt.Errorf("%w (abort: %w)", err, aerr)
+			}
+			return results, fmt.Errorf("commit transaction: %w", err)
+		}
+		return results, nil
+	}
+}
+
+// plainSender produces without a transaction.
+func plainSender(cl *kgo.Client) sender {
+	return func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error) {
+		return cl.ProduceSync(ctx, recs...), nil
+	}
+}
+
+// neverSucceeds reports whether a per-record produce error can never
+// succeed on a retry: the record itself is refused. The broker refuses a
+// whole partition batch for one oversized record, so the relay convicts a
+// record only when it fails again produced alone (see publish).
+func neverSucceeds(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) ||
+		errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord)
+}
+
+// publish produces publish (sorted by aggregate, then version) and settles
+// the results. pctx bounds the produce, ctx the rest.
+//
+// Per aggregate, nothing counts as published past the first version that
+// failed: a later version the broker acknowledged is not deleted, so it is
+// published again (same id) after the failed one, never instead of it.
+//
+// A version whose error says it can never succeed becomes a suspect; the
+// next iteration produces it alone first. If it fails alone with such an
+// error again, it goes to the relay dead-letter topic and is deleted, and
+// the aggregate's later versions go on.
+func (r *Relay) publish(ctx, pctx context.Context, send sender, publish []store.OutboxEntry, token int64) (int, error) {
+	var (
+		done      []string
+		okEntries []store.OutboxEntry
+		blocked   = map[string]bool{}
+		firstErr  error
+		rest      = make([]store.OutboxEntry, 0, len(publish))
+	)
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	for i := range publish {
+		e := &publish[i]
+		if blocked[e.AggregateID] {
 			continue
 		}
-		done = append(done, publish[i].ID)
-		okEntries = append(okEntries, publish[i])
+		first := i == 0 || publish[i-1].AggregateID != e.AggregateID
+		reason, suspect := r.suspects[e.ID]
+		if !suspect || !first {
+			rest = append(rest, *e)
+			continue
+		}
+		// Produced alone: nothing else can make it fail.
+		results, err := send(pctx, []*kgo.Record{r.record(e, token)})
+		switch {
+		case err != nil:
+			blocked[e.AggregateID] = true
+			fail(err)
+		case results[0].Err == nil:
+			delete(r.suspects, e.ID)
+			done = append(done, e.ID)
+			okEntries = append(okEntries, *e)
+		case neverSucceeds(results[0].Err):
+			if err := r.deadLetter(pctx, send, e, reason, results[0].Err); err != nil {
+				blocked[e.AggregateID] = true
+				fail(err)
+				continue
+			}
+			delete(r.suspects, e.ID)
+			r.del.add(ctx, []string{e.ID})
+		default:
+			blocked[e.AggregateID] = true
+			fail(results[0].Err)
+		}
 	}
+
+	// The rest in one produce, skipping what a blocked aggregate has.
+	batch := rest[:0]
+	for _, e := range rest {
+		if !blocked[e.AggregateID] {
+			batch = append(batch, e)
+		}
+	}
+	if len(batch) > 0 {
+		recs := make([]*kgo.Record, len(batch))
+		for i := range batch {
+			recs[i] = r.record(&batch[i], token)
+		}
+		// ProduceSync returns results in completion order, not in the
+		// order the records were given: map each result back to its entry
+		// by record.
+		errs := make([]error, len(batch))
+		index := make(map[*kgo.Record]int, len(recs))
+		for i, rec := range recs {
+			index[rec] = i
+		}
+		results, err := send(pctx, recs)
+		for _, res := range results {
+			if i, ok := index[res.Record]; ok {
+				errs[i] = res.Err
+				delete(index, res.Record)
+			}
+		}
+		for _, i := range index {
+			errs[i] = errors.New("no produce result")
+		}
+		for i := range batch {
+			e := &batch[i]
+			if blocked[e.AggregateID] {
+				continue
+			}
+			if errs[i] == nil && err != nil {
+				errs[i] = err
+			}
+			if errs[i] != nil {
+				blocked[e.AggregateID] = true
+				fail(errs[i])
+				if neverSucceeds(errs[i]) {
+					r.suspects[e.ID] = errs[i].Error()
+				}
+				continue
+			}
+			done = append(done, e.ID)
+			okEntries = append(okEntries, *e)
+		}
+	}
+	acked := time.Now()
 	if len(done) > 0 {
 		r.Stats.Published.Add(int64(len(done)))
 		if r.onPublished != nil {
@@ -274,7 +573,7 @@ func (r *Relay) iterate(ctx context.Context, cl *kgo.Client, lease *Lease, token
 		r.del.add(ctx, done)
 	}
 	if firstErr != nil {
-		return len(done), fmt.Errorf("publish %d of %d notifications: %w", len(publish)-len(done), len(publish), firstErr)
+		return len(done), fmt.Errorf("publish notifications of %d aggregates (%d of %d published): %w", len(blocked), len(done), len(publish), firstErr)
 	}
 	return len(done), nil
 }
@@ -316,8 +615,11 @@ func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store
 }
 
 func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {
+	// ce_time must be RFC 3339 or the notification is no CloudEvent; the
+	// projector checks new events, but an entry written before it did may
+	// carry anything: fall back to the commit time then.
 	ceTime := e.EventTime
-	if ceTime == "" {
+	if _, err := time.Parse(time.RFC3339Nano, ceTime); err != nil {
 		ceTime = e.CreatedAt.UTC().Format(time.RFC3339Nano)
 	}
 	h := []kgo.RecordHeader{

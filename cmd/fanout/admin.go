@@ -30,9 +30,15 @@ Serves the admin API and the console on admin.listen, next to /healthz,
 
 Authentication: Authorization: Bearer <token>, with the tokens of
 admin.tokens (values in the environment variables their token_env names;
-scopes read and operate). Without any token configured the API answers
-loopback clients only (kubectl port-forward, a shell on the host).
-admin.tls_cert_file and admin.tls_key_file turn on HTTPS.
+scopes read, pause (pause, resume), replay, and operate = pause +
+replay). Without any token configured the API answers loopback clients
+only (kubectl port-forward, a shell on the host), and
+only on a loopback admin.listen: a non-loopback listener (0.0.0.0, ::, a
+host name) without tokens is refused at start (exit 2). /healthz, /readyz,
+/metrics, /openapi.json and the console page need no token.
+admin.tls_cert_file and admin.tls_key_file turn on HTTPS;
+admin.tls_client_ca_file adds mutual TLS (client certificates of that CA
+for every route but /healthz, /readyz and /metrics).
 
 The admin needs the store and the broker, not the connectors' secrets.
 `
@@ -42,6 +48,9 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 	cfg, err := parseRole("admin", helpAdmin, e, args)
 	if err != nil {
 		return err
+	}
+	if err := cfg.CheckAdminExposure(); err != nil {
+		return configError{err}
 	}
 	log := newLogger(cfg, e, "admin")
 	st, err := openStore(ctx, cfg, e, "admin")

@@ -9,18 +9,22 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // openConnector builds the named connector instance from the registry.
-func openConnector(ctx context.Context, cfg *config.Config, name string, log *slog.Logger) (connectors.Connector, error) {
+// Its file-backed secrets join secrets (nil for config check), which
+// reloads them on SIGHUP.
+func openConnector(ctx context.Context, cfg *config.Config, name string, log *slog.Logger, secrets *secret.Store) (connectors.Connector, error) {
 	if err := connectorConfigured(cfg, name); err != nil {
 		return nil, err
 	}
 	settings := cfg.Connectors[name].Settings
 	return connectors.Default().Open(ctx, connectors.Config{
-		Name:   name,
-		Type:   cfg.Connectors[name].Type,
-		Logger: log.With("connector", name),
+		Name:    name,
+		Type:    cfg.Connectors[name].Type,
+		Logger:  log.With("connector", name),
+		Secrets: secrets,
 		Decode: func(v any) error {
 			if err := connectors.DecodeStrict(&settings, v); err != nil {
 				return fmt.Errorf("connectors.%s.settings: %w", name, err)
@@ -54,7 +58,7 @@ func checkConnectors(cfg *config.Config) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		c, err := openConnector(context.Background(), cfg, name, slog.New(slog.DiscardHandler))
+		c, err := openConnector(context.Background(), cfg, name, slog.New(slog.DiscardHandler), nil)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("connectors.%s: %v", name, err))
 			continue

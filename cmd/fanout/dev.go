@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/redact"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
 )
@@ -142,9 +143,12 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	if f.config == "" || f.kafka != "" {
 		cfg.Kafka.Brokers = nil
 	}
+	if err := cfg.CheckAdminExposure(); err != nil {
+		return configError{err}
+	}
 
 	// Broker.
-	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications}
+	topics := []string{cfg.Topics.Events, cfg.Topics.EventsDLQ, cfg.Topics.Notifications, cfg.RelayDLQTopic()}
 	for name := range cfg.Connectors {
 		topics = append(topics, cfg.DLQTopic(name), cfg.RetryTopic(name))
 	}
@@ -219,7 +223,7 @@ Send an event:
   echo '{"id":"e1","event_type":"quote_created","quote_id":"Q1","version":1,"amount":5000,"currency":"INR"}' | fanout send --brokers %s
 
 `, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.Brokers[0], cfg.Topics.Events, cfg.Topics.Notifications, cfg.Topics.DLQPrefix,
-		cfg.Mongo.URI, cfg.Mongo.Database, cfg.Mongo.Collections.Domain,
+		redact.Credentials(cfg.Mongo.URI), cfg.Mongo.Database, cfg.Mongo.Collections.Domain,
 		laURL, laURL, sfURL, sfURL, sfURL, dir, cfg.Kafka.Brokers[0])
 
 	obs, err := startRoles(gctx, g, cfg, e, st, log)
@@ -281,7 +285,7 @@ routing:
       fields: {currency: XXX}
       targets: [logic_apps, salesforce]
 relay:
-  lease_ttl: 5s
+  lease_ttl: 10s
   produce_timeout: 2s
 delivery:
   breaker: {consecutive_failures: 5, open_timeout: 5s, half_open_probes: 1}

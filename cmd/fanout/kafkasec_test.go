@@ -100,7 +100,7 @@ func newSecureSetup(t *testing.T, sec testenv.KafkaSecurity, listener string, ed
   retry_prefix: %s.retry.
 groups: {projector: %s, worker_prefix: %s-}
 mongo: {uri: %q, database: %s, timeout: 20s}
-relay: {lease_ttl: 6s, produce_timeout: 2s}
+relay: {lease_ttl: 6s, produce_timeout: 1s}
 connectors:
   logic_apps:
     type: logicapps

@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -57,8 +59,9 @@ func commands() []command {
 		{name: "send", summary: "produce source events from a file or stdin", help: helpSend, run: runSend},
 		{name: "run", summary: "projector and relay in one process, against real Kafka and MongoDB", help: helpRun, run: runBoth},
 		{name: "config", summary: "config check: validate a configuration file without connecting", help: helpConfig, run: runConfig},
+		{name: "schema", summary: "schema notification: print the notification contract as a JSON Schema", help: helpSchema, run: runSchema},
 		{name: "deploy", summary: "deploy render: Kubernetes manifests for the configured connectors", help: helpDeploy, run: runDeploy},
-		{name: "version", summary: "print the version", help: "usage: fanout version\n\nPrints fanout's version and the Go version it was built with.\n", run: runVersion},
+		{name: "version", summary: "print the version and the modules built in", help: helpVersion, run: runVersion},
 	}
 }
 
@@ -98,13 +101,13 @@ func Main(ctx context.Context, args []string, e *env) int {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.As(err, &ue):
-			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, ue.msg)
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(ue.msg))
 			return exitConfig
 		case errors.As(err, &ce):
-			fmt.Fprintf(e.stderr, "fanout %s: %v\n", c.name, ce.err)
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(ce.err.Error()))
 			return exitConfig
 		default:
-			fmt.Fprintf(e.stderr, "fanout %s: %v\n", c.name, err)
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(err.Error()))
 			return 1
 		}
 	}
@@ -122,20 +125,51 @@ func printUsage(w io.Writer, cmds []command) {
 }
 
 func runVersion(_ context.Context, e *env, args []string) error {
-	fs := newFlagSet("version", e, "usage: fanout version\n")
+	fs := newFlagSet("version", e, helpVersion)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "devel" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		fmt.Fprintf(e.stdout, "fanout %s (%s)\n", v, bi.GoVersion)
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		fmt.Fprintf(e.stdout, "fanout %s\n", version)
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "fanout %s\n", v)
+	writeVersion(e.stdout, version, bi)
 	return nil
+}
+
+const helpVersion = `usage: fanout version
+
+Prints fanout's version, the Go version it was built with, the build
+settings that matter (tags, -trimpath, the VCS revision) and every module
+linked into the binary with its version and checksum, from the build
+information Go embeds (debug.ReadBuildInfo): check an image against
+advisories with it, or with govulncheck -mode binary.
+`
+
+// writeVersion writes the version, build settings and modules of bi.
+func writeVersion(w io.Writer, v string, bi *debug.BuildInfo) {
+	if v == "devel" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(w, "fanout %s (%s)\n", v, bi.GoVersion)
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "-tags", "-trimpath", "CGO_ENABLED", "GOOS", "GOARCH", "vcs.revision", "vcs.time", "vcs.modified":
+			fmt.Fprintf(w, "  build %s=%s\n", s.Key, s.Value)
+		}
+	}
+	for _, m := range bi.Deps {
+		line := "  dep " + m.Path + " " + m.Version
+		if m.Replace != nil {
+			line += " => " + m.Replace.Path + " " + m.Replace.Version
+			m = m.Replace
+		}
+		if m.Sum != "" {
+			line += " " + m.Sum
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func newFlagSet(name string, e *env, help string) *flag.FlagSet {

@@ -25,6 +25,9 @@ func TestHelp(t *testing.T) {
 		if c.name == "config" {
 			args = []string{"config", "check", "--help"}
 		}
+		if c.name == "schema" {
+			args = []string{"schema", "--help"}
+		}
 		if c.name == "simulate" {
 			args = []string{"simulate", "--help"}
 		}
@@ -90,7 +93,10 @@ func TestConfigCheckConnectorSettings(t *testing.T) {
 		t.Fatalf("config check printed the sig:\n%s", errOut)
 	}
 	// The example file is valid once its secrets are in the environment
-	// (connectors read their *_env variables from the process).
+	// (connectors read their *_env variables from the process; the admin
+	// tokens come through the role's environment).
+	vars["FANOUT_ADMIN_TOKEN_OPS"] = "ops-0123456789abcdef"
+	vars["FANOUT_ADMIN_TOKEN_RO"] = "ro-0123456789abcdef"
 	t.Setenv("FANOUT_LOGICAPPS_URL", vars["LA_URL"])
 	t.Setenv("FANOUT_SALESFORCE_CLIENT_SECRET", "s3cret")
 	code, out, errOut := run(t, "", vars, "config", "check", "--config", filepath.Join("..", "..", "fanout.example.yaml"))

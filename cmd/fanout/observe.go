@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -14,6 +17,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
 	"github.com/fanout-dev/fanout/internal/observe"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -23,6 +27,8 @@ import (
 type observer struct {
 	srv    *observe.Server
 	tracer trace.TracerProvider
+	// secrets owns the connectors' file-backed secrets; SIGHUP reloads it.
+	secrets *secret.Store
 }
 
 // kafkaHooks returns the metrics hooks for one Kafka client. A kprom
@@ -37,10 +43,26 @@ func (o *observer) kafkaHooks() kgo.Opt {
 // readiness checks.
 func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, log *slog.Logger) (*observer, error) {
 	srv := observe.NewServer(log.With("component", "admin"))
-	o := &observer{srv: srv}
-	if a := cfg.Admin; a.TLSCertFile != "" {
+	o := &observer{srv: srv, secrets: secret.NewStore(log.With("component", "secrets"), 0)}
+	// Registered before anything can send SIGHUP our way: the default
+	// action of SIGHUP would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	g.Go(func() error {
+		defer signal.Stop(hup)
+		return reloadOnHangup(ctx, hup, o.secrets, log)
+	})
+	a := cfg.Admin
+	srv.SetLimits(observe.Limits{ReadHeaderTimeout: a.ReadHeaderTimeout, ReadTimeout: a.ReadTimeout,
+		WriteTimeout: a.WriteTimeout, IdleTimeout: a.IdleTimeout, MaxHeaderBytes: a.MaxHeaderBytes})
+	if a.TLSCertFile != "" {
 		if err := srv.UseTLS(a.TLSCertFile, a.TLSKeyFile); err != nil {
 			return nil, configError{err}
+		}
+		if a.TLSClientCAFile != "" {
+			if err := srv.UseClientCA(a.TLSClientCAFile); err != nil {
+				return nil, configError{err}
+			}
 		}
 	}
 	tp, err := startTracing(ctx, g, cfg, log)
@@ -72,6 +94,24 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 		return srv.Serve(ctx, cfg.Admin.Listen)
 	})
 	return o, nil
+}
+
+// reloadOnHangup re-reads every secret file of the process on SIGHUP, so
+// that an operator who rotated a key need not wait for the file poll, until
+// ctx ends.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, secrets *secret.Store, log *slog.Logger) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := secrets.Reload(); err != nil {
+				log.Error("SIGHUP: some secret files could not be re-read; they keep their previous values", "error", err)
+				continue
+			}
+			log.Info("SIGHUP: secret files re-read", "files", secrets.Len())
+		}
+	}
 }
 
 // assigned is a readiness check that fails while a consumer holds no

@@ -14,6 +14,8 @@ import (
 	"github.com/fanout-dev/fanout/consumer"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
+	"github.com/fanout-dev/fanout/internal/redact"
+	"github.com/fanout-dev/fanout/internal/render"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -82,7 +84,11 @@ func parseRole(name, help string, e *env, args []string) (*config.Config, error)
 func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	// Every string and error of a line is redacted: credentials by their
+	// shape (a URL's password), and the configured secrets by value.
+	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv) // a bad password_file fails the role elsewhere, naming the field
+	secrets := redact.New(saslPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
 	var h slog.Handler
 	if cfg.Log.Format == "text" {
 		h = slog.NewTextHandler(e.stderr, opts)
@@ -247,6 +253,14 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	}
 	if err := cfg.CheckAdminTokens(e.getenv); err != nil {
 		return configError{err}
+	}
+	if err := cfg.CheckAdminExposure(); err != nil {
+		return configError{err}
+	}
+	// Secrets written into the file work, but the file ends up in a
+	// ConfigMap, a repository, a backup: a warning, not an error.
+	for _, field := range render.InlineSecrets(cfg) {
+		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in the environment (a Kubernetes Secret) and name the variable in the matching *_env field (for a header, ${NAME})\n", field)
 	}
 	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
 	return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,11 +22,14 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/secret/secrettest"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	sfsim "github.com/fanout-dev/fanout/internal/simulator/salesforce"
+	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
@@ -58,12 +62,28 @@ type testStack struct {
 	admin   string // base URL of the admin listener
 	logs    *syncBuffer
 	secrets map[string]string // what must never be logged, by name
+	st      *store.Store
 	stop    func() error
 }
 
 const stackAdminToken = "stack-ops-token-5f1d0c9a7e3b42d8"
 
+// stackOptions vary the stack of startStackWith.
+type stackOptions struct {
+	// secretDir, if set, makes the connectors read the Logic Apps callback
+	// URL and the Salesforce client secret from files there (la-url,
+	// sf-secret) instead of the environment.
+	secretDir string
+	// delivery is extra YAML for the delivery block.
+	delivery string
+}
+
 func startStack(t *testing.T) *testStack {
+	t.Helper()
+	return startStackWith(t, stackOptions{})
+}
+
+func startStackWith(t *testing.T, o stackOptions) *testStack {
 	t.Helper()
 	s := &testStack{brokers: testenv.Kafka(t), logs: &syncBuffer{}}
 	uri := testenv.Mongo(t)
@@ -95,6 +115,14 @@ func startStack(t *testing.T) *testStack {
 	s.sf = sf
 	s.secrets = map[string]string{"logic apps sig": u.Query().Get("sig"), "salesforce client secret": sfSecret, "admin token": stackAdminToken}
 
+	laSettings := "{url_env: T_LA_URL, max_attempts: 1}"
+	sfSecretSetting := "client_secret_env: T_SF_SECRET"
+	if o.secretDir != "" {
+		secrettest.Write(t, filepath.Join(o.secretDir, "la-url"), laURL)
+		secrettest.Write(t, filepath.Join(o.secretDir, "sf-secret"), sfSecret)
+		laSettings = fmt.Sprintf("{url_file: %q, max_attempts: 1}", filepath.Join(o.secretDir, "la-url"))
+		sfSecretSetting = fmt.Sprintf("client_secret_file: %q", filepath.Join(o.secretDir, "sf-secret"))
+	}
 	events := testenv.Topic(t, "events")
 	notif := testenv.Topic(t, "notif")
 	y := fmt.Sprintf(`
@@ -107,17 +135,17 @@ topics:
   retry_prefix: %s.retry.
 groups: {projector: %s, worker_prefix: %s-}
 mongo: {uri: %q, database: %s, timeout: 20s}
-relay: {lease_ttl: 3s, produce_timeout: 1s}
+relay: {lease_ttl: 6s, produce_timeout: 1s}
 connectors:
   logic_apps:
     type: logicapps
-    settings: {url_env: T_LA_URL, max_attempts: 1}
+    settings: %s
   salesforce:
     type: salesforce
     settings:
       login_url: %q
       allow_http: true
-      auth: {type: client_credentials, client_id: fanout-test, client_secret_env: T_SF_SECRET}
+      auth: {type: client_credentials, client_id: fanout-test, %s}
       mode: upsert
       object: Quote__c
       external_id_field: Quote_Ext_Id__c
@@ -132,11 +160,12 @@ delivery:
   max_backoff: 100ms
   revoke_timeout: 3s
   delivered_flush: 200ms
+%s
 admin:
   listen: 127.0.0.1:0
   tokens: [{name: ops, token_env: T_ADMIN_OPS, scopes: [read, operate]}]
 log: {level: debug, format: json}
-`, s.brokers[0], events, events, notif, notif, notif, testenv.Topic(t, "proj"), testenv.Topic(t, "w"), uri, testenv.Database(t), sfURL)
+`, s.brokers[0], events, events, notif, notif, notif, testenv.Topic(t, "proj"), testenv.Topic(t, "w"), uri, testenv.Database(t), laSettings, sfURL, sfSecretSetting, o.delivery)
 	vars := map[string]string{"T_LA_URL": laURL, "T_SF_SECRET": sfSecret, "T_ADMIN_OPS": stackAdminToken}
 	// Connectors read their *_env variables from the process.
 	t.Setenv("T_LA_URL", laURL)
@@ -165,6 +194,7 @@ log: {level: debug, format: json}
 		cancel()
 		t.Fatal(err)
 	}
+	s.st = st
 	g, gctx := errgroup.WithContext(ctx)
 	obs, err := startRoles(gctx, g, s.cfg, e, st, log)
 	if err != nil {
@@ -298,6 +328,8 @@ func TestStack(t *testing.T) {
 	}
 	t.Run("console", func(t *testing.T) { consoleReplay(t, s) })
 
+	t.Run("audit", func(t *testing.T) { checkAudit(t, s) })
+
 	t.Run("no secrets in logs", func(t *testing.T) {
 		if err := s.stop(); err != nil {
 			t.Fatal(err)
@@ -327,6 +359,77 @@ func TestStack(t *testing.T) {
 		}
 		t.Logf("%d log lines checked for %d secrets", lines, len(s.secrets))
 	})
+}
+
+// post calls a POST route of the admin API with the stack's token.
+func (s *testStack) post(t *testing.T, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+stackAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
+}
+
+// checkAudit makes operate calls (pause, resume, a dry-run replay) and
+// checks the audit collection itself: every record says who (the token's
+// name), what, when and from where, and no secret of the stack (the admin
+// token above all, the Logic Apps sig, the Salesforce client secret)
+// appears in any record, nor on /metrics.
+func checkAudit(t *testing.T, s *testStack) {
+	s.post(t, "/v1/connectors/logic_apps/pause", `{"reason": "audit check"}`)
+	s.post(t, "/v1/connectors/logic_apps/resume", `{}`)
+	s.post(t, "/v1/connectors/logic_apps/replay", `{"filter": {}, "dry_run": true}`)
+	recs, err := s.st.AuditRecords(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]bool{}
+	var all strings.Builder
+	for _, raw := range recs {
+		var r store.AuditRecord
+		if err := bson.Unmarshal(raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		actions[r.Action] = true
+		if r.Who != "ops" || r.At.IsZero() || r.Action == "" || r.Connector == "" {
+			t.Errorf("audit record %s: who %q, at %v, action %q, connector %q; want the token's name, a time, the action and the connector", r.ID, r.Who, r.At, r.Action, r.Connector)
+		}
+		if host, _, err := net.SplitHostPort(r.Remote); err != nil || net.ParseIP(host) == nil {
+			t.Errorf("audit record %s: remote %q, want the client's address", r.ID, r.Remote)
+		}
+		all.WriteString(raw.String())
+		all.WriteByte('\n')
+	}
+	for _, a := range []string{"pause", "resume", "replay"} {
+		if !actions[a] {
+			t.Errorf("no audit record of %s (have %v)", a, actions)
+		}
+	}
+	resp, err := http.Get(s.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for name, secret := range s.secrets {
+		for _, form := range []string{secret, url.QueryEscape(secret)} {
+			if strings.Contains(all.String(), form) {
+				t.Errorf("the %s appears in the audit collection", name)
+			}
+			if strings.Contains(string(metrics), form) {
+				t.Errorf("the %s appears on /metrics", name)
+			}
+		}
+	}
+	t.Logf("%d audit records and %d bytes of metrics checked for %d secrets", len(recs), len(metrics), len(s.secrets))
 }
 
 // metricName matches a metric name in back quotes in the documentation.

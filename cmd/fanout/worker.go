@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/delivery"
@@ -76,7 +77,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 
 // startWorker starts the worker of connector name in g.
 func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, obs *observer, log *slog.Logger, name string) error {
-	conn, err := openConnector(ctx, cfg, name, log)
+	conn, err := openConnector(ctx, cfg, name, log, obs.secrets)
 	if err != nil {
 		if _, ok := err.(configError); ok {
 			return err
@@ -90,7 +91,7 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 	}
 	opts := []delivery.Option{
 		delivery.WithLogger(log),
-		delivery.WithKafkaOptions(append(kopts, obs.kafkaHooks())...),
+		delivery.WithKafkaOptions(append(append(kopts, readIsolation(cfg)...), obs.kafkaHooks())...),
 		delivery.WithDeliveredStore(st),
 		delivery.WithControl(st),
 	}
@@ -140,4 +141,14 @@ func takeStringFlag(args []string, name string) (string, []string, error) {
 		value = v
 	}
 	return value, rest, nil
+}
+
+// readIsolation returns the fetch isolation workers need: with
+// relay.transactional a relay's aborted or fenced transactions must stay
+// invisible, so workers read committed records only.
+func readIsolation(cfg *config.Config) []kgo.Opt {
+	if cfg.Relay.Transactional {
+		return []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted())}
+	}
+	return nil
 }

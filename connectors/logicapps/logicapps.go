@@ -9,7 +9,9 @@
 // ce-type, ce-source, ce-specversion and ce-time, plus traceparent.
 //
 // SAS (default): the callback URL carries the credential in its sig query
-// parameter; keep it out of the file with url_env:
+// parameter; keep it out of the file with url_env, or url_file (a mounted
+// Secret, re-read when it changes and on SIGHUP, so a regenerated access
+// key needs no restart):
 //
 //	connectors:
 //	  logic_apps:
@@ -64,6 +66,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // TypeName is the connector type this package registers.
@@ -82,19 +85,28 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode logicapps settings: %s", transport.RedactText(err.Error()))
 		}
 	}
-	return New(ctx, cfg.Name, s, cfg.Logger)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
 }
 
 // Connector delivers notifications to one Logic Apps Request trigger. It
 // is safe for concurrent use.
 type Connector struct {
-	name    string
-	cfg     *resolved
-	log     *slog.Logger
-	client  *transport.Client
-	tokens  *transport.TokenCache // nil with SAS
-	secrets []string
-	closed  atomic.Bool
+	name   string
+	cfg    *resolved
+	log    *slog.Logger
+	client *transport.Client
+	tokens *transport.TokenCache // nil with SAS
+	target atomic.Pointer[target]
+	closed atomic.Bool
+}
+
+// target is the callback URL in use, checked, cached by the version of
+// the secret value it came from (url_file may change under us).
+type target struct {
+	version uint64
+	raw     string
+	sig     string
+	err     error
 }
 
 var _ connectors.Connector = (*Connector)(nil)
@@ -102,11 +114,16 @@ var _ connectors.Connector = (*Connector)(nil)
 // New validates s, loads its secrets and returns a connector. It makes no
 // network call: with Entra ID the first delivery fetches the token. log may
 // be nil (slog.Default).
-func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+func New(ctx context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+	return newConnector(ctx, name, s, log, nil)
+}
+
+// newConnector is New with the store that owns file-backed secrets.
+func newConnector(_ context.Context, name string, s Settings, log *slog.Logger, secrets *secret.Store) (*Connector, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r, err := resolve(name, s, log)
+	r, err := resolve(name, s, log, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -115,14 +132,15 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 		return nil, fmt.Errorf("transport: %w", err)
 	}
 	c := &Connector{name: name, cfg: r, log: log, client: client}
-	c.secrets = []string{r.sig, r.clientSecret}
 	if r.auth == AuthEntra {
-		c.tokens = transport.NewTokenCache(&clientcredentials.Config{
-			ClientID:     r.clientID,
-			ClientSecret: r.clientSecret,
-			TokenURL:     r.tokenURL,
-			Scopes:       []string{r.scope},
-			AuthStyle:    oauth2.AuthStyleInParams,
+		c.tokens = transport.NewTokenCache(func() *clientcredentials.Config {
+			return &clientcredentials.Config{
+				ClientID:     r.clientID,
+				ClientSecret: r.clientSecret.Current(),
+				TokenURL:     r.tokenURL,
+				Scopes:       []string{r.scope},
+				AuthStyle:    oauth2.AuthStyleInParams,
+			}
 		}, client.HTTPClient())
 	}
 	return c, nil
@@ -161,19 +179,29 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		h.Set("traceparent", n.TraceParent)
 	}
 
+	tg := c.currentTarget()
+	if tg.err != nil {
+		// url_file now holds something unusable: no record can go out
+		// until the operator fixes it.
+		return c.fail(n, &connectors.Error{Class: connectors.Halt, Code: "InvalidCallbackURL", Message: tg.err.Error()})
+	}
 	for attempt := 1; ; attempt++ {
-		secrets := c.secrets
+		secrets := []string{tg.sig}
+		if c.cfg.clientSecret != nil {
+			secrets = append(secrets, c.cfg.clientSecret.Current())
+		}
+		var tok *oauth2.Token
 		if c.tokens != nil {
-			tok, err := c.tokens.Token(ctx)
-			if err != nil {
+			var err error
+			if tok, err = c.tokens.Token(ctx); err != nil {
 				return c.fail(n, err)
 			}
-			h.Set("Authorization", "Bearer "+tok)
-			secrets = append(secrets[:len(secrets):len(secrets)], tok)
+			h.Set("Authorization", "Bearer "+tok.AccessToken)
+			secrets = append(secrets[:len(secrets):len(secrets)], tok.AccessToken)
 		}
 		resp, err := c.client.Do(ctx, &transport.Request{
 			Method:  http.MethodPost,
-			URL:     c.cfg.rawURL,
+			URL:     tg.raw,
 			Header:  h,
 			Body:    n.Body,
 			Secrets: secrets,
@@ -191,7 +219,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 			// The token expired or was revoked: drop it and try once
 			// more with a new one. A refusal of a token fetched just now
 			// is no expiry but a configuration problem (Halt).
-			c.tokens.Invalidate()
+			c.tokens.Invalidate(tok)
 			if attempt == 1 && ctx.Err() == nil {
 				c.log.Info("logicapps: bearer token refused; fetching a new one", "connector", c.name)
 				continue
@@ -199,6 +227,23 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		}
 		return c.fail(n, c.classify(resp, secrets))
 	}
+}
+
+// currentTarget returns the callback URL to call, re-checked when the
+// secret value it comes from changed.
+func (c *Connector) currentTarget() *target {
+	raw, version := c.cfg.urlValue.Get()
+	if t := c.target.Load(); t != nil && t.version == version {
+		return t
+	}
+	t := &target{version: version, raw: strings.TrimSpace(raw)}
+	if u, err := c.cfg.checkURL(raw); err != nil {
+		t.err = err
+	} else {
+		t.sig = u.Query().Get("sig")
+	}
+	c.target.Store(t)
+	return t
 }
 
 // fail logs a failed delivery at debug level (the delivery layer logs the

@@ -539,6 +539,9 @@ func TestConfigErrors(t *testing.T) {
 		{"missing url", "timeout: 5s\n", []string{"url is required"}},
 		{"no settings at all", "", []string{"url is required"}},
 		{"url and url_env", fmt.Sprintf("url: %q\nurl_env: LA_TEST_URL\n", good), []string{"url and url_env"}},
+		{"url and url_file", fmt.Sprintf("url: %q\nurl_file: /nonexistent\n", good), []string{"url and url_file are both set"}},
+		{"url_file missing", "url_file: /nonexistent/callback\n", []string{"url_file", "/nonexistent/callback", "no such file"}},
+		{"client_secret_file missing", fmt.Sprintf("url: %q\nauth: entra\ntenant_id: t\nclient_id: c\nclient_secret_file: /nonexistent/s\n", noSig), []string{"client_secret_file", "no such file"}},
 		{"url_env unset", "url_env: LA_TEST_NOPE\n", []string{"url_env", "LA_TEST_NOPE"}},
 		{"url_env empty", "url_env: LA_TEST_EMPTY\n", []string{"url_env", "LA_TEST_EMPTY"}},
 		{"sas without sig", fmt.Sprintf("url: %q\n", noSig), []string{"url", "no sig"}},
@@ -609,7 +612,7 @@ func TestConfigForms(t *testing.T) {
 				if err := dec.f(tt.doc)(&s); err != nil {
 					t.Fatal(err)
 				}
-				r, err := resolve("x", s, slog.New(slog.DiscardHandler))
+				r, err := resolve("x", s, slog.New(slog.DiscardHandler), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -638,7 +641,7 @@ func TestURLShapeWarnings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sink := &logSink{}
-			if _, err := resolve("x", Settings{URL: tt.url}, sink.logger()); err != nil {
+			if _, err := resolve("x", Settings{URL: tt.url}, sink.logger(), nil); err != nil {
 				t.Fatal(err)
 			}
 			out := sink.String()
@@ -670,3 +673,22 @@ func TestDeliverRejectsInvalidBody(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestControlCharacterInIDIsPermanent: an id that cannot travel in an HTTP
+// header (x-ms-client-tracking-id, ce-id) is this record's problem.
+func TestControlCharacterInIDIsPermanent(t *testing.T) {
+	s, base := startSim(t, sim.Config{})
+	c, err := open(t, fmt.Sprintf("url: %q\n", sim.SignURL(base, simKey, "wf1", "manual", false)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	n := notification("n-1")
+	n.ID = "bad\nid"
+	if err := c.Deliver(context.Background(), n); connectors.Classify(err) != connectors.Permanent {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	if len(s.Calls()) != 0 {
+		t.Fatal("a call reached the trigger")
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Auth modes.
@@ -44,18 +44,23 @@ type Settings struct {
 	// holds it. Exactly one of the two is required.
 	URL    string `yaml:"url"`
 	URLEnv string `yaml:"url_env"`
+	// URLFile names a file holding the callback URL (a mounted
+	// Kubernetes Secret). fanout re-reads it when it changes and on
+	// SIGHUP, so a regenerated access key needs no restart.
+	URLFile string `yaml:"url_file"`
 	// Auth is AuthSAS (default) or AuthEntra. It is either that word, with
 	// the Entra settings below at the top level, or a mapping with a type
 	// and those settings: auth: {type: entra, tenant_id: ...}.
 	Auth AuthSettings `yaml:"auth"`
 	// Entra ID client credentials, used with auth entra only; they may
 	// also be given inside auth.
-	TenantID        string `yaml:"tenant_id"`
-	ClientID        string `yaml:"client_id"`
-	ClientSecret    string `yaml:"client_secret"`
-	ClientSecretEnv string `yaml:"client_secret_env"`
-	Scope           string `yaml:"scope"`
-	TokenURL        string `yaml:"token_url"`
+	TenantID         string `yaml:"tenant_id"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	Scope            string `yaml:"scope"`
+	TokenURL         string `yaml:"token_url"`
 	// Timeout bounds one HTTP attempt (default 30s). With a Response
 	// action in the workflow, set it above the workflow's response time
 	// (the service answers 504 after 120 s in Consumption).
@@ -81,13 +86,14 @@ type Settings struct {
 // AuthSettings select the authentication scheme, optionally with the Entra
 // ID settings nested.
 type AuthSettings struct {
-	Type            string `yaml:"type"`
-	TenantID        string `yaml:"tenant_id"`
-	ClientID        string `yaml:"client_id"`
-	ClientSecret    string `yaml:"client_secret"`
-	ClientSecretEnv string `yaml:"client_secret_env"`
-	Scope           string `yaml:"scope"`
-	TokenURL        string `yaml:"token_url"`
+	Type             string `yaml:"type"`
+	TenantID         string `yaml:"tenant_id"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	Scope            string `yaml:"scope"`
+	TokenURL         string `yaml:"token_url"`
 }
 
 // UnmarshalYAML accepts both "auth: entra" and "auth: {type: entra, ...}",
@@ -115,8 +121,8 @@ func (a AuthSettings) String() string {
 	if a.ClientSecret != "" {
 		secret = transport.Redacted
 	}
-	return fmt.Sprintf("{type:%s tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s scope:%s token_url:%s}",
-		a.Type, a.TenantID, a.ClientID, secret, a.ClientSecretEnv, a.Scope, a.TokenURL)
+	return fmt.Sprintf("{type:%s tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s client_secret_file:%s scope:%s token_url:%s}",
+		a.Type, a.TenantID, a.ClientID, secret, a.ClientSecretEnv, a.ClientSecretFile, a.Scope, a.TokenURL)
 }
 
 // LogValue hides the client secret from slog.
@@ -128,8 +134,8 @@ func (s Settings) String() string {
 	if s.ClientSecret != "" {
 		secret = transport.Redacted
 	}
-	return fmt.Sprintf("{url:%s url_env:%s auth:%v tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s scope:%s token_url:%s timeout:%v max_attempts:%d}",
-		transport.RedactURL(s.URL), s.URLEnv, s.Auth, s.TenantID, s.ClientID, secret, s.ClientSecretEnv, s.Scope, s.TokenURL, s.Timeout, s.MaxAttempts)
+	return fmt.Sprintf("{url:%s url_env:%s url_file:%s auth:%v tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s client_secret_file:%s scope:%s token_url:%s timeout:%v max_attempts:%d}",
+		transport.RedactURL(s.URL), s.URLEnv, s.URLFile, s.Auth, s.TenantID, s.ClientID, secret, s.ClientSecretEnv, s.ClientSecretFile, s.Scope, s.TokenURL, s.Timeout, s.MaxAttempts)
 }
 
 // LogValue hides secrets from slog.
@@ -153,14 +159,13 @@ func reservedHeader(h string) bool {
 
 // resolved are validated settings with the secrets loaded.
 type resolved struct {
-	url          *url.URL
-	rawURL       string
-	urlField     string // "url" or "url_env", for messages
-	sig          string
+	url          *url.URL // as first read; callURL gives the current one
+	urlValue     *secret.Value
+	urlField     string // "url", "url_env" or "url_file", for messages
 	auth         string
 	tenantID     string
 	clientID     string
-	clientSecret string
+	clientSecret *secret.Value
 	scope        string
 	tokenURL     string
 	headers      http.Header
@@ -183,9 +188,10 @@ func pick(field, top, nested string) (string, error) {
 // resolve applies defaults, validates s and loads its secrets. Errors name
 // the setting and the fix, and never contain a secret; warnings (an
 // unusual but possibly valid URL) go to log.
-func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
+func resolve(name string, s Settings, log *slog.Logger, secrets *secret.Store) (*resolved, error) {
 	r := &resolved{}
 	var err error
+	var clientSecret string
 
 	// Authentication mode and its settings.
 	r.auth = strings.ToLower(strings.TrimSpace(s.Auth.Type))
@@ -195,7 +201,7 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 	if r.auth != AuthSAS && r.auth != AuthEntra {
 		return nil, fmt.Errorf("auth %q: want %s (sig in the URL) or %s (Entra ID client credentials)", s.Auth.Type, AuthSAS, AuthEntra)
 	}
-	var secretEnv string
+	var secretEnv, secretFile string
 	for _, f := range []struct {
 		name        string
 		top, nested string
@@ -203,8 +209,9 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 	}{
 		{"tenant_id", s.TenantID, s.Auth.TenantID, &r.tenantID},
 		{"client_id", s.ClientID, s.Auth.ClientID, &r.clientID},
-		{"client_secret", s.ClientSecret, s.Auth.ClientSecret, &r.clientSecret},
+		{"client_secret", s.ClientSecret, s.Auth.ClientSecret, &clientSecret},
 		{"client_secret_env", s.ClientSecretEnv, s.Auth.ClientSecretEnv, &secretEnv},
+		{"client_secret_file", s.ClientSecretFile, s.Auth.ClientSecretFile, &secretFile},
 		{"scope", s.Scope, s.Auth.Scope, &r.scope},
 		{"token_url", s.TokenURL, s.Auth.TokenURL, &r.tokenURL},
 	} {
@@ -217,30 +224,27 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 	}
 
 	// The callback URL.
+	r.urlValue, err = secrets.Resolve(secret.Source{Name: "url", Inline: s.URL, Env: s.URLEnv, File: s.URLFile})
 	switch {
-	case s.URL != "" && s.URLEnv != "":
-		return nil, errors.New("url and url_env are both set: set exactly one (url_env, the name of an environment variable holding the callback URL, keeps the sig out of the file)")
-	case s.URL != "":
-		r.rawURL, r.urlField = s.URL, "url"
-	case s.URLEnv != "":
-		v, ok := os.LookupEnv(s.URLEnv)
-		if !ok || strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("url_env: environment variable %s is not set or empty: export the trigger's callback URL in it", s.URLEnv)
-		}
-		r.rawURL, r.urlField = strings.TrimSpace(v), "url_env"
-	default:
-		return nil, errors.New("url is required: set url or url_env to the trigger's callback URL (portal: the trigger's HTTP URL; API: listCallbackUrl)")
+	case errors.Is(err, secret.ErrUnset):
+		return nil, errors.New("url is required: set url, url_env or url_file to the trigger's callback URL (portal: the trigger's HTTP URL; API: listCallbackUrl)")
+	case err != nil:
+		return nil, err
 	}
-	if r.url, err = transport.ValidateURL(r.rawURL); err != nil {
-		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+	switch {
+	case s.URLFile != "":
+		r.urlField = "url_file"
+	case s.URLEnv != "":
+		r.urlField = "url_env"
+	default:
+		r.urlField = "url"
+	}
+	if r.url, err = r.checkURL(r.urlValue.Current()); err != nil {
+		return nil, err
 	}
 	q := r.url.Query()
-	r.sig = q.Get("sig")
 	switch r.auth {
 	case AuthSAS:
-		if r.sig == "" {
-			return nil, fmt.Errorf("%s %s has no sig query parameter: with auth: %s use the full callback URL, with api-version, sp, sv and sig", r.urlField, transport.RedactURL(r.url), AuthSAS)
-		}
 		for _, k := range []string{"api-version", "sp", "sv"} {
 			if q.Get(k) == "" {
 				log.Warn("logicapps: callback URL lacks a SAS query parameter; the trigger will likely refuse the call",
@@ -248,9 +252,6 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 			}
 		}
 	case AuthEntra:
-		if q.Has("sig") {
-			return nil, fmt.Errorf("%s %s carries a sig (SAS) query parameter but auth is %s: a request may use only one scheme, so remove sig (and sp, sv) from the URL or use auth: %s", r.urlField, transport.RedactURL(r.url), AuthEntra, AuthSAS)
-		}
 		if q.Get("api-version") == "" {
 			log.Warn("logicapps: callback URL has no api-version query parameter; the trigger will likely refuse the call",
 				"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
@@ -258,17 +259,12 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 		if r.clientID == "" {
 			return nil, errors.New("client_id is required with auth: entra: set it to the application (client) id of the app registration")
 		}
+		r.clientSecret, err = secrets.Resolve(secret.Source{Name: "client_secret", Inline: clientSecret, Env: secretEnv, File: secretFile})
 		switch {
-		case r.clientSecret != "" && secretEnv != "":
-			return nil, errors.New("client_secret and client_secret_env are both set: set exactly one (client_secret_env keeps the secret out of the file)")
-		case secretEnv != "":
-			v, ok := os.LookupEnv(secretEnv)
-			if !ok || v == "" {
-				return nil, fmt.Errorf("client_secret_env: environment variable %s is not set or empty", secretEnv)
-			}
-			r.clientSecret = v
-		case r.clientSecret == "":
-			return nil, errors.New("client_secret or client_secret_env is required with auth: entra")
+		case errors.Is(err, secret.ErrUnset):
+			return nil, errors.New("client_secret, client_secret_env or client_secret_file is required with auth: entra")
+		case err != nil:
+			return nil, err
 		}
 		if r.scope == "" {
 			r.scope = DefaultScope
@@ -329,6 +325,24 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 		Logger:        log,
 	}
 	return r, nil
+}
+
+// checkURL parses a callback URL and checks it fits the auth mode: it is
+// run at start and again whenever url_file changes. Its errors name the
+// setting and never quote the sig.
+func (r *resolved) checkURL(raw string) (*url.URL, error) {
+	u, err := transport.ValidateURL(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+	}
+	hasSig := u.Query().Get("sig") != ""
+	switch {
+	case r.auth == AuthSAS && !hasSig:
+		return nil, fmt.Errorf("%s %s has no sig query parameter: with auth: %s use the full callback URL, with api-version, sp, sv and sig", r.urlField, transport.RedactURL(u), AuthSAS)
+	case r.auth == AuthEntra && u.Query().Has("sig"):
+		return nil, fmt.Errorf("%s %s carries a sig (SAS) query parameter but auth is %s: a request may use only one scheme, so remove sig (and sp, sv) from the URL or use auth: %s", r.urlField, transport.RedactURL(u), AuthEntra, AuthSAS)
+	}
+	return u, nil
 }
 
 func isLoopback(host string) bool {

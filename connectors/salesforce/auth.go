@@ -5,12 +5,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/oauth2/jwt"
+
+	"github.com/fanout-dev/fanout/connectors/tokencache"
 )
 
 // session is a cached access token with the API base URL it belongs to.
@@ -18,22 +19,6 @@ type session struct {
 	tok     *oauth2.Token
 	base    string // instance_url, or login_url when absent
 	fetched time.Time
-}
-
-// tokenCache holds the one access token the connector uses. Salesforce
-// sends no expires_in, so oauth2's ReuseTokenSource would keep a token
-// forever: the cache keeps it until a 401 (or TokenMaxAge) drops it.
-type tokenCache struct {
-	// sem serialises fetches so that a burst of 401s triggers one token
-	// request, while waiters still honour their context.
-	sem chan struct{}
-
-	mu  sync.Mutex
-	cur *session
-}
-
-func newTokenCache() *tokenCache {
-	return &tokenCache{sem: make(chan struct{}, 1)}
 }
 
 // fetchFunc requests a new token.
@@ -48,78 +33,66 @@ func newFetcher(cfg *resolved, hc *http.Client) fetchFunc {
 	}
 	switch cfg.Auth.Type {
 	case AuthJWTBearer:
-		jc := &jwt.Config{
-			Email:      cfg.Auth.ClientID,
-			Subject:    cfg.Auth.Username,
-			PrivateKey: cfg.privateKey,
-			TokenURL:   tokenURL,
-			Audience:   cfg.Auth.Audience,
-			Expires:    JWTExpiry,
-		}
 		return func(ctx context.Context) (*oauth2.Token, error) {
-			// A fresh source per fetch: its ReuseTokenSource wrapper
+			// A fresh config and source per fetch: the key may have
+			// been replaced (private_key_file), and ReuseTokenSource
 			// would otherwise keep handing back the token Salesforce
 			// just refused.
+			jc := &jwt.Config{
+				Email:      cfg.Auth.ClientID,
+				Subject:    cfg.Auth.Username,
+				PrivateKey: []byte(cfg.privateKey.Current()),
+				TokenURL:   tokenURL,
+				Audience:   cfg.Auth.Audience,
+				Expires:    JWTExpiry,
+			}
 			return jc.TokenSource(withClient(ctx)).Token()
 		}
 	default:
-		cc := &clientcredentials.Config{
-			ClientID:     cfg.Auth.ClientID,
-			ClientSecret: cfg.clientSecret,
-			TokenURL:     tokenURL,
-			AuthStyle:    oauth2.AuthStyleInParams,
-		}
 		return func(ctx context.Context) (*oauth2.Token, error) {
+			// The secret is read per fetch: client_secret_file may have
+			// been updated by an operator since the last one.
+			cc := &clientcredentials.Config{
+				ClientID:     cfg.Auth.ClientID,
+				ClientSecret: cfg.clientSecret.Current(),
+				TokenURL:     tokenURL,
+				AuthStyle:    oauth2.AuthStyleInParams,
+			}
 			return cc.Token(withClient(ctx))
 		}
 	}
 }
 
+// newSessions returns the connector's token cache. Salesforce sends no
+// expires_in, so oauth2's ReuseTokenSource would keep a token forever: the
+// cache keeps a session until a 401 drops it (compare-and-drop, so a burst
+// of 401s fetches one token) or TokenMaxAge passes.
+func (c *Connector) newSessions() *tokencache.Cache[session] {
+	return tokencache.New(func(ctx context.Context) (*session, error) {
+		tok, err := c.fetch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &session{tok: tok, base: c.instanceBase(tok), fetched: time.Now()}, nil
+	}, tokencache.Options[session]{MaxAge: c.cfg.TokenMaxAge})
+}
+
 // session returns the cached session, fetching a token when there is none.
 func (c *Connector) session(ctx context.Context) (*session, error) {
-	if s := c.cachedSession(); s != nil {
-		return s, nil
-	}
-	select {
-	case c.tokens.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-c.tokens.sem }()
-	if s := c.cachedSession(); s != nil {
-		return s, nil // fetched by another caller while we waited
-	}
-	tok, err := c.fetch(ctx)
+	s, fetched, err := c.tokens.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{tok: tok, base: c.instanceBase(tok), fetched: time.Now()}
-	c.tokens.mu.Lock()
-	c.tokens.cur = s
-	c.tokens.mu.Unlock()
-	c.log.Info("salesforce: fetched access token", "auth", c.cfg.Auth.Type, "instance_url", s.base)
-	return s, nil
-}
-
-func (c *Connector) cachedSession() *session {
-	c.tokens.mu.Lock()
-	defer c.tokens.mu.Unlock()
-	s := c.tokens.cur
-	if s != nil && c.cfg.TokenMaxAge > 0 && time.Since(s.fetched) >= c.cfg.TokenMaxAge {
-		c.tokens.cur = nil
-		return nil
+	if fetched {
+		c.log.Info("salesforce: fetched access token", "auth", c.cfg.Auth.Type, "instance_url", s.base)
 	}
-	return s
+	return s, nil
 }
 
 // dropSession forgets s if it is still the cached session, so that the
 // next call fetches a new token; a newer session is kept.
 func (c *Connector) dropSession(s *session) {
-	c.tokens.mu.Lock()
-	defer c.tokens.mu.Unlock()
-	if c.tokens.cur == s {
-		c.tokens.cur = nil
-	}
+	c.tokens.Drop(s)
 }
 
 // instanceBase picks the API base URL: the token's instance_url when it is

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/transport"
 )
 
 // item is one notification of a batch with its record fields.
@@ -173,7 +173,7 @@ func (c *Connector) sendChunk(ctx context.Context, chunk []item, out []error) *c
 	typ, method, path := c.cfg.Event, http.MethodPost, c.dataPath("/composite/sobjects")
 	if c.cfg.Mode == ModeUpsert {
 		typ, method = c.cfg.Object, http.MethodPatch
-		path = c.dataPath("/composite/sobjects/" + url.PathEscape(c.cfg.Object) + "/" + url.PathEscape(c.cfg.ExternalIDField))
+		path = c.dataPath("/composite/sobjects/" + transport.PathSegment(c.cfg.Object) + "/" + transport.PathSegment(c.cfg.ExternalIDField))
 	}
 	req := collectionRequest{Records: make([]map[string]any, len(chunk))}
 	for j, it := range chunk {

@@ -14,7 +14,7 @@
 //	      auth:
 //	        type: client_credentials                   # or jwt_bearer
 //	        client_id: 3MVG9...                        # consumer key (JWT iss)
-//	        client_secret_env: SF_CLIENT_SECRET        # or client_secret (client_credentials only)
+//	        client_secret_env: SF_CLIENT_SECRET        # or client_secret_file (re-read on change), client_secret
 //	        # jwt_bearer only:
 //	        # username: integration@acme.com           # sub
 //	        # audience: https://login.salesforce.com   # default; https://test.salesforce.com for sandboxes
@@ -66,27 +66,36 @@
 // # Behaviour
 //
 // Tokens: Salesforce returns no expires_in, so the connector caches the
-// token itself and uses its instance_url as the API base (login_url if
-// absent). On 401 it drops the token, fetches a new one and retries once in
-// the same call; a second 401 is a Reauthenticate error. A token request
-// refused with 4xx (invalid_grant, invalid_client) is Permanent: it is
-// configuration, and its message carries error and error_description only.
-// 5xx and network failures are Retryable.
+// token itself (connectors/tokencache) and uses its instance_url as the API
+// base (login_url if absent). On 401 it drops that token, fetches a new one
+// and retries once in the same call; a second 401 is Halt (the access
+// itself was revoked). A token request refused with 4xx (invalid_grant,
+// invalid_client) is Halt: no record can go out until the credentials are
+// fixed, and its message carries error and error_description only. 5xx and
+// network failures are Retryable; a certificate that does not verify or a
+// host that does not resolve is Halt.
 //
 // Classification: any 2xx is success (201 created, 200/204 updated; a
 // platform event's 201 with an OPERATION_ENQUEUED entry in errors too).
 // UNABLE_TO_LOCK_ROW, 5xx, 408, 429 and network errors are Retryable
 // (and retried in the call, up to max_attempts); REQUEST_LIMIT_EXCEEDED and
-// LIMIT_EXCEEDED are Retryable with a RetryAfter from retry_after; 300
-// (external id matched several records), other 4xx (JSON_PARSER_ERROR,
-// INVALID_FIELD, REQUIRED_FIELD_MISSING, FIELD_CUSTOM_VALIDATION_EXCEPTION,
-// DUPLICATE_VALUE, MALFORMED_ID, INVALID_TYPE, 403, 404 NOT_FOUND) are
-// Permanent. Errors carry the Salesforce errorCode in Code.
+// LIMIT_EXCEEDED are Retryable with a RetryAfter from retry_after.
+// Failures of the endpoint rather than the record are Halt: 404 NOT_FOUND
+// (unknown object, external id field or API version), INVALID_TYPE,
+// API_DISABLED_FOR_ORG, 403 other than limits and record access, 410 and
+// 3xx other than 300. Record-specific failures are Permanent: 300 (external
+// id matched several records), 400 validation and parse errors
+// (JSON_PARSER_ERROR, INVALID_FIELD, REQUIRED_FIELD_MISSING,
+// FIELD_CUSTOM_VALIDATION_EXCEPTION, DUPLICATE_VALUE, MALFORMED_ID), 403
+// INSUFFICIENT_ACCESS_OR_READONLY. Errors carry the Salesforce errorCode in
+// Code. The external id goes into the URL as one percent-encoded segment
+// (transport.PathSegment), so no id can change the path.
 //
 // Batches: see DeliverBatch. Usage: every response's Sforce-Limit-Info
 // (api-usage=used/max; api-bursts=a/b) is recorded and reported by Usage
 // and Limits.
 //
 // Secrets (client secret, private key, access tokens) never appear in
-// errors or logs.
+// errors or logs. client_secret_file and private_key_file are re-read when
+// they change and on SIGHUP (internal/secret).
 package salesforce

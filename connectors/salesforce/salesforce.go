@@ -3,18 +3,16 @@ package salesforce
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/tokencache"
 	"github.com/fanout-dev/fanout/connectors/transport"
-	"github.com/hashicorp/go-retryablehttp"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // TypeName is the connector type under which the package registers.
@@ -33,7 +31,7 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode salesforce settings: %w", err)
 		}
 	}
-	return New(ctx, cfg.Name, s, cfg.Logger)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
 }
 
 // Connector delivers notifications to one Salesforce org, by sObject upsert
@@ -44,12 +42,11 @@ type Connector struct {
 	log      *slog.Logger
 	reserved map[string]struct{}
 
-	transport *http.Transport
-	http      *retryablehttp.Client
-	fetch     fetchFunc
-	tokens    *tokenCache
-	limits    atomic.Pointer[LimitInfo]
-	closed    atomic.Bool
+	client *transport.Client
+	fetch  fetchFunc
+	tokens *tokencache.Cache[session]
+	limits atomic.Pointer[LimitInfo]
+	closed atomic.Bool
 }
 
 var (
@@ -59,8 +56,13 @@ var (
 
 // New validates s, loads its secrets and returns a connector. It makes no
 // network call: the first delivery fetches the token.
-func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Connector, error) {
-	cfg, err := resolve(s)
+func New(ctx context.Context, name string, s Settings, logger *slog.Logger) (*Connector, error) {
+	return newConnector(ctx, name, s, logger, nil)
+}
+
+// newConnector is New with the store that owns file-backed secrets.
+func newConnector(_ context.Context, name string, s Settings, logger *slog.Logger, store *secret.Store) (*Connector, error) {
+	cfg, err := resolve(s, store)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce settings: %w", err)
 	}
@@ -71,24 +73,22 @@ func New(_ context.Context, name string, s Settings, logger *slog.Logger) (*Conn
 		name:     name,
 		cfg:      cfg,
 		log:      logger.With("connector", name, "type", TypeName),
-		tokens:   newTokenCache(),
 		reserved: map[string]struct{}{"Id": {}, cfg.NotificationIDField: {}, cfg.VersionField: {}},
 	}
 	if cfg.ExternalIDField != "" {
 		c.reserved[cfg.ExternalIDField] = struct{}{}
 	}
-	base, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
-		return nil, errors.New("salesforce: http.DefaultTransport is not an *http.Transport")
+	client, err := newClient(cfg, func(li LimitInfo) { c.limits.Store(&li) })
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: %w", err)
 	}
-	c.transport = base.Clone()
-	c.transport.MaxIdleConnsPerHost = 256
-	c.http = newRetryClient(cfg, c.transport, func(li LimitInfo) { c.limits.Store(&li) })
-	tokenClient := &http.Client{
-		Transport:     &retryablehttp.RoundTripper{Client: c.http},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	c.client = client
+	// Token requests go through the same connections, timeout and
+	// Sforce-Limit-Info observer, one attempt each: a failed fetch is
+	// classified and the delivery layer retries it.
+	tokenClient := client.HTTPClient()
 	c.fetch = newFetcher(cfg, tokenClient)
+	c.tokens = c.newSessions()
 	return c, nil
 }
 
@@ -123,8 +123,7 @@ func (c *Connector) Limits() (LimitInfo, bool) {
 // Close releases idle connections; later deliveries fail as retryable.
 func (c *Connector) Close() error {
 	c.closed.Store(true)
-	c.transport.CloseIdleConnections()
-	return nil
+	return c.client.Close()
 }
 
 // response is a read REST response.
@@ -173,49 +172,30 @@ func (c *Connector) call(ctx context.Context, method, path string, body []byte) 
 // send performs the HTTP exchange (with in-call retries) and reads the body.
 func (c *Connector) send(ctx context.Context, s *session, method, path string, body []byte) (*response, *connectors.Error) {
 	what := method + " " + path
-	var raw any
-	if body != nil {
-		raw = body
-	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, s.base+path, raw)
-	if err != nil {
-		return nil, &connectors.Error{Class: connectors.Permanent, Message: what + ": build request", Err: err}
-	}
-	req.Header.Set("Authorization", "Bearer "+s.tok.AccessToken)
-	req.Header.Set("Accept", "application/json")
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+s.tok.AccessToken)
+	h.Set("Accept", "application/json")
 	if tp, ok := ctx.Value(traceParentKey{}).(string); ok && tp != "" {
-		req.Header.Set("traceparent", tp)
+		h.Set("traceparent", tp)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h.Set("Content-Type", "application/json")
 	}
 	start := time.Now()
-	resp, err := c.http.Do(req)
+	resp, err := c.client.Do(ctx, &transport.Request{
+		Method:  method,
+		URL:     s.base + path,
+		Header:  h,
+		Body:    body,
+		Secrets: []string{s.tok.AccessToken},
+	})
 	if err != nil {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		f := transport.Failure(transport.RedactError(stripURLError(err)))
+		f := transport.Failure(err)
 		f.Message = what + ": request failed: " + f.Message
 		return nil, f
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, &connectors.Error{Class: connectors.Retryable, Status: resp.StatusCode, Message: what + ": read response", Err: err}
-	}
-	c.log.Debug("salesforce: call", "method", method, "path", path, "status", resp.StatusCode, "duration", time.Since(start))
-	return &response{status: resp.StatusCode, body: b}, nil
-}
-
-// stripURLError keeps the cause of a *url.Error and drops its URL, which
-// callers already name by path.
-func stripURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
+	c.log.Debug("salesforce: call", "method", method, "path", path, "status", resp.StatusCode, "attempts", resp.Attempts, "duration", time.Since(start))
+	return &response{status: resp.StatusCode, body: resp.Body}, nil
 }
 
 // traceParentKey carries a notification's traceparent to the requests
@@ -253,7 +233,7 @@ func (c *Connector) upsert(ctx context.Context, n *notification, fields map[stri
 	if err != nil {
 		return permanent("encode record: %v", err)
 	}
-	path := c.dataPath("/sobjects/" + url.PathEscape(c.cfg.Object) + "/" + url.PathEscape(c.cfg.ExternalIDField) + "/" + url.PathEscape(n.Key))
+	path := c.dataPath("/sobjects/" + transport.PathSegment(c.cfg.Object) + "/" + transport.PathSegment(c.cfg.ExternalIDField) + "/" + transport.PathSegment(n.Key))
 	resp, cerr := c.call(ctx, http.MethodPatch, path, body)
 	if cerr != nil {
 		return cerr
@@ -280,7 +260,7 @@ func (c *Connector) publish(ctx context.Context, fields map[string]any) error {
 	if err != nil {
 		return permanent("encode event: %v", err)
 	}
-	path := c.dataPath("/sobjects/" + url.PathEscape(c.cfg.Event) + "/")
+	path := c.dataPath("/sobjects/" + transport.PathSegment(c.cfg.Event) + "/")
 	resp, cerr := c.call(ctx, http.MethodPost, path, body)
 	if cerr != nil {
 		return cerr

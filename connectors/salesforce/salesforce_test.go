@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -707,5 +708,49 @@ retry_after:
 	}})
 	if err == nil || !strings.Contains(err.Error(), "bogus") {
 		t.Fatalf("unknown field: %v", err)
+	}
+}
+
+// TestIDsStayOneSegment: an aggregate id is data, never path syntax. Ids
+// full of '/', '%', '?', '#', dot segments, spaces and Unicode reach the
+// simulator over real HTTP as one percent-encoded segment, and the record
+// lands under exactly that external id.
+func TestIDsStayOneSegment(t *testing.T) {
+	ids := []string{
+		"a/b", "../../sobjects/Account/x", "..", ".", "%2F", "100%", "q?x=1", "frag#1",
+		"with space", "ünïcødé-引号", "a/../b", "./a", "%2e%2e", "+plus&amp;=",
+	}
+	e := startSim(t, sfsim.Config{})
+	c := e.connector(t, e.settings(ModeUpsert))
+	for i, id := range ids {
+		t.Run(id, func(t *testing.T) {
+			if err := c.Deliver(t.Context(), note(id, int64(i+1), quote(i))); err != nil {
+				t.Fatalf("deliver %q: %v", id, err)
+			}
+			calls := e.sim.Calls()
+			last := calls[len(calls)-1]
+			prefix := "/services/data/" + c.cfg.APIVersion + "/sobjects/Quote__c/Quote_Ext_Id__c/"
+			if !strings.HasPrefix(last.EscapedPath, prefix) {
+				t.Fatalf("the simulator routed %q, want a path under %q", last.EscapedPath, prefix)
+			}
+			seg := strings.TrimPrefix(last.EscapedPath, prefix)
+			if strings.Contains(seg, "/") {
+				t.Fatalf("id %q became several segments: %q", id, seg)
+			}
+			if got, err := url.PathUnescape(seg); err != nil || got != id {
+				t.Fatalf("segment %q decodes to %q (%v), want %q", seg, got, err, id)
+			}
+		})
+	}
+	found := map[string]bool{}
+	for _, r := range e.sim.Records("Quote__c") {
+		if v, ok := r.Fields["Quote_Ext_Id__c"].(string); ok {
+			found[v] = true
+		}
+	}
+	for _, id := range ids {
+		if !found[id] {
+			t.Errorf("no record with external id %q", id)
+		}
 	}
 }

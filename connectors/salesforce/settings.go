@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Modes of the connector.
@@ -121,15 +123,19 @@ type AuthSettings struct {
 	ClientID string `yaml:"client_id"`
 	// ClientSecret or ClientSecretEnv (the name of an environment
 	// variable) give the consumer secret of the client credentials flow.
-	ClientSecret    Secret `yaml:"client_secret"`
-	ClientSecretEnv string `yaml:"client_secret_env"`
+	// ClientSecretFile names a file holding it (a mounted Secret),
+	// re-read when it changes and on SIGHUP.
+	ClientSecret     Secret `yaml:"client_secret"`
+	ClientSecretEnv  string `yaml:"client_secret_env"`
+	ClientSecretFile string `yaml:"client_secret_file"`
 	// Username is the Salesforce user the JWT bearer flow acts as (sub).
 	Username string `yaml:"username"`
 	// Audience is the JWT aud: https://login.salesforce.com (default),
 	// https://test.salesforce.com for sandboxes, or a community URL.
 	Audience string `yaml:"audience"`
 	// PrivateKeyFile or PrivateKeyEnv give the PEM (PKCS#1 or PKCS#8,
-	// unencrypted) RSA key that signs JWT bearer assertions.
+	// unencrypted) RSA key that signs JWT bearer assertions. The file is
+	// re-read when it changes and on SIGHUP.
 	PrivateKeyFile string `yaml:"private_key_file"`
 	PrivateKeyEnv  string `yaml:"private_key_env"`
 }
@@ -199,15 +205,16 @@ var (
 type resolved struct {
 	Settings
 	loginURL     *url.URL
-	clientSecret string
-	privateKey   []byte
+	clientSecret *secret.Value
+	privateKey   *secret.Value // PEM
 	fields       []fieldMapping
+	store        *secret.Store
 }
 
 // resolve applies defaults, validates s and loads its secrets. Errors name
 // the setting and the fix, and never contain a secret.
-func resolve(s Settings) (*resolved, error) {
-	r := &resolved{Settings: s}
+func resolve(s Settings, store *secret.Store) (*resolved, error) {
+	r := &resolved{Settings: s, store: store}
 	if s.LoginURL == "" {
 		return nil, errors.New("login_url is required: set it to your My Domain URL, e.g. https://acme.my.salesforce.com")
 	}
@@ -341,21 +348,16 @@ func (r *resolved) resolveAuth() error {
 		if isGenericLoginHost(r.loginURL.Hostname()) {
 			return fmt.Errorf("login_url %q: Salesforce refuses the client credentials flow there (request not supported on this domain); use your My Domain URL", r.LoginURL)
 		}
+		v, err := r.store.Resolve(secret.Source{Name: "client_secret", Prefix: "auth.", Inline: string(a.ClientSecret), Env: a.ClientSecretEnv, File: a.ClientSecretFile})
 		switch {
-		case a.ClientSecret != "" && a.ClientSecretEnv != "":
-			return errors.New("auth: set client_secret or client_secret_env, not both")
-		case a.ClientSecretEnv != "":
-			r.clientSecret = os.Getenv(a.ClientSecretEnv)
-			if r.clientSecret == "" {
-				return fmt.Errorf("auth.client_secret_env: environment variable %s is unset or empty", a.ClientSecretEnv)
-			}
-		case a.ClientSecret != "":
-			r.clientSecret = string(a.ClientSecret)
-		default:
-			return errors.New("auth: client_credentials needs client_secret_env (preferred) or client_secret")
+		case errors.Is(err, secret.ErrUnset):
+			return errors.New("auth: client_credentials needs client_secret_file or client_secret_env (preferred) or client_secret")
+		case err != nil:
+			return err
 		}
+		r.clientSecret = v
 	case AuthJWTBearer:
-		if a.ClientSecret != "" || a.ClientSecretEnv != "" {
+		if a.ClientSecret != "" || a.ClientSecretEnv != "" || a.ClientSecretFile != "" {
 			return errors.New("auth: the jwt_bearer flow uses no client secret; remove client_secret*")
 		}
 		if a.Username == "" {
@@ -364,28 +366,27 @@ func (r *resolved) resolveAuth() error {
 		if r.Auth.Audience == "" {
 			r.Auth.Audience = DefaultAudience
 		}
-		var pemBytes []byte
 		switch {
 		case a.PrivateKeyFile != "" && a.PrivateKeyEnv != "":
 			return errors.New("auth: set private_key_file or private_key_env, not both")
 		case a.PrivateKeyFile != "":
-			b, err := os.ReadFile(a.PrivateKeyFile)
+			v, err := r.store.File("auth.private_key_file", a.PrivateKeyFile)
 			if err != nil {
-				return fmt.Errorf("auth.private_key_file: %w", err)
+				return err
 			}
-			pemBytes = b
+			r.privateKey = v
 		case a.PrivateKeyEnv != "":
-			pemBytes = []byte(os.Getenv(a.PrivateKeyEnv))
+			pemBytes := os.Getenv(a.PrivateKeyEnv)
 			if len(pemBytes) == 0 {
 				return fmt.Errorf("auth.private_key_env: environment variable %s is unset or empty", a.PrivateKeyEnv)
 			}
+			r.privateKey = secret.Static(pemBytes)
 		default:
 			return errors.New("auth: jwt_bearer needs private_key_file or private_key_env (a PEM RSA key)")
 		}
-		if err := checkRSAKey(pemBytes); err != nil {
+		if err := checkRSAKey([]byte(r.privateKey.Current())); err != nil {
 			return fmt.Errorf("auth: private key: %w", err)
 		}
-		r.privateKey = pemBytes
 	default:
 		return fmt.Errorf("auth.type %q: want %q or %q", a.Type, AuthClientCredentials, AuthJWTBearer)
 	}

@@ -2,15 +2,13 @@ package salesforce
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"math/rand/v2"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
+	"github.com/fanout-dev/fanout/connectors/transport"
 )
 
 // maxResponseBytes bounds what the connector reads of a response; a
@@ -88,72 +86,44 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// newRetryClient builds the retrying HTTP client shared by the token and
-// REST calls: at most maxAttempts attempts, full-jitter exponential backoff,
-// and the last response handed back (not an opaque "giving up" error) so
-// that it can be classified.
-func newRetryClient(cfg *resolved, base *http.Transport, observe func(LimitInfo)) *retryablehttp.Client {
-	return &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport: &limitTransport{base: base, observe: observe},
-			Timeout:   cfg.Timeout,
-			// Salesforce's REST API does not redirect; a redirect (to a
-			// login page, say) must surface as a status, and credentials
-			// must never follow it.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		RetryWaitMin: cfg.RetryWaitMin,
-		RetryWaitMax: cfg.RetryWaitMax,
-		RetryMax:     cfg.MaxAttempts - 1,
-		CheckRetry:   checkRetry,
-		Backoff:      fullJitterBackoff,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-		// Logger nil: retryablehttp logs nothing; the connector logs.
+// newClient builds the connector's HTTP client on the retry stack all
+// connectors share (transport.Client): at most max_attempts attempts with
+// full-jitter backoff, the last response handed back to be classified,
+// redirects not followed (Salesforce's REST API does not redirect; a
+// redirect to a login page must surface as a status, and credentials must
+// never follow it), and Sforce-Limit-Info read from every attempt.
+func newClient(cfg *resolved, observe func(LimitInfo)) (*transport.Client, error) {
+	base, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return nil, errors.New("http.DefaultTransport is not an *http.Transport")
 	}
+	t := base.Clone()
+	t.MaxIdleConnsPerHost = 256
+	return transport.New(transport.Options{
+		MaxAttempts:     cfg.MaxAttempts,
+		MinBackoff:      cfg.RetryWaitMin,
+		MaxBackoff:      cfg.RetryWaitMax,
+		Timeout:         cfg.Timeout,
+		MaxResponseBody: maxResponseBytes,
+		Transport:       &limitTransport{base: t, observe: observe},
+		Classifier:      retryInCall,
+		// Logger nil: the connector logs.
+	})
 }
 
-// checkRetry retries, within one call, what is likely to pass a moment
+// retryInCall retries, within one call, what is likely to pass a moment
 // later: network errors, 429, 5xx (not 501) and 400 UNABLE_TO_LOCK_ROW.
 // Limits (403 REQUEST_LIMIT_EXCEEDED) are not retried here: they need a
 // wait far longer than one call should take, which the delivery layer does.
-func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
+func retryInCall(resp *http.Response, err error) bool {
 	if err != nil {
-		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
+		return transport.RetryableError(err)
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests, s >= 500 && s != http.StatusNotImplemented:
-		return true, nil
+		return true
 	case s == http.StatusBadRequest:
-		return bytes.Contains(peekBody(resp, 64<<10), []byte("UNABLE_TO_LOCK_ROW")), nil
+		return bytes.Contains(transport.PeekBody(resp, 64<<10), []byte("UNABLE_TO_LOCK_ROW"))
 	}
-	return false, nil
-}
-
-// peekBody returns up to n bytes of the body and leaves the body readable
-// in full.
-func peekBody(resp *http.Response, n int64) []byte {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, n))
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
-	return b
-}
-
-// fullJitterBackoff sleeps a uniform random time in [0, min(max, min*2^n)],
-// so that many workers retrying a contended record do not retry in step.
-func fullJitterBackoff(min, max time.Duration, attempt int, _ *http.Response) time.Duration {
-	if max <= 0 {
-		return 0
-	}
-	upper := max
-	if attempt < 30 {
-		if u := min << attempt; u > 0 && u < max {
-			upper = u
-		}
-	}
-	return rand.N(upper + 1)
+	return false
 }

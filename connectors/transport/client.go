@@ -304,6 +304,9 @@ func (s *callState) checkRetry(ctx context.Context, resp *http.Response, err err
 	if s.attempts >= s.client.opts.MaxAttempts {
 		return false, nil
 	}
+	if !connectors.MayRetry(ctx, attemptError(resp, err)) {
+		return false, nil // the circuit breaker holds the retry
+	}
 	wait := FullJitterBackoff(s.client.opts.MinBackoff, s.client.opts.MaxBackoff, s.attempts-1, nil)
 	if resp != nil {
 		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
@@ -318,6 +321,14 @@ func (s *callState) checkRetry(ctx context.Context, resp *http.Response, err err
 	}
 	s.wait = wait
 	return true, nil
+}
+
+// attemptError describes a failed attempt for a RetryGate.
+func attemptError(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	return &connectors.Error{Class: connectors.Retryable, Status: resp.StatusCode, Message: "in-call attempt failed"}
 }
 
 // backoff implements retryablehttp.Backoff with the wait checkRetry chose.
@@ -373,4 +384,16 @@ func ambiguousAttempt(resp *http.Response, err error) bool {
 	}
 	var ne interface{ Timeout() bool }
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// PeekBody returns up to n bytes of resp's body and leaves the body
+// readable in full: for a Classifier whose in-call retry decision depends
+// on the body (a Salesforce UNABLE_TO_LOCK_ROW, a webhook body rule).
+func PeekBody(resp *http.Response, n int64) []byte {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, n))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return b
 }

@@ -13,7 +13,8 @@ import (
 const MaxMessageLen = 300
 
 // Failure turns an error returned by Client.Do (no response at all) into a
-// *connectors.Error. A certificate that does not verify or a host name
+// *connectors.Error. A header value that is not valid HTTP (an id with
+// control characters) is Permanent. A certificate that does not verify or a host name
 // that does not exist (EndpointFailure), still failing after the client's
 // in-call attempts, is Halt: every record would fail the same way until an
 // operator fixes the URL, the CA or DNS. Anything else we cannot explain,
@@ -21,6 +22,13 @@ const MaxMessageLen = 300
 // delivery layer, never dropped. err must already be redacted, as Do's
 // errors are.
 func Failure(err error) *connectors.Error {
+	if err != nil && strings.Contains(err.Error(), "invalid header field value") {
+		// Configured headers are checked at start, so the bad value came
+		// from the notification (an id with control characters): this
+		// record will never go out, whatever the endpoint does.
+		return &connectors.Error{Class: connectors.Permanent, Code: "InvalidHeaderValue",
+			Message: "a header built from the notification is not valid HTTP (control characters in an id?)", Err: err}
+	}
 	switch kind, _ := EndpointFailure(err); kind {
 	case "tls":
 		return &connectors.Error{Class: connectors.Halt, Code: "TLSVerification",

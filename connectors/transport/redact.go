@@ -229,3 +229,17 @@ func endpointKind(err error) string {
 	}
 	return ""
 }
+
+// PathSegment encodes s as one URL path segment: url.PathEscape, which
+// encodes '/', '?', '#', '%' and spaces, and in addition "." and ".."
+// written as %2E, because servers and proxies resolve those dot segments
+// (RFC 3986 5.2.4) and an id of ".." would otherwise climb out of its
+// path. Connectors build every path that carries data (an id, a key)
+// with it, so that no id can change the path.
+func PathSegment(s string) string {
+	e := url.PathEscape(s)
+	if e == "." || e == ".." {
+		return strings.ReplaceAll(e, ".", "%2E")
+	}
+	return e
+}

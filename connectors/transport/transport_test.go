@@ -571,7 +571,9 @@ func TestTokenCacheClassifiesRefusals(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			tc := NewTokenCache(&clientcredentials.Config{ClientID: "c", ClientSecret: "client-secret-1234", TokenURL: srv.URL}, nil)
+			tc := NewTokenCache(func() *clientcredentials.Config {
+				return &clientcredentials.Config{ClientID: "c", ClientSecret: "client-secret-1234", TokenURL: srv.URL}
+			}, nil)
 			_, err := tc.Token(context.Background())
 			var ce *connectors.Error
 			if !errors.As(err, &ce) || ce.Class != tt.class || ce.Code != tt.code {
@@ -581,5 +583,28 @@ func TestTokenCacheClassifiesRefusals(t *testing.T) {
 				t.Fatalf("secret leaked: %v", err)
 			}
 		})
+	}
+}
+
+func TestPathSegment(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain-id_1", "plain-id_1"},
+		{"a/b", "a%2Fb"},
+		{"..", "%2E%2E"},
+		{".", "%2E"},
+		{"...", "..."}, // not a dot segment
+		{"a..b", "a..b"},
+		{"q?x=1#f", "q%3Fx=1%23f"},
+		{"100%", "100%25"},
+		{"with space", "with%20space"},
+		{"ü", "%C3%BC"},
+	}
+	for _, tt := range tests {
+		if got := PathSegment(tt.in); got != tt.want {
+			t.Errorf("PathSegment(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if got, err := url.PathUnescape(PathSegment(tt.in)); err != nil || got != tt.in {
+			t.Errorf("round trip of %q: %q %v", tt.in, got, err)
+		}
 	}
 }

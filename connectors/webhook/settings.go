@@ -19,6 +19,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Auth types.
@@ -43,6 +44,9 @@ type Settings struct {
 	// holding it instead (for URLs with a key in them). Exactly one.
 	URL    string `yaml:"url"`
 	URLEnv string `yaml:"url_env"`
+	// URLFile names a file holding the URL instead (a mounted Secret),
+	// re-read when it changes and on SIGHUP.
+	URLFile string `yaml:"url_file"`
 	// Method is POST (default), PUT, PATCH or DELETE.
 	Method string `yaml:"method"`
 	// Headers are static headers; ${NAME} in a value is replaced by the
@@ -61,17 +65,20 @@ type Settings struct {
 	// level, or as a mapping: auth: {type: bearer, token_env: API_TOKEN}.
 	Auth AuthSettings `yaml:"auth"`
 	// Basic auth.
-	Username    string `yaml:"username"`
-	Password    string `yaml:"password"`
-	PasswordEnv string `yaml:"password_env"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
 	// Bearer auth with a static token.
-	Token    string `yaml:"token"`
-	TokenEnv string `yaml:"token_env"`
+	Token     string `yaml:"token"`
+	TokenEnv  string `yaml:"token_env"`
+	TokenFile string `yaml:"token_file"`
 	// OAuth2 client credentials.
 	TokenURL          string            `yaml:"token_url"`
 	ClientID          string            `yaml:"client_id"`
 	ClientSecret      string            `yaml:"client_secret"`
 	ClientSecretEnv   string            `yaml:"client_secret_env"`
+	ClientSecretFile  string            `yaml:"client_secret_file"`
 	Scopes            []string          `yaml:"scopes"`
 	EndpointParams    map[string]string `yaml:"endpoint_params"`
 	AuthStyleInParams bool              `yaml:"auth_style_in_params"`
@@ -97,12 +104,15 @@ type AuthSettings struct {
 	Username          string            `yaml:"username"`
 	Password          string            `yaml:"password"`
 	PasswordEnv       string            `yaml:"password_env"`
+	PasswordFile      string            `yaml:"password_file"`
 	Token             string            `yaml:"token"`
 	TokenEnv          string            `yaml:"token_env"`
+	TokenFile         string            `yaml:"token_file"`
 	TokenURL          string            `yaml:"token_url"`
 	ClientID          string            `yaml:"client_id"`
 	ClientSecret      string            `yaml:"client_secret"`
 	ClientSecretEnv   string            `yaml:"client_secret_env"`
+	ClientSecretFile  string            `yaml:"client_secret_file"`
 	Scopes            []string          `yaml:"scopes"`
 	EndpointParams    map[string]string `yaml:"endpoint_params"`
 	AuthStyleInParams bool              `yaml:"auth_style_in_params"`
@@ -143,26 +153,54 @@ type SigningSettings struct {
 	// bytes. Exactly one.
 	Secret    string `yaml:"secret"`
 	SecretEnv string `yaml:"secret_env"`
+	// SecretFile names a file holding it (a mounted Secret), re-read when
+	// it changes and on SIGHUP.
+	SecretFile string `yaml:"secret_file"`
 }
 
 // String hides the secret.
 func (s SigningSettings) String() string {
-	return fmt.Sprintf("{secret:%s secret_env:%s}", hidden(s.Secret), s.SecretEnv)
+	return fmt.Sprintf("{secret:%s secret_env:%s secret_file:%s}", hidden(s.Secret), s.SecretEnv, s.SecretFile)
 }
 
 // LogValue hides the secret from slog.
 func (s SigningSettings) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// StatusSettings override status classification. Each entry is a status
-// ("409"), a range ("500-599") or a class ("5xx"). A list given replaces
-// its default; a status in none of the lists is Permanent.
+// StatusSettings override how responses are classified. Each status entry
+// is a status ("409"), a range ("500-599") or a class ("5xx"). A list
+// given replaces its default. A status in none of the lists and no
+// default is Permanent.
 type StatusSettings struct {
 	// Success defaults to 200-299.
 	Success []string `yaml:"success"`
 	// Retryable defaults to 408, 425, 429, 500-599.
 	Retryable []string `yaml:"retryable"`
-	// Permanent has no default: everything not matched above.
+	// Permanent has no default: it is what nothing else matches.
 	Permanent []string `yaml:"permanent"`
+	// Halt defaults to 300-399, 401, 403, 404, 410: statuses that say the
+	// endpoint or the credentials are wrong, not the record, so that the
+	// connector pauses instead of dead-lettering every notification.
+	Halt []string `yaml:"halt"`
+	// Body rules classify by the response body, before the status lists;
+	// the first rule that matches decides.
+	Body []BodyRule `yaml:"body"`
+}
+
+// BodyRule classifies a response whose body matches a regular expression.
+//
+//	status:
+//	  body:
+//	    - {match: "(?i)account (suspended|disabled)", class: halt}
+//	    - {match: "\"code\":\"rate_limited\"", statuses: ["400"], class: retryable}
+type BodyRule struct {
+	// Match is a Go regular expression (RE2 syntax) searched for in the
+	// first MaxResponseBody bytes of the body.
+	Match string `yaml:"match"`
+	// Statuses limits the rule to these statuses (same forms as the
+	// status lists); empty means every status that is not a success.
+	Statuses []string `yaml:"statuses"`
+	// Class is retryable, permanent or halt.
+	Class string `yaml:"class"`
 }
 
 // String hides the URL's query and every secret.
@@ -237,44 +275,156 @@ func parseStatuses(field string, items []string) (statusSet, error) {
 			r.hi = r.lo
 		}
 		if err != nil || r.lo < 100 || r.hi > 599 || r.lo > r.hi {
-			return nil, fmt.Errorf("status.%s: %q is not a status, a range like 500-599 or a class like 5xx (100..599)", field, it)
+			return nil, fmt.Errorf("%s: %q is not a status, a range like 500-599 or a class like 5xx (100..599)", field, it)
 		}
 		set = append(set, r)
 	}
 	return set, nil
 }
 
-// classes is the resolved status classification.
+// Class names of the settings.
+const (
+	classSuccess   = "success"
+	classRetryable = "retryable"
+	classPermanent = "permanent"
+	classHalt      = "halt"
+)
+
+// defaultHalt are the statuses that halt unless the settings say otherwise.
+func defaultHalt() statusSet {
+	return statusSet{{300, 399}, {401, 401}, {403, 403}, {404, 404}, {410, 410}}
+}
+
+// bodyRule is a resolved BodyRule.
+type bodyRule struct {
+	re       *regexp.Regexp
+	statuses statusSet // nil: every non-success status
+	class    string
+}
+
+// classes is the resolved classification.
 type classes struct {
-	success, retryable, permanent statusSet // explicit lists, nil if not given
+	success, retryable, permanent, halt statusSet // explicit lists, nil if not given
+	body                                []bodyRule
 }
 
 // explicit reports whether the operator classified status themselves.
 func (c classes) explicit(status int) bool {
-	return c.success.has(status) || c.retryable.has(status) || c.permanent.has(status)
+	return c.success.has(status) || c.retryable.has(status) || c.permanent.has(status) || c.halt.has(status)
 }
 
-// of returns the class of status: "success", "retryable" or "permanent".
+// of returns the class of status by the status lists and their defaults:
+// "success", "retryable", "permanent" or "halt".
 func (c classes) of(status int) string {
 	switch {
 	case c.success.has(status):
-		return "success"
+		return classSuccess
 	case c.retryable.has(status):
-		return "retryable"
+		return classRetryable
 	case c.permanent.has(status):
-		return "permanent"
+		return classPermanent
+	case c.halt.has(status):
+		return classHalt
 	case c.success == nil && defaultSuccess().has(status):
-		return "success"
+		return classSuccess
 	case c.retryable == nil && defaultRetryable().has(status):
-		return "retryable"
+		return classRetryable
+	case c.halt == nil && defaultHalt().has(status):
+		return classHalt
 	}
-	return "permanent"
+	return classPermanent
+}
+
+// bodyRules reports whether a body rule may apply to status, so that the
+// body is worth reading before deciding on an in-call retry.
+func (c classes) bodyRules(status int) bool {
+	for _, r := range c.body {
+		if r.applies(status, c) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r bodyRule) applies(status int, c classes) bool {
+	if r.statuses != nil {
+		return r.statuses.has(status)
+	}
+	return c.of(status) != classSuccess
+}
+
+// classify returns the class of a response and whether a body rule
+// decided it.
+func (c classes) classify(status int, body []byte) (class string, byBody bool) {
+	for _, r := range c.body {
+		if r.applies(status, c) && r.re.Match(body) {
+			return r.class, true
+		}
+	}
+	return c.of(status), false
+}
+
+// parseClasses resolves the status settings; errors name the field.
+func parseClasses(st StatusSettings) (classes, error) {
+	var c classes
+	var err error
+	for _, f := range []struct {
+		name  string
+		items []string
+		dst   *statusSet
+	}{
+		{classSuccess, st.Success, &c.success},
+		{classRetryable, st.Retryable, &c.retryable},
+		{classPermanent, st.Permanent, &c.permanent},
+		{classHalt, st.Halt, &c.halt},
+	} {
+		if *f.dst, err = parseStatuses("status."+f.name, f.items); err != nil {
+			return classes{}, err
+		}
+	}
+	lists := []struct {
+		name string
+		set  statusSet
+	}{{classSuccess, c.success}, {classRetryable, c.retryable}, {classPermanent, c.permanent}, {classHalt, c.halt}}
+	for i := range lists {
+		for j := i + 1; j < len(lists); j++ {
+			if st, ok := lists[i].set.overlaps(lists[j].set); ok {
+				return classes{}, fmt.Errorf("status: %d is in both status.%s and status.%s: keep it in one", st, lists[i].name, lists[j].name)
+			}
+		}
+	}
+	for i, br := range st.Body {
+		field := fmt.Sprintf("status.body[%d]", i)
+		switch br.Class {
+		case classRetryable, classPermanent, classHalt:
+		case "":
+			return classes{}, fmt.Errorf("%s.class is required: use retryable, permanent or halt", field)
+		default:
+			return classes{}, fmt.Errorf("%s.class %q is not a class: use retryable, permanent or halt", field, br.Class)
+		}
+		if br.Match == "" {
+			return classes{}, fmt.Errorf("%s.match is required: a regular expression searched for in the response body", field)
+		}
+		re, err := regexp.Compile(br.Match)
+		if err != nil {
+			return classes{}, fmt.Errorf("%s.match: %v", field, err)
+		}
+		statuses, err := parseStatuses(field+".statuses", br.Statuses)
+		if err != nil {
+			return classes{}, err
+		}
+		if statuses != nil && len(statuses) == 0 {
+			statuses = nil
+		}
+		c.body = append(c.body, bodyRule{re: re, statuses: statuses, class: br.Class})
+	}
+	return c, nil
 }
 
 // resolved are validated settings with the secrets loaded.
 type resolved struct {
-	rawURL     string
-	url        *url.URL
+	urlValue   *secret.Value
+	url        *url.URL // as first read; see (*Connector).current
 	urlField   string
 	method     string
 	headers    http.Header
@@ -282,19 +432,21 @@ type resolved struct {
 	ctype      string
 	jsonBody   bool
 	auth       string
-	authHeader string // static Authorization value (basic, bearer)
+	username   string        // basic
+	authSecret *secret.Value // basic password or bearer token
 	oauth      oauthSettings
-	signingKey []byte
+	signing    *secret.Value
 	classes    classes
-	secrets    []string
+	secrets    []string // static secrets (header values)
 	opts       transport.Options
 }
 
 type oauthSettings struct {
-	tokenURL, clientID, clientSecret string
-	scopes                           []string
-	params                           map[string]string
-	inParams                         bool
+	tokenURL, clientID string
+	clientSecret       *secret.Value
+	scopes             []string
+	params             map[string]string
+	inParams           bool
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
@@ -321,53 +473,40 @@ func pick(field, top, nested string) (string, error) {
 	return top, nil
 }
 
-// secretFrom loads a secret given inline or through an environment
-// variable: exactly one, or neither when optional.
-func secretFrom(field, inline, envField, envName string, required bool, what string) (string, error) {
-	switch {
-	case inline != "" && envName != "":
-		return "", fmt.Errorf("%s and %s are both set: set exactly one (%s keeps the secret out of the file)", field, envField, envField)
-	case envName != "":
-		v, ok := os.LookupEnv(envName)
-		if !ok || v == "" {
-			return "", fmt.Errorf("%s: environment variable %s is not set or empty", envField, envName)
-		}
-		return v, nil
-	case inline == "" && required:
-		return "", fmt.Errorf("%s or %s is required %s", field, envField, what)
+// secretFrom resolves one secret setting (inline, *_env or *_file);
+// what says when it is required, in the error when none is set.
+func secretFrom(store *secret.Store, src secret.Source, what string) (*secret.Value, error) {
+	v, err := store.Resolve(src)
+	if errors.Is(err, secret.ErrUnset) {
+		return nil, fmt.Errorf("%s%s, %s%s_env or %s%s_file is required %s", src.Prefix, src.Name, src.Prefix, src.Name, src.Prefix, src.Name, what)
 	}
-	return inline, nil
+	return v, err
 }
 
 // resolve applies defaults, validates s and loads its secrets. Errors name
 // the setting and the fix, and never contain a secret.
-func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
+func resolve(name string, s Settings, log *slog.Logger, store *secret.Store) (*resolved, error) {
 	r := &resolved{}
 	var err error
 
 	// URL.
+	r.urlValue, err = store.Resolve(secret.Source{Name: "url", Inline: s.URL, Env: s.URLEnv, File: s.URLFile})
 	switch {
-	case s.URL != "" && s.URLEnv != "":
-		return nil, errors.New("url and url_env are both set: set exactly one")
-	case s.URL != "":
-		r.rawURL, r.urlField = s.URL, "url"
+	case errors.Is(err, secret.ErrUnset):
+		return nil, errors.New("url is required: set url, url_env or url_file to the receiver's URL")
+	case err != nil:
+		return nil, err
+	}
+	switch {
+	case s.URLFile != "":
+		r.urlField = "url_file"
 	case s.URLEnv != "":
-		v, ok := os.LookupEnv(s.URLEnv)
-		if !ok || strings.TrimSpace(v) == "" {
-			return nil, fmt.Errorf("url_env: environment variable %s is not set or empty: export the receiver's URL in it", s.URLEnv)
-		}
-		r.rawURL, r.urlField = strings.TrimSpace(v), "url_env"
+		r.urlField = "url_env"
 	default:
-		return nil, errors.New("url is required: set url or url_env to the receiver's URL")
+		r.urlField = "url"
 	}
-	if r.url, err = transport.ValidateURL(r.rawURL); err != nil {
-		return nil, fmt.Errorf("%s: %w", r.urlField, err)
-	}
-	for _, vs := range r.url.Query() {
-		r.secrets = append(r.secrets, vs...)
-	}
-	if p, ok := r.url.User.Password(); ok {
-		r.secrets = append(r.secrets, p)
+	if r.url, err = r.checkURL(r.urlValue.Current()); err != nil {
+		return nil, err
 	}
 
 	// Method and body.
@@ -393,7 +532,7 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 	}
 
 	// Authentication.
-	if err := resolveAuth(r, s); err != nil {
+	if err := resolveAuth(r, s, store); err != nil {
 		return nil, err
 	}
 
@@ -436,40 +575,21 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 
 	// Signing.
 	if s.Signing != nil {
-		secret, err := secretFrom("signing.secret", s.Signing.Secret, "signing.secret_env", s.Signing.SecretEnv, true, "when signing is set")
+		if r.signing, err = secretFrom(store, secret.Source{Name: "secret", Prefix: "signing.", Inline: s.Signing.Secret, Env: s.Signing.SecretEnv, File: s.Signing.SecretFile}, "when signing is set"); err != nil {
+			return nil, err
+		}
+		key, err := decodeSigningSecret(r.signing.Current())
 		if err != nil {
 			return nil, err
 		}
-		if r.signingKey, err = decodeSigningSecret(secret); err != nil {
-			return nil, err
+		if len(key) < 24 || len(key) > 64 {
+			log.Warn("webhook: signing secret should be 24 to 64 random bytes (Standard Webhooks)", "connector", name, "bytes", len(key))
 		}
-		if len(r.signingKey) < 24 || len(r.signingKey) > 64 {
-			log.Warn("webhook: signing secret should be 24 to 64 random bytes (Standard Webhooks)", "connector", name, "bytes", len(r.signingKey))
-		}
-		r.secrets = append(r.secrets, secret, strings.TrimPrefix(secret, "whsec_"))
 	}
 
 	// Status classification.
-	if r.classes.success, err = parseStatuses("success", s.Status.Success); err != nil {
+	if r.classes, err = parseClasses(s.Status); err != nil {
 		return nil, err
-	}
-	if r.classes.retryable, err = parseStatuses("retryable", s.Status.Retryable); err != nil {
-		return nil, err
-	}
-	if r.classes.permanent, err = parseStatuses("permanent", s.Status.Permanent); err != nil {
-		return nil, err
-	}
-	for _, p := range []struct {
-		a, b   string
-		sa, sb statusSet
-	}{
-		{"success", "retryable", r.classes.success, r.classes.retryable},
-		{"success", "permanent", r.classes.success, r.classes.permanent},
-		{"retryable", "permanent", r.classes.retryable, r.classes.permanent},
-	} {
-		if st, ok := p.sa.overlaps(p.sb); ok {
-			return nil, fmt.Errorf("status: %d is in both status.%s and status.%s", st, p.a, p.b)
-		}
 	}
 	if r.classes.success != nil && !r.classes.success.has(200) && !r.classes.success.has(201) &&
 		!r.classes.success.has(202) && !r.classes.success.has(204) {
@@ -501,22 +621,26 @@ func resolve(name string, s Settings, log *slog.Logger) (*resolved, error) {
 			if err != nil {
 				return transport.RetryableError(err)
 			}
-			return classes.of(resp.StatusCode) == "retryable"
+			if !classes.bodyRules(resp.StatusCode) {
+				return classes.of(resp.StatusCode) == classRetryable
+			}
+			class, _ := classes.classify(resp.StatusCode, transport.PeekBody(resp, transport.DefaultMaxResponseBody))
+			return class == classRetryable
 		},
 	}
 	return r, nil
 }
 
 // resolveAuth validates the auth settings into r.
-func resolveAuth(r *resolved, s Settings) error {
+func resolveAuth(r *resolved, s Settings, store *secret.Store) error {
 	a := s.Auth
 	r.auth = strings.ToLower(strings.TrimSpace(a.Type))
 	if r.auth == "" {
 		r.auth = AuthNone
 	}
 	var f struct {
-		username, password, passwordEnv, token, tokenEnv  string
-		tokenURL, clientID, clientSecret, clientSecretEnv string
+		username, password, passwordEnv, passwordFile, token, tokenEnv, tokenFile string
+		tokenURL, clientID, clientSecret, clientSecretEnv, clientSecretFile       string
 	}
 	var err error
 	for _, p := range []struct {
@@ -528,12 +652,15 @@ func resolveAuth(r *resolved, s Settings) error {
 		{"username", s.Username, a.Username, &f.username, AuthBasic},
 		{"password", s.Password, a.Password, &f.password, AuthBasic},
 		{"password_env", s.PasswordEnv, a.PasswordEnv, &f.passwordEnv, AuthBasic},
+		{"password_file", s.PasswordFile, a.PasswordFile, &f.passwordFile, AuthBasic},
 		{"token", s.Token, a.Token, &f.token, AuthBearer},
 		{"token_env", s.TokenEnv, a.TokenEnv, &f.tokenEnv, AuthBearer},
+		{"token_file", s.TokenFile, a.TokenFile, &f.tokenFile, AuthBearer},
 		{"token_url", s.TokenURL, a.TokenURL, &f.tokenURL, AuthOAuth2},
 		{"client_id", s.ClientID, a.ClientID, &f.clientID, AuthOAuth2},
 		{"client_secret", s.ClientSecret, a.ClientSecret, &f.clientSecret, AuthOAuth2},
 		{"client_secret_env", s.ClientSecretEnv, a.ClientSecretEnv, &f.clientSecretEnv, AuthOAuth2},
+		{"client_secret_file", s.ClientSecretFile, a.ClientSecretFile, &f.clientSecretFile, AuthOAuth2},
 	} {
 		if *p.dst, err = pick(p.name, p.top, p.nested); err != nil {
 			return err
@@ -567,19 +694,14 @@ func resolveAuth(r *resolved, s Settings) error {
 		if f.username == "" {
 			return errors.New("username is required with auth: basic")
 		}
-		pw, err := secretFrom("password", f.password, "password_env", f.passwordEnv, true, "with auth: basic")
-		if err != nil {
+		r.username = f.username
+		if r.authSecret, err = secretFrom(store, secret.Source{Name: "password", Inline: f.password, Env: f.passwordEnv, File: f.passwordFile}, "with auth: basic"); err != nil {
 			return err
 		}
-		req := &http.Request{Header: make(http.Header)}
-		req.SetBasicAuth(f.username, pw)
-		r.staticAuth(req.Header.Get("Authorization"), pw)
 	case AuthBearer:
-		tok, err := secretFrom("token", f.token, "token_env", f.tokenEnv, true, "with auth: bearer")
-		if err != nil {
+		if r.authSecret, err = secretFrom(store, secret.Source{Name: "token", Inline: f.token, Env: f.tokenEnv, File: f.tokenFile}, "with auth: bearer"); err != nil {
 			return err
 		}
-		r.staticAuth("Bearer "+tok, tok)
 	case AuthOAuth2:
 		if f.tokenURL == "" {
 			return errors.New("token_url is required with auth: oauth2")
@@ -590,22 +712,25 @@ func resolveAuth(r *resolved, s Settings) error {
 		if f.clientID == "" {
 			return errors.New("client_id is required with auth: oauth2")
 		}
-		secret, err := secretFrom("client_secret", f.clientSecret, "client_secret_env", f.clientSecretEnv, true, "with auth: oauth2")
+		sec, err := secretFrom(store, secret.Source{Name: "client_secret", Inline: f.clientSecret, Env: f.clientSecretEnv, File: f.clientSecretFile}, "with auth: oauth2")
 		if err != nil {
 			return err
 		}
-		r.oauth = oauthSettings{tokenURL: f.tokenURL, clientID: f.clientID, clientSecret: secret, scopes: scopes, params: params, inParams: inParams}
-		r.secrets = append(r.secrets, secret)
+		r.oauth = oauthSettings{tokenURL: f.tokenURL, clientID: f.clientID, clientSecret: sec, scopes: scopes, params: params, inParams: inParams}
 	default:
 		return fmt.Errorf("auth %q: want none, basic, bearer or oauth2", a.Type)
 	}
 	return nil
 }
 
-// staticAuth records a fixed Authorization header value and its secret.
-func (r *resolved) staticAuth(value, secret string) {
-	r.secrets = append(r.secrets, secret, value)
-	r.authHeader = value
+// checkURL parses the receiver's URL, at start and whenever url_file
+// changes. Its errors name the setting and never quote the query.
+func (r *resolved) checkURL(raw string) (*url.URL, error) {
+	u, err := transport.ValidateURL(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+	}
+	return u, nil
 }
 
 // decodeSigningSecret turns "whsec_<base64>" into the HMAC key, as the

@@ -27,16 +27,25 @@
 // is "v1," + base64(HMAC-SHA256(key, id + "." + timestamp + "." + body))
 // over the exact bytes sent, so in-call retries are re-signed.
 //
-// Classification: status.success (default 2xx) is delivered;
-// status.retryable (default 408, 425, 429, 5xx) is Retryable, with the
-// server's Retry-After; status.permanent is Permanent. Unlisted statuses
-// that say the endpoint or the credentials are wrong rather than the
-// record are Halt, so that the connector pauses instead of dead-lettering
-// the stream: 401 and 403, 404, 410 Gone and 3xx (redirects are not
-// followed), as are a token endpoint refusing the client, a certificate
-// that does not verify and a host that does not resolve. With auth oauth2
-// a first 401 drops the token and the call is sent once more with a new
-// one; a 401 of that new token is Halt. Every other status is Permanent.
+// Classification is declarative. status.body rules come first: the first
+// whose regular expression matches the response body (and whose statuses,
+// if given, include the status) decides. Then the status lists:
+// status.success (default 2xx) is delivered; status.retryable (default
+// 408, 425, 429, 5xx) is Retryable, with the server's Retry-After;
+// status.permanent is Permanent; status.halt (default 3xx, 401, 403, 404,
+// 410) is Halt: the endpoint or the credentials are wrong, not the record,
+// so the connector pauses instead of dead-lettering the stream. A token
+// endpoint refusing the client, a certificate that does not verify and a
+// host that does not resolve are Halt too. With auth oauth2 a first 401
+// drops the token and the call is sent once more with a new one; a 401 of
+// that new token is Halt. Every other status is Permanent.
+//
+//	status:
+//	  halt: [401, 403, 404, 410, 3xx]
+//	  permanent: [422]
+//	  body:
+//	    - {match: "(?i)account suspended", class: halt}
+//	    - {match: "\"retry\":true", statuses: [400], class: retryable}
 package webhook
 
 import (
@@ -58,6 +67,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/transport"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // TypeName is the connector type this package registers.
@@ -76,7 +86,7 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode webhook settings: %s", transport.RedactText(err.Error()))
 		}
 	}
-	return New(ctx, cfg.Name, s, cfg.Logger)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
 }
 
 // Connector delivers notifications to one HTTP receiver. It is safe for
@@ -90,17 +100,36 @@ type Connector struct {
 	closed atomic.Bool
 	// now is the clock of webhook-timestamp; tests replace it.
 	now func() time.Time
+	// creds caches what the secret settings give, by their versions.
+	creds atomic.Pointer[creds]
+}
+
+// creds is what the connector derives from its secret settings, which may
+// change under it (*_file): the URL, the static Authorization header, the
+// signing key, and every secret to scrub from errors and logs.
+type creds struct {
+	versions   [4]uint64
+	rawURL     string
+	authHeader string
+	signingKey []byte
+	secrets    []string
+	err        error
 }
 
 var _ connectors.Connector = (*Connector)(nil)
 
 // New validates s, loads its secrets and returns a connector. It makes no
 // network call. log may be nil (slog.Default).
-func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+func New(ctx context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
+	return newConnector(ctx, name, s, log, nil)
+}
+
+// newConnector is New with the store that owns file-backed secrets.
+func newConnector(_ context.Context, name string, s Settings, log *slog.Logger, store *secret.Store) (*Connector, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r, err := resolve(name, s, log)
+	r, err := resolve(name, s, log, store)
 	if err != nil {
 		return nil, err
 	}
@@ -110,11 +139,10 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 	}
 	c := &Connector{name: name, cfg: r, log: log, client: client, now: time.Now}
 	if r.auth == AuthOAuth2 {
-		cc := &clientcredentials.Config{
-			ClientID:     r.oauth.clientID,
-			ClientSecret: r.oauth.clientSecret,
-			TokenURL:     r.oauth.tokenURL,
-			Scopes:       r.oauth.scopes,
+		cc := clientcredentials.Config{
+			ClientID: r.oauth.clientID,
+			TokenURL: r.oauth.tokenURL,
+			Scopes:   r.oauth.scopes,
 		}
 		if r.oauth.inParams {
 			cc.AuthStyle = oauth2.AuthStyleInParams
@@ -125,7 +153,11 @@ func New(_ context.Context, name string, s Settings, log *slog.Logger) (*Connect
 				cc.EndpointParams.Set(k, v)
 			}
 		}
-		c.tokens = transport.NewTokenCache(cc, client.HTTPClient())
+		c.tokens = transport.NewTokenCache(func() *clientcredentials.Config {
+			cfg := cc
+			cfg.ClientSecret = r.oauth.clientSecret.Current()
+			return &cfg
+		}, client.HTTPClient())
 	}
 	return c, nil
 }
@@ -144,7 +176,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		out, err := render(c.cfg.tmpl, n)
 		if err != nil {
 			return c.fail(n, &connectors.Error{Class: connectors.Permanent, Code: "BodyTemplate",
-				Message: "body_template failed on this notification: " + transport.Truncate(transport.RedactSecrets(err.Error(), c.cfg.secrets...), transport.MaxMessageLen)})
+				Message: "body_template failed on this notification: " + transport.Truncate(transport.RedactSecrets(err.Error(), c.current().secrets...), transport.MaxMessageLen)})
 		}
 		body = out
 	}
@@ -157,6 +189,12 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 			Message: what + " is not valid JSON but content_type is " + c.cfg.ctype})
 	}
 
+	cr := c.current()
+	if cr.err != nil {
+		// A secret file now holds something unusable: no record can go
+		// out until the operator fixes it.
+		return c.fail(n, &connectors.Error{Class: connectors.Halt, Code: "InvalidSecret", Message: cr.err.Error()})
+	}
 	h := c.cfg.headers.Clone()
 	h.Set("Content-Type", c.cfg.ctype)
 	h.Set("webhook-id", n.ID)
@@ -164,30 +202,31 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		h.Set("traceparent", n.TraceParent)
 	}
 	for attempt := 1; ; attempt++ {
-		secrets := c.cfg.secrets
+		secrets := cr.secrets
+		var tok *oauth2.Token
 		switch {
-		case c.cfg.authHeader != "":
-			h.Set("Authorization", c.cfg.authHeader)
+		case cr.authHeader != "":
+			h.Set("Authorization", cr.authHeader)
 		case c.tokens != nil:
-			tok, err := c.tokens.Token(ctx)
-			if err != nil {
+			var err error
+			if tok, err = c.tokens.Token(ctx); err != nil {
 				return c.fail(n, err)
 			}
-			h.Set("Authorization", "Bearer "+tok)
-			secrets = append(secrets[:len(secrets):len(secrets)], tok)
+			h.Set("Authorization", "Bearer "+tok.AccessToken)
+			secrets = append(secrets[:len(secrets):len(secrets)], tok.AccessToken)
 		}
 		req := &transport.Request{
 			Method:  c.cfg.method,
-			URL:     c.cfg.rawURL,
+			URL:     cr.rawURL,
 			Header:  h,
 			Body:    body,
 			Secrets: secrets,
 		}
-		if c.cfg.signingKey != nil {
+		if cr.signingKey != nil {
 			req.Prepare = func(r *http.Request, _ int) error {
 				ts := strconv.FormatInt(c.now().Unix(), 10)
 				r.Header.Set("webhook-timestamp", ts)
-				r.Header.Set("webhook-signature", "v1,"+sign(c.cfg.signingKey, n.ID, ts, body))
+				r.Header.Set("webhook-signature", "v1,"+sign(cr.signingKey, n.ID, ts, body))
 				return nil
 			}
 		}
@@ -195,16 +234,17 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		if err != nil {
 			return c.fail(n, transport.Failure(err))
 		}
-		if c.cfg.classes.of(resp.StatusCode) == "success" {
+		class, byBody := c.cfg.classes.classify(resp.StatusCode, resp.Body)
+		if class == classSuccess {
 			c.log.Debug("webhook: delivered", "connector", c.name, "notification_id", n.ID,
 				"status", resp.StatusCode, "attempts", resp.Attempts)
 			return nil
 		}
-		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil && !c.cfg.classes.explicit(resp.StatusCode) {
+		if resp.StatusCode == http.StatusUnauthorized && c.tokens != nil && !byBody && !c.cfg.classes.explicit(resp.StatusCode) {
 			// The token expired or was revoked: drop it and send once
 			// more with a new one. A refusal of a token fetched just now
 			// is a configuration problem, classified below (Halt).
-			c.tokens.Invalidate()
+			c.tokens.Invalidate(tok)
 			if attempt == 1 && ctx.Err() == nil {
 				c.log.Info("webhook: access token refused; fetching a new one", "connector", c.name)
 				continue
@@ -212,6 +252,53 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		}
 		return c.fail(n, c.classify(resp, secrets))
 	}
+}
+
+// current returns what the secret settings give now, derived again only
+// when one of them changed.
+func (c *Connector) current() *creds {
+	var vals [4]string
+	var vers [4]uint64
+	for i, v := range []*secret.Value{c.cfg.urlValue, c.cfg.authSecret, c.cfg.signing, c.cfg.oauth.clientSecret} {
+		vals[i], vers[i] = v.Get() // nil-safe: "", 0
+	}
+	if cr := c.creds.Load(); cr != nil && cr.versions == vers {
+		return cr
+	}
+	cr := &creds{versions: vers, rawURL: strings.TrimSpace(vals[0])}
+	cr.secrets = append(cr.secrets, c.cfg.secrets...)
+	if u, err := c.cfg.checkURL(vals[0]); err != nil {
+		cr.err = err
+	} else {
+		for _, vs := range u.Query() {
+			cr.secrets = append(cr.secrets, vs...)
+		}
+		if p, ok := u.User.Password(); ok {
+			cr.secrets = append(cr.secrets, p)
+		}
+	}
+	switch c.cfg.auth {
+	case AuthBasic:
+		req := &http.Request{Header: make(http.Header)}
+		req.SetBasicAuth(c.cfg.username, vals[1])
+		cr.authHeader = req.Header.Get("Authorization")
+		cr.secrets = append(cr.secrets, vals[1], cr.authHeader)
+	case AuthBearer:
+		cr.authHeader = "Bearer " + vals[1]
+		cr.secrets = append(cr.secrets, vals[1], cr.authHeader)
+	case AuthOAuth2:
+		cr.secrets = append(cr.secrets, vals[3])
+	}
+	if c.cfg.signing != nil {
+		key, err := decodeSigningSecret(vals[2])
+		if err != nil && cr.err == nil {
+			cr.err = fmt.Errorf("signing.secret: %w", err)
+		}
+		cr.signingKey = key
+		cr.secrets = append(cr.secrets, vals[2], strings.TrimPrefix(vals[2], "whsec_"))
+	}
+	c.creds.Store(cr)
+	return cr
 }
 
 // sign returns the Standard Webhooks v1 signature of one attempt.
@@ -237,28 +324,30 @@ func (c *Connector) classify(resp *transport.Response, secrets []string) *connec
 	}
 	e := &connectors.Error{Status: resp.StatusCode, Code: code, Message: msg}
 	s := resp.StatusCode
-	explicit := c.cfg.classes.explicit(s)
+	class, byBody := c.cfg.classes.classify(s, resp.Body)
+	explicit := byBody || c.cfg.classes.explicit(s)
 	switch {
-	case c.cfg.classes.of(s) == "retryable":
+	case class == classRetryable:
 		e.Class = connectors.Retryable
 		e.RetryAfter = resp.RetryAfter
-	case explicit:
-		e.Class = connectors.Permanent
-	case s == http.StatusUnauthorized && c.tokens != nil:
+	case class == classHalt:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "a freshly fetched access token was refused; check the oauth2 client, its scopes and the receiver's policy")
-	case s == http.StatusUnauthorized || s == http.StatusForbidden:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the receiver refused the credentials; check auth and headers")
-	case s == http.StatusNotFound:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the receiver has no such endpoint; fix "+c.cfg.urlField)
-	case s == http.StatusGone:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
-	case s >= 300 && s < 400:
-		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "unexpected redirect (redirects are not followed); fix "+c.cfg.urlField)
+		if explicit {
+			e.Message = hint(e.Message, "classified halt by the connector's status settings")
+			break
+		}
+		switch {
+		case s == http.StatusUnauthorized && c.tokens != nil:
+			e.Message = hint(e.Message, "a freshly fetched access token was refused; check the oauth2 client, its scopes and the receiver's policy")
+		case s == http.StatusUnauthorized || s == http.StatusForbidden:
+			e.Message = hint(e.Message, "the receiver refused the credentials; check auth and headers")
+		case s == http.StatusNotFound:
+			e.Message = hint(e.Message, "the receiver has no such endpoint; fix "+c.cfg.urlField)
+		case s == http.StatusGone:
+			e.Message = hint(e.Message, "the receiver says this endpoint no longer exists and must not be called again; fix "+c.cfg.urlField+" or disable the connector")
+		case s >= 300 && s < 400:
+			e.Message = hint(e.Message, "unexpected redirect (redirects are not followed); fix "+c.cfg.urlField)
+		}
 	default:
 		e.Class = connectors.Permanent
 	}

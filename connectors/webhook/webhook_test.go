@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,6 +336,24 @@ func TestStatusClassification(t *testing.T) {
 		{name: "custom 504 falls to permanent", doc: custom, answer: answer(504, ""), class: connectors.Permanent, calls: 1},
 		{name: "custom 201 success", doc: custom, answer: answer(201, ""), calls: 1},
 		{name: "only success given keeps default retryable", doc: "status: {success: [\"200\"]}\n", answer: answer(500, ""), class: connectors.Retryable, calls: 3},
+		{name: "custom halt list", doc: "status: {halt: [\"422\"]}\n", answer: answer(422, ""), class: connectors.Halt, calls: 1, message: "status settings"},
+		{name: "custom halt list replaces the default", doc: "status: {halt: [\"422\"]}\n", answer: answer(404, ""), class: connectors.Permanent, calls: 1},
+		{name: "custom permanent 401", doc: "status: {permanent: [401]}\n", answer: answer(401, ""), class: connectors.Permanent, calls: 1},
+		{name: "custom retryable 403", doc: "status: {retryable: [403]}\n", answer: answer(403, ""), class: connectors.Retryable, calls: 3},
+		{name: "body rule halts a 400", doc: "status: {body: [{match: \"(?i)account suspended\", class: halt}]}\n",
+			answer: answer(400, `{"code":"E1","message":"Account SUSPENDED"}`), class: connectors.Halt, calls: 1, code: "E1"},
+		{name: "body rule that does not match falls to the status", doc: "status: {body: [{match: \"(?i)account suspended\", class: halt}]}\n",
+			answer: answer(400, `{"message":"amount missing"}`), class: connectors.Permanent, calls: 1},
+		{name: "body rule retries in-call", doc: "status: {body: [{match: \"rate_limited\", statuses: [\"400\"], class: retryable}]}\n",
+			answer: answer(400, `{"code":"rate_limited"}`), class: connectors.Retryable, calls: 3, code: "rate_limited"},
+		{name: "body rule limited to other statuses", doc: "status: {body: [{match: \"rate_limited\", statuses: [\"429\"], class: permanent}]}\n",
+			answer: answer(400, `{"code":"rate_limited"}`), class: connectors.Permanent, calls: 1, code: "rate_limited"},
+		{name: "body rule turns a 200 into a failure", doc: "status: {body: [{match: \"\\\"ok\\\":false\", statuses: [\"200\"], class: permanent}]}\n",
+			answer: answer(200, `{"ok":false,"error":"invalid_payload"}`), class: connectors.Permanent, calls: 1, code: "invalid_payload"},
+		{name: "body rule leaves a good 200 delivered", doc: "status: {body: [{match: \"\\\"ok\\\":false\", statuses: [\"200\"], class: permanent}]}\n",
+			answer: answer(200, `{"ok":true}`), calls: 1},
+		{name: "first matching body rule wins", doc: "status: {body: [{match: suspended, class: halt}, {match: \".\", class: retryable}]}\n",
+			answer: answer(503, `account suspended`), class: connectors.Halt, calls: 1},
 		{name: "only success given makes 204 permanent", doc: "status: {success: [\"200\"]}\n", answer: answer(204, ""), class: connectors.Permanent, calls: 1},
 	}
 	for _, tt := range tests {
@@ -534,7 +553,11 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown template field", "url: http://h\nbody_template: '{{.Nope}}'\n", []string{"body_template", "Nope"}},
 		{"unknown auth", "url: http://h\nauth: digest\n", []string{"auth", "digest"}},
 		{"basic without user", "url: http://h\nauth: basic\npassword: x\n", []string{"username"}},
-		{"basic without password", "url: http://h\nauth: basic\nusername: u\n", []string{"password or password_env"}},
+		{"basic without password", "url: http://h\nauth: basic\nusername: u\n", []string{"password, password_env or password_file"}},
+		{"token and token_file", "url: http://h\nauth: bearer\ntoken: a\ntoken_file: /nonexistent\n", []string{"token and token_file are both set"}},
+		{"token_file missing", "url: http://h\nauth: bearer\ntoken_file: /nonexistent/tok\n", []string{"token_file", "/nonexistent/tok"}},
+		{"signing secret_file missing", "url: http://h\nsigning: {secret_file: /nonexistent/whsec}\n", []string{"signing.secret_file", "/nonexistent/whsec"}},
+		{"url_file missing", "url_file: /nonexistent/url\n", []string{"url_file", "/nonexistent/url"}},
 		{"basic password env empty", "url: http://h\nauth: basic\nusername: u\npassword_env: WH_EMPTY\n", []string{"password_env", "WH_EMPTY"}},
 		{"bearer both", "url: http://h\nauth: bearer\ntoken: a\ntoken_env: B\n", []string{"token and token_env"}},
 		{"token with basic", "url: http://h\nauth: basic\nusername: u\npassword: p\ntoken: t\n", []string{"token", "auth: bearer"}},
@@ -551,6 +574,14 @@ func TestConfigErrors(t *testing.T) {
 		{"status garbage", "url: http://h\nstatus: {retryable: [abc]}\n", []string{"status.retryable", "abc"}},
 		{"status out of range", "url: http://h\nstatus: {success: [200-700]}\n", []string{"status.success"}},
 		{"status overlap", "url: http://h\nstatus: {success: [2xx], permanent: [204]}\n", []string{"204", "status.success", "status.permanent"}},
+		{"status halt overlap", "url: http://h\nstatus: {halt: [4xx], permanent: [422]}\n", []string{"422", "status.permanent", "status.halt"}},
+		{"misspelt status list", "url: http://h\nstatus: {hault: [401]}\n", []string{"hault"}},
+		{"misspelt body class", "url: http://h\nstatus: {body: [{match: x, class: hault}]}\n", []string{"status.body[0].class", "hault", "retryable, permanent or halt"}},
+		{"body class missing", "url: http://h\nstatus: {body: [{match: x}]}\n", []string{"status.body[0].class is required"}},
+		{"body match missing", "url: http://h\nstatus: {body: [{class: halt}]}\n", []string{"status.body[0].match is required"}},
+		{"body bad regexp", "url: http://h\nstatus: {body: [{match: \"(\", class: halt}]}\n", []string{"status.body[0].match", "missing closing )"}},
+		{"body bad statuses", "url: http://h\nstatus: {body: [{match: x, statuses: [abc], class: halt}]}\n", []string{"status.body[0].statuses", "abc"}},
+		{"body unknown key", "url: http://h\nstatus: {body: [{match: x, class: halt, stat: [400]}]}\n", []string{"stat"}},
 		{"unknown field", "url: http://h\nretry: 3\n", []string{"retry"}},
 		{"attempts", "url: http://h\nmax_attempts: 11\n", []string{"max_attempts"}},
 	}
@@ -566,5 +597,134 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOAuth2BurstOf401FetchesOneToken: when a token is revoked under many
+// concurrent deliveries, they all see 401, but only one new token is
+// fetched (compare-and-drop: a caller drops only the token that failed).
+func TestOAuth2BurstOf401FetchesOneToken(t *testing.T) {
+	const secret = "oauth-client-secret-burst"
+	ts := &tokenServer{secret: secret}
+	tsrv := httptest.NewServer(ts)
+	defer tsrv.Close()
+
+	const n = 16
+	var mu sync.Mutex
+	revoked := map[string]bool{}
+	arrived := 0
+	gate := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		mu.Lock()
+		if auth == "Bearer access-token-1" {
+			// Hold the first wave until all n calls are in flight with
+			// the old token, then refuse them all at once.
+			arrived++
+			if arrived == n {
+				close(gate)
+			}
+			mu.Unlock()
+			<-gate
+			mu.Lock()
+			revoked[auth] = true
+		}
+		bad := revoked[auth]
+		mu.Unlock()
+		if bad {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer api.Close()
+
+	doc := fmt.Sprintf("url: %s\nauth: oauth2\ntoken_url: %s\nclient_id: fanout\nclient_secret: %s\nmax_attempts: 1\n", api.URL, tsrv.URL, secret)
+	c := mustOpen(t, doc, nil)
+	// Prime the cache with token 1 without a delivery.
+	mu.Lock()
+	revoked["Bearer access-token-1"] = false
+	mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Deliver(context.Background(), notification())
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("delivery %d: %v", i, err)
+		}
+	}
+	ts.mu.Lock()
+	issued := ts.issued
+	ts.mu.Unlock()
+	if issued != 2 {
+		t.Fatalf("%d tokens fetched for one revocation under %d concurrent calls, want 2 (the first and one replacement)", issued, n)
+	}
+}
+
+// TestOAuth2WaitHonoursContext: while one delivery waits on a slow token
+// endpoint, another whose context ends returns at once instead of queueing
+// behind the fetch.
+func TestOAuth2WaitHonoursContext(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	tsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"slow-token","token_type":"Bearer","expires_in":3600}`))
+	}))
+	defer tsrv.Close()
+	defer close(release)
+	_, api := serve(t, answer(200, ""))
+	c := mustOpen(t, fmt.Sprintf("url: %s\nauth: oauth2\ntoken_url: %s\nclient_id: fanout\nclient_secret: s3cret-value\n", api, tsrv.URL), nil)
+
+	first := make(chan error, 1)
+	go func() { first <- c.Deliver(context.Background(), notification()) }()
+	for calls.Load() == 0 { // the first delivery is fetching
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Deliver(ctx, notification()) }()
+	select {
+	case err := <-done:
+		if err == nil || connectors.Classify(err) != connectors.Retryable {
+			t.Fatalf("cancelled delivery: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a delivery whose context ended stayed blocked behind a slow token fetch")
+	}
+	release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatalf("first delivery: %v", err)
+	}
+}
+
+// TestControlCharacterInIDIsPermanent: an id that cannot travel in an HTTP
+// header is this record's problem: permanent at once, not retried until
+// max_elapsed.
+func TestControlCharacterInIDIsPermanent(t *testing.T) {
+	rc, url := serve(t, answer(200, ""))
+	c := mustOpen(t, "url: "+url+"\nmin_backoff: 1ms\nmax_backoff: 2ms\n", nil)
+	n := notification()
+	n.ID = "id-with\r\nInjected: header"
+	err := c.Deliver(context.Background(), n)
+	if connectors.Classify(err) != connectors.Permanent {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	if len(rc.reqs) != 0 {
+		t.Fatalf("%d requests reached the receiver", len(rc.reqs))
 	}
 }

@@ -12,6 +12,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,7 +85,9 @@ type Server struct {
 }
 
 // New returns an admin server. It fails when a configured token's
-// environment variable is empty, naming the variable.
+// environment variable is empty, naming the variable, and when no token is
+// configured but admin.listen is not a loopback address (tokenless mode
+// trusts whoever connects, so it exists on a loopback listener only).
 func New(o Options) (*Server, error) {
 	if o.Config == nil {
 		return nil, errors.New("admin: no configuration")
@@ -92,6 +95,9 @@ func New(o Options) (*Server, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := o.Config.CheckAdminExposure(); err != nil {
+		return nil, err
 	}
 	tokens, err := loadTokens(o.Config, o.Getenv)
 	if err != nil {
@@ -114,7 +120,7 @@ func New(o Options) (*Server, error) {
 		s.live = 30 * time.Second
 	}
 	if len(tokens) == 0 {
-		log.Warn("admin API: no admin.tokens configured; it answers loopback clients only")
+		log.Warn("admin API: no admin.tokens configured; it answers clients of its loopback listener only", "listen", o.Config.Admin.Listen)
 	}
 	return s, nil
 }
@@ -186,18 +192,21 @@ func routeTable() []route {
 		{"GET", "/v1/connectors", config.ScopeRead, (*Server).listConnectors},
 		{"GET", "/v1/connectors/{name}", config.ScopeRead, (*Server).getConnector},
 		{"GET", "/v1/connectors/{name}/ledger", config.ScopeRead, (*Server).getLedger},
-		{"POST", "/v1/connectors/{name}/pause", config.ScopeOperate, (*Server).pause},
-		{"POST", "/v1/connectors/{name}/resume", config.ScopeOperate, (*Server).resume},
+		{"POST", "/v1/connectors/{name}/pause", config.ScopePause, (*Server).pause},
+		{"POST", "/v1/connectors/{name}/resume", config.ScopePause, (*Server).resume},
 		{"GET", "/v1/connectors/{name}/dead-letters", config.ScopeRead, (*Server).listDeadLetters},
 		{"GET", "/v1/connectors/{name}/dead-letters/{partition}/{offset}", config.ScopeRead, (*Server).getDeadLetter},
-		{"POST", "/v1/connectors/{name}/replay", config.ScopeOperate, (*Server).replay},
+		{"POST", "/v1/connectors/{name}/replay", config.ScopeReplay, (*Server).replay},
+		{"GET", "/v1/connectors/{name}/parked", config.ScopeRead, (*Server).listParked},
+		{"POST", "/v1/connectors/{name}/parked/release", config.ScopeReplay, (*Server).releaseParked},
 		{"GET", "/v1/audit", config.ScopeRead, (*Server).listAudit},
+		{"GET", "/v1/relay", config.ScopeRead, (*Server).getRelay},
 	}
 }
 
 // wrap adds the security headers, authentication and, for POST, the JSON
 // content type check (a cross-site form cannot send it without a CORS
-// preflight, which the API never grants).
+// preflight, which the API never grants) and the body limit.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -218,7 +227,21 @@ func (s *Server) wrap(rt route) http.Handler {
 				writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json (an empty body is {})")
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			// Read the whole body here, bounded, so that every POST route
+			// gets the same limit and answer (413), and a slow body ends
+			// at the listener's read timeout before any handler acts.
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Admin.MaxBodyBytes))
+			if err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+						fmt.Sprintf("the request body is above %d bytes (admin.max_body_bytes)", tooBig.Limit))
+					return
+				}
+				writeError(w, http.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		rt.handle(s, w, r)
 	})

@@ -38,7 +38,7 @@ func loadTokens(cfg *config.Config, getenv func(string) string) ([]token, error)
 }
 
 // principal is who made a request: a token's name, or "local" for a
-// loopback client when no token is configured.
+// client of a loopback listener when no token is configured.
 type principal struct {
 	name string
 }
@@ -67,7 +67,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized",
-			"the admin API has no tokens configured (admin.tokens) and answers loopback clients only")
+			"the admin API has no tokens configured (admin.tokens) and answers clients of a loopback listener only")
+		s.refused(r, scope, "unauthorized", "")
 		return principal{}, false
 	}
 	auth := r.Header.Get("Authorization")
@@ -75,6 +76,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(presented) == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <token>")
+		s.refused(r, scope, "unauthorized", "")
 		return principal{}, false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(presented)))
@@ -87,26 +89,47 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 	if found < 0 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "invalid_token", "the token is not one of admin.tokens")
+		s.refused(r, scope, "invalid_token", "")
 		return principal{}, false
 	}
 	t := s.tokens[found]
-	if !slices.Contains(t.scopes, scope) {
+	if !config.HasScope(t.scopes, scope) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fanout", error="insufficient_scope", scope="`+scope+`"`)
-		writeError(w, http.StatusForbidden, "insufficient_scope", fmt.Sprintf("token %q lacks the %s scope", t.name, scope))
+		msg := fmt.Sprintf("token %q lacks the %s scope", t.name, scope)
+		if scope == config.ScopePause || scope == config.ScopeReplay {
+			msg += " (or operate, which implies it)"
+		}
+		writeError(w, http.StatusForbidden, "insufficient_scope", msg)
+		s.refused(r, scope, "insufficient_scope", t.name)
 		return principal{}, false
 	}
 	return principal{name: t.name}, true
 }
 
-// loopback reports whether the request comes from the loopback interface
-// and names a loopback host (a page of another site that rebinds its name
-// to 127.0.0.1 still sends its own name).
-func loopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
+// refused logs a refused operator call (a route that changes something):
+// the route, the client's address, why, and the token's name when it was
+// one of ours; never what the client sent. Refused reads are not logged,
+// so a scanner cannot flood the log through them.
+func (s *Server) refused(r *http.Request, scope, code, tokenName string) {
+	if scope == config.ScopeRead {
+		return
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	args := []any{"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "scope", scope, "code", code}
+	if tokenName != "" {
+		args = append(args, "token_name", tokenName)
+	}
+	s.log.Warn("admin: operator call refused", args...)
+}
+
+// loopback reports whether a request may use the tokenless mode: it comes
+// from a loopback peer and names a loopback host. New allows tokenless mode
+// on a loopback listener only, which is what keeps other machines out: a
+// same-host forwarder (a sidecar) connects from loopback too and forwards
+// whatever Host it was sent. The Host check only narrows, against DNS
+// rebinding (a page of another site that rebinds its name to 127.0.0.1
+// still sends its own name); it never admits anything by itself.
+func loopback(r *http.Request) bool {
+	if !loopbackAddr(r.RemoteAddr) {
 		return false
 	}
 	h := r.Host
@@ -118,6 +141,16 @@ func loopback(r *http.Request) bool {
 		return true
 	}
 	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackAddr reports whether host:port has a loopback IP.
+func loopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
 

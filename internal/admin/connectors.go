@@ -36,6 +36,16 @@ type ConnectorView struct {
 	InFlight int64   `json:"in_flight"`
 	Held     int64   `json:"held"`
 	Rate     float64 `json:"rate"`
+	// Halted is why a worker of the connector is halted (the endpoint or
+	// its credentials refused a call, whatever the record), empty when
+	// none is.
+	Halted string `json:"halted,omitempty"`
+	// Waiting sums the workers' records waiting for their retry time;
+	// WaitReason and WaitUntil are the latest wait a downstream asked
+	// for (a limit, Retry-After), while it lasts.
+	Waiting    int64     `json:"waiting"`
+	WaitReason string    `json:"wait_reason,omitempty"`
+	WaitUntil  time.Time `json:"wait_until,omitzero"`
 	// LastError is the latest failure any of them reported.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -84,6 +94,13 @@ func (s *Server) view(ctx context.Context, name string, detail bool) ConnectorVi
 		v.InFlight += st.InFlight
 		v.Held += st.Held
 		v.Rate += st.Rate
+		if st.Halted != "" {
+			v.Halted = redactText(st.Halted)
+		}
+		v.Waiting += st.Waiting
+		if st.WaitReason != "" && st.WaitUntil.After(v.WaitUntil) {
+			v.WaitReason, v.WaitUntil = redactText(st.WaitReason), st.WaitUntil
+		}
 		if st.LastError != "" && st.LastErrorAt.After(v.LastErrorAt) {
 			v.LastError, v.LastErrorAt = redactText(st.LastError), st.LastErrorAt
 		}
@@ -96,6 +113,8 @@ func (s *Server) view(ctx context.Context, name string, detail bool) ConnectorVi
 		v.Workers = sts
 		for i := range v.Workers {
 			v.Workers[i].LastError = redactText(v.Workers[i].LastError)
+			v.Workers[i].Halted = redactText(v.Workers[i].Halted)
+			v.Workers[i].WaitReason = redactText(v.Workers[i].WaitReason)
 		}
 		if v.Workers == nil {
 			v.Workers = []store.WorkerStatus{}

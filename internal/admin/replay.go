@@ -72,6 +72,10 @@ const (
 	ReasonDuplicate = "duplicate"
 	// ReasonNotFound: no dead letter at that partition and offset.
 	ReasonNotFound = "not_found"
+	// ReasonTruncated: the dead letter's value was cut or dropped to fit
+	// the dead-letter topic (fanout_dlq_truncated): it is not the
+	// notification any more, so it is never replayed, not even forced.
+	ReasonTruncated = "truncated"
 )
 
 // ReplayItem is the outcome of one selected dead letter.
@@ -137,6 +141,9 @@ type ReplayResponse struct {
 	AuditError string `json:"audit_error,omitempty"`
 }
 
+// selectTimeout bounds reading the dead letters a replay selects.
+const selectTimeout = 60 * time.Second
+
 // replay answers POST /v1/connectors/{name}/replay.
 func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	name, ok := s.connectorOr404(w, r)
@@ -158,14 +165,22 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	resp.Counts.SkippedBy = map[string]int{}
 
 	ctx := r.Context()
-	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	// A replay runs for as long as its rate needs, beyond the listener's
+	// write timeout: extend this answer's deadline, first for the
+	// selection, then for the records selected.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(selectTimeout + s.cfg.Admin.WriteTimeout))
+	sctx, cancel := context.WithTimeout(ctx, selectTimeout)
 	err := s.selectRecords(sctx, name, &req, resp)
 	cancel()
 	if err == nil {
 		err = s.guard(ctx, name, &req, resp)
 	}
 	if err == nil && !req.DryRun {
+		need := time.Duration(float64(len(resp.Items)) / req.Rate * float64(time.Second))
+		_ = rc.SetWriteDeadline(time.Now().Add(need + s.cfg.Admin.WriteTimeout))
 		s.send(ctx, name, who, &req, resp)
+		s.releaseReplayed(ctx, name, resp)
 	}
 	c := &resp.Counts
 	for _, it := range resp.Items {
@@ -337,6 +352,10 @@ func (s *Server) guard(ctx context.Context, name string, req *ReplayRequest, res
 		}
 		if it.ID == "" {
 			it.Action, it.Reason = ActionSkipped, ReasonNoID
+			continue
+		}
+		if cutDeadLetter(it.rec) {
+			it.Action, it.Reason = ActionSkipped, ReasonTruncated
 			continue
 		}
 		if m, ok := markers[store.PartitionOffset{Partition: it.Partition, Offset: it.Offset}]; ok {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -106,6 +107,31 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 			t.Errorf("GET %s matched %q; want no route", p, pattern)
 		}
 	}
+
+	// The description names each route's scope (and operate where it
+	// implies it), so clients know which token to send.
+	for _, r := range admin.Routes() {
+		raw := doc.Paths[r.Path][strings.ToLower(r.Method)]
+		var op struct {
+			Security []map[string][]string `json:"security"`
+		}
+		if err := json.Unmarshal(raw, &op); err != nil {
+			t.Fatalf("%s %s: %v", r.Method, r.Path, err)
+		}
+		var got []string
+		for _, req := range op.Security {
+			got = append(got, req["bearer"]...)
+		}
+		switch {
+		case r.Scope == "" && len(got) > 0:
+			t.Errorf("%s %s needs no token, but the description asks for %v", r.Method, r.Path, got)
+		case r.Scope != "" && !slices.Contains(got, r.Scope):
+			t.Errorf("%s %s needs scope %s, the description says %v", r.Method, r.Path, r.Scope, got)
+		case (r.Scope == config.ScopePause || r.Scope == config.ScopeReplay) && !slices.Contains(got, config.ScopeOperate):
+			t.Errorf("%s %s: the description does not say operate is enough (%v)", r.Method, r.Path, got)
+		}
+	}
+
 	keys := make([]string, 0, len(table))
 	for k := range table {
 		keys = append(keys, k)

@@ -8,11 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // Config is the whole configuration of a fanout deployment. Every role
@@ -32,6 +37,10 @@ type Config struct {
 	Log        Log                  `yaml:"log"`
 	// Observability configures tracing export.
 	Observability Observability `yaml:"observability"`
+
+	// deliveryNodes are the connectors' delivery blocks as written, merged
+	// over Delivery by mergeDeliveryOverrides (override.go).
+	deliveryNodes map[string]*yaml.Node
 }
 
 // Kafka is how every role reaches the broker.
@@ -94,6 +103,9 @@ type Topics struct {
 	// admin API replays dead letters into and the connector's workers read
 	// besides the notifications topic: quote-notifications.retry.<connector>.
 	RetryPrefix string `yaml:"retry_prefix"`
+	// RelayDLQ receives the outbox entries the relay can never produce
+	// (too large, invalid); empty means Notifications + ".relay-dlq".
+	RelayDLQ string `yaml:"relay_dlq"`
 }
 
 // Groups names the consumer groups.
@@ -164,8 +176,41 @@ type Source struct {
 	MissingVersion string `yaml:"missing_version"`
 	// MaxEventBytes rejects larger events to the events DLQ.
 	MaxEventBytes int `yaml:"max_event_bytes"`
-	// CloudEventsSource is the ce_source of notifications.
+	// CloudEventsSource is the ce_source of notifications: a URI-reference
+	// (RFC 3986), e.g. /fanout/quotes.
 	CloudEventsSource string `yaml:"cloudevents_source"`
+	// EventTypes, when set, lists every event type the source may send;
+	// any other type is dead-lettered as unknown_event_type instead of
+	// taking the default route.
+	EventTypes []string `yaml:"event_types"`
+	// IDPattern is a regular expression (RE2) that every aggregate id and
+	// event id must match, on top of the fixed rules (no control
+	// characters, not "." or "..", at most MaxIDBytes). Empty: no further
+	// rule.
+	IDPattern string `yaml:"id_pattern"`
+	// MaxIDBytes bounds aggregate and event ids (UTF-8 bytes).
+	MaxIDBytes int `yaml:"max_id_bytes"`
+	// MaxDepth bounds how deep objects and arrays nest in an event.
+	MaxDepth int `yaml:"max_depth"`
+	// Lenient names the relaxations of strict decoding that are on:
+	// numeric_ids (integer event and aggregate ids are read as their
+	// decimal string) and string_versions (a version given as a decimal
+	// string). None by default.
+	Lenient []string `yaml:"lenient"`
+	// Schemas maps an event type to a JSON Schema file its events must
+	// satisfy; a relative path is relative to the configuration file.
+	Schemas map[string]string `yaml:"schemas"`
+}
+
+// Leniencies that source.lenient accepts.
+const (
+	LenientNumericIDs     = "numeric_ids"
+	LenientStringVersions = "string_versions"
+)
+
+// IsLenient reports whether source.lenient names the relaxation.
+func (s Source) IsLenient(name string) bool {
+	return slices.Contains(s.Lenient, name)
 }
 
 // Projector tunes the projector.
@@ -186,8 +231,46 @@ type Relay struct {
 	// over within LeaseTTL plus one check interval.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// LeaseName distinguishes relays of different pipelines in one store.
-	LeaseName      string        `yaml:"lease_name"`
+	LeaseName string `yaml:"lease_name"`
+	// ProduceTimeout bounds one produce (the client's record delivery
+	// timeout); with ProduceOverhead it must stay under LeaseTTL/4, the
+	// margin by which a leader stops before a standby may take over.
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
+	// HoldAlertAfter is how long an entry may be held (its READ document
+	// missing or behind) before it shows in fanout_relay_held_alerting
+	// and in the admin API's relay status.
+	HoldAlertAfter time.Duration `yaml:"hold_alert_after"`
+	// Transactional makes the relay produce in Kafka transactions whose
+	// transactional id derives from LeaseName, so that the broker fences
+	// a paused former leader (PRODUCER_FENCED). Needs a broker with
+	// transactions (Apache Kafka, Confluent, Redpanda; not Azure Event
+	// Hubs), and workers then read with read_committed isolation.
+	Transactional bool `yaml:"transactional"`
+	// MaxReadBytes and MaxReadEntries bound what one iteration reads of
+	// the ready aggregates' entries (the Value bytes, and the count).
+	MaxReadBytes   int `yaml:"max_read_bytes"`
+	MaxReadEntries int `yaml:"max_read_entries"`
+}
+
+// ProduceOverhead is what the relay allows on top of relay.produce_timeout
+// for one produce (metadata, connection, transaction commit).
+const ProduceOverhead = 500 * time.Millisecond
+
+// NotificationOverhead is the most a notification adds to its source
+// event's bytes: the envelope's fields, the record headers (CloudEvents,
+// routing, version, lease token, traceparent) and the record batch framing.
+const NotificationOverhead = 8 << 10
+
+// TransactionalID is the relay's Kafka transactional id, derived from the
+// lease name so that every relay of one pipeline shares it.
+func (c *Config) TransactionalID() string { return "fanout-relay-" + c.Relay.LeaseName }
+
+// RelayDLQTopic returns the relay's dead-letter topic.
+func (c *Config) RelayDLQTopic() string {
+	if c.Topics.RelayDLQ != "" {
+		return c.Topics.RelayDLQ
+	}
+	return c.Topics.Notifications + ".relay-dlq"
 }
 
 // Routing holds the routing rules; the first matching rule wins, else the
@@ -227,20 +310,23 @@ type Connector struct {
 
 // Delivery tunes the workers.
 type Delivery struct {
-	MaxInFlight    int           `yaml:"max_in_flight"`
-	MaxAttempts    int           `yaml:"max_attempts"`
-	MaxElapsed     time.Duration `yaml:"max_elapsed"`
-	MinBackoff     time.Duration `yaml:"min_backoff"`
-	MaxBackoff     time.Duration `yaml:"max_backoff"`
-	RetryAfterCap  time.Duration `yaml:"retry_after_cap"`
-	RateLimit      float64       `yaml:"rate_limit"`
-	RateBurst      int           `yaml:"rate_burst"`
-	Breaker        Breaker       `yaml:"breaker"`
-	AfterDeadLtr   string        `yaml:"after_dead_letter"`
-	RevokeTimeout  time.Duration `yaml:"revoke_timeout"`
-	BatchLinger    time.Duration `yaml:"batch_linger"`
-	CallTimeout    time.Duration `yaml:"call_timeout"`
-	DeliveredFlush time.Duration `yaml:"delivered_flush"`
+	MaxInFlight   int           `yaml:"max_in_flight"`
+	MaxAttempts   int           `yaml:"max_attempts"`
+	MaxElapsed    time.Duration `yaml:"max_elapsed"`
+	MinBackoff    time.Duration `yaml:"min_backoff"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+	RateLimit     float64       `yaml:"rate_limit"`
+	RateBurst     int           `yaml:"rate_burst"`
+	// PriorityRateLimit limits the calls per second of each routing
+	// priority besides rate_limit; 0 for none.
+	PriorityRateLimit PriorityRateLimit `yaml:"priority_rate_limit"`
+	Breaker           Breaker           `yaml:"breaker"`
+	AfterDeadLtr      string            `yaml:"after_dead_letter"`
+	RevokeTimeout     time.Duration     `yaml:"revoke_timeout"`
+	BatchLinger       time.Duration     `yaml:"batch_linger"`
+	CallTimeout       time.Duration     `yaml:"call_timeout"`
+	DeliveredFlush    time.Duration     `yaml:"delivered_flush"`
 	// TakeoverGrace holds each key's first delivery after taking over a
 	// partition whose previous owner did not release it cleanly (killed,
 	// session lost), so that its calls still on the wire land first.
@@ -250,6 +336,14 @@ type Delivery struct {
 	// records a worker has read and not finished; fetching pauses above
 	// it, as above the record bound. 0: the default (64 MiB).
 	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
+}
+
+// PriorityRateLimit is a rate limit per routing priority, in calls per
+// second (0: none). High-priority notifications are dispatched ahead of
+// the others; "normal" covers every priority but high.
+type PriorityRateLimit struct {
+	High   float64 `yaml:"high"`
+	Normal float64 `yaml:"normal"`
 }
 
 // Breaker tunes the per-connector circuit breaker.
@@ -270,15 +364,32 @@ type Admin struct {
 	// HTTPS (health probes must then use the HTTPS scheme).
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSClientCAFile, with the two above, turns on mutual TLS: every
+	// route but /healthz, /readyz and /metrics (kubelet probes present no
+	// certificate) needs a client certificate issued by a CA of this PEM
+	// file.
+	TLSClientCAFile string `yaml:"tls_client_ca_file"`
 	// Tokens are the bearer tokens the admin API accepts. Without any, the
 	// API answers only requests from the loopback interface (fanout dev,
-	// kubectl port-forward) and refuses the rest.
+	// kubectl port-forward) and refuses the rest, and Listen must be a
+	// loopback address (CheckAdminExposure).
 	Tokens []AdminToken `yaml:"tokens"`
 	// ReplayRate is the default cap, in records per second, of a dead
 	// letter replay that does not set its own rate.
 	ReplayRate float64 `yaml:"replay_rate"`
 	// ReplayMaxRecords bounds the records one replay request selects.
 	ReplayMaxRecords int `yaml:"replay_max_records"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout bound
+	// how long one client may hold a connection of the admin listener of
+	// every role (slow clients, slow loris); MaxHeaderBytes bounds a
+	// request's headers and MaxBodyBytes an admin API request's body. A
+	// replay extends its own write deadline by the time its rate needs.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
 }
 
 // AdminToken is one bearer token of the admin API. The value lives in an
@@ -288,17 +399,39 @@ type AdminToken struct {
 	Name string `yaml:"name"`
 	// TokenEnv names the environment variable holding the token.
 	TokenEnv string `yaml:"token_env"`
-	// Scopes are read (look) and operate (pause, resume, replay).
+	// Scopes are read (look), pause (pause, resume), replay (replay dead
+	// letters) and operate (pause and replay both).
 	Scopes []string `yaml:"scopes"`
 }
 
-// Admin token scopes.
+// Admin token scopes. A route needs one scope; operate implies pause and
+// replay, so tokens configured before those existed keep every right.
 const (
 	// ScopeRead allows the GET routes of the admin API.
 	ScopeRead = "read"
-	// ScopeOperate allows the mutating routes: pause, resume, replay.
+	// ScopeOperate allows every mutating route: pause, resume, replay.
 	ScopeOperate = "operate"
+	// ScopePause allows pausing and resuming a connector.
+	ScopePause = "pause"
+	// ScopeReplay allows replaying dead letters, without pause: an on-call
+	// reader can re-drive failed deliveries but not stop a connector.
+	ScopeReplay = "replay"
 )
+
+// Scopes lists the admin token scopes, for validation and documentation.
+func Scopes() []string { return []string{ScopeRead, ScopeOperate, ScopePause, ScopeReplay} }
+
+// HasScope reports whether a token with the granted scopes may call a
+// route that needs scope: it holds the scope itself, or operate for pause
+// and replay.
+func HasScope(granted []string, scope string) bool {
+	for _, g := range granted {
+		if g == scope || (g == ScopeOperate && (scope == ScopePause || scope == ScopeReplay)) {
+			return true
+		}
+	}
+	return false
+}
 
 // Observability configures trace export. Metrics and logs need no
 // configuration beyond admin.listen and log.
@@ -363,6 +496,8 @@ func Default() Config {
 			MissingVersion:    "reject",
 			MaxEventBytes:     256 << 10,
 			CloudEventsSource: "/fanout/quotes",
+			MaxIDBytes:        512,
+			MaxDepth:          64,
 		},
 		Projector: Projector{
 			MaxBatch:        500,
@@ -375,7 +510,10 @@ func Default() Config {
 			IdleBackoff:    50 * time.Millisecond,
 			LeaseTTL:       10 * time.Second,
 			LeaseName:      "relay",
-			ProduceTimeout: 3 * time.Second,
+			ProduceTimeout: 2 * time.Second,
+			HoldAlertAfter: 5 * time.Minute,
+			MaxReadBytes:   16 << 20,
+			MaxReadEntries: 5000,
 		},
 		Routing: Routing{Default: RouteAction{Priority: "normal"}},
 		Delivery: Delivery{
@@ -397,7 +535,9 @@ func Default() Config {
 			DeliveredFlush:   time.Second,
 			MaxBufferedBytes: 64 << 20,
 		},
-		Admin:         Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000},
+		Admin: Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20},
 		Log:           Log{Level: "info", Format: "json"},
 		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
 	}
@@ -416,8 +556,12 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err := Parse(data, &cfg); err != nil {
 			return nil, err
 		}
+		cfg.Source.resolveSchemaPaths(filepath.Dir(path))
 	}
 	if err := ApplyEnv(&cfg, getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.mergeDeliveryOverrides(); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -437,7 +581,19 @@ func Parse(data []byte, cfg *Config) error {
 		}
 		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
 	}
-	return nil
+	nodes, err := deliveryOverrides(data)
+	if err != nil {
+		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
+	}
+	if len(nodes) > 0 {
+		if cfg.deliveryNodes == nil {
+			cfg.deliveryNodes = make(map[string]*yaml.Node)
+		}
+		for k, v := range nodes {
+			cfg.deliveryNodes[k] = v
+		}
+	}
+	return cfg.mergeDeliveryOverrides()
 }
 
 func yamlProblem(err error) string {
@@ -445,6 +601,17 @@ func yamlProblem(err error) string {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	msg = strings.ReplaceAll(msg, "\n", "; ")
 	return msg
+}
+
+// resolveSchemaPaths makes relative schema paths relative to dir, the
+// configuration file's directory, so a role finds them whatever its
+// working directory.
+func (s *Source) resolveSchemaPaths(dir string) {
+	for t, p := range s.Schemas {
+		if p != "" && !filepath.IsAbs(p) {
+			s.Schemas[t] = filepath.Join(dir, p)
+		}
+	}
 }
 
 // DLQTopic returns the dead-letter topic of a connector.
@@ -584,6 +751,38 @@ func (e *Errors) Fields() []string {
 	return out
 }
 
+// add records a problem. The problem may quote the value in error: any
+// credential in it (a URL's password, a SharedAccessKey) is redacted, since
+// the message is printed and logged.
 func (e *Errors) add(field, problem, fix string, args ...any) {
-	e.List = append(e.List, FieldError{Field: field, Problem: fmt.Sprintf(problem, args...), Fix: fix})
+	e.List = append(e.List, FieldError{Field: field, Problem: redact.Credentials(fmt.Sprintf(problem, args...)), Fix: fix})
+}
+
+// LoopbackListen reports whether the admin listener accepts connections on
+// the loopback interface only: its host is localhost or a loopback IP. An
+// empty host, 0.0.0.0, :: and every other name listen beyond the machine.
+func (a Admin) LoopbackListen() bool {
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckAdminExposure refuses an admin API without tokens on a listener
+// beyond the loopback interface: tokenless mode trusts whoever can connect,
+// so it exists only where that is the machine itself. A disabled listener
+// (empty admin.listen) is fine.
+func (c *Config) CheckAdminExposure() error {
+	if len(c.Admin.Tokens) > 0 || c.Admin.Listen == "" || c.Admin.LoopbackListen() {
+		return nil
+	}
+	var e Errors
+	e.add("admin.listen", "%q is not a loopback address and admin.tokens is empty: anyone who reaches it could pause connectors and replay dead letters",
+		"configure admin.tokens (values from a Secret through token_env), or listen on 127.0.0.1 and reach it with kubectl port-forward", c.Admin.Listen)
+	return &e
 }

@@ -46,12 +46,24 @@ routing:
 		{"bad sasl", "kafka:\n  sasl: {mechanism: GSSAPI}\n", nil, "kafka.sasl.mechanism", "SCRAM"},
 		{"bad duration from env", base, map[string]string{"FANOUT_RELAY_LEASE_TTL": "ten"}, "relay.lease_ttl", "FANOUT_RELAY_LEASE_TTL"},
 		{"produce timeout vs lease", "relay: {lease_ttl: 4s, produce_timeout: 3s}\n", nil, "relay.produce_timeout", "lease_ttl"},
+		{"produce timeout over a quarter of the lease", "relay: {lease_ttl: 8s, produce_timeout: 2s}\n", nil, "relay.produce_timeout", "lease_ttl/4 - 500ms"},
+		{"transactions on event hubs", "kafka:\n  tls: {enabled: true}\n  sasl: {mechanism: PLAIN, username: $ConnectionString, password_env: X}\nrelay: {transactional: true}\n", nil, "relay.transactional", "lease-token fence"},
+		{"event cannot fit a record", "source: {max_event_bytes: 1000000}\nkafka: {max_record_bytes: 1000000}\n", nil, "source.max_event_bytes", "raise kafka.max_record_bytes"},
 		{"bad write concern", "mongo: {write_concern: most}\n", nil, "mongo.write_concern", "majority"},
 		{"bad uri", "mongo: {uri: 'http://x'}\n", nil, "mongo.uri", "connection string"},
 		{"connector without type", "connectors:\n  x: {}\n", nil, "connectors.x.type", "logicapps"},
 		{"bad after_dead_letter", "delivery: {after_dead_letter: drop}\n", nil, "delivery.after_dead_letter", "park"},
 		{"missing_version", "source: {missing_version: guess}\n", nil, "source.missing_version", "offset"},
 		{"operator id field", "source: {id_field: $id}\n", nil, "source.id_field", "without '$'"},
+		{"unknown leniency", "source: {lenient: [numeric_id]}\n", nil, "source.lenient[0]", "numeric_ids"},
+		{"bad id pattern", "source: {id_pattern: '([a-z'}\n", nil, "source.id_pattern", "RE2"},
+		{"id bound too small", "source: {max_id_bytes: 0}\n", nil, "source.max_id_bytes", "512"},
+		{"depth bound too large", "source: {max_depth: 100000}\n", nil, "source.max_depth", "64"},
+		{"empty event type", "source: {event_types: [quote_created, '']}\n", nil, "source.event_types[1]", "remove"},
+		{"ce_source not a URI-reference", "source: {cloudevents_source: 'http://a b/%zz'}\n", nil, "source.cloudevents_source", "URI-reference"},
+		{"empty ce_source", "source: {cloudevents_source: ''}\n", nil, "source.cloudevents_source", "URI-reference"},
+		{"schema for undeclared type", "source: {event_types: [a], schemas: {b: x.json}}\n", nil, "source.schemas.b", "source.event_types"},
+		{"missing schema file", "source: {schemas: {quote_created: nowhere.json}}\n", nil, "source.schemas.quote_created", "JSON Schema"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,5 +122,42 @@ func TestEmptyFileKeepsDefaults(t *testing.T) {
 	}
 	if cfg.Topics.Notifications != "quote-notifications" {
 		t.Fatalf("defaults lost: %+v", cfg.Topics)
+	}
+}
+
+// TestSchemasCompileAtLoad: schema paths are relative to the configuration
+// file, and a schema that does not compile fails the load naming the event
+// type's entry.
+func TestSchemasCompileAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "schemas"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("schemas/quote_created.json", `{"type":"object","required":["amount"]}`)
+	write("schemas/broken.json", `{"type":"objekt"}`)
+	write("schemas/not_json.json", `{"type":`)
+	write("good.yaml", "source:\n  schemas: {quote_created: schemas/quote_created.json}\n")
+	write("bad.yaml", "source:\n  schemas: {quote_created: schemas/quote_created.json, quote_updated: schemas/broken.json, quote_deleted: schemas/not_json.json}\n")
+
+	cfg, err := Load(filepath.Join(dir, "good.yaml"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Source.Schemas["quote_created"]; got != filepath.Join(dir, "schemas", "quote_created.json") {
+		t.Fatalf("schema path %q not resolved against the config file", got)
+	}
+	_, err = Load(filepath.Join(dir, "bad.yaml"), env(nil))
+	var ce *Errors
+	if !errors.As(err, &ce) {
+		t.Fatalf("Load error = %v, want *Errors", err)
+	}
+	fields := ce.Fields()
+	if !slices.Contains(fields, "source.schemas.quote_updated") || !slices.Contains(fields, "source.schemas.quote_deleted") || slices.Contains(fields, "source.schemas.quote_created") {
+		t.Fatalf("fields %v; error:\n%v", fields, err)
 	}
 }

@@ -3,11 +3,15 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fanout-dev/fanout/internal/eventschema"
 )
 
 var connectorName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
@@ -21,7 +25,7 @@ func (c *Config) Validate() error {
 		e.add("kafka.brokers", "is empty", "list at least one broker, e.g. [\"127.0.0.1:9092\"]")
 	}
 	for i, b := range c.Kafka.Brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+		if host, port, err := net.SplitHostPort(b); err != nil || host == "" || !validPort(port) {
 			e.add(fmt.Sprintf("kafka.brokers[%d]", i), "%q is not host:port", "write the broker as host:port, e.g. 127.0.0.1:9092", b)
 		}
 	}
@@ -125,6 +129,12 @@ func (c *Config) Validate() error {
 	if c.Source.MaxEventBytes < 64 || c.Source.MaxEventBytes > 16<<20 {
 		e.add("source.max_event_bytes", "%d is out of range", "use a value between 64 and 16777216 (MongoDB's document limit)", c.Source.MaxEventBytes)
 	}
+	if c.Kafka.MaxRecordBytes >= 1024 && c.Source.MaxEventBytes+NotificationOverhead > int(c.Kafka.MaxRecordBytes) {
+		e.add("source.max_event_bytes", "%d plus up to %d bytes of notification envelope and headers exceeds kafka.max_record_bytes (%d): the largest accepted event could never be published",
+			"lower source.max_event_bytes to at most kafka.max_record_bytes - 8192, or raise kafka.max_record_bytes (and the notifications topic's max.message.bytes) to at least source.max_event_bytes + 8192",
+			c.Source.MaxEventBytes, NotificationOverhead, c.Kafka.MaxRecordBytes)
+	}
+	c.Source.validateStrict(&e)
 
 	if c.Projector.MaxBatch < 1 || c.Projector.MaxBatch > 100000 {
 		e.add("projector.max_batch", "%d is out of range", "use 1..100000 (default 500)", c.Projector.MaxBatch)
@@ -143,10 +153,25 @@ func (c *Config) Validate() error {
 		e.add("relay.lease_ttl", "%s is too short", "use at least 1s (default 10s)", c.Relay.LeaseTTL)
 	}
 	if c.Relay.ProduceTimeout < time.Second {
-		e.add("relay.produce_timeout", "%s is below 1s, the Kafka client's minimum record delivery timeout", "use at least 1s (default 3s)", c.Relay.ProduceTimeout)
+		e.add("relay.produce_timeout", "%s is below 1s, the Kafka client's minimum record delivery timeout", "use at least 1s (default 2s)", c.Relay.ProduceTimeout)
 	}
-	if c.Relay.ProduceTimeout >= c.Relay.LeaseTTL/2 && c.Relay.LeaseTTL >= time.Second {
-		e.add("relay.produce_timeout", "must be below half of relay.lease_ttl so a relay that lost its lease stops before a standby can take over", "lower relay.produce_timeout or raise relay.lease_ttl")
+	if c.Relay.LeaseTTL >= time.Second && c.Relay.ProduceTimeout+ProduceOverhead > c.Relay.LeaseTTL/4 {
+		e.add("relay.produce_timeout", "%s plus %s of overhead exceeds a quarter of relay.lease_ttl (%s): a relay that lost its lease could still land a produce after a standby took over",
+			"lower relay.produce_timeout to at most relay.lease_ttl/4 - 500ms, or raise relay.lease_ttl to at least 4 x (produce_timeout + 500ms)",
+			c.Relay.ProduceTimeout, ProduceOverhead, c.Relay.LeaseTTL)
+	}
+	positive(&e, "relay.hold_alert_after", c.Relay.HoldAlertAfter)
+	if c.Relay.MaxReadEntries < c.Relay.BatchSize {
+		e.add("relay.max_read_entries", "%d is below relay.batch_size (%d)", "use at least relay.batch_size (default 5000)", c.Relay.MaxReadEntries, c.Relay.BatchSize)
+	}
+	if c.Relay.MaxReadBytes < int(c.Kafka.MaxRecordBytes) {
+		e.add("relay.max_read_bytes", "%d is below kafka.max_record_bytes (%d): one entry could not be read", "use at least kafka.max_record_bytes (default 16777216)", c.Relay.MaxReadBytes, c.Kafka.MaxRecordBytes)
+	}
+	if c.Relay.Transactional && c.Kafka.SASL.Username == "$ConnectionString" {
+		e.add("relay.transactional", "is true but the SASL user is $ConnectionString (Azure Event Hubs), which has no Kafka transactions", "set relay.transactional: false; on Event Hubs the workers' lease-token fence drops a former leader's late records")
+	}
+	if c.Topics.RelayDLQ != "" && c.Topics.RelayDLQ == c.Topics.Notifications {
+		e.add("topics.relay_dlq", "is the notifications topic", "name another topic, or leave it empty for quote-notifications.relay-dlq")
 	}
 	nonEmpty(&e, "relay.lease_name", c.Relay.LeaseName)
 
@@ -222,17 +247,39 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// validPort reports whether port is a TCP port number.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n < 65536
+}
+
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func validateAdmin(e *Errors, a Admin) {
 	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
 		e.add("admin.tls_cert_file", "tls_cert_file and tls_key_file must be set together", "set both to serve the admin listener over HTTPS, or neither")
 	}
+	if a.TLSClientCAFile != "" && a.TLSCertFile == "" {
+		e.add("admin.tls_client_ca_file", "is set without tls_cert_file and tls_key_file", "mutual TLS needs TLS: set the listener's certificate and key too, or drop the client CA")
+	}
 	if a.ReplayRate <= 0 {
 		e.add("admin.replay_rate", "must be positive", "use a rate in records per second, e.g. 50")
 	}
 	if a.ReplayMaxRecords < 1 || a.ReplayMaxRecords > 1_000_000 {
 		e.add("admin.replay_max_records", "%d is out of range", "use 1..1000000 (default 10000)", a.ReplayMaxRecords)
+	}
+	positive(e, "admin.read_header_timeout", a.ReadHeaderTimeout)
+	positive(e, "admin.read_timeout", a.ReadTimeout)
+	positive(e, "admin.write_timeout", a.WriteTimeout)
+	positive(e, "admin.idle_timeout", a.IdleTimeout)
+	if a.ReadHeaderTimeout > 0 && a.ReadTimeout > 0 && a.ReadHeaderTimeout > a.ReadTimeout {
+		e.add("admin.read_header_timeout", "is above read_timeout", "make it at most read_timeout (defaults 10s and 30s)")
+	}
+	if a.MaxHeaderBytes < 1<<10 || a.MaxHeaderBytes > 1<<20 {
+		e.add("admin.max_header_bytes", "%d is out of range", "use 1024..1048576 (default 65536)", a.MaxHeaderBytes)
+	}
+	if a.MaxBodyBytes < 1<<10 || a.MaxBodyBytes > 64<<20 {
+		e.add("admin.max_body_bytes", "%d is out of range", "use 1024..67108864 (default 1048576: a replay of 10000 listed records fits)", a.MaxBodyBytes)
 	}
 	names := map[string]bool{}
 	envs := map[string]bool{}
@@ -258,11 +305,11 @@ func validateAdmin(e *Errors, a Admin) {
 		}
 		envs[t.TokenEnv] = true
 		if len(t.Scopes) == 0 {
-			e.add(field+".scopes", "is empty", "list read, operate or both")
+			e.add(field+".scopes", "is empty", "list some of read, pause, replay and operate")
 		}
 		for j, s := range t.Scopes {
-			if s != ScopeRead && s != ScopeOperate {
-				e.add(fmt.Sprintf("%s.scopes[%d]", field, j), "%q is not a scope", "use read (look) or operate (pause, resume, replay)", s)
+			if !slices.Contains(Scopes(), s) {
+				e.add(fmt.Sprintf("%s.scopes[%d]", field, j), "%q is not a scope", "use read (look), pause (pause, resume), replay (replay dead letters) or operate (pause and replay)", s)
 			}
 		}
 	}
@@ -282,6 +329,12 @@ func validateDelivery(e *Errors, field string, d Delivery) {
 	}
 	if d.RateLimit < 0 {
 		e.add(field+".rate_limit", "is negative", "use 0 for no limit or a rate in calls per second")
+	}
+	if d.PriorityRateLimit.High < 0 {
+		e.add(field+".priority_rate_limit.high", "is negative", "use 0 for no limit or a rate in calls per second")
+	}
+	if d.PriorityRateLimit.Normal < 0 {
+		e.add(field+".priority_rate_limit.normal", "is negative", "use 0 for no limit or a rate in calls per second")
 	}
 	switch d.AfterDeadLtr {
 	case "continue", "park":
@@ -355,4 +408,54 @@ func nonEmptyCount(vals ...string) int {
 		}
 	}
 	return n
+}
+
+// validateStrict checks the settings of strict decoding, and compiles the
+// schemas so that a broken one stops every role (and config check) before
+// any event is read.
+func (s *Source) validateStrict(e *Errors) {
+	if s.CloudEventsSource == "" {
+		e.add("source.cloudevents_source", "is empty, but ce_source is required", "set a URI-reference naming this pipeline, e.g. /fanout/quotes")
+	} else if _, err := url.Parse(s.CloudEventsSource); err != nil || strings.ContainsAny(s.CloudEventsSource, " \t\r\n") {
+		e.add("source.cloudevents_source", "%q is not a URI-reference (RFC 3986)", "use a URI-reference, e.g. /fanout/quotes or urn:example:quotes; percent-encode spaces", s.CloudEventsSource)
+	}
+	if s.MaxIDBytes < 1 || s.MaxIDBytes > 4096 {
+		e.add("source.max_id_bytes", "%d is out of range", "use 1..4096 (default 512)", s.MaxIDBytes)
+	}
+	if s.MaxDepth < 2 || s.MaxDepth > 1000 {
+		e.add("source.max_depth", "%d is out of range", "use 2..1000 (default 64)", s.MaxDepth)
+	}
+	if s.IDPattern != "" {
+		if _, err := regexp.Compile(s.IDPattern); err != nil {
+			e.add("source.id_pattern", "does not compile: %v", "write an RE2 regular expression (https://github.com/google/re2/wiki/Syntax), e.g. ^[A-Za-z0-9_-]+$", err)
+		}
+	}
+	for i, l := range s.Lenient {
+		switch l {
+		case LenientNumericIDs, LenientStringVersions:
+		default:
+			e.add(fmt.Sprintf("source.lenient[%d]", i), "%q is not a known leniency", "use numeric_ids or string_versions, or remove it", l)
+		}
+	}
+	declared := make(map[string]bool, len(s.EventTypes))
+	for i, t := range s.EventTypes {
+		if t == "" {
+			e.add(fmt.Sprintf("source.event_types[%d]", i), "is empty", "remove it; every event type is non-empty")
+		}
+		declared[t] = true
+	}
+	types := make([]string, 0, len(s.Schemas))
+	for t := range s.Schemas {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		if len(s.EventTypes) > 0 && !declared[t] {
+			e.add("source.schemas."+t, "names an event type that source.event_types does not list", "add it to source.event_types or remove the schema")
+		}
+	}
+	_, errs := eventschema.Compile(s.Schemas)
+	for _, ce := range errs {
+		e.add("source.schemas."+ce.EventType, "%s: %v", "point it at a readable JSON Schema file that compiles (draft 2020-12 unless $schema says otherwise)", ce.Path, ce.Err)
+	}
 }

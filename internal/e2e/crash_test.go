@@ -74,9 +74,10 @@ func TestCrashes(t *testing.T) {
 	// Static membership: a restarted projector takes its partitions back
 	// at once instead of waiting for the dead member's session to expire.
 	instance := "FANOUT_GROUPS_PROJECTOR_INSTANCE_ID=crash-projector"
-	// A short lease, so that a restarted relay takes over from its killed
-	// predecessor within the round.
-	shortLease := []string{"FANOUT_RELAY_LEASE_TTL=2500ms", "FANOUT_RELAY_PRODUCE_TIMEOUT=1s"}
+	// The shortest lease the configuration allows (produce_timeout + 500ms
+	// <= lease_ttl/4), so that a restarted relay takes over from its killed
+	// predecessor within a round or two.
+	shortLease := []string{"FANOUT_RELAY_LEASE_TTL=6s", "FANOUT_RELAY_PRODUCE_TIMEOUT=1s"}
 	w := genWorkload(3000, 300, 7)
 	c := collect(t, e)
 	rng := rand.New(rand.NewPCG(7, 7))

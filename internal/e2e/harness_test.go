@@ -48,7 +48,7 @@ func newEnv(t testing.TB) *env {
 	cfg.Mongo.URI = e.uri
 	cfg.Mongo.Database = testenv.Database(t)
 	cfg.Mongo.Timeout = 20 * time.Second
-	cfg.Relay.LeaseTTL = 3 * time.Second
+	cfg.Relay.LeaseTTL = 6 * time.Second // produce_timeout + 500ms <= lease_ttl/4
 	cfg.Relay.ProduceTimeout = time.Second
 	cfg.Connectors = map[string]config.Connector{"logic_apps": {Type: "logicapps"}, "salesforce": {Type: "salesforce"}}
 	cfg.Routing = config.Routing{
@@ -245,6 +245,7 @@ func collect(t *testing.T, e *env) *collector {
 	if err != nil {
 		t.Fatal(err)
 	}
+	contract := notificationContract(t, e.cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{ids: map[string]int{}, done: make(chan struct{})}
 	c.stop = func() { cancel(); <-c.done; cl.Close() }
@@ -268,6 +269,11 @@ func collect(t *testing.T, e *env) *collector {
 			}
 			c.mu.Lock()
 			for _, r := range recs {
+				// Every notification of every end-to-end test must be a
+				// valid CloudEvent and satisfy the published contract.
+				if err := checkNotification(r, contract); err != nil {
+					t.Errorf("notification at %d/%d (key %q) is invalid: %v", r.Partition, r.Offset, r.Key, err)
+				}
 				m := envelope.ParseMeta(r)
 				var v map[string]any
 				_ = json.Unmarshal(r.Value, &v)

@@ -128,7 +128,7 @@ func TestPoisonRecords(t *testing.T) {
 	e := newEnv(t)
 	startPipeline(t, e)
 	c := collect(t, e)
-	big := `{"id":"big","quote_id":"P","version":1,"blob":"` + strings.Repeat("x", e.cfg.Source.MaxEventBytes) + `"}`
+	big := `{"id":"big","event_type":"quote_created","quote_id":"P","version":1,"blob":"` + strings.Repeat("x", e.cfg.Source.MaxEventBytes) + `"}`
 	cases := []struct {
 		value  string
 		reason string
@@ -140,14 +140,14 @@ func TestPoisonRecords(t *testing.T) {
 		{`{"id":"p-nover","event_type":"quote_created","quote_id":"P"}`, consumer.ReasonMissingVersion},
 		{`{"id":"p-op","event_type":"quote_created","quote_id":"P","version":1,"$set":{"x":1}}`, consumer.ReasonOperatorField},
 		{`{"id":"p-op2","event_type":"quote_created","quote_id":"P","version":1,"a":{"b.c":1}}`, consumer.ReasonOperatorField},
-		{`{"id":"p-badver","event_type":"quote_created","quote_id":"P","version":"x"}`, consumer.ReasonBadVersion},
+		{`{"id":"p-badver","event_type":"quote_created","quote_id":"P","version":"x"}`, envelope.ReasonTypeMismatch},
 		{big, consumer.ReasonTooLarge},
 	}
 	var recs []*kgo.Record
 	for _, tc := range cases {
 		recs = append(recs, &kgo.Record{Key: []byte("P"), Value: []byte(tc.value)})
 	}
-	good := sourceEvent{ID: "good-1", Type: "quote_created", QuoteID: "P", Version: 1, Amount: 7, Cur: "EUR"}
+	good := sourceEvent{ID: "good-1", Type: "quote_created", QuoteID: "P", Version: 1, Time: "2025-07-14T10:00:00Z", Amount: 7, Cur: "EUR"}
 	gb, _ := json.Marshal(good)
 	recs = append(recs, &kgo.Record{Key: []byte("P"), Value: gb})
 	produceRaw(t, e.brokers, e.cfg.Topics.Events, recs...)

@@ -6,12 +6,14 @@ package observe
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -19,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // Check is one readiness check; it returns nil when ready.
@@ -33,6 +37,8 @@ type Server struct {
 	checks map[string]Check
 	addr   string
 	tls    *tls.Config
+	mtls   bool
+	limits Limits
 }
 
 // NewServer returns a server with a fresh registry holding the Go and
@@ -40,7 +46,7 @@ type Server struct {
 func NewServer(log *slog.Logger) *Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{reg: reg, log: log, mux: http.NewServeMux(), checks: map[string]Check{}}
+	s := &Server{reg: reg, log: log, mux: http.NewServeMux(), checks: map[string]Check{}, limits: DefaultLimits()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -61,6 +67,103 @@ func (s *Server) UseTLS(certFile, keyFile string) error {
 	defer s.mu.Unlock()
 	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	return nil
+}
+
+// UseClientCA turns on mutual TLS: every route but /healthz, /readyz and
+// /metrics needs a client certificate issued by a CA of the PEM file
+// (verified in the handshake: a certificate of another CA fails it).
+// Those three stay open to certificate-less clients because kubelet
+// probes present none; they change nothing and reveal no secret. Call it
+// after UseTLS.
+func (s *Server) UseClientCA(caFile string) error {
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("admin listener client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return fmt.Errorf("admin listener client CA: %s holds no PEM certificate", caFile)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tls == nil {
+		return errors.New("admin listener client CA: set admin.tls_cert_file and admin.tls_key_file too (mutual TLS needs TLS)")
+	}
+	s.tls.ClientCAs = pool
+	s.tls.ClientAuth = tls.VerifyClientCertIfGiven
+	s.mtls = true
+	return nil
+}
+
+// openPaths are the routes a client without a certificate may call under
+// mutual TLS: probes and scrapes.
+var openPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// requireClientCert refuses requests without a verified client
+// certificate, but for openPaths.
+func requireClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !openPaths[r.URL.Path] && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error": "a client certificate issued by admin.tls_client_ca_file is required", "code": "client_certificate_required"}` + "\n"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Limits bound what one client may hold of the listener, so that a slow
+// or hostile client (slow loris) cannot keep connections open. They are
+// http.Server's fields of the same names; zero fields take DefaultLimits'.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing an answer, from the end of the request's
+	// headers. A handler that legitimately runs longer (a rate-limited
+	// replay) extends its own deadline with http.ResponseController.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds an idle keep-alive connection.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers (answered 431 above).
+	MaxHeaderBytes int
+}
+
+// DefaultLimits are the limits of config.Default's admin section.
+func DefaultLimits() Limits {
+	return Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+}
+
+// withDefaults fills zero fields from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = d.ReadTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return l
+}
+
+// SetLimits sets the listener's limits (default DefaultLimits). Call it
+// before Serve.
+func (s *Server) SetLimits(l Limits) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limits = l.withDefaults()
 }
 
 // Registry is where the role registers its metrics.
@@ -113,7 +216,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			defer mu.Unlock()
 			if err != nil {
 				ok = false
-				result[n] = err.Error()
+				result[n] = redact.Credentials(err.Error()) // /readyz needs no token
 			} else {
 				result[n] = "ok"
 			}
@@ -145,14 +248,22 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	tc := s.tls
+	l := s.limits
+	var h http.Handler = s.mux
+	mtls := s.mtls
+	if mtls {
+		h = requireClientCert(h)
+	}
 	s.mu.Unlock()
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
 	}
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout,
+		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: l.MaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("admin listener started", "addr", s.addr, "tls", tc != nil)
+	s.log.Info("admin listener started", "addr", s.addr, "tls", tc != nil, "client_certificates", mtls)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin listener: %w", err)

@@ -129,6 +129,21 @@ func TestCompose(t *testing.T) {
 		if str(env, "FANOUT_CONFIG") != render.ConfigDir+"/"+render.ConfigFile {
 			t.Errorf("%s: FANOUT_CONFIG %v", name, env["FANOUT_CONFIG"])
 		}
+		if cmd[0] == "admin" {
+			// A listener beyond loopback needs admin.tokens (issue 13),
+			// their values from the environment like every secret.
+			eff := *cfg
+			eff.Admin.Listen = str(env, "FANOUT_ADMIN_LISTEN")
+			if err := eff.CheckAdminExposure(); err != nil {
+				t.Errorf("%s: the admin API would refuse to start: %v", name, err)
+			}
+			for _, r := range render.AdminSecretRefs(cfg) {
+				v := str(env, r.Env)
+				if m := interpolation.FindStringSubmatch(v); m == nil || m[1] != r.Env {
+					t.Errorf("%s: %s is %q, want ${%s...} from the environment (%s)", name, r.Env, v, r.Env, r.Field)
+				}
+			}
+		}
 		if cmd[0] != "worker" {
 			continue
 		}

@@ -128,6 +128,19 @@ func TestKustomize(t *testing.T) {
 				t.Errorf("no ConfigMap holds %s", render.ConfigFile)
 			}
 
+			// Static membership for the projector, keyed by the pod name.
+			var instanceFromPod bool
+			for _, c := range list(deployments["projector"], "spec", "template", "spec", "containers") {
+				for _, ev := range list(c, "env") {
+					if str(ev, "name") == config.EnvPrefix+"GROUPS_PROJECTOR_INSTANCE_ID" && str(ev, "valueFrom", "fieldRef", "fieldPath") == "metadata.name" {
+						instanceFromPod = true
+					}
+				}
+			}
+			if !instanceFromPod {
+				t.Errorf("projector: FANOUT_GROUPS_PROJECTOR_INSTANCE_ID is not set from metadata.name (static membership)")
+			}
+
 			secretKeys := map[string]bool{}
 			for name, d := range deployments {
 				connector := wantDeployments[name]
@@ -135,6 +148,10 @@ func TestKustomize(t *testing.T) {
 				for _, c := range list(d, "spec", "template", "spec", "containers") {
 					// Exactly the secrets the configuration names for this role.
 					refs := common
+					if name == "admin" {
+						refs = append(append([]render.SecretRef(nil), common...), render.AdminSecretRefs(cfg)...)
+						checkAdminExposure(t, cfg, c)
+					}
 					if connector != "" {
 						cr, err := render.ConnectorSecretRefs(cfg, connector)
 						if err != nil {
@@ -241,6 +258,26 @@ func checkEnvKey(t *testing.T, cm, k string, v any) {
 		if strings.HasPrefix(upper, p) {
 			t.Errorf("ConfigMap %s sets %s=%v: the rendered manifests read it from fanout.yaml, set it there", cm, k, v)
 		}
+	}
+}
+
+// checkAdminExposure applies the admin container's FANOUT_ADMIN_LISTEN to
+// the configuration and checks the admin API would start: a listener
+// beyond loopback needs admin.tokens (issue 13), whose values the
+// container reads from the Secret (checked with the other secret refs).
+func checkAdminExposure(t *testing.T, cfg *config.Config, c any) {
+	t.Helper()
+	eff := *cfg
+	for _, e := range list(c, "env") {
+		if str(e, "name") == config.EnvPrefix+"ADMIN_LISTEN" {
+			eff.Admin.Listen = str(e, "value")
+		}
+	}
+	if err := eff.CheckAdminExposure(); err != nil {
+		t.Errorf("admin: the admin API would refuse to start on %s: %v", eff.Admin.Listen, err)
+	}
+	if len(render.AdminSecretRefs(cfg)) == 0 && !eff.Admin.LoopbackListen() {
+		t.Errorf("admin: listens on %s with no admin.tokens from the Secret", eff.Admin.Listen)
 	}
 }
 

@@ -356,6 +356,9 @@ func SecretExample(cfg *config.Config, opts Options) ([]byte, error) {
 	for _, r := range CommonSecretRefs(cfg) {
 		add(r, "every role")
 	}
+	for _, r := range AdminSecretRefs(cfg) {
+		add(r, "admin")
+	}
 	for _, w := range ws {
 		for _, r := range w.refs {
 			add(r, w.name)

@@ -111,6 +111,20 @@ func CommonSecretRefs(cfg *config.Config) []SecretRef {
 	return dedupe(refs)
 }
 
+// AdminSecretRefs lists the secrets only the admin role reads: the value
+// of every admin token (admin.tokens[].token_env). A non-loopback admin
+// listener refuses to start without tokens, so the admin Deployment needs
+// them from the Secret.
+func AdminSecretRefs(cfg *config.Config) []SecretRef {
+	var refs []SecretRef
+	for i, t := range cfg.Admin.Tokens {
+		if t.TokenEnv != "" {
+			refs = append(refs, SecretRef{Env: t.TokenEnv, Field: fmt.Sprintf("admin.tokens[%d](%s).token_env", i, t.Name)})
+		}
+	}
+	return dedupe(refs)
+}
+
 // dedupe sorts refs by variable and keeps the first field naming each.
 func dedupe(refs []SecretRef) []SecretRef {
 	sort.SliceStable(refs, func(i, j int) bool { return refs[i].Env < refs[j].Env })
@@ -126,7 +140,45 @@ func dedupe(refs []SecretRef) []SecretRef {
 
 // inlineSecretKeys are settings keys whose non-empty value is a secret.
 var inlineSecretKeys = map[string]bool{
-	"password": true, "client_secret": true, "token": true, "secret": true, "private_key": true,
+	"password": true, "passwd": true, "client_secret": true, "token": true, "secret": true, "private_key": true,
+	"sig": true, "access_token": true, "refresh_token": true, "api_key": true, "apikey": true,
+	"shared_access_key": true, "connection_string": true,
+}
+
+// inlineSecretSuffixes end settings keys whose value is a secret
+// (signing_secret, bearer_token); *_env keys never match.
+var inlineSecretSuffixes = []string{"_password", "_secret", "_token", "_private_key"}
+
+// secretKey reports whether a settings key names a secret value.
+func secretKey(key string) bool {
+	k := strings.ToLower(key)
+	if inlineSecretKeys[k] {
+		return true
+	}
+	for _, suf := range inlineSecretSuffixes {
+		if strings.HasSuffix(k, suf) {
+			return true
+		}
+	}
+	return false
+}
+
+// secretHeaderWords mark a header whose literal value is a credential.
+var secretHeaderWords = []string{"authorization", "apikey", "token", "secret", "password", "signature", "cookie", "accesskey"}
+
+// secretHeader reports whether a header holds a literal credential: a
+// secret-looking name and a value not taken from ${NAME}.
+func secretHeader(name, value string) bool {
+	if strings.TrimSpace(value) == "" || headerEnvRef.MatchString(value) {
+		return false
+	}
+	n := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(name))
+	for _, w := range secretHeaderWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // sasSignature finds a shared access signature in a URL's query.
@@ -134,8 +186,10 @@ var sasSignature = regexp.MustCompile(`(?i)[?&]sig=[^&\s]`)
 
 // InlineSecrets lists the fields of cfg that hold a secret value in the
 // file itself: kafka.sasl.password, a password in mongo.uri, and in
-// connector settings a non-empty password, client_secret, token, secret or
-// private_key, or a URL carrying a SAS signature (sig=). In Kubernetes the
+// connector settings a non-empty password, client_secret, token, secret,
+// sig, private_key, api_key (and keys ending in _password, _secret, _token),
+// a header with a secret-looking name and a literal value (not ${NAME}), or
+// a URL carrying a SAS signature (sig=). In Kubernetes the
 // file becomes a ConfigMap, which is no place for secrets: each of these
 // has an *_env field naming an environment variable instead. The list
 // names fields, never values.
@@ -154,27 +208,28 @@ func InlineSecrets(cfg *config.Config) []string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
+	var walk func(n *yaml.Node, path string, inHeaders bool)
+	walk = func(n *yaml.Node, path string, inHeaders bool) {
 		switch n.Kind {
 		case yaml.DocumentNode:
 			for _, c := range n.Content {
-				walk(c, path)
+				walk(c, path, inHeaders)
 			}
 		case yaml.AliasNode:
-			walk(n.Alias, path)
+			walk(n.Alias, path, inHeaders)
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
-				walk(c, path+"["+strconv.Itoa(i)+"]")
+				walk(c, path+"["+strconv.Itoa(i)+"]", inHeaders)
 			}
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				key, val := n.Content[i].Value, n.Content[i+1]
-				if inlineSecretKeys[key] && val.Kind == yaml.ScalarNode && strings.TrimSpace(val.Value) != "" {
+				scalar := val.Kind == yaml.ScalarNode && strings.TrimSpace(val.Value) != ""
+				if scalar && (secretKey(key) || (inHeaders && secretHeader(key, val.Value))) {
 					found = append(found, path+"."+key)
 					continue
 				}
-				walk(val, path+"."+key)
+				walk(val, path+"."+key, key == "headers")
 			}
 		case yaml.ScalarNode:
 			if sasSignature.MatchString(n.Value) {
@@ -184,7 +239,7 @@ func InlineSecrets(cfg *config.Config) []string {
 	}
 	for _, name := range names {
 		settings := cfg.Connectors[name].Settings
-		walk(&settings, "connectors."+name+".settings")
+		walk(&settings, "connectors."+name+".settings", false)
 	}
 	return found
 }

@@ -109,6 +109,15 @@ type WorkerStatus struct {
 	// InFlight and Held are the worker's Stats.InFlight and Stats.Held.
 	InFlight int64 `bson:"in_flight" json:"in_flight"`
 	Held     int64 `bson:"held" json:"held"`
+	// Halted is the reason the connector is halted (the endpoint or the
+	// credentials refused a call, whatever the record), empty when not.
+	Halted string `bson:"halted,omitempty" json:"halted,omitempty"`
+	// Waiting is the number of records waiting for their retry time;
+	// WaitReason and WaitUntil say why and until when, while a downstream
+	// asked to wait (a limit, Retry-After).
+	Waiting    int64     `bson:"waiting" json:"waiting"`
+	WaitReason string    `bson:"wait_reason,omitempty" json:"wait_reason,omitempty"`
+	WaitUntil  time.Time `bson:"wait_until,omitempty" json:"wait_until,omitzero"`
 	// Rate is notifications delivered per second since the previous
 	// publish.
 	Rate float64 `bson:"rate" json:"rate"`

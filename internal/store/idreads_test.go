@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestIDReadModes(t *testing.T) {
 			if err := st.DeleteOutbox(ctx, []string{"ev-agg-00", "ev-agg-01", "ev-agg-02", "ev-missing"}); err != nil {
 				t.Fatal(err)
 			}
-			left, err := st.PendingOutbox(ctx, 100)
+			left, err := st.PendingOutbox(ctx, math.MinInt64, 100)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +103,7 @@ func TestIDReadModes(t *testing.T) {
 			if err := st.DeleteOutbox(ctx, rest); err != nil {
 				t.Fatal(err)
 			}
-			if left, _ = st.PendingOutbox(ctx, 100); len(left) != 0 {
+			if left, _ = st.PendingOutbox(ctx, math.MinInt64, 100); len(left) != 0 {
 				t.Fatalf("after deleting all, %d entries are left", len(left))
 			}
 		})

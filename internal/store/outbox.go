@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -63,11 +64,17 @@ func (s *Store) InsertOutbox(ctx context.Context, entries []OutboxEntry) (int, e
 	return 0, fmt.Errorf("store: insert outbox entries: %w", err)
 }
 
-// PendingOutbox returns up to limit entries, oldest first, with only their
-// ids, aggregate ids and versions (the relay reads whole entries later, by
-// aggregate).
-func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
-	cur, err := s.outbox.Find(ctx, bson.D{},
+// PendingOutbox returns up to limit entries with a seq above afterSeq,
+// lowest seq first, with only their ids, aggregate ids, versions and seqs
+// (the relay reads whole entries later, by aggregate). The relay pages
+// through the outbox with afterSeq so that held entries never hide the
+// ones behind them.
+func (s *Store) PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]OutboxEntry, error) {
+	filter := bson.D{}
+	if afterSeq > math.MinInt64 {
+		filter = bson.D{{Key: "seq", Value: bson.D{{Key: "$gt", Value: afterSeq}}}}
+	}
+	cur, err := s.outbox.Find(ctx, filter,
 		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).
 			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1}}))
 	if err != nil {
@@ -80,20 +87,41 @@ func (s *Store) PendingOutbox(ctx context.Context, limit int) ([]OutboxEntry, er
 	return out, nil
 }
 
-// OutboxOf returns every entry of the given aggregates.
-func (s *Store) OutboxOf(ctx context.Context, aggregateIDs []string) ([]OutboxEntry, error) {
+// OutboxOf returns the entries of the given aggregates in (aggregate,
+// version) order, stopping after maxEntries entries or once their values
+// reach maxBytes (at least one entry is returned). What it returns of an
+// aggregate is therefore always its lowest versions: publishing them in
+// order skips none. It reports whether it stopped early.
+func (s *Store) OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]OutboxEntry, bool, error) {
 	if len(aggregateIDs) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
-	cur, err := s.outbox.Find(ctx, bson.D{{Key: "aggregate_id", Value: bson.D{{Key: "$in", Value: aggregateIDs}}}})
+	cur, err := s.outbox.Find(ctx, bson.D{{Key: "aggregate_id", Value: bson.D{{Key: "$in", Value: aggregateIDs}}}},
+		options.Find().SetSort(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "_id", Value: 1}}).
+			SetBatchSize(int32(min(max(maxEntries, 1), 1000))))
 	if err != nil {
-		return nil, fmt.Errorf("store: read outbox by aggregate: %w", err)
+		return nil, false, fmt.Errorf("store: read outbox by aggregate: %w", err)
 	}
-	var out []OutboxEntry
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: read outbox by aggregate: %w", err)
+	defer cur.Close(ctx)
+	var (
+		out   []OutboxEntry
+		bytes int
+	)
+	for cur.Next(ctx) {
+		var e OutboxEntry
+		if err := cur.Decode(&e); err != nil {
+			return nil, false, fmt.Errorf("store: decode outbox entry: %w", err)
+		}
+		if len(out) > 0 && (len(out) >= maxEntries || bytes+len(e.Value) > maxBytes) {
+			return out, true, nil
+		}
+		out = append(out, e)
+		bytes += len(e.Value)
 	}
-	return out, nil
+	if err := cur.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: read outbox by aggregate: %w", err)
+	}
+	return out, false, nil
 }
 
 // DeleteOutbox removes published entries.
@@ -121,5 +149,15 @@ func (s *Store) OutboxBacklog(ctx context.Context, now time.Time) (int64, time.D
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return n, 0, fmt.Errorf("store: read oldest outbox entry: %w", err)
 	}
-	return n, now.Sub(oldest.CreatedAt), nil
+	return n, oldestAge(now, oldest.CreatedAt, err == nil), nil
+}
+
+// oldestAge is the age of the oldest entry, created at created; found is
+// false when the entry counted was deleted before it could be read.
+// An entry created on a host whose clock runs ahead has no age yet.
+func oldestAge(now, created time.Time, found bool) time.Duration {
+	if !found || created.IsZero() {
+		return 0
+	}
+	return max(now.Sub(created), 0)
 }

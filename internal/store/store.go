@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +23,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/fanout-dev/fanout/internal/redact"
 )
 
 // Options configures a Store.
@@ -63,6 +64,7 @@ type Store struct {
 	delivered *mongo.Collection
 	control   *mongo.Collection
 	audit     *mongo.Collection
+	parked    *mongo.Collection
 
 	versionField string
 	parallel     bool
@@ -123,6 +125,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s.delivered = s.db.Collection(name(o.Delivered, "delivered"))
 	s.control = s.db.Collection(name(o.Control, "control"))
 	s.audit = s.db.Collection(name(o.Audit, "audit"))
+	s.parked = s.db.Collection("parked")
 
 	var info bson.M
 	if err := s.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
@@ -390,14 +393,35 @@ func onlyDuplicates(err error) bool {
 	return true
 }
 
-// redactErr removes the URI (which may hold a password) from an error.
+// redactErr removes the URI's password (and any credential by its shape)
+// from an error's message; errors.Is and As still see the cause.
 func redactErr(err error, uri string) error {
-	if err == nil || uri == "" {
+	if err == nil {
 		return err
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, uri) {
+	red := redact.New(redact.URIPassword(uri)).String(msg)
+	if red == msg {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(msg, uri, "<mongo uri>"))
+	return redactedError{msg: red, err: err}
+}
+
+// redactedError is an error whose message had credentials removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
+
+// PutRawDomain replaces the domain document id with doc as given, version
+// field included whatever its type (tests and tools: a READ document an
+// operator or another writer left behind).
+func (s *Store) PutRawDomain(ctx context.Context, id string, doc bson.D) error {
+	if _, err := s.domain.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true)); err != nil {
+		return fmt.Errorf("store: put domain document: %w", err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func TestOutboxInsertIsIdempotent(t *testing.T) {
 	if n != 1 {
 		t.Errorf("replay inserted %d, want 1", n)
 	}
-	page, err := st.PendingOutbox(ctx, 10)
+	page, err := st.PendingOutbox(ctx, math.MinInt64, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,11 @@ func TestOutboxInsertIsIdempotent(t *testing.T) {
 	if fmt.Sprint(ids) != "[e1 e2 e3 e4]" {
 		t.Errorf("pending in seq order = %v, want [e1 e2 e3 e4]", ids)
 	}
-	of, err := st.OutboxOf(ctx, []string{"b"})
+	after, err := st.PendingOutbox(ctx, 2, 10)
+	if err != nil || len(after) != 2 || after[0].ID != "e3" {
+		t.Fatalf("PendingOutbox after seq 2 = %v, err %v; want [e3 e4]", after, err)
+	}
+	of, _, err := st.OutboxOf(ctx, []string{"b"}, 100, 1<<20)
 	if err != nil || len(of) != 2 {
 		t.Fatalf("OutboxOf(b) = %d entries, err %v; want 2", len(of), err)
 	}
@@ -207,5 +212,49 @@ func TestEnsureIndexesTwice(t *testing.T) {
 	st := open(t)
 	if err := st.EnsureIndexes(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOutboxOfIsBounded: the read of ready aggregates stops at the entry
+// and byte bounds, always with a prefix of each aggregate's versions.
+func TestOutboxOfIsBounded(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	var es []store.OutboxEntry
+	seq := int64(0)
+	for _, agg := range []string{"b", "a"} {
+		for _, v := range []int64{3, 1, 2} {
+			seq++
+			es = append(es, store.OutboxEntry{ID: fmt.Sprintf("%s%d", agg, v), AggregateID: agg, Version: v, Seq: seq, CreatedAt: time.Now(), Value: "0123456789"})
+		}
+	}
+	if _, err := st.InsertOutbox(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name              string
+		maxEntries, bytes int
+		want              string
+		more              bool
+	}{
+		{"unbounded", 100, 1000, "[a1 a2 a3 b1 b2 b3]", false},
+		{"by count", 4, 1000, "[a1 a2 a3 b1]", true},
+		{"by bytes", 100, 25, "[a1 a2]", true},
+		{"one entry larger than the bound", 100, 5, "[a1]", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, more, err := st.OutboxOf(ctx, []string{"a", "b"}, tc.maxEntries, tc.bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, e := range got {
+				ids = append(ids, e.ID)
+			}
+			if fmt.Sprint(ids) != tc.want || more != tc.more {
+				t.Fatalf("OutboxOf = %v more=%v, want %s more=%v", ids, more, tc.want, tc.more)
+			}
+		})
 	}
 }

@@ -401,16 +401,45 @@ func (s *Server) limitInfo() string {
 	return fmt.Sprintf("api-usage=%d/%d", used, limit)
 }
 
+// removeDotSegments resolves the literal "." and ".." segments of an
+// escaped path, as RFC 3986 section 5.2.4 does; encoded dots stay.
+func removeDotSegments(p string) string {
+	segs := strings.Split(p, "/")
+	out := make([]string, 0, len(segs))
+	for i, sg := range segs {
+		last := i == len(segs)-1
+		switch sg {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, sg)
+		}
+	}
+	return strings.Join(out, "/")
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := s.now()
-	path := r.URL.EscapedPath()
+	// Servers and proxies in front of Salesforce resolve "." and ".."
+	// segments (RFC 3986 5.2.4) before routing, so an unencoded ".." in an
+	// external id climbs out of the record's path; %2E%2E is data.
+	path := removeDotSegments(r.URL.EscapedPath())
 	if strings.HasPrefix(path, "/_sim/") {
 		s.serveSim(rw, r)
 		return
 	}
 	w := &statusWriter{ResponseWriter: rw, s: s, limit: path != "/"}
-	rec := &Call{Time: start, Method: r.Method, Host: r.Host, Path: r.URL.Path}
+	rec := &Call{Time: start, Method: r.Method, Host: r.Host, Path: r.URL.Path, EscapedPath: path}
 	defer func() {
 		rec.Duration = s.now().Sub(start)
 		if rec.Status == 0 {

@@ -682,3 +682,20 @@ func TestClientSecretReplaced(t *testing.T) {
 		t.Fatalf("third secret: %d", st)
 	}
 }
+
+func TestRemoveDotSegments(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/services/data/v66.0/sobjects/Q__c/F__c/..", "/services/data/v66.0/sobjects/Q__c/"},
+		{"/services/data/v66.0/sobjects/Q__c/F__c/.", "/services/data/v66.0/sobjects/Q__c/F__c/"},
+		{"/a/b/../c", "/a/c"},
+		{"/a/./b", "/a/b"},
+		{"/a/%2E%2E/b", "/a/%2E%2E/b"},
+		{"/..", "/"},
+		{"/a/...", "/a/..."},
+	}
+	for _, tt := range tests {
+		if got := removeDotSegments(tt.in); got != tt.want {
+			t.Errorf("removeDotSegments(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -90,7 +90,9 @@ type Call struct {
 	Method   string        `json:"method"`
 	Host     string        `json:"host"`
 	Path     string        `json:"path"`
-	Status   int           `json:"status"`
+	// EscapedPath is the path as routed: escaped, dot segments resolved.
+	EscapedPath string `json:"escaped_path"`
+	Status      int    `json:"status"`
 	// ErrorCode is the first error code of the response, if any.
 	ErrorCode string `json:"error_code,omitempty"`
 	// APICall is true when the call counted against the daily allocation.
