@@ -37,7 +37,7 @@ type ChaosOptions struct {
 	// KillMin and KillMax bound the pause between two SIGKILLs.
 	KillMin, KillMax time.Duration
 	// PauseFor is how long a SIGSTOP lasts before its SIGCONT: longer
-	// than the session timeout (6 s) and the relay's lease TTL (3 s), so
+	// than the session timeout (6 s) and the relay's lease TTL (6 s), so
 	// that the paused process wakes up as a zombie. Three pauses run in
 	// the window, beside the SIGKILLs: the projector, the relay holding
 	// the lease, and a worker with calls in flight (0: no pauses).
@@ -293,7 +293,7 @@ func (c *chaos) run(ctx context.Context) error {
 	}
 
 	setup := c.sims.Setup(Setup{Brokers: []string{c.kLink.Addr()}, MongoURI: "mongodb://" + c.sLink.Addr() + "/", Names: c.names,
-		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 3 * time.Second, ProduceTimeout: time.Second,
+		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 6 * time.Second, ProduceTimeout: time.Second,
 		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: strOr(o.LogLevel, "info"),
 		Delivery: "    max_in_flight: 32\n    min_backoff: 100ms\n    max_backoff: 2s\n    revoke_timeout: 5s\n    takeover_grace: 5s\n    breaker: {consecutive_failures: 5, open_timeout: 2s, half_open_probes: 1}\n"})
 	if _, err := setup.Config(); err != nil {

@@ -117,7 +117,7 @@ func (s Setup) YAML() string {
 		q(s.Names.Events), q(s.Names.EventsDLQ), q(s.Names.Notifications), q(s.Names.DLQPrefix))
 	fmt.Fprintf(&b, "groups:\n  projector: %s\n  worker_prefix: %s\n", q(s.Names.ProjectorGroup), q(s.Names.WorkerPrefix))
 	fmt.Fprintf(&b, "mongo:\n  uri: %s\n  database: %s\n  timeout: %s\n", q(s.MongoURI), q(s.Names.Database), durOr(s.MongoTimeout, 20*time.Second))
-	fmt.Fprintf(&b, "relay:\n  lease_ttl: %s\n  produce_timeout: %s\n", durOr(s.LeaseTTL, 10*time.Second), durOr(s.ProduceTimeout, 3*time.Second))
+	fmt.Fprintf(&b, "relay:\n  lease_ttl: %s\n  produce_timeout: %s\n", durOr(s.LeaseTTL, 10*time.Second), durOr(s.ProduceTimeout, 2*time.Second))
 	timeout := durOr(s.ConnectorTimeout, 30*time.Second)
 	b.WriteString("connectors:\n  logic_apps:\n    type: logicapps\n")
 	if s.LogicAppsURL != "" {
