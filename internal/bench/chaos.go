@@ -574,10 +574,12 @@ func (c *chaos) window(ctx context.Context, st *store.Store) error {
 				pauseNo++
 				continue
 			}
+			// The lease may point at a relay just killed until the standby
+			// takes over (lease_ttl): keep looking for up to 30 s.
 			if r != nil {
 				c.pause(r, why)
 				pauseNo++
-			} else if now.After(pauseAt[pauseNo].Add(10 * time.Second)) {
+			} else if now.After(pauseAt[pauseNo].Add(30 * time.Second)) {
 				c.logf("no %s found to pause", why)
 				pauseNo++
 			}
