@@ -164,7 +164,7 @@ func TestPoisonDeadLetteredOncePerBatch(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
 	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	prod := &fakeProducer{}
-	recs := []*kgo.Record{rec(0, `not json`), rec(1, `{"id":"x","quote_id":"X","version":1}`)}
+	recs := []*kgo.Record{rec(0, `not json`), rec(1, `{"id":"x","event_type":"quote_updated","quote_id":"X","version":1}`)}
 	if err := p.handleWithRetry(context.Background(), prod, recs); err != nil {
 		t.Fatal(err)
 	}
