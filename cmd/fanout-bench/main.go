@@ -151,6 +151,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&d.PauseFor, "pause", d.PauseFor, "length of each SIGSTOP pause (projector, active relay, busy worker); 0: none")
 	fs.Uint64Var(&d.Seed, "seed", d.Seed, "random seed (kills, faults, workload)")
 	fs.BoolVar(&d.Blackholes, "blackholes", d.Blackholes, "also blackhole links (toxiproxy timeout toxic: bytes lost mid-stream, which TCP never does)")
+	fs.BoolVar(&d.Transactional, "transactional", d.Transactional, "run the relays with relay.transactional (the broker fences a zombie leader)")
 	fs.StringVar(&d.LogLevel, "log-level", "info", "log level of the roles (debug logs every skipped stale event)")
 	bin := fs.String("bin", "", "fanout binary (default: build ./cmd/fanout)")
 	keep := fs.Bool("keep", false, "keep the run directory (logs of every role, broker and store)")

@@ -49,6 +49,10 @@ type ChaosOptions struct {
 	// swallowed while connections stay up, then the stream resumes with
 	// data missing, which no TCP network does (off by default; see Link).
 	Blackholes bool
+	// Transactional runs the relays with relay.transactional: the broker
+	// fences a zombie leader's produce besides the workers' lease-token
+	// fence.
+	Transactional bool
 	// LogLevel is the roles' log level (default info; debug logs every
 	// skipped stale event, for diagnosing a lost notification).
 	LogLevel string
@@ -293,7 +297,7 @@ func (c *chaos) run(ctx context.Context) error {
 	}
 
 	setup := c.sims.Setup(Setup{Brokers: []string{c.kLink.Addr()}, MongoURI: "mongodb://" + c.sLink.Addr() + "/", Names: c.names,
-		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 6 * time.Second, ProduceTimeout: time.Second,
+		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 6 * time.Second, ProduceTimeout: time.Second, Transactional: o.Transactional,
 		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: strOr(o.LogLevel, "info"),
 		Delivery: "    max_in_flight: 32\n    min_backoff: 100ms\n    max_backoff: 2s\n    revoke_timeout: 5s\n    takeover_grace: 5s\n    breaker: {consecutive_failures: 5, open_timeout: 2s, half_open_probes: 1}\n"})
 	if _, err := setup.Config(); err != nil {
@@ -961,7 +965,7 @@ func (r *ChaosResult) Ledger() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	o := r.Options
-	p("chaos ledger: %d events over %d aggregates, window %v, seed %d, %v in all\n\n", o.Events, o.Aggregates, o.Duration, o.Seed, r.Elapsed.Round(time.Second))
+	p("chaos ledger: %d events over %d aggregates, window %v, seed %d, relay transactional %t, %v in all\n\n", o.Events, o.Aggregates, o.Duration, o.Seed, o.Transactional, r.Elapsed.Round(time.Second))
 	p("| target | due | delivered | dead-lettered (injected permanent) | missing | duplicates (same id) | order violations | ahead of READ model | checked (read p50 / p99 after arrival) | unverified (store away) | one change, two ids | never due | other dead letters | calls | 5xx from sim | 429 (+Retry-After) | timeouts |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range []string{RouteLogicApps, RouteSalesforce} {

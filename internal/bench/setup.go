@@ -99,9 +99,12 @@ type Setup struct {
 	Delivery string
 	// LeaseTTL and ProduceTimeout tune the relay; zero keeps the defaults.
 	LeaseTTL, ProduceTimeout time.Duration
-	SessionTimeout           time.Duration
-	MongoTimeout             time.Duration
-	LogLevel                 string
+	// Transactional runs the relay's transactional producer (and the
+	// workers read committed).
+	Transactional  bool
+	SessionTimeout time.Duration
+	MongoTimeout   time.Duration
+	LogLevel       string
 }
 
 // YAML renders the configuration file.
@@ -117,7 +120,7 @@ func (s Setup) YAML() string {
 		q(s.Names.Events), q(s.Names.EventsDLQ), q(s.Names.Notifications), q(s.Names.DLQPrefix))
 	fmt.Fprintf(&b, "groups:\n  projector: %s\n  worker_prefix: %s\n", q(s.Names.ProjectorGroup), q(s.Names.WorkerPrefix))
 	fmt.Fprintf(&b, "mongo:\n  uri: %s\n  database: %s\n  timeout: %s\n", q(s.MongoURI), q(s.Names.Database), durOr(s.MongoTimeout, 20*time.Second))
-	fmt.Fprintf(&b, "relay:\n  lease_ttl: %s\n  produce_timeout: %s\n", durOr(s.LeaseTTL, 10*time.Second), durOr(s.ProduceTimeout, 2*time.Second))
+	fmt.Fprintf(&b, "relay:\n  lease_ttl: %s\n  produce_timeout: %s\n  transactional: %t\n", durOr(s.LeaseTTL, 10*time.Second), durOr(s.ProduceTimeout, 2*time.Second), s.Transactional)
 	timeout := durOr(s.ConnectorTimeout, 30*time.Second)
 	b.WriteString("connectors:\n  logic_apps:\n    type: logicapps\n")
 	if s.LogicAppsURL != "" {

@@ -13,7 +13,8 @@ import (
 	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
-// TestChaos is the short form of `make chaos` (about two minutes): every
+// TestChaos is the short form of `make chaos` (about two minutes, run
+// twice: without and with relay.transactional): every
 // role as a child process against a broker and a store of its own behind
 // toxiproxy links, random SIGKILLs, one broker and one store restart, cut
 // and slow links, simulators answering 5xx, 429 and timeouts, and records
@@ -38,22 +39,34 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := bench.ShortChaos()
-	o.Root, o.Bin = root, fanoutBinary(t)
-	lw := &lineLogger{t: t}
-	o.Log = lw
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	res, err := bench.RunChaos(ctx, o)
-	lw.close()
-	if res != nil {
-		t.Logf("\n%s", res.Ledger())
-	}
-	if err != nil {
-		t.Fatalf("chaos run: %v", err)
-	}
-	for _, v := range res.Violations() {
-		t.Error(v)
+	bin := fanoutBinary(t)
+	// Once with the relay's idempotent producer (the workers' lease-token
+	// fence is the only zombie fence, as on Event Hubs) and once with its
+	// transactional producer (the broker fences a zombie leader too).
+	for _, transactional := range []bool{false, true} {
+		name := "idempotent"
+		if transactional {
+			name = "transactional"
+		}
+		t.Run(name, func(t *testing.T) {
+			o := bench.ShortChaos()
+			o.Root, o.Bin, o.Transactional = root, bin, transactional
+			lw := &lineLogger{t: t}
+			o.Log = lw
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
+			res, err := bench.RunChaos(ctx, o)
+			lw.close()
+			if res != nil {
+				t.Logf("\n%s", res.Ledger())
+			}
+			if err != nil {
+				t.Fatalf("chaos run: %v", err)
+			}
+			for _, v := range res.Violations() {
+				t.Error(v)
+			}
+		})
 	}
 }
 
