@@ -1,8 +1,11 @@
 package consumer
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/eventschema"
+	"github.com/fanout-dev/fanout/internal/registry"
 	"github.com/fanout-dev/fanout/internal/strictjson"
 )
 
@@ -71,11 +75,39 @@ type Decoder struct {
 	idPattern *regexp.Regexp
 	types     map[string]struct{}
 	schemas   *eventschema.Set
+	// registry decodes framed values when source.format is registry.
+	registry *registry.Client
 }
 
-// NewDecoder compiles the source configuration's id pattern and schemas.
-func NewDecoder(src config.Source) (*Decoder, error) {
+// DecoderOption configures a Decoder.
+type DecoderOption func(*decoderOptions)
+
+type decoderOptions struct {
+	getenv func(string) string
+}
+
+// DecoderGetenv sets how the decoder reads environment variables
+// (source.registry.password_env); os.Getenv by default.
+func DecoderGetenv(getenv func(string) string) DecoderOption {
+	return func(o *decoderOptions) { o.getenv = getenv }
+}
+
+// NewDecoder compiles the source configuration's id pattern and schemas,
+// and with source.format registry builds the registry client (it does not
+// contact the registry).
+func NewDecoder(src config.Source, opts ...DecoderOption) (*Decoder, error) {
+	o := decoderOptions{getenv: os.Getenv}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	d := &Decoder{src: src}
+	if src.Format == config.FormatRegistry {
+		rc, err := registry.New(src.Registry, o.getenv)
+		if err != nil {
+			return nil, fmt.Errorf("build the schema registry client: %w", err)
+		}
+		d.registry = rc
+	}
 	if src.IDPattern != "" {
 		re, err := regexp.Compile(src.IDPattern)
 		if err != nil {
@@ -117,20 +149,60 @@ func Decode(r *kgo.Record, src config.Source) (*Event, *PoisonError) {
 	return d.Decode(r)
 }
 
-// Decode parses one record. A nil error means the event can be projected;
-// a *PoisonError means it never can. It never alters the data: a value it
-// cannot read exactly as sent is rejected, not repaired.
+// Decode parses one record whose value is JSON, whatever source.format
+// says (DecodeContext follows it). A nil error means the event can be
+// projected; a *PoisonError means it never can. It never alters the data:
+// a value it cannot read exactly as sent is rejected, not repaired.
 func (d *Decoder) Decode(r *kgo.Record) (*Event, *PoisonError) {
-	src := d.src
+	return d.decodeJSON(r, r.Value, nil)
+}
+
+// DecodeContext parses one record as source.format says. Besides an event
+// or a *PoisonError, it may return an error: the schema registry could not
+// be asked (down, refusing, too slow). The record is then neither good nor
+// poison: the caller retries it later, and never dead-letters it for that.
+func (d *Decoder) DecodeContext(ctx context.Context, r *kgo.Record) (*Event, *PoisonError, error) {
+	if d.registry == nil {
+		ev, pe := d.decodeJSON(r, r.Value, nil)
+		return ev, pe, nil
+	}
 	if len(r.Value) == 0 {
+		return nil, poison(ReasonEmptyValue, "record has no value"), nil
+	}
+	if len(r.Value) > d.src.MaxEventBytes {
+		return nil, poison(ReasonTooLarge, "value is %d bytes, over source.max_event_bytes %d", len(r.Value), d.src.MaxEventBytes), nil
+	}
+	dec, err := d.registry.Decode(ctx, r.Value)
+	if err != nil {
+		var re *registry.Error
+		if errors.As(err, &re) {
+			return nil, &PoisonError{Reason: re.Reason, Detail: re.Detail}, nil
+		}
+		return nil, nil, err
+	}
+	// The JSON form of the value then passes every check a JSON event
+	// does, the size bound included (it is what the store and the
+	// notification will hold).
+	ev, pe := d.decodeJSON(r, dec.JSON, dec.Schema)
+	if pe != nil && dec.Schema == nil {
+		pe.Detail = fmt.Sprintf("%s (Avro value of schema id %d, read as JSON)", pe.Detail, dec.SchemaID)
+	}
+	return ev, pe, nil
+}
+
+// decodeJSON parses value, the JSON form of r's value; regSchema, when
+// set, is the registry's JSON Schema the value must satisfy.
+func (d *Decoder) decodeJSON(r *kgo.Record, value []byte, regSchema *eventschema.Schema) (*Event, *PoisonError) {
+	src := d.src
+	if len(value) == 0 {
 		return nil, poison(ReasonEmptyValue, "record has no value")
 	}
-	if len(r.Value) > src.MaxEventBytes {
-		return nil, poison(ReasonTooLarge, "value is %d bytes, over source.max_event_bytes %d", len(r.Value), src.MaxEventBytes)
+	if len(value) > src.MaxEventBytes {
+		return nil, poison(ReasonTooLarge, "value is %d bytes, over source.max_event_bytes %d", len(value), src.MaxEventBytes)
 	}
 	// One strict pass: encoding/json alone would keep the last of two
 	// equal keys and turn bad bytes into U+FFFD.
-	doc, serr := strictjson.Decode(r.Value, src.MaxDepth)
+	doc, serr := strictjson.Decode(value, src.MaxDepth)
 	if serr != nil {
 		switch serr.Kind {
 		case strictjson.InvalidUTF8:
@@ -178,6 +250,11 @@ func (d *Decoder) Decode(r *kgo.Record) (*Event, *PoisonError) {
 			return nil, pe
 		}
 		ev.Version = n
+	}
+	if regSchema != nil {
+		if v := regSchema.Validate(fields); v != nil {
+			return nil, poison(envelope.ReasonSchemaViolation, "registry JSON Schema: %v", v)
+		}
 	}
 	if v := d.schemas.Validate(ev.Type, fields); v != nil {
 		return nil, poison(envelope.ReasonSchemaViolation, "event type %q: %v", ev.Type, v)

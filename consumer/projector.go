@@ -77,6 +77,7 @@ type Projector struct {
 	// (a source configuration that does not compile).
 	dec    *Decoder
 	decErr error
+	getenv func(string) string
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -90,6 +91,10 @@ func WithNotify(f func()) Option { return func(p *Projector) { p.notify = f } }
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(p *Projector) { p.log = l } }
 
+// WithGetenv sets how the projector reads environment variables (the
+// schema registry's password_env); os.Getenv by default.
+func WithGetenv(getenv func(string) string) Option { return func(p *Projector) { p.getenv = getenv } }
+
 // WithKafkaOptions adds franz-go client options (brokers, TLS, SASL).
 func WithKafkaOptions(opts ...kgo.Opt) Option {
 	return func(p *Projector) { p.opts = append(p.opts, opts...) }
@@ -98,10 +103,14 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
-	p.dec, p.decErr = NewDecoder(cfg.Source)
 	for _, o := range opts {
 		o(p)
 	}
+	var dopts []DecoderOption
+	if p.getenv != nil {
+		dopts = append(dopts, DecoderGetenv(p.getenv))
+	}
+	p.dec, p.decErr = NewDecoder(cfg.Source, dopts...)
 	return p
 }
 
@@ -228,13 +237,22 @@ func graceContext(parent context.Context, grace time.Duration) (context.Context,
 	return ctx, func() { stop(); cancel() }
 }
 
-// handleWithRetry projects one batch: it decodes it and dead-letters its
-// poison records once, then retries the store part (and a failed
-// dead-letter produce, alone) with backoff until it succeeds or ctx ends.
-// It never returns before the batch is durable unless it returns an error.
+// handleWithRetry projects one batch: it decodes it (retrying while the
+// schema registry cannot be asked: nothing is dead-lettered for that) and
+// dead-letters its poison records once, then retries the store part (and a
+// failed dead-letter produce, alone) with backoff until it succeeds or ctx
+// ends. It never returns before the batch is durable unless it returns an
+// error.
 func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kgo.Record) error {
 	p.Stats.Batches.Add(1)
-	events, poisons := p.decode(recs)
+	var events []*Event
+	var poisons []*kgo.Record
+	if err := p.retry(ctx, "decode", func() (err error) {
+		events, poisons, err = p.decode(ctx, recs)
+		return err
+	}); err != nil {
+		return err
+	}
 	if err := p.retry(ctx, "dead-letter", func() error { return p.deadLetter(ctx, cl, poisons) }); err != nil {
 		return err
 	}
@@ -283,7 +301,10 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 		return fmt.Errorf("projector: %w", p.decErr)
 	}
 	p.Stats.Batches.Add(1)
-	events, poisons := p.decode(recs)
+	events, poisons, err := p.decode(ctx, recs)
+	if err != nil {
+		return err
+	}
 	if err := p.deadLetter(ctx, prod, poisons); err != nil {
 		return err
 	}
@@ -296,28 +317,34 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 
 // decode splits a batch into events (first occurrence of each id) and the
 // dead-letter records of its poison records. It counts duplicates and
-// poison records, once per batch.
-func (p *Projector) decode(recs []*kgo.Record) ([]*Event, []*kgo.Record) {
+// poison records, once per batch. An error is the schema registry being
+// out of reach: the whole batch is to be decoded again later.
+func (p *Projector) decode(ctx context.Context, recs []*kgo.Record) ([]*Event, []*kgo.Record, error) {
 	var (
 		events  []*Event
 		poisons []*kgo.Record
 		seen    = make(map[string]struct{}, len(recs))
+		dups    int64
 	)
 	for _, r := range recs {
-		ev, pe := p.dec.Decode(r)
+		ev, pe, err := p.dec.DecodeContext(ctx, r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decode the record at partition %d offset %d: %w", r.Partition, r.Offset, err)
+		}
 		if pe != nil {
 			poisons = append(poisons, p.dlqRecord(r, pe))
 			continue
 		}
 		if _, dup := seen[ev.ID]; dup {
-			p.Stats.Duplicate.Add(1)
+			dups++
 			continue
 		}
 		seen[ev.ID] = struct{}{}
 		events = append(events, ev)
 	}
+	p.Stats.Duplicate.Add(dups)
 	p.Stats.Poison.Add(int64(len(poisons)))
-	return events, poisons
+	return events, poisons, nil
 }
 
 // deadLetter produces the poison records' dead letters.

@@ -87,7 +87,8 @@ func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	// Every string and error of a line is redacted: credentials by their
 	// shape (a URL's password), and the configured secrets by value.
 	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv) // a bad password_file fails the role elsewhere, naming the field
-	secrets := redact.New(saslPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))
+	registryPassword, _ := cfg.Source.Registry.ResolvePassword(e.getenv) // likewise
+	secrets := redact.New(saslPassword, registryPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
 	var h slog.Handler
 	if cfg.Log.Format == "text" {
@@ -197,7 +198,7 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...)}
+		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv)}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}

@@ -200,6 +200,60 @@ type Source struct {
 	// Schemas maps an event type to a JSON Schema file its events must
 	// satisfy; a relative path is relative to the configuration file.
 	Schemas map[string]string `yaml:"schemas"`
+	// Format is how record values are encoded: "json" (default) or
+	// "registry" (Confluent schema-registry framing: magic byte 0, a
+	// 4-byte schema id, then an Avro or JSON Schema body, decoded with
+	// the schema the registry at Registry.URL holds for that id).
+	Format string `yaml:"format"`
+	// Registry is the schema registry of source.format registry.
+	Registry Registry `yaml:"registry"`
+}
+
+// Source formats.
+const (
+	FormatJSON     = "json"
+	FormatRegistry = "registry"
+)
+
+// Registry configures the schema registry client (the Confluent REST API,
+// GET /schemas/ids/{id}).
+type Registry struct {
+	// URL is the registry's base URL, e.g. https://sr.example.com (for
+	// Apicurio, its Confluent-compatible path .../apis/ccompat/v7).
+	URL string `yaml:"url"`
+	// Username, with a password from PasswordEnv or PasswordFile, turns
+	// on HTTP basic auth.
+	Username    string `yaml:"username"`
+	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile is a file holding the password (a mounted Kubernetes
+	// Secret); one trailing newline is ignored.
+	PasswordFile string `yaml:"password_file"`
+	// CAFile is a PEM bundle of the CAs that sign the registry's
+	// certificate, when the system pool does not hold them.
+	CAFile string `yaml:"ca_file"`
+	// Timeout bounds one request to the registry.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// ResolvePassword returns the registry password from password_file or
+// password_env (empty when neither is set). Errors name the field, never
+// the password.
+func (r Registry) ResolvePassword(getenv func(string) string) (string, error) {
+	if r.PasswordFile != "" {
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("source.registry.password_file: %w", err)
+		}
+		p := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if p == "" {
+			return "", fmt.Errorf("source.registry.password_file: %s is empty", r.PasswordFile)
+		}
+		return p, nil
+	}
+	if r.PasswordEnv != "" && getenv != nil {
+		return getenv(r.PasswordEnv), nil
+	}
+	return "", nil
 }
 
 // Leniencies that source.lenient accepts.
@@ -496,6 +550,8 @@ func Default() Config {
 			MissingVersion:    "reject",
 			MaxEventBytes:     256 << 10,
 			CloudEventsSource: "/fanout/quotes",
+			Format:            FormatJSON,
+			Registry:          Registry{Timeout: 5 * time.Second},
 			MaxIDBytes:        512,
 			MaxDepth:          64,
 		},

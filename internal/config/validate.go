@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -457,5 +458,46 @@ func (s *Source) validateStrict(e *Errors) {
 	_, errs := eventschema.Compile(s.Schemas)
 	for _, ce := range errs {
 		e.add("source.schemas."+ce.EventType, "%s: %v", "point it at a readable JSON Schema file that compiles (draft 2020-12 unless $schema says otherwise)", ce.Path, ce.Err)
+	}
+	s.validateFormat(e)
+}
+
+// validateFormat checks source.format and, for registry, the registry
+// client's settings.
+func (s *Source) validateFormat(e *Errors) {
+	switch s.Format {
+	case FormatJSON, "":
+		return
+	case FormatRegistry:
+	default:
+		e.add("source.format", "%q is not a known format", "use json (plain JSON values) or registry (schema-registry framed Avro or JSON Schema)", s.Format)
+		return
+	}
+	r := s.Registry
+	u, err := url.Parse(r.URL)
+	switch {
+	case r.URL == "":
+		e.add("source.registry.url", "is empty, but source.format is registry", "set the registry's base URL, e.g. https://schema-registry.example.com:8081")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		e.add("source.registry.url", "%q is not an http(s) URL", "set the registry's base URL, e.g. https://schema-registry.example.com:8081", r.URL)
+	case u.User != nil:
+		e.add("source.registry.url", "holds credentials", "remove them from the URL; set source.registry.username and password_env or password_file")
+	}
+	if r.PasswordEnv != "" && r.PasswordFile != "" {
+		e.add("source.registry.password_env", "is set together with source.registry.password_file", "set only one of them")
+	}
+	if (r.PasswordEnv != "" || r.PasswordFile != "") && r.Username == "" {
+		e.add("source.registry.username", "is empty but a password is set", "set the basic-auth user name, or remove the password")
+	}
+	if r.Username != "" && r.PasswordEnv == "" && r.PasswordFile == "" {
+		e.add("source.registry.password_env", "is empty but source.registry.username is set", "name the environment variable holding the password, or set source.registry.password_file")
+	}
+	if r.CAFile != "" {
+		if _, err := os.Stat(r.CAFile); err != nil {
+			e.add("source.registry.ca_file", "cannot be read: %v", "point it at a PEM file of the CAs that sign the registry's certificate", err)
+		}
+	}
+	if r.Timeout <= 0 || r.Timeout > 5*time.Minute {
+		e.add("source.registry.timeout", "%s is out of range", "use a duration between 1ms and 5m (default 5s)", r.Timeout)
 	}
 }

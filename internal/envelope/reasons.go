@@ -61,4 +61,19 @@ const (
 	// for its type in source.schemas; the detail has the instance path
 	// and the keyword.
 	ReasonSchemaViolation = "schema_violation"
+	// ReasonNotFramed: source.format is registry but the value does not
+	// start with the schema-registry frame (magic byte 0 and a 4-byte
+	// schema id).
+	ReasonNotFramed = "not_framed"
+	// ReasonUnknownSchemaID: the registry answers that it has no schema
+	// of the frame's id (404, error code 40403).
+	ReasonUnknownSchemaID = "unknown_schema_id"
+	// ReasonUndecodableBody: the framed body does not decode with its
+	// schema (truncated, trailing bytes, a bad union index or length, or a
+	// value JSON cannot hold such as NaN).
+	ReasonUndecodableBody = "undecodable_body"
+	// ReasonUnsupportedSchema: the frame's schema is one fanout cannot
+	// decode with: Protobuf, a schema with references, or one that does
+	// not parse.
+	ReasonUnsupportedSchema = "unsupported_schema"
 )

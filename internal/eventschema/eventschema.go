@@ -4,6 +4,7 @@
 package eventschema
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -123,7 +124,44 @@ func (s *Set) Validate(eventType string, event any) *Violation {
 	if !ok {
 		return nil
 	}
-	err := sch.Validate(event)
+	return violation(sch.Validate(event), s.printer)
+}
+
+// Schema is one compiled JSON Schema that came from elsewhere than a
+// file, e.g. a schema registry.
+type Schema struct {
+	sch     *jsonschema.Schema
+	printer *message.Printer
+}
+
+// CompileText compiles a JSON Schema document held in memory; name only
+// identifies it in messages. Its references ($ref) may only point inside
+// the document: nothing is loaded from files or the network.
+func CompileText(name string, text []byte) (*Schema, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.UseLoader(jsonschema.SchemeURLLoader{})
+	url := "mem:///" + name
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, err
+	}
+	sch, err := c.Compile(url)
+	if err != nil {
+		return nil, err
+	}
+	return &Schema{sch: sch, printer: message.NewPrinter(language.English)}, nil
+}
+
+// Validate checks a decoded value (as encoding/json decodes it with
+// UseNumber) against the schema.
+func (s *Schema) Validate(v any) *Violation {
+	return violation(s.sch.Validate(v), s.printer)
+}
+
+func violation(err error, printer *message.Printer) *Violation {
 	if err == nil {
 		return nil
 	}
@@ -141,7 +179,7 @@ func (s *Set) Validate(eventType string, event any) *Violation {
 		ptr += "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(tok)
 	}
 	kw := strings.Join(ve.ErrorKind.KeywordPath(), "/")
-	msg := ve.ErrorKind.LocalizedString(s.printer)
+	msg := ve.ErrorKind.LocalizedString(printer)
 	schemaPath := ""
 	if i := strings.IndexByte(ve.SchemaURL, '#'); i >= 0 {
 		schemaPath = ve.SchemaURL[i+1:]

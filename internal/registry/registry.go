@@ -1,0 +1,358 @@
+// Package registry reads source record values framed for a schema
+// registry (the Confluent wire format: magic byte 0, a 4-byte big-endian
+// schema id, then the body) and turns them into JSON, so that they go
+// through the same strict checks as plain JSON events.
+//
+// Schemas are fetched with GET /schemas/ids/{id} of the Confluent REST
+// API and cached by id for the life of the process (an id's schema never
+// changes). Avro bodies are decoded with hamba/avro; JSON Schema bodies
+// are JSON, validated against the registry's schema. Protobuf is not
+// supported: such records are dead-lettered as unsupported_schema.
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net/http"
+	"os"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/eventschema"
+)
+
+// Error is a value that can never be decoded: the caller dead-letters it
+// with Reason (a constant of internal/envelope).
+type Error struct {
+	Reason string
+	Detail string
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Detail }
+
+func permanent(reason, format string, args ...any) *Error {
+	return &Error{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Decoded is a framed value turned into JSON.
+type Decoded struct {
+	// SchemaID is the registry id from the frame.
+	SchemaID int
+	// JSON is the body as JSON: an Avro value converted, or a JSON Schema
+	// body as sent.
+	JSON []byte
+	// Schema, for a JSON Schema body, is its registry schema: the caller
+	// validates the strictly decoded body against it.
+	Schema *eventschema.Schema
+}
+
+// schema is one registry schema, ready to decode with.
+type schema struct {
+	avro avro.Schema
+	json *eventschema.Schema
+	// unsupported, when set, is why records of this id are dead-lettered.
+	unsupported string
+}
+
+// Client decodes framed values with a registry's schemas. It is safe for
+// concurrent use.
+type Client struct {
+	cl      *sr.Client
+	avroCfg avro.API
+
+	mu    sync.Mutex
+	cache map[int]*schema
+}
+
+// New returns a client for the registry of cfg; getenv reads
+// password_env. It does not contact the registry.
+func New(cfg config.Registry, getenv func(string) string) (*Client, error) {
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	opts := []sr.ClientOpt{
+		sr.URLs(cfg.URL),
+		sr.HTTPClient(&http.Client{Timeout: timeout}),
+		sr.UserAgent("fanout"),
+	}
+	if cfg.Username != "" {
+		pass, err := cfg.ResolvePassword(getenv)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, sr.BasicAuth(cfg.Username, pass))
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("source.registry.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("source.registry.ca_file: %s holds no PEM certificate", cfg.CAFile)
+		}
+		opts = append(opts, sr.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("source.registry: %w", err)
+	}
+	// The body's size is bounded by source.max_event_bytes before it
+	// gets here; these bound what one length prefix may ask for.
+	api := avro.Config{MaxByteSliceSize: 16 << 20, MaxSliceAllocSize: 1 << 20}.Freeze()
+	return &Client{cl: cl, avroCfg: api, cache: make(map[int]*schema)}, nil
+}
+
+// Decode reads one framed value. An *Error means it can never be decoded
+// (dead-letter it); any other error is the registry being unreachable or
+// failing, and the same value may decode later (retry it).
+func (c *Client) Decode(ctx context.Context, value []byte) (*Decoded, error) {
+	id, body, err := (&sr.ConfluentHeader{}).DecodeID(value)
+	if err != nil {
+		return nil, permanent(envelope.ReasonNotFramed, "value does not start with the schema-registry frame (magic byte 0 and a 4-byte schema id)")
+	}
+	s, err := c.schema(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case s.unsupported != "":
+		return nil, permanent(envelope.ReasonUnsupportedSchema, "schema id %d: %s", id, s.unsupported)
+	case s.json != nil:
+		return &Decoded{SchemaID: id, JSON: body, Schema: s.json}, nil
+	}
+	v, err := c.decodeAvro(s.avro, body)
+	if err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			return nil, permanent(pe.Reason, "schema id %d: %v", id, err)
+		}
+		return nil, permanent(envelope.ReasonUndecodableBody, "schema id %d: %v", id, err)
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, permanent(envelope.ReasonUndecodableBody, "schema id %d: re-encode as JSON: %v", id, err)
+	}
+	return &Decoded{SchemaID: id, JSON: j}, nil
+}
+
+// schema returns the schema of id, from the cache or the registry. Only
+// schemas are cached, never a miss: a registry that did not know an id a
+// moment ago (a replica behind) may know it now.
+func (c *Client) schema(ctx context.Context, id int) (*schema, error) {
+	c.mu.Lock()
+	s, ok := c.cache[id]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	got, err := c.cl.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		// Only the registry's own "schema not found" is final: a 404
+		// without it is a wrong URL (every record would be lost to the
+		// DLQ), so it is retried like an outage.
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound && re.ErrorCode == sr.ErrSchemaNotFound.Code {
+			return nil, permanent(envelope.ReasonUnknownSchemaID, "schema id %d: the registry has no such schema (%d %s)", id, re.ErrorCode, re.Message)
+		}
+		return nil, fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
+	}
+	s = compile(id, got)
+	c.mu.Lock()
+	c.cache[id] = s
+	c.mu.Unlock()
+	return s, nil
+}
+
+func compile(id int, got sr.Schema) *schema {
+	if len(got.References) > 0 {
+		return &schema{unsupported: fmt.Sprintf("it references %d other schemas, which fanout does not resolve", len(got.References))}
+	}
+	switch got.Type {
+	case sr.TypeAvro:
+		a, err := avro.ParseWithCache(got.Schema, "", &avro.SchemaCache{})
+		if err != nil {
+			return &schema{unsupported: fmt.Sprintf("Avro schema does not parse: %v", err)}
+		}
+		return &schema{avro: a}
+	case sr.TypeJSON:
+		j, err := eventschema.CompileText("registry/schemas/ids/"+strconv.Itoa(id), []byte(got.Schema))
+		if err != nil {
+			return &schema{unsupported: fmt.Sprintf("JSON Schema does not compile: %v", err)}
+		}
+		return &schema{json: j}
+	default:
+		return &schema{unsupported: fmt.Sprintf("schema type %s is not supported (Avro and JSON Schema are)", got.Type)}
+	}
+}
+
+// decodeAvro decodes exactly one value of s from body: a truncated body
+// and trailing bytes are both errors.
+func (c *Client) decodeAvro(s avro.Schema, body []byte) (v any, err error) {
+	r := avro.NewReader(nil, 0, avro.WithReaderConfig(c.avroCfg))
+	r.Reset(body)
+	raw := r.ReadNext(s)
+	if r.Error != nil {
+		return nil, r.Error
+	}
+	r.Peek()
+	switch {
+	case r.Error == nil:
+		return nil, errors.New("trailing bytes after the value")
+	case !errors.Is(r.Error, io.EOF):
+		return nil, r.Error
+	}
+	return toJSON(s, raw)
+}
+
+// toJSON converts a value hamba/avro decoded generically into one
+// encoding/json writes without loss, following the schema. A union of
+// null and one type becomes the value or null; any other union keeps
+// Avro's JSON form {"branch": value}.
+func toJSON(s avro.Schema, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return toJSON(s.Schema(), v)
+	case *avro.RecordSchema:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("record %s decoded as %T", s.FullName(), v)
+		}
+		out := make(map[string]any, len(m))
+		for _, f := range s.Fields() {
+			fv, err := toJSON(f.Type(), m[f.Name()])
+			if err != nil {
+				return nil, fmt.Errorf("field %s: %w", f.Name(), err)
+			}
+			out[f.Name()] = fv
+		}
+		return out, nil
+	case *avro.ArraySchema:
+		a, ok := v.([]any)
+		if !ok {
+			return nil, fmt.Errorf("array decoded as %T", v)
+		}
+		out := make([]any, len(a))
+		for i, e := range a {
+			ev, err := toJSON(s.Items(), e)
+			if err != nil {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+			out[i] = ev
+		}
+		return out, nil
+	case *avro.MapSchema:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("map decoded as %T", v)
+		}
+		out := make(map[string]any, len(m))
+		for k, e := range m {
+			if !utf8.ValidString(k) {
+				return nil, &Error{Reason: envelope.ReasonInvalidUTF8, Detail: "a map key is not UTF-8"}
+			}
+			ev, err := toJSON(s.Values(), e)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: %w", k, err)
+			}
+			out[k] = ev
+		}
+		return out, nil
+	case *avro.UnionSchema:
+		m, ok := v.(map[string]any)
+		if !ok || len(m) != 1 {
+			return nil, fmt.Errorf("union decoded as %T", v)
+		}
+		for name, bv := range m {
+			branch, _ := s.Types().Get(name)
+			if branch == nil {
+				return nil, fmt.Errorf("union branch %q is not in the schema", name)
+			}
+			out, err := toJSON(branch, bv)
+			if err != nil {
+				return nil, err
+			}
+			if s.Nullable() {
+				return out, nil
+			}
+			return map[string]any{name: out}, nil
+		}
+	}
+	return scalar(v)
+}
+
+func scalar(v any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		if !utf8.ValidString(x) {
+			return nil, &Error{Reason: envelope.ReasonInvalidUTF8, Detail: "a string is not UTF-8"}
+		}
+		return x, nil
+	case float32:
+		return finite(float64(x))
+	case float64:
+		return finite(x)
+	case []byte:
+		return base64.StdEncoding.EncodeToString(x), nil
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano), nil
+	case time.Duration:
+		return x.String(), nil
+	case *big.Rat:
+		if x.IsInt() {
+			return json.Number(x.Num().String()), nil
+		}
+		// A decimal's scale makes it exact in base 10: print every digit.
+		prec, exact := x.FloatPrec()
+		if !exact {
+			return nil, fmt.Errorf("decimal %s has no finite decimal form", x.String())
+		}
+		return json.Number(x.FloatString(prec)), nil
+	case bool, int, int32, int64, nil:
+		return x, nil
+	default:
+		// fixed decodes as a byte array of its size.
+		if b, ok := fixedBytes(v); ok {
+			return base64.StdEncoding.EncodeToString(b), nil
+		}
+		return nil, fmt.Errorf("unexpected decoded type %T", v)
+	}
+}
+
+// fixedBytes reads the [N]byte hamba/avro decodes a fixed into.
+func fixedBytes(v any) ([]byte, bool) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Array || rv.Type().Elem().Kind() != reflect.Uint8 {
+		return nil, false
+	}
+	b := make([]byte, rv.Len())
+	reflect.Copy(reflect.ValueOf(b), rv)
+	return b, true
+}
+
+func finite(f float64) (any, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("%v has no JSON form", f)
+	}
+	return f, nil
+}
