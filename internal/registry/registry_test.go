@@ -1,0 +1,257 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/registry"
+	"github.com/fanout-dev/fanout/internal/registry/registrytest"
+)
+
+func client(t *testing.T, fake *registrytest.Registry) *registry.Client {
+	t.Helper()
+	cfg := config.Registry{URL: fake.URL, Timeout: 2 * time.Second}
+	if fake.User != "" {
+		cfg.Username = fake.User
+		cfg.PasswordEnv = "TEST_REGISTRY_PASSWORD"
+	}
+	c, err := registry.New(cfg, func(k string) string {
+		if k == "TEST_REGISTRY_PASSWORD" {
+			return fake.Password
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func avroEvent(t *testing.T, amount any) []byte {
+	t.Helper()
+	s := avro.MustParse(string(registrytest.Schema(t, registrytest.AvroQuoteEvent)))
+	body, err := avro.Marshal(s, map[string]any{
+		"id": "e-1", "event_type": "quote_updated", "quote_id": "Q/1 ü", "version": int64(3),
+		"timestamp": time.Date(2026, 11, 30, 9, 15, 0, 123e6, time.UTC),
+		"amount":    amount,
+		"currency":  "INR",
+		"lines":     []any{map[string]any{"sku": "A-1", "qty": 2}},
+		"tags":      map[string]any{"channel": "web"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// TestDecodeAvro: a framed Avro record becomes the JSON a producer of
+// plain JSON events would have sent: logical timestamps as RFC 3339, a
+// nullable union as its value, enums as their symbol.
+func TestDecodeAvro(t *testing.T) {
+	fake := registrytest.Start(t, "fanout", "s3cret-registry")
+	c := client(t, fake)
+	ctx := context.Background()
+	for i, amount := range []any{map[string]any{"double": 12.5}, nil} {
+		got, err := c.Decode(ctx, registrytest.Frame(registrytest.AvroQuoteEvent, avroEvent(t, amount)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SchemaID != registrytest.AvroQuoteEvent || got.Schema != nil {
+			t.Fatalf("schema id %d, json schema %v", got.SchemaID, got.Schema)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(got.JSON, &m); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{
+			"id": "e-1", "event_type": "quote_updated", "quote_id": "Q/1 ü", "version": 3.0,
+			"timestamp": "2026-11-30T09:15:00.123Z", "currency": "INR",
+			"lines": []any{map[string]any{"sku": "A-1", "qty": 2.0}},
+			"tags":  map[string]any{"channel": "web"},
+		}
+		if i == 0 {
+			want["amount"] = 12.5
+		} else {
+			want["amount"] = nil
+		}
+		gotJSON, _ := json.Marshal(m)
+		wantJSON, _ := json.Marshal(want)
+		if string(gotJSON) != string(wantJSON) {
+			t.Errorf("decoded\n%s\nwant\n%s", gotJSON, wantJSON)
+		}
+	}
+	// Cached by id: two records, one request.
+	if n := fake.Requests("/schemas/ids/1"); n != 1 {
+		t.Errorf("%d registry requests for schema 1, want 1 (cached by id)", n)
+	}
+}
+
+// TestDecodeJSONSchema: a JSON Schema body is passed on as sent, with the
+// registry's schema to validate it against.
+func TestDecodeJSONSchema(t *testing.T) {
+	fake := registrytest.Start(t, "", "")
+	c := client(t, fake)
+	body := `{"id":"e-2","event_type":"quote_created","quote_id":"Q2","version":1,"amount":-1}`
+	got, err := c.Decode(context.Background(), registrytest.Frame(registrytest.JSONQuoteEvent, []byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.JSON) != body || got.Schema == nil {
+		t.Fatalf("got %s, schema %v", got.JSON, got.Schema)
+	}
+	v := got.Schema.Validate(map[string]any{"id": "e-2", "event_type": "x", "quote_id": "Q2", "version": json.Number("1"), "amount": json.Number("-1")})
+	if v == nil || v.InstancePath != "/amount" || v.Keyword != "minimum" {
+		t.Fatalf("violation %v, want /amount minimum", v)
+	}
+}
+
+// TestPermanentErrors: what can never decode is an *Error with a reason
+// to dead-letter under.
+func TestPermanentErrors(t *testing.T) {
+	fake := registrytest.Start(t, "", "")
+	c := client(t, fake)
+	good := avroEvent(t, nil)
+	nan, err := avro.Marshal(avro.MustParse(string(registrytest.Schema(t, registrytest.AvroQuoteEvent))), map[string]any{
+		"id": "e", "event_type": "t", "quote_id": "q", "version": int64(1), "timestamp": time.Unix(0, 0),
+		"amount": map[string]any{"double": math.NaN()}, "currency": "EUR", "lines": []any{}, "tags": map[string]any{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	badUnion := append([]byte(nil), good...)
+	cases := []struct {
+		name   string
+		value  []byte
+		reason string
+	}{
+		{"plain JSON", []byte(`{"id":"x"}`), envelope.ReasonNotFramed},
+		{"short", []byte{0, 0, 0}, envelope.ReasonNotFramed},
+		{"unknown id", registrytest.Frame(99, good), envelope.ReasonUnknownSchemaID},
+		{"truncated", registrytest.Frame(1, good[:len(good)-3]), envelope.ReasonUndecodableBody},
+		{"trailing bytes", registrytest.Frame(1, append(append([]byte(nil), good...), 0, 0)), envelope.ReasonUndecodableBody},
+		{"garbage", registrytest.Frame(1, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), envelope.ReasonUndecodableBody},
+		{"NaN", registrytest.Frame(1, nan), envelope.ReasonUndecodableBody},
+		{"bad union index", registrytest.Frame(1, corruptUnion(t, badUnion)), envelope.ReasonUndecodableBody},
+		{"protobuf", registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0x0a, 0x01, 'x'}), envelope.ReasonUnsupportedSchema},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Decode(context.Background(), tc.value)
+			var re *registry.Error
+			if !errors.As(err, &re) {
+				t.Fatalf("error %v (%T), want a *registry.Error", err, err)
+			}
+			if re.Reason != tc.reason {
+				t.Fatalf("reason %s (%s), want %s", re.Reason, re.Detail, tc.reason)
+			}
+		})
+	}
+}
+
+// corruptUnion sets the union index of "amount" (null) to 7: the first
+// fields are strings and longs, so find it after the timestamp.
+func corruptUnion(t *testing.T, b []byte) []byte {
+	t.Helper()
+	// id, event_type, quote_id: zig-zag length then bytes; version and
+	// timestamp: varints. Then the union index.
+	i := 0
+	for range 3 {
+		n, w := varint(b[i:])
+		i += w + int(n)
+	}
+	for range 2 {
+		_, w := varint(b[i:])
+		i += w
+	}
+	if b[i] != 0 {
+		t.Fatalf("byte %d is %d, not the null union index", i, b[i])
+	}
+	b[i] = 14 // zig-zag 7
+	return b
+}
+
+func varint(b []byte) (int64, int) {
+	var u uint64
+	var s uint
+	for i, c := range b {
+		u |= uint64(c&0x7f) << s
+		if c < 0x80 {
+			return int64(u>>1) ^ -int64(u&1), i + 1
+		}
+		s += 7
+	}
+	return 0, len(b)
+}
+
+// TestOutagesAreNotPermanent: 5xx, refused connections and a wrong URL
+// are errors to retry, never an *Error; after the outage the same value
+// decodes.
+func TestOutagesAreNotPermanent(t *testing.T) {
+	fake := registrytest.Start(t, "", "")
+	c := client(t, fake)
+	value := registrytest.Frame(1, avroEvent(t, nil))
+	fake.FailNext(2, http.StatusServiceUnavailable)
+	for range 2 {
+		_, err := c.Decode(context.Background(), value)
+		var re *registry.Error
+		if err == nil || errors.As(err, &re) {
+			t.Fatalf("during a 503: %v, want a transient error", err)
+		}
+	}
+	if _, err := c.Decode(context.Background(), value); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+
+	// A 404 without the registry's 40403 (a wrong base URL) is not
+	// "unknown schema": every record would be lost to the DLQ.
+	wrong, err := registry.New(config.Registry{URL: fake.URL + "/not-the-registry-path", Timeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wrong.Decode(context.Background(), value); err == nil || errors.As(err, new(*registry.Error)) {
+		t.Fatalf("wrong URL: %v, want a transient error", err)
+	}
+
+	down, err := registry.New(config.Registry{URL: "http://127.0.0.1:1", Timeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := down.Decode(context.Background(), value); err == nil || errors.As(err, new(*registry.Error)) {
+		t.Fatalf("connection refused: %v, want a transient error", err)
+	}
+}
+
+// TestBasicAuth: the client sends the configured credentials; wrong ones
+// are refused by the registry, which is retried (not dead-lettered), and
+// the password never shows in the error.
+func TestBasicAuth(t *testing.T) {
+	fake := registrytest.Start(t, "fanout", "s3cret-registry")
+	value := registrytest.Frame(1, avroEvent(t, nil))
+	if _, err := client(t, fake).Decode(context.Background(), value); err != nil {
+		t.Fatal(err)
+	}
+	if fake.BadAuth() != 0 {
+		t.Fatalf("%d requests refused with the right credentials", fake.BadAuth())
+	}
+	wrong, err := registry.New(config.Registry{URL: fake.URL, Username: "fanout", PasswordEnv: "P", Timeout: time.Second}, func(string) string { return "wrong-password" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wrong.Decode(context.Background(), value)
+	if err == nil || errors.As(err, new(*registry.Error)) {
+		t.Fatalf("wrong password: %v, want a transient error", err)
+	}
+	if strings.Contains(err.Error(), "wrong-password") || fake.BadAuth() != 1 {
+		t.Fatalf("error %q, refused %d", err, fake.BadAuth())
+	}
+}
