@@ -64,6 +64,15 @@ routing:
 		{"empty ce_source", "source: {cloudevents_source: ''}\n", nil, "source.cloudevents_source", "URI-reference"},
 		{"schema for undeclared type", "source: {event_types: [a], schemas: {b: x.json}}\n", nil, "source.schemas.b", "source.event_types"},
 		{"missing schema file", "source: {schemas: {quote_created: nowhere.json}}\n", nil, "source.schemas.quote_created", "JSON Schema"},
+		{"unknown format", "source: {format: avro}\n", nil, "source.format", "registry"},
+		{"registry without url", "source: {format: registry}\n", nil, "source.registry.url", "base URL"},
+		{"registry url not http", "source: {format: registry, registry: {url: 'sr:8081'}}\n", nil, "source.registry.url", "http(s)"},
+		{"registry url with credentials", "source: {format: registry, registry: {url: 'https://u:p@sr:8081'}}\n", nil, "source.registry.url", "password_env"},
+		{"registry user without password", "source: {format: registry, registry: {url: 'https://sr:8081', username: u}}\n", nil, "source.registry.password_env", "password_file"},
+		{"registry password without user", "source: {format: registry, registry: {url: 'https://sr:8081', password_env: P}}\n", nil, "source.registry.username", "basic-auth"},
+		{"registry two passwords", "source: {format: registry, registry: {url: 'https://sr:8081', username: u, password_env: P, password_file: /p}}\n", nil, "source.registry.password_env", "only one"},
+		{"registry ca missing", "source: {format: registry, registry: {url: 'https://sr:8081', ca_file: /nowhere/ca.pem}}\n", nil, "source.registry.ca_file", "PEM"},
+		{"registry timeout", "source: {format: registry, registry: {url: 'https://sr:8081', timeout: 0s}}\n", nil, "source.registry.timeout", "5s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
