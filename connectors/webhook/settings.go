@@ -34,6 +34,10 @@ const (
 const (
 	DefaultMethod      = http.MethodPost
 	DefaultContentType = "application/json"
+	// Formats of the request.
+	FormatPlain                 = "plain"
+	FormatCloudEventsStructured = "cloudevents-structured"
+	FormatCloudEventsBinary     = "cloudevents-binary"
 	DefaultTimeout     = 30 * time.Second
 )
 
@@ -60,6 +64,13 @@ type Settings struct {
 	// application/json). A JSON content type makes the connector check
 	// that the rendered body is valid JSON.
 	ContentType string `yaml:"content_type"`
+	// Format is how the notification goes out: plain (default: the body
+	// as is, or as body_template renders it), cloudevents-structured (a
+	// CloudEvent 1.0 in the JSON event format, Content-Type
+	// application/cloudevents+json, with the body as its data) or
+	// cloudevents-binary (the body as sent in plain, the event's
+	// attributes in ce-* headers). See docs/delivery.md.
+	Format string `yaml:"format"`
 	// Auth is none (default), basic, bearer or oauth2 (client
 	// credentials), either as that word with the settings below at the top
 	// level, or as a mapping: auth: {type: bearer, token_env: API_TOKEN}.
@@ -431,6 +442,7 @@ type resolved struct {
 	tmpl       *template.Template
 	ctype      string
 	jsonBody   bool
+	format     string
 	auth       string
 	username   string        // basic
 	authSecret *secret.Value // basic password or bearer token
@@ -525,6 +537,14 @@ func resolve(name string, s Settings, log *slog.Logger, store *secret.Store) (*r
 	}
 	ct := strings.ToLower(r.ctype)
 	r.jsonBody = strings.HasPrefix(ct, "application/json") || strings.Contains(ct, "+json")
+	r.format = strings.TrimSpace(s.Format)
+	switch r.format {
+	case "":
+		r.format = FormatPlain
+	case FormatPlain, FormatCloudEventsStructured, FormatCloudEventsBinary:
+	default:
+		return nil, fmt.Errorf("format %q: want plain, cloudevents-structured or cloudevents-binary", s.Format)
+	}
 	if s.BodyTemplate != "" {
 		if r.tmpl, err = parseTemplate(s.BodyTemplate); err != nil {
 			return nil, err
@@ -542,6 +562,9 @@ func resolve(name string, s Settings, log *slog.Logger, store *secret.Store) (*r
 		ck := http.CanonicalHeaderKey(strings.TrimSpace(k))
 		if ck == "" {
 			return nil, errors.New("headers: empty header name")
+		}
+		if r.format != FormatPlain && strings.HasPrefix(ck, "Ce-") {
+			return nil, fmt.Errorf("headers: %s: ce-* headers are the CloudEvents attributes in format %s; remove it", ck, r.format)
 		}
 		if reserved(ck) {
 			return nil, fmt.Errorf("headers: %s is set by the connector and cannot be configured (use content_type for Content-Type)", ck)

@@ -197,6 +197,19 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 	}
 	h := c.cfg.headers.Clone()
 	h.Set("Content-Type", c.cfg.ctype)
+	switch c.cfg.format {
+	case FormatCloudEventsStructured:
+		ce, err := structured(n, c.cfg.ctype, c.cfg.jsonBody, body)
+		if err != nil {
+			return c.fail(n, &connectors.Error{Class: connectors.Permanent, Code: "InvalidCloudEvent", Message: err.Error()})
+		}
+		body = ce
+		h.Set("Content-Type", ceStructuredType)
+	case FormatCloudEventsBinary:
+		if err := binaryHeaders(h, n, c.cfg.ctype); err != nil {
+			return c.fail(n, &connectors.Error{Class: connectors.Permanent, Code: "InvalidCloudEvent", Message: err.Error()})
+		}
+	}
 	h.Set("webhook-id", n.ID)
 	if n.TraceParent != "" {
 		h.Set("traceparent", n.TraceParent)
