@@ -87,7 +87,8 @@ func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	// Every string and error of a line is redacted: credentials by their
 	// shape (a URL's password), and the configured secrets by value.
 	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv) // a bad password_file fails the role elsewhere, naming the field
-	registryPassword, _ := cfg.Source.Registry.ResolvePassword(e.getenv) // likewise
+	// Likewise for the schema registry's password (source.registry).
+	registryPassword, _ := cfg.Source.Registry.ResolvePassword(e.getenv)
 	secrets := redact.New(saslPassword, registryPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
 	var h slog.Handler

@@ -34,11 +34,14 @@ const (
 const (
 	DefaultMethod      = http.MethodPost
 	DefaultContentType = "application/json"
-	// Formats of the request.
+	DefaultTimeout     = 30 * time.Second
+)
+
+// Formats of the request (settings.format).
+const (
 	FormatPlain                 = "plain"
 	FormatCloudEventsStructured = "cloudevents-structured"
 	FormatCloudEventsBinary     = "cloudevents-binary"
-	DefaultTimeout     = 30 * time.Second
 )
 
 // Settings are the webhook connector's settings, decoded from the
