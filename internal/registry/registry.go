@@ -5,7 +5,8 @@
 //
 // Schemas are fetched with GET /schemas/ids/{id} of the Confluent REST
 // API and cached by id for the life of the process (an id's schema never
-// changes). Avro bodies are decoded with hamba/avro; JSON Schema bodies
+// changes). Avro schemas are parsed with hamba/avro and bodies decoded by a
+// bounded decoder of this package (avro.go); JSON Schema bodies
 // are JSON, validated against the registry's schema. Protobuf is not
 // supported: such records are dead-lettered as unsupported_schema.
 package registry
@@ -14,20 +15,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"math/big"
 	"net/http"
 	"os"
-	"reflect"
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -73,8 +68,7 @@ type schema struct {
 // Client decodes framed values with a registry's schemas. It is safe for
 // concurrent use.
 type Client struct {
-	cl      *sr.Client
-	avroCfg avro.API
+	cl *sr.Client
 
 	mu    sync.Mutex
 	cache map[int]*schema
@@ -114,10 +108,7 @@ func New(cfg config.Registry, getenv func(string) string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source.registry: %w", err)
 	}
-	// The body's size is bounded by source.max_event_bytes before it
-	// gets here; these bound what one length prefix may ask for.
-	api := avro.Config{MaxByteSliceSize: 16 << 20, MaxSliceAllocSize: 1 << 20}.Freeze()
-	return &Client{cl: cl, avroCfg: api, cache: make(map[int]*schema)}, nil
+	return &Client{cl: cl, cache: make(map[int]*schema)}, nil
 }
 
 // Decode reads one framed value. An *Error means it can never be decoded
@@ -138,7 +129,7 @@ func (c *Client) Decode(ctx context.Context, value []byte) (*Decoded, error) {
 	case s.json != nil:
 		return &Decoded{SchemaID: id, JSON: body, Schema: s.json}, nil
 	}
-	v, err := c.decodeAvro(s.avro, body)
+	v, err := decodeAvro(s.avro, body)
 	if err != nil {
 		var pe *Error
 		if errors.As(err, &pe) {
@@ -201,158 +192,4 @@ func compile(id int, got sr.Schema) *schema {
 	default:
 		return &schema{unsupported: fmt.Sprintf("schema type %s is not supported (Avro and JSON Schema are)", got.Type)}
 	}
-}
-
-// decodeAvro decodes exactly one value of s from body: a truncated body
-// and trailing bytes are both errors.
-func (c *Client) decodeAvro(s avro.Schema, body []byte) (v any, err error) {
-	r := avro.NewReader(nil, 0, avro.WithReaderConfig(c.avroCfg))
-	r.Reset(body)
-	raw := r.ReadNext(s)
-	if r.Error != nil {
-		return nil, r.Error
-	}
-	r.Peek()
-	switch {
-	case r.Error == nil:
-		return nil, errors.New("trailing bytes after the value")
-	case !errors.Is(r.Error, io.EOF):
-		return nil, r.Error
-	}
-	return toJSON(s, raw)
-}
-
-// toJSON converts a value hamba/avro decoded generically into one
-// encoding/json writes without loss, following the schema. A union of
-// null and one type becomes the value or null; any other union keeps
-// Avro's JSON form {"branch": value}.
-func toJSON(s avro.Schema, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	switch s := s.(type) {
-	case *avro.RefSchema:
-		return toJSON(s.Schema(), v)
-	case *avro.RecordSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("record %s decoded as %T", s.FullName(), v)
-		}
-		out := make(map[string]any, len(m))
-		for _, f := range s.Fields() {
-			fv, err := toJSON(f.Type(), m[f.Name()])
-			if err != nil {
-				return nil, fmt.Errorf("field %s: %w", f.Name(), err)
-			}
-			out[f.Name()] = fv
-		}
-		return out, nil
-	case *avro.ArraySchema:
-		a, ok := v.([]any)
-		if !ok {
-			return nil, fmt.Errorf("array decoded as %T", v)
-		}
-		out := make([]any, len(a))
-		for i, e := range a {
-			ev, err := toJSON(s.Items(), e)
-			if err != nil {
-				return nil, fmt.Errorf("item %d: %w", i, err)
-			}
-			out[i] = ev
-		}
-		return out, nil
-	case *avro.MapSchema:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("map decoded as %T", v)
-		}
-		out := make(map[string]any, len(m))
-		for k, e := range m {
-			if !utf8.ValidString(k) {
-				return nil, &Error{Reason: envelope.ReasonInvalidUTF8, Detail: "a map key is not UTF-8"}
-			}
-			ev, err := toJSON(s.Values(), e)
-			if err != nil {
-				return nil, fmt.Errorf("key %q: %w", k, err)
-			}
-			out[k] = ev
-		}
-		return out, nil
-	case *avro.UnionSchema:
-		m, ok := v.(map[string]any)
-		if !ok || len(m) != 1 {
-			return nil, fmt.Errorf("union decoded as %T", v)
-		}
-		for name, bv := range m {
-			branch, _ := s.Types().Get(name)
-			if branch == nil {
-				return nil, fmt.Errorf("union branch %q is not in the schema", name)
-			}
-			out, err := toJSON(branch, bv)
-			if err != nil {
-				return nil, err
-			}
-			if s.Nullable() {
-				return out, nil
-			}
-			return map[string]any{name: out}, nil
-		}
-	}
-	return scalar(v)
-}
-
-func scalar(v any) (any, error) {
-	switch x := v.(type) {
-	case string:
-		if !utf8.ValidString(x) {
-			return nil, &Error{Reason: envelope.ReasonInvalidUTF8, Detail: "a string is not UTF-8"}
-		}
-		return x, nil
-	case float32:
-		return finite(float64(x))
-	case float64:
-		return finite(x)
-	case []byte:
-		return base64.StdEncoding.EncodeToString(x), nil
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano), nil
-	case time.Duration:
-		return x.String(), nil
-	case *big.Rat:
-		if x.IsInt() {
-			return json.Number(x.Num().String()), nil
-		}
-		// A decimal's scale makes it exact in base 10: print every digit.
-		prec, exact := x.FloatPrec()
-		if !exact {
-			return nil, fmt.Errorf("decimal %s has no finite decimal form", x.String())
-		}
-		return json.Number(x.FloatString(prec)), nil
-	case bool, int, int32, int64, nil:
-		return x, nil
-	default:
-		// fixed decodes as a byte array of its size.
-		if b, ok := fixedBytes(v); ok {
-			return base64.StdEncoding.EncodeToString(b), nil
-		}
-		return nil, fmt.Errorf("unexpected decoded type %T", v)
-	}
-}
-
-// fixedBytes reads the [N]byte hamba/avro decodes a fixed into.
-func fixedBytes(v any) ([]byte, bool) {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Array || rv.Type().Elem().Kind() != reflect.Uint8 {
-		return nil, false
-	}
-	b := make([]byte, rv.Len())
-	reflect.Copy(reflect.ValueOf(b), rv)
-	return b, true
-}
-
-func finite(f float64) (any, error) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, fmt.Errorf("%v has no JSON form", f)
-	}
-	return f, nil
 }

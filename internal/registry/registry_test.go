@@ -18,6 +18,15 @@ import (
 	"github.com/fanout-dev/fanout/internal/registry/registrytest"
 )
 
+func configFor(fake *registrytest.Registry) config.Registry {
+	cfg := config.Registry{URL: fake.URL, Timeout: 2 * time.Second}
+	if fake.User != "" {
+		cfg.Username = fake.User
+		cfg.PasswordEnv = "TEST_REGISTRY_PASSWORD"
+	}
+	return cfg
+}
+
 func client(t *testing.T, fake *registrytest.Registry) *registry.Client {
 	t.Helper()
 	cfg := config.Registry{URL: fake.URL, Timeout: 2 * time.Second}
@@ -37,7 +46,9 @@ func client(t *testing.T, fake *registrytest.Registry) *registry.Client {
 	return c
 }
 
-func avroEvent(t *testing.T, amount any) []byte {
+func avroEvent(t *testing.T, amount any) []byte { return avroEventF(t, amount) }
+
+func avroEventF(t testing.TB, amount any) []byte {
 	t.Helper()
 	s := avro.MustParse(string(registrytest.Schema(t, registrytest.AvroQuoteEvent)))
 	body, err := avro.Marshal(s, map[string]any{

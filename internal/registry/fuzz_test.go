@@ -1,0 +1,48 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/registry"
+	"github.com/fanout-dev/fanout/internal/registry/registrytest"
+)
+
+// FuzzDecodeAvro: whatever the body under the recorded Avro schema,
+// Decode never panics and either gives a reason to dead-letter or JSON
+// that parses.
+//
+//	go test -run '^$' -fuzz '^FuzzDecodeAvro$' -fuzztime 30s ./internal/registry/
+func FuzzDecodeAvro(f *testing.F) {
+	fake := registrytest.Start(f, "", "")
+	c, err := registry.New(configFor(fake), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(avroEventF(f, nil))
+	f.Add(avroEventF(f, map[string]any{"double": 1.5}))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	reasons := []string{envelope.ReasonUndecodableBody, envelope.ReasonInvalidUTF8}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		d, err := c.Decode(context.Background(), registrytest.Frame(registrytest.AvroQuoteEvent, body))
+		var re *registry.Error
+		switch {
+		case errors.As(err, &re):
+			if !slices.Contains(reasons, re.Reason) || re.Detail == "" {
+				t.Fatalf("reason %q detail %q", re.Reason, re.Detail)
+			}
+		case err != nil:
+			t.Fatalf("transient error from a cached schema: %v", err)
+		default:
+			var v map[string]any
+			if err := json.Unmarshal(d.JSON, &v); err != nil {
+				t.Fatalf("JSON %q: %v", d.JSON, err)
+			}
+		}
+	})
+}
