@@ -88,7 +88,7 @@ func TestAvroBounds(t *testing.T) {
 		reason string
 	}{
 		{"huge count", arr, binary.AppendVarint(nil, 1<<40), ""},
-		{"huge negative count", arr, binary.AppendVarint(binary.AppendVarint(nil, -(1 << 40)), 8), ""},
+		{"huge negative count", arr, binary.AppendVarint(binary.AppendVarint(nil, -(1<<40)), 8), ""},
 		{"huge zero-size count", nulls, binary.AppendVarint(nil, 1<<40), ""},
 		{"zero-size counts adding up", nulls, append(binary.AppendVarint(binary.AppendVarint(nil, 60000), 60000), 0), ""},
 		{"huge string", str, binary.AppendVarint(nil, 1<<50), ""},
