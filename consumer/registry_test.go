@@ -54,7 +54,7 @@ func avroRecord(t *testing.T, offset int64, fields map[string]any) *kgo.Record {
 	return &kgo.Record{Topic: "quote-events", Offset: offset, Key: []byte("k"), Value: registrytest.Frame(registrytest.AvroQuoteEvent, body)}
 }
 
-// TestRegistryFramedBatch: framed Avro and JSON Schema events are
+// TestRegistryFramedBatch: framed Avro, JSON Schema and Protobuf events are
 // projected like JSON ones, through the same strict checks; what cannot
 // decode is dead-lettered with its reason and its original bytes.
 func TestRegistryFramedBatch(t *testing.T) {
@@ -74,7 +74,9 @@ func TestRegistryFramedBatch(t *testing.T) {
 		{Topic: "quote-events", Offset: 5, Value: registrytest.Frame(registrytest.JSONQuoteEvent, []byte(`{"id":"j2","event_type":"quote_created","quote_id":"J2","version":1,"amount":-5}`))},
 		{Topic: "quote-events", Offset: 6, Value: registrytest.Frame(registrytest.JSONQuoteEvent, []byte(`{"id":"j3","id":"j4","event_type":"quote_created","quote_id":"J3","version":1}`))},
 		{Topic: "quote-events", Offset: 7, Value: []byte(`{"id":"p1","event_type":"quote_created","quote_id":"P","version":1}`)},
-		{Topic: "quote-events", Offset: 8, Value: registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0x0a, 1, 'x'})},
+		{Topic: "quote-events", Offset: 8, Value: registrytest.Frame(registrytest.AvroWithReference, []byte{0})},
+		{Topic: "quote-events", Offset: 9, Value: registrytest.ProtoQuote(t, "p1", "quote_updated", "P", 4, time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC), nil)},
+		{Topic: "quote-events", Offset: 10, Value: registrytest.ProtoQuote(t, "p2", "", "P2", 1, time.Now(), nil)},
 	}
 	if err := p.HandleBatch(context.Background(), prod, recs); err != nil {
 		t.Fatal(err)
@@ -83,20 +85,24 @@ func TestRegistryFramedBatch(t *testing.T) {
 	for _, e := range st.outbox {
 		ids = append(ids, e.ID)
 	}
-	if len(ids) != 2 || ids[0] != "a1" || ids[1] != "j1" {
-		t.Fatalf("outbox %v, want [a1 j1]", ids)
+	if len(ids) != 3 || ids[0] != "a1" || ids[1] != "j1" || ids[2] != "p1" {
+		t.Fatalf("outbox %v, want [a1 j1 p1]", ids)
+	}
+	if v := st.outbox[2].Value; !containsAll(v, `"currency":"EUR"`, `"timestamp":"2026-11-30T09:00:00Z"`, `"lines":[{"qty":2,"sku":"A-1"}]`) || st.outbox[2].Version != 4 {
+		t.Errorf("notification of the Protobuf event (v%d): %s", st.outbox[2].Version, v)
 	}
 	if v := st.outbox[0].Value; !containsAll(v, `"amount":9.5`, `"timestamp":"2026-11-30T09:00:00Z"`, `"currency":"EUR"`) {
 		t.Errorf("notification of the Avro event: %s", v)
 	}
 	want := map[int64]string{
-		1: envelope.ReasonUndecodableBody,
-		2: envelope.ReasonUnknownSchemaID,
-		3: envelope.ReasonIDDotSegment,
-		5: envelope.ReasonSchemaViolation,
-		6: envelope.ReasonDuplicateKey,
-		7: envelope.ReasonNotFramed,
-		8: envelope.ReasonUnsupportedSchema,
+		1:  envelope.ReasonUndecodableBody,
+		2:  envelope.ReasonUnknownSchemaID,
+		3:  envelope.ReasonIDDotSegment,
+		5:  envelope.ReasonSchemaViolation,
+		6:  envelope.ReasonDuplicateKey,
+		7:  envelope.ReasonNotFramed,
+		8:  envelope.ReasonUnsupportedSchema,
+		10: envelope.ReasonMissingEventType, // proto3: an empty string is the unset one
 	}
 	if len(prod.recs) != len(want) {
 		t.Fatalf("%d dead letters, want %d", len(prod.recs), len(want))

@@ -202,7 +202,7 @@ type Source struct {
 	Schemas map[string]string `yaml:"schemas"`
 	// Format is how record values are encoded: "json" (default) or
 	// "registry" (Confluent schema-registry framing: magic byte 0, a
-	// 4-byte schema id, then an Avro or JSON Schema body, decoded with
+	// 4-byte schema id, then an Avro, Protobuf or JSON Schema body, decoded with
 	// the schema the registry at Registry.URL holds for that id).
 	Format string `yaml:"format"`
 	// Registry is the schema registry of source.format registry.

@@ -470,7 +470,7 @@ func (s *Source) validateFormat(e *Errors) {
 		return
 	case FormatRegistry:
 	default:
-		e.add("source.format", "%q is not a known format", "use json (plain JSON values) or registry (schema-registry framed Avro or JSON Schema)", s.Format)
+		e.add("source.format", "%q is not a known format", "use json (plain JSON values) or registry (schema-registry framed Avro, Protobuf or JSON Schema)", s.Format)
 		return
 	}
 	r := s.Registry

@@ -18,8 +18,8 @@ import (
 )
 
 // TestRegistryFramedEvents: source events framed for a schema registry
-// (Avro and JSON Schema), through the real broker and store. The registry
-// is the stand-in of registrytest (recorded responses of the documented
+// (Avro, Protobuf and JSON Schema), through the real broker and store. The
+// registry is the stand-in of registrytest (recorded responses of the documented
 // REST API; no real registry runs here, see docs/architecture.md), with
 // basic auth, and it answers 503 at first: the projector retries, nothing
 // is dead-lettered for the outage, and every valid event is published.
@@ -61,7 +61,8 @@ func TestRegistryFramedEvents(t *testing.T) {
 			if v == 1 {
 				ev.Type = "quote_created"
 			}
-			if i%2 == 0 {
+			switch i % 3 {
+			case 0:
 				body, err := avro.Marshal(avroSchema, map[string]any{
 					"id": ev.ID, "event_type": ev.Type, "quote_id": agg, "version": v, "timestamp": now,
 					"amount": map[string]any{"double": float64(ev.Amount)}, "currency": ev.Cur,
@@ -71,7 +72,10 @@ func TestRegistryFramedEvents(t *testing.T) {
 					t.Fatal(err)
 				}
 				add(agg, registrytest.Frame(registrytest.AvroQuoteEvent, body), "", "")
-			} else {
+			case 1:
+				amount := float64(ev.Amount)
+				add(agg, registrytest.ProtoQuote(t, ev.ID, ev.Type, agg, v, now, &amount), "", "")
+			default:
 				add(agg, registrytest.Frame(registrytest.JSONQuoteEvent, fmt.Appendf(nil,
 					`{"id":%q,"event_type":%q,"quote_id":%q,"version":%d,"timestamp":%q,"amount":%d,"currency":"EUR"}`,
 					ev.ID, ev.Type, agg, v, ev.Time, ev.Amount)), "", "")
@@ -83,12 +87,12 @@ func TestRegistryFramedEvents(t *testing.T) {
 				add(agg, registrytest.Frame(4242, []byte{2, 'x'}), agg+"-unknown-id", envelope.ReasonUnknownSchemaID)
 			case 2:
 				last := recs[len(recs)-1].Value
-				add(agg, last[:len(last)-1], agg+"-truncated", map[bool]string{true: envelope.ReasonUndecodableBody, false: envelope.ReasonNotJSON}[i%2 == 0])
+				add(agg, last[:len(last)-1], agg+"-truncated", map[bool]string{true: envelope.ReasonUndecodableBody, false: envelope.ReasonNotJSON}[i%3 != 2])
 				add(agg, []byte(`{"id":"plain"}`), agg+"-not-framed", envelope.ReasonNotFramed)
 			case 3:
 				add(agg, registrytest.Frame(registrytest.JSONQuoteEvent, fmt.Appendf(nil,
 					`{"id":"neg-%s","event_type":"quote_updated","quote_id":%q,"version":9,"amount":-1}`, agg, agg)), agg+"-schema", envelope.ReasonSchemaViolation)
-				add(agg, registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0x0a, 1, 'x'}), agg+"-proto", envelope.ReasonUnsupportedSchema)
+				add(agg, registrytest.Frame(registrytest.AvroWithReference, []byte{0}), agg+"-references", envelope.ReasonUnsupportedSchema)
 			}
 		}
 	}

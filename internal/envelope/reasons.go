@@ -69,11 +69,12 @@ const (
 	// of the frame's id (404, error code 40403).
 	ReasonUnknownSchemaID = "unknown_schema_id"
 	// ReasonUndecodableBody: the framed body does not decode with its
-	// schema (truncated, trailing bytes, a bad union index or length, or a
-	// value JSON cannot hold such as NaN).
+	// schema (truncated, trailing bytes, a bad union or message index or
+	// length, undeclared Protobuf fields, or a value JSON cannot hold such
+	// as NaN).
 	ReasonUndecodableBody = "undecodable_body"
 	// ReasonUnsupportedSchema: the frame's schema is one fanout cannot
-	// decode with: Protobuf, a schema with references, or one that does
-	// not parse.
+	// decode with: a schema with references, an unknown schema type, or
+	// one that does not parse or compile.
 	ReasonUnsupportedSchema = "unsupported_schema"
 )

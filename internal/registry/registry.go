@@ -7,7 +7,9 @@
 // API and cached by id for the life of the process (an id's schema never
 // changes). Avro schemas are parsed with hamba/avro and bodies decoded by a
 // bounded decoder of this package (avro.go); JSON Schema bodies
-// are JSON, validated against the registry's schema. Protobuf is not
+// are JSON, validated against the registry's schema; Protobuf schemas are
+// compiled with protocompile and bodies (after the message-index path)
+// decoded with dynamicpb (protobuf.go). Schemas with references are not
 // supported: such records are dead-lettered as unsupported_schema.
 package registry
 
@@ -26,6 +28,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
@@ -59,8 +62,9 @@ type Decoded struct {
 
 // schema is one registry schema, ready to decode with.
 type schema struct {
-	avro avro.Schema
-	json *eventschema.Schema
+	avro  avro.Schema
+	json  *eventschema.Schema
+	proto protoreflect.FileDescriptor
 	// unsupported, when set, is why records of this id are dead-lettered.
 	unsupported string
 }
@@ -129,7 +133,12 @@ func (c *Client) Decode(ctx context.Context, value []byte) (*Decoded, error) {
 	case s.json != nil:
 		return &Decoded{SchemaID: id, JSON: body, Schema: s.json}, nil
 	}
-	v, err := decodeAvro(s.avro, body)
+	var v any
+	if s.proto != nil {
+		v, err = decodeProto(s.proto, body)
+	} else {
+		v, err = decodeAvro(s.avro, body)
+	}
 	if err != nil {
 		var pe *Error
 		if errors.As(err, &pe) {
@@ -165,14 +174,16 @@ func (c *Client) schema(ctx context.Context, id int) (*schema, error) {
 		}
 		return nil, fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
 	}
-	s = compile(id, got)
+	// Compiling is CPU work only; a cancelled batch must not make a
+	// schema look broken (that would be cached).
+	s = compile(context.WithoutCancel(ctx), id, got)
 	c.mu.Lock()
 	c.cache[id] = s
 	c.mu.Unlock()
 	return s, nil
 }
 
-func compile(id int, got sr.Schema) *schema {
+func compile(ctx context.Context, id int, got sr.Schema) *schema {
 	if len(got.References) > 0 {
 		return &schema{unsupported: fmt.Sprintf("it references %d other schemas, which fanout does not resolve", len(got.References))}
 	}
@@ -189,7 +200,13 @@ func compile(id int, got sr.Schema) *schema {
 			return &schema{unsupported: fmt.Sprintf("JSON Schema does not compile: %v", err)}
 		}
 		return &schema{json: j}
+	case sr.TypeProtobuf:
+		fd, err := compileProto(ctx, id, got.Schema)
+		if err != nil {
+			return &schema{unsupported: fmt.Sprintf("Protobuf schema does not compile: %v", err)}
+		}
+		return &schema{proto: fd}
 	default:
-		return &schema{unsupported: fmt.Sprintf("schema type %s is not supported (Avro and JSON Schema are)", got.Type)}
+		return &schema{unsupported: fmt.Sprintf("schema type %s is not supported (Avro, JSON Schema and Protobuf are)", got.Type)}
 	}
 }

@@ -153,7 +153,12 @@ func TestPermanentErrors(t *testing.T) {
 		{"garbage", registrytest.Frame(1, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), envelope.ReasonUndecodableBody},
 		{"NaN", registrytest.Frame(1, nan), envelope.ReasonUndecodableBody},
 		{"bad union index", registrytest.Frame(1, corruptUnion(t, badUnion)), envelope.ReasonUndecodableBody},
-		{"protobuf", registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0x0a, 0x01, 'x'}), envelope.ReasonUnsupportedSchema},
+		{"references", registrytest.Frame(registrytest.AvroWithReference, []byte{0}), envelope.ReasonUnsupportedSchema},
+		{"protobuf: no message index", registrytest.Frame(registrytest.ProtoQuoteEvent, nil), envelope.ReasonUndecodableBody},
+		{"protobuf: message index out of range", registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{2, 10}), envelope.ReasonUndecodableBody},
+		{"protobuf: garbage", registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0xff, 0xff, 0xff}), envelope.ReasonUndecodableBody},
+		{"protobuf: undeclared field", registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0xf8, 0x06, 0x01}), envelope.ReasonUndecodableBody},
+		{"protobuf: bad UTF-8", registrytest.Frame(registrytest.ProtoQuoteEvent, []byte{0, 0x0a, 0x01, 0xff}), envelope.ReasonUndecodableBody},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -264,5 +269,33 @@ func TestBasicAuth(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "wrong-password") || fake.BadAuth() != 1 {
 		t.Fatalf("error %q, refused %d", err, fake.BadAuth())
+	}
+}
+
+// TestDecodeProtobuf: a framed Protobuf message becomes JSON with the
+// .proto field names, 64-bit integers as numbers, the Timestamp as RFC
+// 3339, enums by name, every field present, an unset optional as absent.
+func TestDecodeProtobuf(t *testing.T) {
+	fake := registrytest.Start(t, "", "")
+	c := client(t, fake)
+	at := time.Date(2026, 11, 30, 9, 15, 0, 5e6, time.UTC)
+	amount := 12.5
+	for _, tc := range []struct {
+		amount *float64
+		want   string
+	}{
+		{&amount, `{"amount":12.5,"currency":"EUR","event_type":"quote_updated","id":"p-1","lines":[{"qty":2,"sku":"A-1"}],"quote_id":"Q/ü","tags":{},"timestamp":"2026-11-30T09:15:00.005Z","version":9007199254740993}`},
+		{nil, `{"currency":"EUR","event_type":"quote_updated","id":"p-1","lines":[{"qty":2,"sku":"A-1"}],"quote_id":"Q/ü","tags":{},"timestamp":"2026-11-30T09:15:00.005Z","version":9007199254740993}`},
+	} {
+		got, err := c.Decode(context.Background(), registrytest.ProtoQuote(t, "p-1", "quote_updated", "Q/ü", 1<<53+1, at, tc.amount))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.JSON) != tc.want {
+			t.Errorf("decoded\n%s\nwant\n%s", got.JSON, tc.want)
+		}
+	}
+	if n := fake.Requests("/schemas/ids/3"); n != 1 {
+		t.Errorf("%d registry requests for schema 3, want 1", n)
 	}
 }

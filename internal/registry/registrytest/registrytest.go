@@ -11,6 +11,7 @@
 package registrytest
 
 import (
+	"context"
 	"embed"
 	"encoding/binary"
 	"encoding/json"
@@ -20,6 +21,13 @@ import (
 	"regexp"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/bufbuild/protocompile"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 //go:embed recorded/*.json
@@ -32,9 +40,52 @@ const (
 	AvroQuoteEvent = 1
 	// JSONQuoteEvent is a JSON Schema (draft-07) of a quote event.
 	JSONQuoteEvent = 2
-	// ProtoQuoteEvent is a Protobuf schema.
+	// ProtoQuoteEvent is a Protobuf (proto3) schema: QuoteEvent, with a
+	// google.protobuf.Timestamp, an optional double, an enum, a nested
+	// repeated message and a map.
 	ProtoQuoteEvent = 3
+	// AvroWithReference is an Avro schema that references another
+	// subject's schema (the "references" member).
+	AvroWithReference = 4
 )
+
+// ProtoQuote is a QuoteEvent of ProtoQuoteEvent, framed (message index
+// [0]). A nil amount leaves the optional field unset.
+func ProtoQuote(t testing.TB, id, eventType, quoteID string, version int64, at time.Time, amount *float64) []byte {
+	t.Helper()
+	name := "quote.proto"
+	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{
+		Accessor: protocompile.SourceAccessorFromMap(map[string]string{name: string(Schema(t, ProtoQuoteEvent))}),
+	})}
+	files, err := c.Compile(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := files[0].Messages().ByName("QuoteEvent")
+	m := dynamicpb.NewMessage(md)
+	set := func(f string, v protoreflect.Value) { m.Set(md.Fields().ByName(protoreflect.Name(f)), v) }
+	set("id", protoreflect.ValueOfString(id))
+	set("event_type", protoreflect.ValueOfString(eventType))
+	set("quote_id", protoreflect.ValueOfString(quoteID))
+	set("version", protoreflect.ValueOfInt64(version))
+	set("timestamp", protoreflect.ValueOfMessage(timestamppb.New(at).ProtoReflect()))
+	if amount != nil {
+		set("amount", protoreflect.ValueOfFloat64(*amount))
+	}
+	set("currency", protoreflect.ValueOfEnum(1))
+	lines := m.NewField(md.Fields().ByName("lines")).List()
+	line := dynamicpb.NewMessage(md.Messages().ByName("Line"))
+	line.Set(line.Descriptor().Fields().ByName("sku"), protoreflect.ValueOfString("A-1"))
+	line.Set(line.Descriptor().Fields().ByName("qty"), protoreflect.ValueOfInt32(2))
+	lines.Append(protoreflect.ValueOfMessage(line))
+	set("lines", protoreflect.ValueOfList(lines))
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Message index [0] is written as the single varint 0.
+	return Frame(ProtoQuoteEvent, append([]byte{0}, b...))
+}
 
 // Registry is a running stand-in registry.
 type Registry struct {
