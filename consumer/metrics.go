@@ -21,7 +21,7 @@ func (p *Projector) Collectors() []prometheus.Collector {
 		counter("fanout_projector_poison_total", "Records dead-lettered to the events DLQ.", &s.Poison),
 		counter("fanout_projector_unrouted_total", "Events projected that no routing rule sends anywhere.", &s.Unrouted),
 		counter("fanout_projector_batches_total", "Batches handled (including retries).", &s.Batches),
-		counter("fanout_projector_store_errors_total", "Batch attempts that failed on the store and were retried.", &s.StoreErrs),
+		counter("fanout_projector_store_errors_total", "Batch attempts that failed on the store, the events DLQ produce or the schema registry, and were retried.", &s.StoreErrs),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_projector_assigned_partitions", Help: "Source partitions this projector holds."},
 			func() float64 { return float64(s.Assigned.Load()) }),
 	}
