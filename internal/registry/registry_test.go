@@ -6,6 +6,8 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -297,5 +299,37 @@ func TestDecodeProtobuf(t *testing.T) {
 	}
 	if n := fake.Requests("/schemas/ids/3"); n != 1 {
 		t.Errorf("%d registry requests for schema 3, want 1", n)
+	}
+}
+
+// TestTLS: with source.registry.ca_file the client trusts the registry's
+// certificate; without it the handshake fails, which is retried like an
+// outage, never dead-lettered.
+func TestTLS(t *testing.T) {
+	fake, ca := registrytest.StartTLS(t, "fanout", "s3cret-registry")
+	value := registrytest.Frame(1, avroEvent(t, nil))
+	cfg := configFor(fake)
+	getenv := func(string) string { return fake.Password }
+	untrusted, err := registry.New(cfg, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusted.Decode(context.Background(), value); err == nil || errors.As(err, new(*registry.Error)) {
+		t.Fatalf("without ca_file: %v, want a transient error", err)
+	}
+	cfg.CAFile = ca
+	trusted, err := registry.New(cfg, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trusted.Decode(context.Background(), value); err != nil {
+		t.Fatalf("with ca_file: %v", err)
+	}
+	cfg.CAFile = filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(cfg.CAFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.New(cfg, getenv); err == nil || !strings.Contains(err.Error(), "source.registry.ca_file") {
+		t.Fatalf("a ca_file without a certificate: %v", err)
 	}
 }

@@ -15,9 +15,12 @@ import (
 	"embed"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
@@ -110,6 +113,21 @@ func Start(t testing.TB, user, password string) *Registry {
 	t.Cleanup(srv.Close)
 	r.URL = srv.URL
 	return r
+}
+
+// StartTLS is Start over HTTPS with a certificate of its own; it returns
+// the path of a PEM file of that certificate, for source.registry.ca_file.
+func StartTLS(t testing.TB, user, password string) (*Registry, string) {
+	r := &Registry{User: user, Password: password, requests: map[string]int{}}
+	srv := httptest.NewTLSServer(http.HandlerFunc(r.serve))
+	t.Cleanup(srv.Close)
+	r.URL = srv.URL
+	ca := filepath.Join(t.TempDir(), "registry-ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r, ca
 }
 
 // Schema returns the recorded schema text of id, as the registry would
