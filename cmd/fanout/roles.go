@@ -15,8 +15,8 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
 	"github.com/fanout-dev/fanout/internal/redact"
-	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/render"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
