@@ -702,7 +702,7 @@ func (c *Config) CheckAdminTokens(getenv func(string) string) error {
 		} else if v == "" {
 			e.add(field, "environment variable %s is empty", fix, t.TokenEnv)
 		} else {
-			e.add(field, "%s: %s", fix, t.TokenEnv, problem)
+			e.add(field, "environment variable %s: %s", fix, t.TokenEnv, problem)
 		}
 	}
 	if len(e.List) > 0 {
