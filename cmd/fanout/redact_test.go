@@ -187,4 +187,20 @@ func TestConfigCheckSecretFromTwoSources(t *testing.T) {
 			}
 		})
 	}
+	// The same for a connector's secret and the SASL password.
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"connector", "connectors:\n  la:\n    type: logicapps\n    settings: {url_env: T_LA, url_file: " + tokenFile + "}\nrouting:\n  default: {targets: [la]}\n", "url_env and url_file are both set"},
+		{"sasl", "kafka:\n  sasl: {mechanism: PLAIN, username: u, password_env: T_PW, password_file: " + tokenFile + "}\n", "kafka.sasl.password_env and kafka.sasl.password_file are set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "fanout.yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := run(t, "", nil, "config", "check", "--config", p)
+			if code != exitConfig || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, exitConfig, tc.want, out, errOut)
+			}
+		})
+	}
 }
