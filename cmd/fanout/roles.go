@@ -302,7 +302,7 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	// Secrets written into the file work, but the file ends up in a
 	// ConfigMap, a repository, a backup: a warning, not an error.
 	for _, field := range render.InlineSecrets(cfg) {
-		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in the environment (a Kubernetes Secret) and name the variable in the matching *_env field (for a header, ${NAME})\n", field)
+		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in a Kubernetes Secret and name its file in the matching *_file field (followed: rotates with no restart) or its variable in the *_env field (for a header, ${NAME})\n", field)
 	}
 	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
 	return nil

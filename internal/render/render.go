@@ -200,7 +200,7 @@ type worker struct {
 // workers resolves every configured connector, sorted by name.
 func workers(cfg *config.Config) ([]worker, error) {
 	if inline := InlineSecrets(cfg); len(inline) > 0 {
-		return nil, fmt.Errorf("%s: secret values in the configuration would be stored in its ConfigMap; move each to the Secret and name its variable in the matching *_env field instead", strings.Join(inline, ", "))
+		return nil, fmt.Errorf("%s: secret values in the configuration would be stored in its ConfigMap; move each to the Secret and name its variable in the matching *_env field, or its file under "+SecretsDir+" in the *_file field, instead", strings.Join(inline, ", "))
 	}
 	names := make([]string, 0, len(cfg.Connectors))
 	for n := range cfg.Connectors {
