@@ -60,7 +60,7 @@ func TestAdminRefusesTokenlessExposure(t *testing.T) {
 }
 
 // TestAdminFollowsTokenFile runs `fanout admin` through Main with a token
-// in admin.tokens[].token_file, rotates the file and sends the process
+// in admin.tokens[].token_file (and the store URI in mongo.uri_file), rotates the file and sends the process
 // SIGHUP (the poll would take seconds): the admin API accepts the new
 // token and refuses the old one with no restart, and neither value is
 // logged.
@@ -70,15 +70,18 @@ func TestAdminFollowsTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "FANOUT_ADMIN_TOKEN_OPS")
 	secrettest.Write(t, tokenFile, oldToken+"\n")
+	// The store URI from a file too (read at start).
+	uriFile := filepath.Join(dir, "FANOUT_MONGO_URI")
+	secrettest.Write(t, uriFile, testenv.Mongo(t)+"\n")
 	p := filepath.Join(dir, "fanout.yaml")
 	y := fmt.Sprintf(`kafka: {brokers: [%q]}
-mongo: {uri: %q, database: %s, timeout: 20s}
+mongo: {uri_file: %q, database: %s, timeout: 20s}
 admin:
   listen: 127.0.0.1:0
   tokens:
     - {name: ops, token_file: %q, scopes: [read, operate]}
 log: {format: json}
-`, testenv.Kafka(t)[0], testenv.Mongo(t), testenv.Database(t), tokenFile)
+`, testenv.Kafka(t)[0], uriFile, testenv.Database(t), tokenFile)
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

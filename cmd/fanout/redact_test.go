@@ -191,6 +191,8 @@ func TestConfigCheckSecretFromTwoSources(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"connector", "connectors:\n  la:\n    type: logicapps\n    settings: {url_env: T_LA, url_file: " + tokenFile + "}\nrouting:\n  default: {targets: [la]}\n", "url_env and url_file are both set"},
 		{"sasl", "kafka:\n  sasl: {mechanism: PLAIN, username: u, password_env: T_PW, password_file: " + tokenFile + "}\n", "kafka.sasl.password_env and kafka.sasl.password_file are set"},
+		{"missing uri_file", "mongo: {uri_file: " + filepath.Join(dir, "no-uri") + "}\n", "mongo.uri_file: stat " + filepath.Join(dir, "no-uri")},
+		{"missing password_file", "kafka:\n  sasl: {mechanism: PLAIN, username: u, password_file: " + filepath.Join(dir, "no-pw") + "}\n", "kafka.sasl.password_file: stat " + filepath.Join(dir, "no-pw")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "fanout.yaml")

@@ -296,6 +296,16 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	if err := cfg.CheckAdminTokens(e.getenv); err != nil {
 		return configError{err}
 	}
+	// The store URI's and the SASL password's files must be readable
+	// where the check runs (the errors name the setting and the path).
+	if _, err := cfg.MongoURI(e.getenv); err != nil {
+		return configError{err}
+	}
+	if cfg.Kafka.SASL.PasswordFile != "" {
+		if _, err := cfg.SASLPassword(e.getenv); err != nil {
+			return configError{err}
+		}
+	}
 	if err := cfg.CheckAdminExposure(); err != nil {
 		return configError{err}
 	}
