@@ -72,7 +72,7 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 // startAdmin adds the admin API and the console to the observer's
 // listener; the admin's Kafka client closes when ctx ends.
 func startAdmin(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, obs *observer, log *slog.Logger) error {
-	kopts, err := kafkaconf.Options(cfg, "admin", e.getenv)
+	kopts, err := kafkaconf.Options(cfg, "admin", e.getenv, obs.secrets)
 	if err != nil {
 		return configError{err}
 	}
@@ -82,6 +82,7 @@ func startAdmin(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 		KafkaOptions:      kopts,
 		MainClientOptions: []kgo.Opt{obs.kafkaHooks()},
 		Getenv:            e.getenv,
+		Secrets:           obs.secrets,
 		Logger:            log.With("component", "admin-api"),
 	})
 	if err != nil {

@@ -198,7 +198,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		defer func() { fstop(); <-fdone }()
 		cfg.Mongo.URI = fdb.MongoDBURI()
 	}
-	cfg.Mongo.URIEnv = ""
+	cfg.Mongo.URIEnv, cfg.Mongo.URIFile = "", "" // dev picks the store itself
 	if err := cfg.Validate(); err != nil {
 		return configError{err}
 	}

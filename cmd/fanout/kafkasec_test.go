@@ -205,7 +205,7 @@ func TestKafkaSecurityPipeline(t *testing.T) {
 				r.waitListening(t)
 			}
 
-			kopts, err := kafkaconf.Options(s.cfg, "test-producer", s.getenv)
+			kopts, err := kafkaconf.Options(s.cfg, "test-producer", s.getenv, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

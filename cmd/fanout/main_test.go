@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fanout-dev/fanout/internal/render"
 )
 
 func run(t *testing.T, stdin string, vars map[string]string, args ...string) (int, string, string) {
@@ -92,15 +94,39 @@ func TestConfigCheckConnectorSettings(t *testing.T) {
 	if strings.Contains(errOut, "SECRETSIG") {
 		t.Fatalf("config check printed the sig:\n%s", errOut)
 	}
-	// The example file is valid once its secrets are in the environment
-	// (connectors read their *_env variables from the process; the admin
-	// tokens come through the role's environment).
-	vars["FANOUT_ADMIN_TOKEN_OPS"] = "ops-0123456789abcdef"
-	vars["FANOUT_ADMIN_TOKEN_RO"] = "ro-0123456789abcdef"
+	// The example file is valid once its secrets are in place (connectors
+	// read their *_env variables from the process; the admin tokens are
+	// files, mounted under /run/secrets/fanout in a pod, here in a
+	// temporary directory).
 	t.Setenv("FANOUT_LOGICAPPS_URL", vars["LA_URL"])
 	t.Setenv("FANOUT_SALESFORCE_CLIENT_SECRET", "s3cret")
-	code, out, errOut := run(t, "", vars, "config", "check", "--config", filepath.Join("..", "..", "fanout.example.yaml"))
+	example, err := os.ReadFile(filepath.Join("..", "..", "fanout.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretsDir := t.TempDir()
+	code, out, errOut := run(t, "", vars, "config", "check", "--config", writeExample(t, example, secretsDir))
+	if code != exitConfig || !strings.Contains(errOut, "admin.tokens[0](ops).token_file: stat "+secretsDir) {
+		t.Fatalf("example without its token files: exit %d, want %d naming the token_file: %s %s", code, exitConfig, out, errOut)
+	}
+	for name, v := range map[string]string{"FANOUT_ADMIN_TOKEN_OPS": "ops-0123456789abcdef", "FANOUT_ADMIN_TOKEN_RO": "ro-0123456789abcdef"} {
+		if err := os.WriteFile(filepath.Join(secretsDir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut = run(t, "", vars, "config", "check", "--config", writeExample(t, example, secretsDir))
 	if code != 0 {
 		t.Fatalf("example: exit %d, %s %s", code, out, errOut)
 	}
+}
+
+// writeExample writes fanout.example.yaml with its secret files under dir
+// instead of /run/secrets/fanout, and returns its path.
+func writeExample(t *testing.T, example []byte, dir string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "fanout.yaml")
+	if err := os.WriteFile(p, bytes.ReplaceAll(example, []byte(render.SecretsDir+"/"), []byte(dir+"/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

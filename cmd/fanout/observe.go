@@ -71,7 +71,7 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 	}
 	o.tracer = tp
 	srv.AddCheck("store", st.Ping)
-	kopts, err := kafkaconf.Options(cfg, "readiness", e.getenv)
+	kopts, err := kafkaconf.Options(cfg, "readiness", e.getenv, o.secrets)
 	if err != nil {
 		return nil, configError{err}
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fanout-dev/fanout/internal/config"
 )
@@ -98,5 +99,110 @@ routing:
 	code, out, errOut = run(t, "", nil, "config", "check")
 	if code != 0 || strings.Contains(errOut, "warning") {
 		t.Errorf("defaults: exit %d, %s%s", code, out, errOut)
+	}
+}
+
+// TestFileSecretsRedacted: secrets read from files (kafka.sasl.
+// password_file, mongo.uri_file, admin.tokens[].token_file) are redacted
+// by value in every log line like those from the environment, and a file's
+// new content is redacted once it is rotated (the logger follows the file,
+// as the roles do), the old content still too.
+func TestFileSecretsRedacted(t *testing.T) {
+	const sasl, pw, tok, rotated = "FileSaslPassw0rd", "FileMongoPw99", "file-admin-token-0123456789", "rotated-admin-token-9876543210"
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p+".new", []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p+".new", p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := config.Default()
+	cfg.Log.Format = "json"
+	cfg.Kafka.SASL = config.SASL{Mechanism: "PLAIN", Username: "svc", PasswordFile: write("sasl", sasl)}
+	cfg.Mongo.URIFile = write("uri", "mongodb://fanout:"+pw+"@db:27017/")
+	cfg.Admin.Tokens = []config.AdminToken{{Name: "ops", TokenFile: write("token", tok), Scopes: []string{"read"}}}
+	var b syncBuffer
+	log := newLogger(&cfg, &env{stderr: &b, getenv: func(string) string { return "" }}, "test")
+	log.Error("auth with "+sasl+" failed", "uri", "mongodb://fanout:"+pw+"@db:27017/", "token", tok)
+	if out := b.String(); strings.Contains(out, sasl) || strings.Contains(out, pw) || strings.Contains(out, tok) || !strings.Contains(out, "db:27017") {
+		t.Errorf("log line not redacted (or lost the host): %s", out)
+	}
+	write("token", rotated)
+	// The logger looks at the file every few seconds: wait for it to
+	// redact the new token.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		before := len(b.String())
+		log.Info("presented " + rotated + " and " + tok)
+		out := b.String()[before:]
+		if !strings.Contains(out, rotated) {
+			if strings.Contains(out, tok) {
+				t.Errorf("the former token is no longer redacted: %s", out)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotated token is still logged 20 s after the change: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestConfigCheckSecretFromTwoSources: a secret given both through *_env
+// and *_file is an error of config check (exit 2) naming the fields, since
+// which of the two a role used would be a guess; one token_file that
+// cannot be read is an error too, naming the setting and the path.
+func TestConfigCheckSecretFromTwoSources(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "ops-token")
+	if err := os.WriteFile(tokenFile, []byte("ops-token-from-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, admin, want string
+		code              int
+	}{
+		{"file", `{name: ops, token_file: ` + tokenFile + `, scopes: [read]}`, "configuration is valid", 0},
+		{"env and file", `{name: ops, token_env: T_OPS, token_file: ` + tokenFile + `, scopes: [read]}`, "admin.tokens[0](ops).token_file: token_env and token_file are both set", exitConfig},
+		{"missing file", `{name: ops, token_file: ` + filepath.Join(dir, "nope") + `, scopes: [read]}`, "admin.tokens[0](ops).token_file: stat " + filepath.Join(dir, "nope"), exitConfig},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "fanout.yaml")
+			y := "admin:\n  listen: 0.0.0.0:9464\n  tokens:\n    - " + tc.admin + "\n"
+			if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := run(t, "", map[string]string{"T_OPS": "ops-token-from-env-0123456789"}, "config", "check", "--config", p)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, tc.code, tc.want, out, errOut)
+			}
+			if strings.Contains(out+errOut, "0123456789") {
+				t.Errorf("config check shows a token:\n%s%s", out, errOut)
+			}
+		})
+	}
+	// The same for a connector's secret and the SASL password.
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"connector", "connectors:\n  la:\n    type: logicapps\n    settings: {url_env: T_LA, url_file: " + tokenFile + "}\nrouting:\n  default: {targets: [la]}\n", "url_env and url_file are both set"},
+		{"sasl", "kafka:\n  sasl: {mechanism: PLAIN, username: u, password_env: T_PW, password_file: " + tokenFile + "}\n", "kafka.sasl.password_env and kafka.sasl.password_file are set"},
+		{"missing uri_file", "mongo: {uri_file: " + filepath.Join(dir, "no-uri") + "}\n", "mongo.uri_file: stat " + filepath.Join(dir, "no-uri")},
+		{"missing password_file", "kafka:\n  sasl: {mechanism: PLAIN, username: u, password_file: " + filepath.Join(dir, "no-pw") + "}\n", "kafka.sasl.password_file: stat " + filepath.Join(dir, "no-pw")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "fanout.yaml")
+			if err := os.WriteFile(p, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := run(t, "", nil, "config", "check", "--config", p)
+			if code != exitConfig || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, exitConfig, tc.want, out, errOut)
+			}
+		})
 	}
 }

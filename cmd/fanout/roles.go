@@ -16,6 +16,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
 	"github.com/fanout-dev/fanout/internal/redact"
 	"github.com/fanout-dev/fanout/internal/render"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -86,10 +87,7 @@ func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	// Every string and error of a line is redacted: credentials by their
 	// shape (a URL's password), and the configured secrets by value.
-	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv) // a bad password_file fails the role elsewhere, naming the field
-	// Likewise for the schema registry's password (source.registry).
-	registryPassword, _ := cfg.Source.Registry.ResolvePassword(e.getenv)
-	secrets := redact.New(saslPassword, registryPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))
+	secrets := logSecrets(cfg, e)
 	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
 	var h slog.Handler
 	if cfg.Log.Format == "text" {
@@ -100,10 +98,57 @@ func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
 	return slog.New(h).With("role", role)
 }
 
+// logSecrets returns what the role's logger redacts by value: the SASL
+// password, the store URI's password and the admin tokens, from inline
+// settings, environment variables or files. A file's value is followed (by
+// its own secret.Value, which logs nothing, so redaction never logs), and
+// every value it ever held stays redacted. A file that cannot be read
+// here fails the role elsewhere, naming the setting.
+func logSecrets(cfg *config.Config, e *env) *redact.Secrets {
+	var fixed []string
+	var follow []func() string
+	add := func(field, file string, fixedValue func() string, derive func(string) string) {
+		if file == "" {
+			fixed = append(fixed, derive(fixedValue()))
+			return
+		}
+		if v, err := (*secret.Store)(nil).File(field, file); err == nil {
+			follow = append(follow, func() string { return derive(v.Current()) })
+		}
+	}
+	same := func(s string) string { return s }
+	add("kafka.sasl.password_file", cfg.Kafka.SASL.PasswordFile, func() string {
+		p, _ := cfg.SASLPassword(e.getenv)
+		return p
+	}, same)
+	add("mongo.uri_file", cfg.Mongo.URIFile, func() string {
+		u, _ := cfg.MongoURI(e.getenv)
+		return u
+	}, redact.URIPassword)
+	// The schema registry's password (source.registry) is read once at start.
+	add("source.registry.password_file", "", func() string {
+		p, _ := cfg.Source.Registry.ResolvePassword(e.getenv)
+		return p
+	}, same)
+	for i, t := range cfg.Admin.Tokens {
+		add(config.AdminTokenField(i, t), t.TokenFile, func() string {
+			v, _ := cfg.AdminTokenValue(i, t, e.getenv)
+			return v
+		}, same)
+	}
+	s := redact.New(fixed...)
+	s.Follow(follow...)
+	return s
+}
+
 func openStore(ctx context.Context, cfg *config.Config, e *env, app string) (*store.Store, error) {
 	m := cfg.Mongo
+	uri, err := cfg.MongoURI(e.getenv)
+	if err != nil {
+		return nil, configError{err}
+	}
 	st, err := store.Open(ctx, store.Options{
-		URI:          cfg.MongoURI(e.getenv),
+		URI:          uri,
 		Database:     m.Database,
 		Domain:       m.Collections.Domain,
 		Outbox:       m.Collections.Outbox,
@@ -186,7 +231,7 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 	}
 	var relay *outbox.Relay
 	if withRelay {
-		kopts, err := kafkaconf.Options(cfg, "relay", e.getenv)
+		kopts, err := kafkaconf.Options(cfg, "relay", e.getenv, obs.secrets)
 		if err != nil {
 			return configError{err}
 		}
@@ -195,7 +240,7 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		g.Go(func() error { return relay.Run(ctx) })
 	}
 	if withProjector {
-		kopts, err := kafkaconf.Options(cfg, "projector", e.getenv)
+		kopts, err := kafkaconf.Options(cfg, "projector", e.getenv, obs.secrets)
 		if err != nil {
 			return configError{err}
 		}
@@ -256,13 +301,23 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	if err := cfg.CheckAdminTokens(e.getenv); err != nil {
 		return configError{err}
 	}
+	// The store URI's and the SASL password's files must be readable
+	// where the check runs (the errors name the setting and the path).
+	if _, err := cfg.MongoURI(e.getenv); err != nil {
+		return configError{err}
+	}
+	if cfg.Kafka.SASL.PasswordFile != "" {
+		if _, err := cfg.SASLPassword(e.getenv); err != nil {
+			return configError{err}
+		}
+	}
 	if err := cfg.CheckAdminExposure(); err != nil {
 		return configError{err}
 	}
 	// Secrets written into the file work, but the file ends up in a
 	// ConfigMap, a repository, a backup: a warning, not an error.
 	for _, field := range render.InlineSecrets(cfg) {
-		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in the environment (a Kubernetes Secret) and name the variable in the matching *_env field (for a header, ${NAME})\n", field)
+		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in a Kubernetes Secret and name its file in the matching *_file field (followed: rotates with no restart) or its variable in the *_env field (for a header, ${NAME})\n", field)
 	}
 	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
 	return nil

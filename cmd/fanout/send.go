@@ -71,7 +71,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	if len(recs) == 0 {
 		return usageError{"no events in the input"}
 	}
-	kopts, err := kafkaconf.Options(cfg, "send", getenv)
+	kopts, err := kafkaconf.Options(cfg, "send", getenv, nil)
 	if err != nil {
 		return configError{err}
 	}

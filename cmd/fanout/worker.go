@@ -84,7 +84,7 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 		}
 		return configError{err}
 	}
-	kopts, err := kafkaconf.Options(cfg, "worker-"+name, e.getenv)
+	kopts, err := kafkaconf.Options(cfg, "worker-"+name, e.getenv, obs.secrets)
 	if err != nil {
 		conn.Close()
 		return configError{err}

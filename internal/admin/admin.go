@@ -30,6 +30,7 @@ import (
 
 	"github.com/fanout-dev/fanout/api"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -64,6 +65,10 @@ type Options struct {
 	MainClientOptions []kgo.Opt
 	// Getenv reads the admin tokens' environment variables.
 	Getenv func(string) string
+	// Secrets owns the admin tokens' files (token_file), so that SIGHUP
+	// re-reads them at once; nil: the files are still followed, by a stat
+	// every few seconds.
+	Secrets *secret.Store
 	// Logger logs operator actions (never a token).
 	Logger *slog.Logger
 	// LiveWindow is how recent a worker's status must be to count as live
@@ -80,7 +85,7 @@ type Server struct {
 	cl     *kgo.Client // produces replays; kadm requests
 	adm    *kadm.Client
 	log    *slog.Logger
-	tokens []token
+	tokens []*token
 	live   time.Duration
 }
 
@@ -99,7 +104,7 @@ func New(o Options) (*Server, error) {
 	if err := o.Config.CheckAdminExposure(); err != nil {
 		return nil, err
 	}
-	tokens, err := loadTokens(o.Config, o.Getenv)
+	tokens, err := loadTokens(o.Config, o.Getenv, o.Secrets, log)
 	if err != nil {
 		return nil, err
 	}

@@ -7,32 +7,81 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
-// token is one configured bearer token; only its hash is kept.
+// token is one configured bearer token. Its value follows its source (a
+// token_file changes when the operator rotates it); the hash of the
+// current value is what requests are compared with.
 type token struct {
 	name   string
-	hash   [sha256.Size]byte
+	field  string
 	scopes []string
+	value  *secret.Value
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	version uint64 // of value, when hash was computed
+	hash    [sha256.Size]byte
+	usable  bool // the current value is long enough to be accepted
 }
 
-// loadTokens reads the configured tokens' values from the environment;
-// only their hashes are kept.
-func loadTokens(cfg *config.Config, getenv func(string) string) ([]token, error) {
+// current returns the hash of the token's current value, and whether that
+// value may authenticate at all: a file rotated to an empty or short value
+// matches no request (and is logged, naming the setting) until it is fixed.
+func (t *token) current() ([sha256.Size]byte, bool) {
+	v, version := t.value.Get()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if version != t.version {
+		t.version = version
+		t.hash = sha256.Sum256([]byte(v))
+		problem, fix := config.CheckAdminToken(v)
+		t.usable = problem == ""
+		if !t.usable {
+			t.log.Error("admin: a token's new value is refused; no request matches it until it is fixed", "setting", t.field, "problem", problem, "fix", fix)
+		} else if version > 1 {
+			t.log.Info("admin: token rotated; the new value is accepted, the old one no longer", "setting", t.field, "token_name", t.name)
+		}
+	}
+	return t.hash, t.usable
+}
+
+// loadTokens reads the configured tokens: from their environment variable
+// (fixed for the process's life) or their file (followed; secrets reloads
+// it on SIGHUP).
+func loadTokens(cfg *config.Config, getenv func(string) string, secrets *secret.Store, log *slog.Logger) ([]*token, error) {
 	if err := cfg.CheckAdminTokens(getenv); err != nil {
 		return nil, err
 	}
-	out := make([]token, 0, len(cfg.Admin.Tokens))
-	for _, t := range cfg.Admin.Tokens {
-		v := cfg.AdminTokenValue(t, getenv)
-		out = append(out, token{name: t.Name, hash: sha256.Sum256([]byte(v)), scopes: slices.Clone(t.Scopes)})
+	out := make([]*token, 0, len(cfg.Admin.Tokens))
+	for i, t := range cfg.Admin.Tokens {
+		field := config.AdminTokenField(i, t)
+		var v *secret.Value
+		if t.TokenFile != "" {
+			var err error
+			if v, err = secrets.File(field, t.TokenFile); err != nil {
+				return nil, err
+			}
+		} else {
+			s, err := cfg.AdminTokenValue(i, t, getenv)
+			if err != nil {
+				return nil, err
+			}
+			v = secret.Static(s)
+		}
+		tok := &token{name: t.Name, field: field, scopes: slices.Clone(t.Scopes), value: v, log: log}
+		tok.current()
+		out = append(out, tok)
 	}
 	return out, nil
 }
@@ -81,8 +130,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, scope stri
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(presented)))
 	found := -1
-	for i := range s.tokens {
-		if subtle.ConstantTimeCompare(sum[:], s.tokens[i].hash[:]) == 1 {
+	for i, t := range s.tokens {
+		hash, usable := t.current()
+		if subtle.ConstantTimeCompare(sum[:], hash[:]) == 1 && usable {
 			found = i
 		}
 	}

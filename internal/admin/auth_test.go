@@ -2,12 +2,21 @@ package admin_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fanout-dev/fanout/internal/admin"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/observe"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 const (
@@ -208,5 +217,97 @@ func TestReplayAndPauseScopes(t *testing.T) {
 		if got := w.Header().Get("WWW-Authenticate"); tc.scope != "" && !strings.Contains(got, tc.scope) {
 			t.Errorf("%s: WWW-Authenticate %q, want %s", tc.name, got, tc.scope)
 		}
+	}
+}
+
+// writeAtomically replaces path's content the way the kubelet updates a
+// mounted Secret: a new file renamed over the old one.
+func writeAtomically(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTokenFileRotation: a token read from token_file follows its file
+// with no restart. The new value is accepted and the old one refused at
+// the next request after the change (the file is looked at every
+// interval; here every request) or, with a long interval, after the
+// store's Reload (what SIGHUP calls). A file rotated to a value too short
+// to be a token authenticates nothing.
+func TestTokenFileRotation(t *testing.T) {
+	const (
+		oldToken = "old-ops-token-0123456789abcdef"
+		newToken = "new-ops-token-fedcba9876543210-rotated"
+	)
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		sighup   bool
+	}{
+		{"followed", time.Nanosecond, false},
+		{"sighup", time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "ops-token")
+			writeAtomically(t, file, oldToken+"\n")
+			cfg := config.Default()
+			cfg.Connectors = map[string]config.Connector{"logic_apps": {Type: "logicapps"}}
+			cfg.Routing.Default.Targets = []string{"logic_apps"}
+			cfg.Admin.Listen = "0.0.0.0:9464"
+			cfg.Admin.Tokens = []config.AdminToken{
+				{Name: "ops", TokenFile: file, Scopes: []string{"read", "operate"}},
+				{Name: "viewer", TokenEnv: "T_VIEW", Scopes: []string{"read"}},
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			secrets := secret.NewStore(slog.New(slog.DiscardHandler), tc.interval)
+			srv, err := admin.New(admin.Options{Config: &cfg, KafkaOptions: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")},
+				Getenv: func(k string) string { return tokenEnv[k] }, Secrets: secrets, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(srv.Close)
+			obs := observe.NewServer(slog.New(slog.DiscardHandler))
+			srv.Register(obs)
+			h := obs.Handler()
+			// 404 (unknown connector) means authenticated; 401 refused.
+			expect := func(step, token string, want int) {
+				t.Helper()
+				if w := call(h, "POST", "/v1/connectors/nope/pause", token, "10.1.2.3:4567"); w.Code != want {
+					t.Errorf("%s: %d %s, want %d", step, w.Code, w.Body.String(), want)
+				}
+			}
+			expect("old token before rotation", oldToken, 404)
+			expect("new token before rotation", newToken, 401)
+			expect("env token", viewerToken, 403) // read only: authenticated, lacks pause
+
+			writeAtomically(t, file, newToken+"\n")
+			if tc.sighup {
+				// The file is not looked at for an hour: the old token
+				// holds until the reload.
+				expect("old token before SIGHUP", oldToken, 404)
+				if err := secrets.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			expect("new token after rotation", newToken, 404)
+			expect("old token after rotation", oldToken, 401)
+			expect("env token after rotation", viewerToken, 403)
+
+			writeAtomically(t, file, "short\n")
+			if tc.sighup {
+				if err := secrets.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			expect("short value", "short", 401)
+			expect("new token after a short value", newToken, 401)
+		})
 	}
 }

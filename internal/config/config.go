@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fanout-dev/fanout/internal/redact"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Config is the whole configuration of a fanout deployment. Every role
@@ -122,8 +123,12 @@ type Groups struct {
 
 // Mongo is the store: the READ model, the outbox and the relay lease.
 type Mongo struct {
-	URI      string `yaml:"uri"`
-	URIEnv   string `yaml:"uri_env"`
+	URI    string `yaml:"uri"`
+	URIEnv string `yaml:"uri_env"`
+	// URIFile is a file holding the URI (a mounted Kubernetes Secret),
+	// read once at start: the driver's connection pool keeps the
+	// credentials it connected with, so a rotated URI needs a restart.
+	URIFile  string `yaml:"uri_file"`
 	Database string `yaml:"database"`
 	// Collections names the collections fanout uses.
 	Collections Collections `yaml:"collections"`
@@ -447,12 +452,19 @@ type Admin struct {
 }
 
 // AdminToken is one bearer token of the admin API. The value lives in an
-// environment variable only, so that it never sits in a ConfigMap.
+// environment variable or a file only, never in the configuration, so that
+// it never sits in a ConfigMap.
 type AdminToken struct {
 	// Name identifies the token's holder in the audit records.
 	Name string `yaml:"name"`
 	// TokenEnv names the environment variable holding the token.
 	TokenEnv string `yaml:"token_env"`
+	// TokenFile is a file holding the token (a mounted Kubernetes Secret,
+	// a Compose secret). The admin API follows the file: a changed token
+	// is accepted, and the old one refused, within seconds of the change
+	// (or at once on SIGHUP), with no restart. Exactly one of TokenEnv and
+	// TokenFile is set.
+	TokenFile string `yaml:"token_file"`
 	// Scopes are read (look), pause (pause, resume), replay (replay dead
 	// letters) and operate (pause and replay both).
 	Scopes []string `yaml:"scopes"`
@@ -681,30 +693,72 @@ func (c *Config) RetryTopic(connector string) string {
 	return c.Topics.RetryPrefix + connector
 }
 
-// AdminTokenValue returns the value of an admin token, read from its
-// environment variable ("" when unset).
-func (c *Config) AdminTokenValue(t AdminToken, getenv func(string) string) string {
-	if t.TokenEnv == "" || getenv == nil {
-		return ""
+// AdminTokenField names the setting a token's value comes from, for
+// errors: admin.tokens[i](name).token_env or .token_file.
+func AdminTokenField(i int, t AdminToken) string {
+	f := fmt.Sprintf("admin.tokens[%d](%s)", i, t.Name)
+	if t.TokenFile != "" {
+		return f + ".token_file"
 	}
-	return getenv(t.TokenEnv)
+	return f + ".token_env"
+}
+
+// AdminTokenValue returns the current value of an admin token, read from
+// its environment variable or its file. The error names the setting and
+// the path, never the value; an unset variable is "" without an error
+// (CheckAdminTokens reports it).
+func (c *Config) AdminTokenValue(i int, t AdminToken, getenv func(string) string) (string, error) {
+	if t.TokenFile != "" {
+		v, err := (*secret.Store)(nil).File(AdminTokenField(i, t), t.TokenFile)
+		if err != nil {
+			return "", err
+		}
+		return v.Current(), nil
+	}
+	if t.TokenEnv == "" || getenv == nil {
+		return "", nil
+	}
+	return getenv(t.TokenEnv), nil
 }
 
 // MinAdminTokenLength is the shortest admin token accepted.
 const MinAdminTokenLength = 16
 
-// CheckAdminTokens checks that every admin token's environment variable
-// holds a long enough value; it returns a *Errors naming each token_env
-// that does not. The admin API runs it at start, config check too.
+// CheckAdminToken checks one token value: it returns the problem and its
+// fix, or "" when the value will do.
+func CheckAdminToken(v string) (problem, fix string) {
+	switch {
+	case v == "":
+		return "is empty", "set it to the token's value (e.g. openssl rand -hex 32)"
+	case len(v) < MinAdminTokenLength:
+		return fmt.Sprintf("the token is shorter than %d characters", MinAdminTokenLength), "use a long random value, e.g. openssl rand -hex 32"
+	}
+	return "", ""
+}
+
+// CheckAdminTokens checks that every admin token's environment variable or
+// file holds a long enough value; it returns a *Errors naming each
+// token_env or token_file that does not. The admin API runs it at start,
+// config check too.
 func (c *Config) CheckAdminTokens(getenv func(string) string) error {
 	var e Errors
 	for i, t := range c.Admin.Tokens {
-		field := fmt.Sprintf("admin.tokens[%d](%s).token_env", i, t.Name)
-		switch v := c.AdminTokenValue(t, getenv); {
-		case v == "":
-			e.add(field, "environment variable %s is empty", "set it to the token's value (e.g. openssl rand -hex 32)", t.TokenEnv)
-		case len(v) < MinAdminTokenLength:
-			e.add(field, "the token in %s is shorter than %d characters", "use a long random value, e.g. openssl rand -hex 32", t.TokenEnv, MinAdminTokenLength)
+		field := AdminTokenField(i, t)
+		v, err := c.AdminTokenValue(i, t, getenv)
+		if err != nil {
+			e.add(field, "%s", "mount the file holding the token there (a Kubernetes Secret, a Compose secret)", strings.TrimPrefix(err.Error(), field+": "))
+			continue
+		}
+		problem, fix := CheckAdminToken(v)
+		if problem == "" {
+			continue
+		}
+		if t.TokenFile != "" {
+			e.add(field, "%s: %s", fix, t.TokenFile, problem)
+		} else if v == "" {
+			e.add(field, "environment variable %s is empty", fix, t.TokenEnv)
+		} else {
+			e.add(field, "environment variable %s: %s", fix, t.TokenEnv, problem)
 		}
 	}
 	if len(e.List) > 0 {
@@ -730,43 +784,45 @@ func (c *Config) DeliveryFor(connector string) Delivery {
 	return c.Delivery
 }
 
-// MongoURI returns the store URI, reading the environment variable named by
-// uri_env when set.
-func (c *Config) MongoURI(getenv func(string) string) string {
-	if c.Mongo.URIEnv != "" {
+// MongoURI returns the store URI: the content of uri_file when set (read
+// now), else the environment variable named by uri_env when set and not
+// empty, else uri. The error names the setting and the path, never the
+// URI.
+func (c *Config) MongoURI(getenv func(string) string) (string, error) {
+	if f := c.Mongo.URIFile; f != "" {
+		v, err := (*secret.Store)(nil).File("mongo.uri_file", f)
+		if err != nil {
+			return "", err
+		}
+		return v.Current(), nil
+	}
+	if c.Mongo.URIEnv != "" && getenv != nil {
 		if v := getenv(c.Mongo.URIEnv); v != "" {
-			return v
+			return v, nil
 		}
 	}
-	return c.Mongo.URI
+	return c.Mongo.URI, nil
 }
 
-// SASLPassword returns the SASL password, reading password_env when set.
-// It does not read password_file; ResolveSASLPassword does.
-func (c *Config) SASLPassword(getenv func(string) string) string {
-	if c.Kafka.SASL.PasswordEnv != "" {
-		return getenv(c.Kafka.SASL.PasswordEnv)
+// SASLPassword returns the SASL password as it is now: from password_file
+// (read now), password_env or password. Errors name the field, never the
+// password. Long-lived clients use kafkaconf, which follows the file.
+func (c *Config) SASLPassword(getenv func(string) string) (string, error) {
+	s := c.Kafka.SASL
+	switch {
+	case s.PasswordFile != "":
+		v, err := (*secret.Store)(nil).File("kafka.sasl.password_file", s.PasswordFile)
+		if err != nil {
+			return "", err
+		}
+		return v.Current(), nil
+	case s.PasswordEnv != "":
+		if getenv == nil {
+			return "", nil
+		}
+		return getenv(s.PasswordEnv), nil
 	}
-	return c.Kafka.SASL.Password
-}
-
-// ResolveSASLPassword returns the SASL password from password_file when it
-// is set, else as SASLPassword does. Errors name the field, never the
-// password.
-func (c *Config) ResolveSASLPassword(getenv func(string) string) (string, error) {
-	f := c.Kafka.SASL.PasswordFile
-	if f == "" {
-		return c.SASLPassword(getenv), nil
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("kafka.sasl.password_file: %w", err)
-	}
-	p := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if p == "" {
-		return "", fmt.Errorf("kafka.sasl.password_file: %s is empty", f)
-	}
-	return p, nil
+	return s.Password, nil
 }
 
 // FieldError is one problem in the configuration.

@@ -36,11 +36,11 @@ func (c *Config) Validate() error {
 		if c.Kafka.SASL.Username == "" {
 			e.add("kafka.sasl.username", "is empty while kafka.sasl.mechanism is set", "set the username (for Azure Event Hubs: $ConnectionString)")
 		}
-		switch n := nonEmptyCount(c.Kafka.SASL.Password, c.Kafka.SASL.PasswordEnv, c.Kafka.SASL.PasswordFile); {
-		case n == 0:
+		switch set := setFields("kafka.sasl.", []string{"password", "password_env", "password_file"}, c.Kafka.SASL.Password, c.Kafka.SASL.PasswordEnv, c.Kafka.SASL.PasswordFile); {
+		case len(set) == 0:
 			e.add("kafka.sasl.password", "is empty while kafka.sasl.mechanism is set", "set kafka.sasl.password_env to the name of an environment variable holding it, or kafka.sasl.password_file to a file holding it")
-		case n > 1:
-			e.add("kafka.sasl.password", "password, password_env and password_file are exclusive", "set only one of them")
+		case len(set) > 1:
+			e.add("kafka.sasl.password", "password, password_env and password_file are exclusive, but %s are set: which one fanout used would be a guess", "set only one of them (a rotated password goes where the one you keep points)", strings.Join(set, " and "))
 		}
 		if c.Kafka.SASL.Username == "$ConnectionString" && !c.Kafka.TLS.Enabled {
 			e.add("kafka.tls.enabled", "is false but the SASL user is $ConnectionString (Azure Event Hubs), which requires TLS", "set kafka.tls.enabled: true")
@@ -78,8 +78,11 @@ func (c *Config) Validate() error {
 	}
 	nonEmpty(&e, "groups.projector", c.Groups.Projector)
 
-	if c.Mongo.URI == "" && c.Mongo.URIEnv == "" {
-		e.add("mongo.uri", "is empty", "set mongo.uri (e.g. mongodb://host:27017/?replicaSet=rs0) or mongo.uri_env")
+	if c.Mongo.URIEnv != "" && c.Mongo.URIFile != "" {
+		e.add("mongo.uri_file", "mongo.uri_env and mongo.uri_file are both set: which one fanout used would be a guess", "set only one of them")
+	}
+	if c.Mongo.URI == "" && c.Mongo.URIEnv == "" && c.Mongo.URIFile == "" {
+		e.add("mongo.uri", "is empty", "set mongo.uri (e.g. mongodb://host:27017/?replicaSet=rs0), mongo.uri_env or mongo.uri_file")
 	} else if c.Mongo.URI != "" && !strings.HasPrefix(c.Mongo.URI, "mongodb://") && !strings.HasPrefix(c.Mongo.URI, "mongodb+srv://") {
 		e.add("mongo.uri", "does not start with mongodb:// or mongodb+srv://", "write a MongoDB connection string")
 	}
@@ -283,7 +286,7 @@ func validateAdmin(e *Errors, a Admin) {
 		e.add("admin.max_body_bytes", "%d is out of range", "use 1024..67108864 (default 1048576: a replay of 10000 listed records fits)", a.MaxBodyBytes)
 	}
 	names := map[string]bool{}
-	envs := map[string]bool{}
+	envs, files := map[string]bool{}, map[string]bool{}
 	for i, t := range a.Tokens {
 		field := fmt.Sprintf("admin.tokens[%d]", i)
 		if t.Name != "" {
@@ -297,14 +300,23 @@ func validateAdmin(e *Errors, a Admin) {
 		}
 		names[t.Name] = true
 		switch {
+		case t.TokenEnv != "" && t.TokenFile != "":
+			e.add(field+".token_file", "token_env and token_file are both set: which one fanout used would be a guess", "set only one of them")
+		case t.TokenFile != "":
+			if files[t.TokenFile] {
+				e.add(field+".token_file", "%q is used by another token", "give every token its own file", t.TokenFile)
+			}
+			files[t.TokenFile] = true
 		case t.TokenEnv == "":
-			e.add(field+".token_env", "is empty", "name the environment variable that holds the token (token values never go in the file)")
+			e.add(field+".token_env", "is empty", "name the environment variable (token_env) or the file (token_file) that holds the token (token values never go in the configuration)")
 		case !envName.MatchString(t.TokenEnv):
 			e.add(field+".token_env", "%q is not an environment variable name", "use letters, digits and '_', e.g. FANOUT_ADMIN_TOKEN_OPS", t.TokenEnv)
 		case envs[t.TokenEnv]:
 			e.add(field+".token_env", "%q is used by another token", "give every token its own variable", t.TokenEnv)
 		}
-		envs[t.TokenEnv] = true
+		if t.TokenEnv != "" {
+			envs[t.TokenEnv] = true
+		}
 		if len(t.Scopes) == 0 {
 			e.add(field+".scopes", "is empty", "list some of read, pause, replay and operate")
 		}
@@ -400,15 +412,16 @@ func positive(e *Errors, field string, d time.Duration) {
 	}
 }
 
-// nonEmptyCount counts the non-empty values.
-func nonEmptyCount(vals ...string) int {
-	n := 0
-	for _, v := range vals {
+// setFields returns prefix+names[i] for every non-empty vals[i]: the
+// sources of one secret that are set.
+func setFields(prefix string, names []string, vals ...string) []string {
+	var set []string
+	for i, v := range vals {
 		if v != "" {
-			n++
+			set = append(set, prefix+names[i])
 		}
 	}
-	return n
+	return set
 }
 
 // validateStrict checks the settings of strict decoding, and compiles the

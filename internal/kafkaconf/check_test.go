@@ -62,7 +62,7 @@ func TestCheckRealBroker(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := checkConfig(t, sec, tc.listener, tc.edit)
-			opts, err := Options(cfg, "check-test", func(string) string { return "" })
+			opts, err := Options(cfg, "check-test", func(string) string { return "" }, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +96,7 @@ func TestCheckBrokerRefusesExpiredCertificate(t *testing.T) {
 	cfg := checkConfig(t, sec, testenv.ListenerMTLS, func(k *config.Kafka) {
 		k.TLS.CertFile, k.TLS.KeyFile = sec.File("client-expired.pem"), sec.File("client-expired.key")
 	})
-	opts, err := Options(cfg, "check-test", nil)
+	opts, err := Options(cfg, "check-test", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestCheckUnreachable(t *testing.T) {
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{"127.0.0.1:1"}
 	cfg.Kafka.StartupCheckTimeout = 300 * time.Millisecond
-	opts, err := Options(&cfg, "check-test", nil)
+	opts, err := Options(&cfg, "check-test", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@
 package kafkaconf
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -16,11 +17,19 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Options returns the client options common to all roles. getenv resolves
-// password_env.
-func Options(cfg *config.Config, role string, getenv func(string) string) ([]kgo.Opt, error) {
+// password_env. A password_file is followed, not read once: franz-go asks
+// for the credentials at every new connection's authentication, and gets
+// the file's current content, so a rotated password applies to the next
+// connection with no restart. secrets (SIGHUP reloads it) owns that file's
+// value; with nil the file is still re-read when it changes.
+//
+// The TLS CA, certificate and key files are read here, once: a rotated
+// client certificate needs a restart.
+func Options(cfg *config.Config, role string, getenv func(string) string, secrets *secret.Store) ([]kgo.Opt, error) {
 	k := cfg.Kafka
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.Brokers...),
@@ -56,21 +65,49 @@ func Options(cfg *config.Config, role string, getenv func(string) string) ([]kgo
 	if mech == "" {
 		return opts, nil
 	}
-	pass, err := cfg.ResolveSASLPassword(getenv)
+	pass, err := password(cfg, getenv, secrets)
 	if err != nil {
 		return nil, err
 	}
+	user := k.SASL.Username
 	switch mech {
 	case "PLAIN":
-		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: pass}.AsMechanism()))
+		opts = append(opts, kgo.SASL(plain.Plain(func(context.Context) (plain.Auth, error) {
+			return plain.Auth{User: user, Pass: pass.Current()}, nil
+		})))
 	case "SCRAM-SHA-256":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: pass}.AsSha256Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Sha256(func(context.Context) (scram.Auth, error) {
+			return scram.Auth{User: user, Pass: pass.Current()}, nil
+		})))
 	case "SCRAM-SHA-512":
-		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: pass}.AsSha512Mechanism()))
+		opts = append(opts, kgo.SASL(scram.Sha512(func(context.Context) (scram.Auth, error) {
+			return scram.Auth{User: user, Pass: pass.Current()}, nil
+		})))
 	default:
 		return nil, fmt.Errorf("kafka.sasl.mechanism %q is not supported", k.SASL.Mechanism)
 	}
 	return opts, nil
+}
+
+// password returns the SASL password's value: followed from
+// password_file, or fixed from password_env or password. Errors name the
+// setting, never the password.
+func password(cfg *config.Config, getenv func(string) string, secrets *secret.Store) (*secret.Value, error) {
+	s := cfg.Kafka.SASL
+	switch {
+	case s.PasswordFile != "":
+		return secrets.File("kafka.sasl.password_file", s.PasswordFile)
+	case s.PasswordEnv != "":
+		v := ""
+		if getenv != nil {
+			v = getenv(s.PasswordEnv)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("kafka.sasl.password_env: environment variable %s is not set or empty", s.PasswordEnv)
+		}
+		return secret.Static(v), nil
+	}
+	return secret.Static(s.Password), nil
 }
 
 func tlsConfig(t config.TLS) (*tls.Config, error) {

@@ -39,7 +39,7 @@ func TestOptionsBuildAClient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			tc.edit(&cfg)
-			opts, err := Options(&cfg, "test", func(string) string { return "Endpoint=sb://x/;SharedAccessKey=secret" })
+			opts, err := Options(&cfg, "test", func(string) string { return "Endpoint=sb://x/;SharedAccessKey=secret" }, nil)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want one naming %s", err, tc.err)
@@ -92,7 +92,7 @@ func TestEventHubsConnectionString(t *testing.T) {
 					return conn
 				}
 				return ""
-			})
+			}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +152,7 @@ func TestSASLPasswordSources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = Options(&cfg, "test", func(string) string { return "" })
+			_, err = Options(&cfg, "test", func(string) string { return "" }, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.options) {
 				t.Fatalf("Options = %v, want %q", err, tc.options)
 			}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Redacted replaces a credential.
@@ -41,9 +42,13 @@ func Credentials(s string) string {
 const minSecret = 6
 
 // Secrets redacts known secret values, besides Credentials. The zero value
-// redacts by shape only.
+// redacts by shape only. It is safe for concurrent use.
 type Secrets struct {
+	mu     sync.Mutex
 	values []string
+	seen   map[string]bool
+	follow []func() string
+	last   []string
 }
 
 // New returns a Secrets for the given values; empty and very short ones
@@ -51,16 +56,59 @@ type Secrets struct {
 // may sit in a URL).
 func New(values ...string) *Secrets {
 	s := &Secrets{}
-	seen := map[string]bool{}
 	for _, v := range values {
-		for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
-			if len(form) >= minSecret && !seen[form] {
-				seen[form] = true
-				s.values = append(s.values, form)
-			}
-		}
+		s.learnLocked(v)
 	}
 	return s
+}
+
+// Follow adds secrets that change while the process runs (a password or a
+// token read from a file the operator rotates): every redaction asks each
+// function for the current value first, and learns it. A value once
+// learned stays redacted after it changes: an old password is still one.
+// The functions must not log through a handler that redacts with s (a
+// secret.Value of a nil Store logs nothing).
+func (s *Secrets) Follow(current ...func() string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range current {
+		s.follow = append(s.follow, f)
+		s.last = append(s.last, "")
+	}
+}
+
+// learnLocked adds v and its percent-encoded forms.
+func (s *Secrets) learnLocked(v string) {
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
+		if len(form) >= minSecret && !s.seen[form] {
+			s.seen[form] = true
+			s.values = append(s.values, form)
+		}
+	}
+}
+
+// current returns the values to redact, having asked the followed
+// functions for theirs.
+func (s *Secrets) current() []string {
+	s.mu.Lock()
+	follow := s.follow
+	s.mu.Unlock()
+	now := make([]string, len(follow))
+	for i, f := range follow {
+		now[i] = f()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, v := range now {
+		if v != s.last[i] {
+			s.last[i] = v
+			s.learnLocked(v)
+		}
+	}
+	return s.values
 }
 
 // URIPassword returns the password of a URI's user info, "" when it has
@@ -97,7 +145,7 @@ func (s *Secrets) String(v string) string {
 	if s == nil {
 		return v
 	}
-	for _, secret := range s.values {
+	for _, secret := range s.current() {
 		if strings.Contains(v, secret) {
 			v = strings.ReplaceAll(v, secret, Redacted)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -53,4 +54,43 @@ func TestLogger(t *testing.T) {
 	if !strings.Contains(out, "mongodb://fanout:"+Redacted+"@db:27017/") {
 		t.Errorf("log line lost the URI's host: %s", out)
 	}
+}
+
+// TestFollow: a followed secret (a password file the operator rotates) is
+// redacted with its current value, and its former values stay redacted.
+func TestFollow(t *testing.T) {
+	var mu sync.Mutex
+	cur := "FirstFilePassw0rd"
+	s := New("FixedSecret1")
+	s.Follow(func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return cur
+	})
+	if got := s.String("a FirstFilePassw0rd b FixedSecret1"); got != "a "+Redacted+" b "+Redacted {
+		t.Errorf("before rotation: %q", got)
+	}
+	mu.Lock()
+	cur = "SecondFilePassw0rd"
+	mu.Unlock()
+	if got := s.String("new SecondFilePassw0rd old FirstFilePassw0rd"); got != "new "+Redacted+" old "+Redacted {
+		t.Errorf("after rotation: %q", got)
+	}
+	// Concurrent log lines while the value changes (run with -race).
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				if i == 0 {
+					mu.Lock()
+					cur = fmt.Sprintf("Rotated-%03d-Passw0rd", j)
+					mu.Unlock()
+				}
+				_ = s.String("line")
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -38,6 +38,7 @@ func TestCompose(t *testing.T) {
 	}
 	var file struct {
 		Services map[string]map[string]any `yaml:"services"`
+		Secrets  map[string]map[string]any `yaml:"secrets"`
 	}
 	if err := yaml.Unmarshal(data, &file); err != nil {
 		t.Fatalf("compose.yaml: %v", err)
@@ -137,11 +138,40 @@ func TestCompose(t *testing.T) {
 			if err := eff.CheckAdminExposure(); err != nil {
 				t.Errorf("%s: the admin API would refuse to start: %v", name, err)
 			}
-			for _, r := range render.AdminSecretRefs(cfg) {
-				v := str(env, r.Env)
-				if m := interpolation.FindStringSubmatch(v); m == nil || m[1] != r.Env {
-					t.Errorf("%s: %s is %q, want ${%s...} from the environment (%s)", name, r.Env, v, r.Env, r.Field)
+			// The tokens are Compose secrets: files, mounted where
+			// token_file points, never environment variables (docker
+			// inspect shows those) nor values written here.
+			for i, tok := range cfg.Admin.Tokens {
+				if tok.TokenFile == "" {
+					t.Errorf("admin.tokens[%d](%s) of fanout.example.yaml has no token_file: the compose file mounts tokens as files", i, tok.Name)
 				}
+			}
+			mounted := map[string]string{} // target -> source
+			for _, sec := range list(s, "secrets") {
+				mounted[str(sec, "target")] = str(sec, "source")
+			}
+			for _, r := range render.AdminSecretRefs(cfg) {
+				if r.File == "" {
+					t.Errorf("%s: %s (%s) comes from the environment, want a Compose secret mounted at a token_file", name, r.Env, r.Field)
+					continue
+				}
+				src, ok := mounted[r.File]
+				if !ok {
+					t.Errorf("%s: no Compose secret is mounted at %s (%s)", name, r.File, r.Field)
+					continue
+				}
+				def := file.Secrets[src]
+				if def == nil || str(def, "file") == "" || def["environment"] != nil || def["content"] != nil {
+					t.Errorf("%s: secret %s is %v, want a file: source (not environment: or content:, which put the token in the environment or in this file)", name, src, def)
+				}
+			}
+		}
+		// No fanout service passes a token, password or secret through
+		// its environment.
+		for k, v := range env {
+			up := strings.ToUpper(k)
+			if strings.Contains(up, "TOKEN") || strings.Contains(up, "PASSWORD") {
+				t.Errorf("%s: environment %s=%v passes a credential inline; mount it as a Compose secret and point a *_file setting at it", name, k, v)
 			}
 		}
 		if cmd[0] != "worker" {

@@ -159,9 +159,20 @@ func TestKustomize(t *testing.T) {
 						}
 						refs = append(append([]render.SecretRef(nil), common...), cr...)
 					}
-					wantEnv := map[string]bool{}
+					wantEnv, wantFiles := map[string]bool{}, map[string]bool{}
 					for _, r := range refs {
+						if r.File != "" {
+							wantFiles[r.Env] = true
+							continue
+						}
 						wantEnv[r.Env] = true
+					}
+					gotFiles := secretFiles(t, name, d, c)
+					for k := range gotFiles {
+						secretKeys[k] = true
+					}
+					if !reflect.DeepEqual(gotFiles, wantFiles) {
+						t.Errorf("%s: secret files %v under %s, want %v (from the configuration's *_file fields)", name, keys(gotFiles), render.SecretsDir, keys(wantFiles))
 					}
 					gotEnv := map[string]bool{}
 					for _, e := range list(c, "env") {
@@ -242,6 +253,50 @@ func TestKustomize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// secretFiles returns the keys of the Secret that container c of
+// Deployment d mounts as files under render.SecretsDir, each as a file
+// named like its key (what a *_file setting points at), checking that
+// the volume is the Secret render.DefaultSecret, mounted read-only, and
+// readable by the pod's user (fsGroup with a group-readable mode).
+func secretFiles(t *testing.T, name string, d, c any) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	var volName string
+	for _, m := range list(c, "volumeMounts") {
+		if str(m, "mountPath") == render.SecretsDir {
+			volName = str(m, "name")
+			if ro, _ := get(m, "readOnly").(bool); !ro {
+				t.Errorf("%s: %s is not mounted read-only", name, render.SecretsDir)
+			}
+		}
+	}
+	if volName == "" {
+		return got
+	}
+	pod := get(d, "spec", "template", "spec")
+	for _, v := range list(pod, "volumes") {
+		if str(v, "name") != volName {
+			continue
+		}
+		if str(v, "secret", "secretName") != render.DefaultSecret {
+			t.Errorf("%s: volume %s is not the Secret %s", name, volName, render.DefaultSecret)
+		}
+		if fsg, _ := get(pod, "securityContext", "fsGroup").(int); fsg != render.NonRootUID {
+			t.Errorf("%s: mounts secret files without fsGroup %d: the non-root user could not read them", name, render.NonRootUID)
+		}
+		if mode, _ := get(v, "secret", "defaultMode").(int); mode&0o040 == 0 || mode&0o007 != 0 {
+			t.Errorf("%s: secret files mode %o, want group-readable and nothing for others", name, mode)
+		}
+		for _, it := range list(v, "secret", "items") {
+			if str(it, "path") != str(it, "key") {
+				t.Errorf("%s: Secret key %s mounted as %s, want a file named like the key", name, str(it, "key"), str(it, "path"))
+			}
+			got[str(it, "key")] = true
+		}
+	}
+	return got
 }
 
 // checkEnvKey checks a key of the environment ConfigMap: not a secret,

@@ -200,7 +200,7 @@ type worker struct {
 // workers resolves every configured connector, sorted by name.
 func workers(cfg *config.Config) ([]worker, error) {
 	if inline := InlineSecrets(cfg); len(inline) > 0 {
-		return nil, fmt.Errorf("%s: secret values in the configuration would be stored in its ConfigMap; move each to the Secret and name its variable in the matching *_env field instead", strings.Join(inline, ", "))
+		return nil, fmt.Errorf("%s: secret values in the configuration would be stored in its ConfigMap; move each to the Secret and name its variable in the matching *_env field, or its file under "+SecretsDir+" in the *_file field, instead", strings.Join(inline, ", "))
 	}
 	names := make([]string, 0, len(cfg.Connectors))
 	for n := range cfg.Connectors {
@@ -230,7 +230,7 @@ func workers(cfg *config.Config) ([]worker, error) {
 			return nil, err
 		}
 		for _, r := range refs {
-			if reserved[r.Env] {
+			if r.File == "" && reserved[r.Env] {
 				return nil, fmt.Errorf("%s: %s is also a fanout configuration variable; name another variable", r.Field, r.Env)
 			}
 		}
@@ -271,6 +271,10 @@ func Workers(cfg *config.Config, opts Options) ([]byte, error) {
 			comment += "# Its settings name no secrets.\n"
 		}
 		for _, r := range w.refs {
+			if r.File != "" {
+				comment += fmt.Sprintf("# Secret key %s: %s (mounted as %s).\n", r.Env, r.Field, r.File)
+				continue
+			}
 			comment += fmt.Sprintf("# Secret key %s: %s.\n", r.Env, r.Field)
 		}
 		d.add(comment, deployment(cfg, opts, w, port))
@@ -375,9 +379,11 @@ func SecretExample(cfg *config.Config, opts Options) ([]byte, error) {
 	b.WriteString("#\n# AN EXAMPLE, NOT A RESOURCE: it is in no kustomization. Create the real\n")
 	fmt.Fprintf(&b, "# Secret %q out of band (kubectl create secret generic, External Secrets,\n", opts.Secret)
 	b.WriteString("# Sealed Secrets, a CSI driver), with these keys. Each key is the name of\n")
-	b.WriteString("# the environment variable the configuration's *_env field names; the\n")
-	b.WriteString("# Deployments reference each key with a secretKeyRef, so a pod starts only\n")
-	b.WriteString("# once the keys it needs exist.\n")
+	b.WriteString("# the environment variable the configuration's *_env field names (the\n")
+	b.WriteString("# Deployments reference it with a secretKeyRef, so a pod starts only once\n")
+	fmt.Fprintf(&b, "# the keys it needs exist), or of the file under %s a *_file field\n", SecretsDir)
+	b.WriteString("# names (mounted as a file, which the role follows: a changed key applies\n")
+	b.WriteString("# with no restart).\n")
 	b.WriteString("apiVersion: v1\nkind: Secret\nmetadata:\n")
 	fmt.Fprintf(&b, "  name: %s\ntype: Opaque\nstringData:\n", opts.Secret)
 	for _, k := range names {
@@ -429,8 +435,30 @@ func deployment(cfg *config.Config, opts Options, w worker, port int) object {
 		env = append(env, envVar{Name: SASLUsernameEnv, Value: cfg.Kafka.SASL.Username})
 	}
 	refs := dedupe(append(CommonSecretRefs(cfg), w.refs...))
+	var items []keyToPath
 	for _, r := range refs {
+		if r.File != "" {
+			items = append(items, keyToPath{Key: r.Env, Path: r.Env})
+			continue
+		}
 		env = append(env, envVar{Name: r.Env, ValueFrom: &envVarSource{SecretKeyRef: secretKeyRef{Name: opts.Secret, Key: r.Env}}})
+	}
+	mounts := []volumeMount{
+		{Name: "config", MountPath: ConfigDir, ReadOnly: true},
+		{Name: "tmp", MountPath: "/tmp"},
+	}
+	volumes := []volume{
+		{Name: "config", ConfigMap: &nameRef{Name: opts.ConfigMap}},
+		{Name: "tmp", EmptyDir: &emptyDirSource{SizeLimit: "16Mi"}},
+	}
+	var fsGroup int
+	if len(items) > 0 {
+		// The keys the *_file settings name, as files the role follows;
+		// readable by the pod's group only.
+		mounts = append(mounts, volumeMount{Name: "secrets", MountPath: SecretsDir, ReadOnly: true})
+		mode := 0o440
+		volumes = append(volumes, volume{Name: "secrets", Secret: &secretVolumeSource{SecretName: opts.Secret, Items: items, DefaultMode: &mode}})
+		fsGroup = NonRootUID
 	}
 	// SIGTERM lets in-flight calls finish within delivery.revoke_timeout,
 	// then commits and leaves the group: give it that and some margin.
@@ -462,7 +490,7 @@ func deployment(cfg *config.Config, opts Options, w worker, port int) object {
 					AutomountServiceAccountToken:  false,
 					TerminationGracePeriodSeconds: grace,
 					SecurityContext: podSecurityContext{
-						RunAsNonRoot: true, RunAsUser: NonRootUID, RunAsGroup: NonRootUID,
+						RunAsNonRoot: true, RunAsUser: NonRootUID, RunAsGroup: NonRootUID, FSGroup: fsGroup,
 						SeccompProfile: seccompProfile{Type: "RuntimeDefault"},
 					},
 					TopologySpreadConstraints: []topologySpread{{
@@ -488,15 +516,9 @@ func deployment(cfg *config.Config, opts Options, w worker, port int) object {
 							AllowPrivilegeEscalation: false, ReadOnlyRootFilesystem: true, RunAsNonRoot: true,
 							Capabilities: capabilities{Drop: []string{"ALL"}},
 						},
-						VolumeMounts: []volumeMount{
-							{Name: "config", MountPath: ConfigDir, ReadOnly: true},
-							{Name: "tmp", MountPath: "/tmp"},
-						},
+						VolumeMounts: mounts,
 					}},
-					Volumes: []volume{
-						{Name: "config", ConfigMap: &nameRef{Name: opts.ConfigMap}},
-						{Name: "tmp", EmptyDir: &emptyDirSource{SizeLimit: "16Mi"}},
-					},
+					Volumes: volumes,
 				},
 			},
 		},

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -315,4 +316,68 @@ func TestFindSecrets(t *testing.T) {
 			t.Errorf("%q: false positives %v", text, found)
 		}
 	}
+}
+
+// TestFileSecretsMounted: a *_file setting that points under
+// render.SecretsDir is a key of the Secret mounted there as a file (the
+// role follows it, so a rotation needs no restart), not an environment
+// variable; a file elsewhere is the operator's to mount.
+func TestFileSecretsMounted(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "fanout.yaml")
+	y := `kafka:
+  tls: {enabled: true}
+  sasl: {mechanism: SCRAM-SHA-512, username: svc, password_file: ` + render.SecretsDir + `/KAFKA_PASSWORD}
+mongo: {uri_file: /etc/own-mount/uri}
+connectors:
+  hook:
+    type: webhook
+    settings:
+      url: https://hooks.example.com/in
+      auth: {type: bearer, token_file: ` + render.SecretsDir + `/HOOK_TOKEN}
+routing:
+  default: {targets: [hook]}
+`
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := render.Workers(cfg, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	for _, o := range decodeAll(t, out) {
+		if str(o, "kind") == "Deployment" {
+			d = o
+		}
+	}
+	pod := get(d, "spec", "template", "spec")
+	c := list(pod, "containers")[0]
+	files := secretFilesOf(t, d, c)
+	if want := []string{"HOOK_TOKEN", "KAFKA_PASSWORD"}; !reflect.DeepEqual(files, want) {
+		t.Errorf("secret files %v, want %v", files, want)
+	}
+	for _, e := range list(c, "env") {
+		if n := str(e, "name"); n == "HOOK_TOKEN" || n == "KAFKA_PASSWORD" || n == "FANOUT_MONGO_URI" {
+			t.Errorf("env %s: a *_file secret is passed as an environment variable", n)
+		}
+	}
+	if strings.Contains(string(out), "own-mount") {
+		t.Errorf("a file outside %s is mounted:\n%s", render.SecretsDir, out)
+	}
+}
+
+// secretFilesOf lists the Secret keys mounted as files under SecretsDir.
+func secretFilesOf(t *testing.T, d, c any) []string {
+	t.Helper()
+	var keys []string
+	for k := range secretFiles(t, "worker", d, c) {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

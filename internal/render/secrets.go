@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -12,15 +13,42 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 )
 
-// SecretRef is one environment variable a role reads a secret from. In
-// Kubernetes it is a secretKeyRef on the Secret Options.Secret, with the
-// variable's name as the key.
+// SecretRef is one secret a role reads: from an environment variable (in
+// Kubernetes a secretKeyRef on the Secret Options.Secret, with the
+// variable's name as the key), or from a file under SecretsDir (the
+// Secret mounted there as files, the file's name as the key).
 type SecretRef struct {
-	// Env is the environment variable's name, and the Secret's key.
+	// Env is the Secret's key: the environment variable's name, or the
+	// file's name under SecretsDir.
 	Env string
 	// Field is the configuration field that names it, e.g.
 	// connectors.salesforce.settings.auth.client_secret_env.
 	Field string
+	// File is the path of the file the secret is read from (a *_file
+	// setting), "" for an environment variable.
+	File string
+}
+
+// SecretsDir is where the rendered Deployments mount the Secret's keys as
+// files, for the *_file settings that point under it
+// (admin.tokens[].token_file: /run/secrets/fanout/FANOUT_ADMIN_TOKEN_OPS).
+// A file is followed by the role that reads it, so unlike an environment
+// variable a rotated key reaches the pod with no restart (the kubelet
+// updates a mounted Secret within its sync period).
+const SecretsDir = "/run/secrets/fanout"
+
+// fileRef returns the SecretRef of a *_file setting whose file lies
+// directly under SecretsDir, keyed by the file's name; ok is false for a
+// file elsewhere, which the operator mounts himself.
+func fileRef(field, path string) (SecretRef, bool, error) {
+	dir, name := filepath.Split(filepath.Clean(path))
+	if filepath.Clean(dir) != SecretsDir {
+		return SecretRef{}, false, nil
+	}
+	if !envName.MatchString(name) {
+		return SecretRef{}, false, fmt.Errorf("%s: the file name %q under %s is not a valid Secret key here (use letters, digits and '_', e.g. FANOUT_ADMIN_TOKEN_OPS)", field, name, SecretsDir)
+	}
+	return SecretRef{Env: name, Field: field, File: path}, true, nil
 }
 
 // envName is what fanout accepts as the name of an environment variable
@@ -65,6 +93,17 @@ func ConnectorSecretRefs(cfg *config.Config, name string) ([]SecretRef, error) {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				key, val := n.Content[i].Value, n.Content[i+1]
 				field := path + "." + key
+				if strings.HasSuffix(key, "_file") && val.Kind == yaml.ScalarNode {
+					if v := strings.TrimSpace(val.Value); v != "" {
+						r, ok, err := fileRef(field, v)
+						if err != nil {
+							errs = append(errs, err.Error())
+						} else if ok {
+							refs = append(refs, r)
+						}
+					}
+					continue
+				}
 				if strings.HasSuffix(key, "_env") && val.Kind == yaml.ScalarNode {
 					if v := strings.TrimSpace(val.Value); v != "" {
 						if !envName.MatchString(v) {
@@ -95,31 +134,49 @@ func ConnectorSecretRefs(cfg *config.Config, name string) ([]SecretRef, error) {
 }
 
 // CommonSecretRefs lists the secrets every role reads: the MongoDB URI
-// (mongo.uri_env when set, else the FANOUT_MONGO_URI override, since a
-// production URI carries credentials) and the Kafka SASL password
-// (kafka.sasl.password_env, when set).
+// (mongo.uri_file under SecretsDir, or mongo.uri_env when set, else the
+// FANOUT_MONGO_URI override, since a production URI carries credentials)
+// and the Kafka SASL password (kafka.sasl.password_env, or
+// kafka.sasl.password_file under SecretsDir). A *_file setting elsewhere
+// names no key: the operator mounts that file himself.
 func CommonSecretRefs(cfg *config.Config) []SecretRef {
 	var refs []SecretRef
-	if cfg.Mongo.URIEnv != "" {
+	switch {
+	case cfg.Mongo.URIFile != "":
+		if r, ok, _ := fileRef("mongo.uri_file", cfg.Mongo.URIFile); ok {
+			refs = append(refs, r)
+		}
+	case cfg.Mongo.URIEnv != "":
 		refs = append(refs, SecretRef{Env: cfg.Mongo.URIEnv, Field: "mongo.uri_env"})
-	} else {
+	default:
 		refs = append(refs, SecretRef{Env: config.EnvPrefix + "MONGO_URI", Field: "mongo.uri (environment override)"})
 	}
 	if cfg.Kafka.SASL.PasswordEnv != "" {
 		refs = append(refs, SecretRef{Env: cfg.Kafka.SASL.PasswordEnv, Field: "kafka.sasl.password_env"})
 	}
+	if f := cfg.Kafka.SASL.PasswordFile; f != "" {
+		if r, ok, _ := fileRef("kafka.sasl.password_file", f); ok {
+			refs = append(refs, r)
+		}
+	}
 	return dedupe(refs)
 }
 
 // AdminSecretRefs lists the secrets only the admin role reads: the value
-// of every admin token (admin.tokens[].token_env). A non-loopback admin
-// listener refuses to start without tokens, so the admin Deployment needs
-// them from the Secret.
+// of every admin token (admin.tokens[].token_env, or token_file under
+// SecretsDir). A non-loopback admin listener refuses to start without
+// tokens, so the admin Deployment needs them from the Secret.
 func AdminSecretRefs(cfg *config.Config) []SecretRef {
 	var refs []SecretRef
 	for i, t := range cfg.Admin.Tokens {
-		if t.TokenEnv != "" {
-			refs = append(refs, SecretRef{Env: t.TokenEnv, Field: fmt.Sprintf("admin.tokens[%d](%s).token_env", i, t.Name)})
+		field := config.AdminTokenField(i, t)
+		switch {
+		case t.TokenFile != "":
+			if r, ok, _ := fileRef(field, t.TokenFile); ok {
+				refs = append(refs, r)
+			}
+		case t.TokenEnv != "":
+			refs = append(refs, SecretRef{Env: t.TokenEnv, Field: field})
 		}
 	}
 	return dedupe(refs)

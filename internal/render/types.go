@@ -63,6 +63,7 @@ type podSecurityContext struct {
 	RunAsNonRoot   bool           `yaml:"runAsNonRoot"`
 	RunAsUser      int            `yaml:"runAsUser"`
 	RunAsGroup     int            `yaml:"runAsGroup"`
+	FSGroup        int            `yaml:"fsGroup,omitempty"`
 	SeccompProfile seccompProfile `yaml:"seccompProfile"`
 }
 
@@ -157,9 +158,21 @@ type volumeMount struct {
 }
 
 type volume struct {
-	Name      string          `yaml:"name"`
-	ConfigMap *nameRef        `yaml:"configMap,omitempty"`
-	EmptyDir  *emptyDirSource `yaml:"emptyDir,omitempty"`
+	Name      string              `yaml:"name"`
+	ConfigMap *nameRef            `yaml:"configMap,omitempty"`
+	EmptyDir  *emptyDirSource     `yaml:"emptyDir,omitempty"`
+	Secret    *secretVolumeSource `yaml:"secret,omitempty"`
+}
+
+type secretVolumeSource struct {
+	SecretName  string      `yaml:"secretName"`
+	Items       []keyToPath `yaml:"items"`
+	DefaultMode *int        `yaml:"defaultMode,omitempty"`
+}
+
+type keyToPath struct {
+	Key  string `yaml:"key"`
+	Path string `yaml:"path"`
 }
 
 type emptyDirSource struct {

@@ -126,7 +126,10 @@ func (v *Value) refreshLocked(force bool) error {
 	if s != v.cur {
 		v.cur = s
 		v.version++
-		v.log.Info("secret: secret file changed; using the new value", "setting", v.field, "path", v.path)
+		// The first read is no change worth a line per client at start.
+		if v.version > 1 {
+			v.log.Info("secret: secret file changed; using the new value", "setting", v.field, "path", v.path)
+		}
 	}
 	return nil
 }
