@@ -6,29 +6,14 @@ import (
 	"maps"
 	"math"
 	"testing"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fanout-dev/fanout/internal/store"
-	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
 func openIDReads(t testing.TB, idReads string) *store.Store {
-	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 60 * time.Second, IDReads: idReads})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = st.Drop(context.Background())
-		_ = st.Close(context.Background())
-	})
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return openWith(t, store.Options{IDReads: idReads})
 }
 
 // TestIDReadModes checks that reads and deletes by a set of ids give the

@@ -21,9 +21,16 @@ import (
 func open(t *testing.T) *store.Store { return openMode(t, "auto") }
 
 func openMode(t *testing.T, domainWrites string) *store.Store {
+	return openWith(t, store.Options{DomainWrites: domainWrites})
+}
+
+// openWith opens a store on the test server and a database of the test's
+// own, dropped at the end; o's URI, database and timeout are set here.
+func openWith(t testing.TB, o store.Options) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second, DomainWrites: domainWrites})
+	o.URI, o.Database, o.Timeout = testenv.Mongo(t), testenv.Database(t), 60*time.Second
+	st, err := store.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
