@@ -181,6 +181,11 @@ type Config struct {
 	Decode func(v any) error
 	// Logger is the logger to use; never log secrets with it.
 	Logger *slog.Logger
+	// MaxInFlight is the most deliveries the worker runs at once
+	// (delivery.max_in_flight); HTTP connectors keep that many idle
+	// connections so that a busy worker reuses them instead of dialling.
+	// 0 leaves the connector's default.
+	MaxInFlight int
 	// Secrets resolves secret settings (inline, *_env, *_file); its file
 	// values follow their files and reload on SIGHUP. nil still resolves
 	// them, without the SIGHUP reload.

@@ -21,10 +21,11 @@ func openConnector(ctx context.Context, cfg *config.Config, name string, log *sl
 	}
 	settings := cfg.Connectors[name].Settings
 	return connectors.Default().Open(ctx, connectors.Config{
-		Name:    name,
-		Type:    cfg.Connectors[name].Type,
-		Logger:  log.With("connector", name),
-		Secrets: secrets,
+		Name:        name,
+		Type:        cfg.Connectors[name].Type,
+		Logger:      log.With("connector", name),
+		Secrets:     secrets,
+		MaxInFlight: cfg.DeliveryFor(name).MaxInFlight,
 		Decode: func(v any) error {
 			if err := connectors.DecodeStrict(&settings, v); err != nil {
 				return fmt.Errorf("connectors.%s.settings: %w", name, err)

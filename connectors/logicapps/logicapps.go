@@ -85,7 +85,7 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode logicapps settings: %s", transport.RedactText(err.Error()))
 		}
 	}
-	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets, cfg.MaxInFlight)
 }
 
 // Connector delivers notifications to one Logic Apps Request trigger. It
@@ -115,11 +115,13 @@ var _ connectors.Connector = (*Connector)(nil)
 // network call: with Entra ID the first delivery fetches the token. log may
 // be nil (slog.Default).
 func New(ctx context.Context, name string, s Settings, log *slog.Logger) (*Connector, error) {
-	return newConnector(ctx, name, s, log, nil)
+	return newConnector(ctx, name, s, log, nil, 0)
 }
 
-// newConnector is New with the store that owns file-backed secrets.
-func newConnector(_ context.Context, name string, s Settings, log *slog.Logger, secrets *secret.Store) (*Connector, error) {
+// newConnector is New with the store that owns file-backed secrets
+// and the most calls the worker makes at once (0 for the default), to
+// which the HTTP idle pool is sized.
+func newConnector(_ context.Context, name string, s Settings, log *slog.Logger, secrets *secret.Store, maxInFlight int) (*Connector, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -127,7 +129,9 @@ func newConnector(_ context.Context, name string, s Settings, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
-	client, err := transport.New(r.opts)
+	opts := r.opts
+	opts.MaxConcurrency = maxInFlight
+	client, err := transport.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}

@@ -27,7 +27,7 @@ func TestClientSecretReplacedWithSecretFile(t *testing.T) {
 	s.Auth.ClientSecret, s.Auth.ClientSecretFile = "", path
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	store := secret.NewStore(log, time.Hour)
-	c, err := newConnector(t.Context(), "sf-rotate", s, log, store)
+	c, err := newConnector(t.Context(), "sf-rotate", s, log, store, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

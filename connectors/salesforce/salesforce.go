@@ -31,7 +31,7 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 			return nil, fmt.Errorf("decode salesforce settings: %w", err)
 		}
 	}
-	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets)
+	return newConnector(ctx, cfg.Name, s, cfg.Logger, cfg.Secrets, cfg.MaxInFlight)
 }
 
 // Connector delivers notifications to one Salesforce org, by sObject upsert
@@ -57,11 +57,13 @@ var (
 // New validates s, loads its secrets and returns a connector. It makes no
 // network call: the first delivery fetches the token.
 func New(ctx context.Context, name string, s Settings, logger *slog.Logger) (*Connector, error) {
-	return newConnector(ctx, name, s, logger, nil)
+	return newConnector(ctx, name, s, logger, nil, 0)
 }
 
-// newConnector is New with the store that owns file-backed secrets.
-func newConnector(_ context.Context, name string, s Settings, logger *slog.Logger, store *secret.Store) (*Connector, error) {
+// newConnector is New with the store that owns file-backed secrets
+// and the most calls the worker makes at once (0 for the default), to
+// which the HTTP idle pool is sized.
+func newConnector(_ context.Context, name string, s Settings, logger *slog.Logger, store *secret.Store, maxInFlight int) (*Connector, error) {
 	cfg, err := resolve(s, store)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce settings: %w", err)
@@ -78,6 +80,7 @@ func newConnector(_ context.Context, name string, s Settings, logger *slog.Logge
 	if cfg.ExternalIDField != "" {
 		c.reserved[cfg.ExternalIDField] = struct{}{}
 	}
+	cfg.maxConcurrency = maxInFlight
 	client, err := newClient(cfg, func(li LimitInfo) { c.limits.Store(&li) })
 	if err != nil {
 		return nil, fmt.Errorf("salesforce: %w", err)

@@ -204,11 +204,13 @@ var (
 // resolved are validated settings with the secrets loaded.
 type resolved struct {
 	Settings
-	loginURL     *url.URL
-	clientSecret *secret.Value
-	privateKey   *secret.Value // PEM
-	fields       []fieldMapping
-	store        *secret.Store
+	// maxConcurrency is the worker's max_in_flight, for the idle pool.
+	maxConcurrency int
+	loginURL       *url.URL
+	clientSecret   *secret.Value
+	privateKey     *secret.Value // PEM
+	fields         []fieldMapping
+	store          *secret.Store
 }
 
 // resolve applies defaults, validates s and loads its secrets. Errors name

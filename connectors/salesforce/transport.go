@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"bytes"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -93,18 +92,14 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // redirect to a login page must surface as a status, and credentials must
 // never follow it), and Sforce-Limit-Info read from every attempt.
 func newClient(cfg *resolved, observe func(LimitInfo)) (*transport.Client, error) {
-	base, ok := http.DefaultTransport.(*http.Transport)
-	if !ok {
-		return nil, errors.New("http.DefaultTransport is not an *http.Transport")
-	}
-	t := base.Clone()
-	t.MaxIdleConnsPerHost = 256
+	t := transport.NewHTTPTransport(cfg.maxConcurrency)
 	return transport.New(transport.Options{
 		MaxAttempts:     cfg.MaxAttempts,
 		MinBackoff:      cfg.RetryWaitMin,
 		MaxBackoff:      cfg.RetryWaitMax,
 		Timeout:         cfg.Timeout,
 		MaxResponseBody: maxResponseBytes,
+		MaxConcurrency:  cfg.maxConcurrency,
 		Transport:       &limitTransport{base: t, observe: observe},
 		Classifier:      retryInCall,
 		// Logger nil: the connector logs.

@@ -36,6 +36,9 @@ const (
 	DefaultMaxRetryAfter   = 60 * time.Second
 	DefaultTimeout         = 30 * time.Second
 	DefaultMaxResponseBody = 1 << 20
+	// DefaultMaxConcurrency sizes the idle pool when Options.MaxConcurrency
+	// is 0.
+	DefaultMaxConcurrency = 256
 	// MaxMaxAttempts bounds in-call attempts: a Deliver call that retries
 	// for long holds a worker and hides an outage from the breaker.
 	MaxMaxAttempts = 10
@@ -74,6 +77,13 @@ type Options struct {
 	// MaxResponseBody is how much of a response body Do keeps (default
 	// 1 MiB); the rest is discarded and Response.Truncated is set.
 	MaxResponseBody int64
+	// MaxConcurrency is the most calls the caller makes at once through
+	// this client: the delivery layer's max_in_flight. The default
+	// transport keeps that many idle connections per host (and a few more
+	// in all, for a token endpoint), so that a connection a call frees is
+	// kept for the next call rather than closed and dialled anew. 0 means
+	// DefaultMaxConcurrency. Ignored when Transport is set.
+	MaxConcurrency int
 	// FollowRedirects lets the client follow redirects. Off by default: a
 	// webhook receiver that redirects a POST is misconfigured, and Go
 	// would turn the POST into a GET.
@@ -123,25 +133,46 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxResponseBody <= 0 {
 		opts.MaxResponseBody = DefaultMaxResponseBody
 	}
+	if opts.MaxConcurrency == 0 {
+		opts.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if opts.MaxConcurrency < 0 {
+		return nil, fmt.Errorf("max concurrency %d is negative", opts.MaxConcurrency)
+	}
 	rt := opts.Transport
 	if rt == nil {
-		var t *http.Transport
-		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-			t = dt.Clone()
-		} else {
-			t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
-		}
-		// A worker keeps up to delivery.max_in_flight calls open to one
-		// host; the default of 2 idle connections would make most of them
-		// dial (and handshake TLS) anew.
-		t.MaxIdleConnsPerHost = 256
-		rt = t
+		rt = NewHTTPTransport(opts.MaxConcurrency)
 	}
 	hc := &http.Client{Transport: rt, Timeout: opts.Timeout}
 	if !opts.FollowRedirects {
 		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 	return &Client{opts: opts, hc: hc, log: NewLogger(opts.Logger)}, nil
+}
+
+// idleHeadroom is how many idle connections the pool keeps beyond one
+// host's share, for a second host such as a token endpoint.
+const idleHeadroom = 16
+
+// NewHTTPTransport returns a clone of http.DefaultTransport whose idle pool
+// keeps maxConcurrency connections per host (DefaultMaxConcurrency if not
+// positive). Go's default keeps 100 in all and 2 per host: with more calls
+// in flight than that, every connection freed beyond the pool is closed and
+// the next call dials (and handshakes TLS) again, so a busy worker churns
+// connections instead of reusing them.
+func NewHTTPTransport(maxConcurrency int) *http.Transport {
+	if maxConcurrency <= 0 {
+		maxConcurrency = DefaultMaxConcurrency
+	}
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = dt.Clone()
+	} else {
+		t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+	}
+	t.MaxIdleConnsPerHost = maxConcurrency
+	t.MaxIdleConns = maxConcurrency + idleHeadroom
+	return t
 }
 
 // Options returns the effective options, defaults applied.

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/connectors/transport"
 )
 
 // testSecret is a Standard Webhooks secret: whsec_ + base64 of 32 bytes.
@@ -726,5 +727,24 @@ func TestControlCharacterInIDIsPermanent(t *testing.T) {
 	}
 	if len(rc.reqs) != 0 {
 		t.Fatalf("%d requests reached the receiver", len(rc.reqs))
+	}
+}
+
+// TestMaxInFlightSizesIdlePool checks that the worker's concurrency reaches
+// the HTTP client, whose idle pool transport.TestIdlePoolSizedToConcurrency
+// covers.
+func TestMaxInFlightSizesIdlePool(t *testing.T) {
+	for _, tt := range []struct{ in, want int }{{0, transport.DefaultMaxConcurrency}, {1024, 1024}} {
+		c, err := connectors.Default().Open(context.Background(), connectors.Config{
+			Name: "hook", Type: TypeName, Decode: strictYAML("url: http://127.0.0.1:1/hook\n"), MaxInFlight: tt.in,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.(*Connector).client.Options().MaxConcurrency
+		_ = c.Close()
+		if got != tt.want {
+			t.Fatalf("max_in_flight %d: client concurrency %d, want %d", tt.in, got, tt.want)
+		}
 	}
 }

@@ -163,6 +163,7 @@ func OpenConnector(ctx context.Context, cfg *config.Config, name string, log *sl
 	settings := cc.Settings
 	c, err := connectors.Default().Open(ctx, connectors.Config{
 		Name: name, Type: cc.Type, Logger: log.With("connector", name),
+		MaxInFlight: cfg.DeliveryFor(name).MaxInFlight,
 		Decode: func(v any) error {
 			if settings.Kind == 0 {
 				return errors.New("no settings")
