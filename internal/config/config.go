@@ -57,6 +57,15 @@ type Kafka struct {
 	// MaxRecordBytes bounds one produced record batch; Azure Event Hubs
 	// closes the connection above 1,046,528 bytes.
 	MaxRecordBytes int32 `yaml:"max_record_bytes"`
+	// FetchMaxBytes bounds one fetch response per broker (franz-go
+	// FetchMaxBytes, Kafka fetch.max.bytes) and FetchMaxPartitionBytes its
+	// share for one partition (max.partition.fetch.bytes). Records point
+	// into the decompressed batches they came from, so these caps bound
+	// what a consuming role keeps in memory. A record batch larger than
+	// either cap is still returned, alone, so large records are never
+	// stuck; the caps only make fetches smaller.
+	FetchMaxBytes          int32 `yaml:"fetch_max_bytes"`
+	FetchMaxPartitionBytes int32 `yaml:"fetch_max_partition_bytes"`
 	// RequestTimeout is the broker request timeout (Event Hubs wants >= 60s).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// SessionTimeout is the consumer group session timeout.
@@ -519,6 +528,16 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
+// Fetch caps: the defaults keep a consuming role's fetched data near a
+// megabyte per broker; MaxFetchBytes is franz-go's default limit on one
+// broker response (BrokerMaxReadBytes), which a fetch must stay under.
+const (
+	DefaultFetchMaxBytes          = 1 << 20
+	DefaultFetchMaxPartitionBytes = 256 << 10
+	MinFetchBytes                 = 1024
+	MaxFetchBytes                 = 100 << 20
+)
+
 // Default returns the configuration with every default filled in.
 func Default() Config {
 	return Config{
@@ -527,7 +546,10 @@ func Default() Config {
 			ClientID:       "fanout",
 			MaxRecordBytes: 1_000_000,
 			RequestTimeout: 60 * time.Second,
-			SessionTimeout: 30 * time.Second,
+
+			FetchMaxBytes:          DefaultFetchMaxBytes,
+			FetchMaxPartitionBytes: DefaultFetchMaxPartitionBytes,
+			SessionTimeout:         30 * time.Second,
 
 			StartupCheckTimeout: 30 * time.Second,
 		},

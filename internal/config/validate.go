@@ -59,6 +59,12 @@ func (c *Config) Validate() error {
 	if c.Kafka.MaxRecordBytes < 1024 {
 		e.add("kafka.max_record_bytes", "%d is too small", "use at least 1024 (Azure Event Hubs: at most 1046528)", c.Kafka.MaxRecordBytes)
 	}
+	switch fb, fpb := c.Kafka.FetchMaxBytes, c.Kafka.FetchMaxPartitionBytes; {
+	case fb < MinFetchBytes || fb > MaxFetchBytes:
+		e.add("kafka.fetch_max_bytes", "%d is out of range", fmt.Sprintf("use %d..%d (default %d)", MinFetchBytes, MaxFetchBytes, DefaultFetchMaxBytes), fb)
+	case fpb < MinFetchBytes || fpb > fb:
+		e.add("kafka.fetch_max_partition_bytes", "%d is out of range", fmt.Sprintf("use %d up to kafka.fetch_max_bytes (%d); default %d", MinFetchBytes, fb, DefaultFetchMaxPartitionBytes), fpb)
+	}
 	positive(&e, "kafka.request_timeout", c.Kafka.RequestTimeout)
 	positive(&e, "kafka.session_timeout", c.Kafka.SessionTimeout)
 	if c.Kafka.StartupCheckTimeout < 0 {

@@ -40,6 +40,13 @@ func Options(cfg *config.Config, role string, getenv func(string) string, secret
 		// metadata before that.
 		kgo.MetadataMaxAge(3 * time.Minute),
 		kgo.ConnIdleTimeout(3 * time.Minute),
+		// Consumer options, ignored by clients that only produce. Records
+		// keep their decompressed fetch alive, so these caps bound a
+		// consuming role's memory; a batch above them is still fetched
+		// alone (Kafka returns at least one batch), so progress never
+		// depends on them.
+		kgo.FetchMaxBytes(k.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(k.FetchMaxPartitionBytes),
 	}
 	switch k.Compression {
 	case "":

@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
 func TestOptionsBuildAClient(t *testing.T) {
@@ -156,6 +158,89 @@ func TestSASLPasswordSources(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.options) {
 				t.Fatalf("Options = %v, want %q", err, tc.options)
 			}
+		})
+	}
+}
+
+func TestFetchCaps(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		edit          func(*config.Config)
+		bytes, partBy int32
+	}{
+		{"defaults", func(*config.Config) {}, config.DefaultFetchMaxBytes, config.DefaultFetchMaxPartitionBytes},
+		{"set", func(c *config.Config) { c.Kafka.FetchMaxBytes, c.Kafka.FetchMaxPartitionBytes = 4<<20, 1<<20 }, 4 << 20, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config.Default()
+			tc.edit(&cfg)
+			opts, err := Options(&cfg, "test", func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl, err := kgo.NewClient(opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			if got := cl.OptValue(kgo.FetchMaxBytes); got != tc.bytes {
+				t.Errorf("FetchMaxBytes = %v, want %d", got, tc.bytes)
+			}
+			if got := cl.OptValue(kgo.FetchMaxPartitionBytes); got != tc.partBy {
+				t.Errorf("FetchMaxPartitionBytes = %v, want %d", got, tc.partBy)
+			}
+		})
+	}
+}
+
+// TestRecordAboveFetchCapsIsFetched produces records bigger than both
+// fetch caps and reads them back with a client built from Options: the
+// broker returns a batch above the caps alone, so the caps bound memory
+// without ever stalling a partition on a large record.
+func TestRecordAboveFetchCapsIsFetched(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := testenv.Topic(t, "fetchcap")
+	testenv.CreateTopic(t, brokers, topic, 1)
+	cfg := config.Default()
+	cfg.Kafka.Brokers = brokers
+	cfg.Kafka.FetchMaxBytes, cfg.Kafka.FetchMaxPartitionBytes = config.MinFetchBytes, config.MinFetchBytes
+	cfg.Kafka.Compression = "none"
+	opts, err := Options(&cfg, "test", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	prod, err := kgo.NewClient(append(opts, kgo.DefaultProduceTopic(topic))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	const n = 3
+	for i := range n {
+		// 64 KiB each, 64 times the caps; one record per batch.
+		v := []byte(strings.Repeat(string(rune('a'+i)), 64<<10))
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: v}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	cons, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := 0
+	for got < n {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("fetched %d of %d records above the caps: %v", got, n, err)
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Fatalf("fetch: %v", err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if len(r.Value) != 64<<10 || r.Value[0] != byte('a'+got) {
+				t.Fatalf("record %d: %d bytes starting %q", got, len(r.Value), r.Value[:1])
+			}
+			got++
 		})
 	}
 }
