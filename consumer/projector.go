@@ -58,6 +58,10 @@ type Stats struct {
 	Unrouted  atomic.Int64
 	Batches   atomic.Int64
 	StoreErrs atomic.Int64
+	// CacheHits and CacheMisses count the aggregates whose stored version
+	// came from the version cache, and those read from the store.
+	CacheHits   atomic.Int64
+	CacheMisses atomic.Int64
 	// Assigned is the number of partitions this projector holds.
 	Assigned atomic.Int64
 }
@@ -78,6 +82,10 @@ type Projector struct {
 	dec    *Decoder
 	decErr error
 	getenv func(string) string
+	// cache holds the versions of the aggregates of the partitions this
+	// projector owns; nil outside Run (HandleBatch alone owns nothing) or
+	// when projector.version_cache_size is 0.
+	cache *versionCache
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -140,10 +148,29 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		return int64(n)
 	}
+	if n := p.cfg.Projector.VersionCacheSize; n > 0 {
+		p.cache = newVersionCache(n, p.cfg.Kafka.SessionTimeout/3)
+	}
+	// A partition that leaves (or joins: a missed revoke must not leave
+	// old versions behind) takes its cached versions with it.
+	drop := func(m map[string][]int32) {
+		if p.cache != nil {
+			p.cache.dropPartitions(m[p.cfg.Topics.Events])
+		}
+	}
 	opts = append(opts,
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { p.Stats.Assigned.Add(count(m)) }),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { p.Stats.Assigned.Add(-count(m)) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { p.Stats.Assigned.Add(-count(m)) }),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			drop(m)
+			p.Stats.Assigned.Add(count(m))
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			drop(m)
+			p.Stats.Assigned.Add(-count(m))
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			drop(m)
+			p.Stats.Assigned.Add(-count(m))
+		}),
 	)
 	if id := p.cfg.Groups.ProjectorInstanceID; id != "" {
 		opts = append(opts, kgo.InstanceID(id))
@@ -365,16 +392,51 @@ func (p *Projector) deadLetter(ctx context.Context, prod Producer, poisons []*kg
 // project writes the events' outbox entries, then the READ model. It is
 // safe to call again with the same events after any failure; its counters
 // count only the attempt that succeeds.
-func (p *Projector) project(ctx context.Context, events []*Event) error {
+func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
+	if p.cache != nil {
+		p.cache.begin(time.Now())
+		defer func() {
+			if err != nil {
+				// What reached the store is unknown: trust it again only
+				// after reading it.
+				p.cache.reset()
+			}
+		}()
+	}
 	ids := make([]string, 0, len(events))
 	for _, ev := range events {
 		ids = append(ids, ev.AggregateID)
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	versions, err := p.store.Versions(ctx, ids)
-	if err != nil {
-		return err
+	parts := p.cachePartitions(events)
+	versions := make(map[string]int64, len(ids))
+	missing := ids
+	if p.cache != nil {
+		missing = make([]string, 0, len(ids))
+		for _, id := range ids {
+			part, ok := parts[id]
+			if ok {
+				var v int64
+				if v, ok = p.cache.get(part, id); ok {
+					versions[id] = v
+				}
+			}
+			if !ok {
+				missing = append(missing, id)
+			}
+		}
+		p.Stats.CacheHits.Add(int64(len(ids) - len(missing)))
+	}
+	p.Stats.CacheMisses.Add(int64(len(missing)))
+	if len(missing) > 0 {
+		read, err := p.store.Versions(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for _, id := range missing {
+			versions[id] = read[id]
+		}
 	}
 
 	now := time.Now().UTC()
@@ -434,6 +496,17 @@ func (p *Projector) project(ctx context.Context, events []*Event) error {
 	if err := p.store.ApplyDomain(ctx, dw); err != nil {
 		return err
 	}
+	if p.cache != nil {
+		// Every aggregate of the batch is now at versions[id] in the
+		// store (written, or read and left as it was).
+		for _, id := range ids {
+			if part, ok := parts[id]; ok {
+				p.cache.put(part, id, versions[id])
+			} else {
+				p.cache.forget(id)
+			}
+		}
+	}
 	p.Stats.Stale.Add(stale)
 	p.Stats.Unrouted.Add(unrouted)
 	p.Stats.Projected.Add(projected)
@@ -441,6 +514,37 @@ func (p *Projector) project(ctx context.Context, events []*Event) error {
 		p.notify()
 	}
 	return nil
+}
+
+// cachePartitions returns, for each aggregate of events that the version
+// cache may answer for, the partition of its events: all of them must have
+// come from one partition with the aggregate id as their record key, the
+// key that pins the aggregate to that partition. nil without a cache.
+func (p *Projector) cachePartitions(events []*Event) map[string]int32 {
+	if p.cache == nil {
+		return nil
+	}
+	parts := make(map[string]int32, len(events))
+	bad := make(map[string]bool)
+	for _, ev := range events {
+		id := ev.AggregateID
+		if bad[id] {
+			continue
+		}
+		r := ev.Record
+		if r == nil || string(r.Key) != id {
+			bad[id] = true
+			delete(parts, id)
+			continue
+		}
+		if part, ok := parts[id]; ok && part != r.Partition {
+			bad[id] = true
+			delete(parts, id)
+			continue
+		}
+		parts[id] = r.Partition
+	}
+	return parts
 }
 
 func setUpdatedAt(now time.Time) bson.D {

@@ -288,6 +288,10 @@ type Projector struct {
 	RetryMaxBackoff time.Duration `yaml:"retry_max_backoff"`
 	// ShutdownGrace bounds how long SIGTERM waits for the batch in hand.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// VersionCacheSize bounds the aggregates whose version the projector
+	// remembers for the partitions it owns, so that stale detection needs
+	// no store read in steady state; 0 disables the cache.
+	VersionCacheSize int `yaml:"version_cache_size"`
 }
 
 // Relay tunes the relay.
@@ -594,6 +598,8 @@ func Default() Config {
 			RetryMinBackoff: 100 * time.Millisecond,
 			RetryMaxBackoff: 10 * time.Second,
 			ShutdownGrace:   10 * time.Second,
+
+			VersionCacheSize: 100_000,
 		},
 		Relay: Relay{
 			BatchSize:      500,

@@ -154,6 +154,9 @@ func (c *Config) Validate() error {
 		e.add("projector.retry_max_backoff", "is below projector.retry_min_backoff", "make it at least retry_min_backoff")
 	}
 	positive(&e, "projector.shutdown_grace", c.Projector.ShutdownGrace)
+	if n := c.Projector.VersionCacheSize; n < 0 || n > 10_000_000 {
+		e.add("projector.version_cache_size", "%d is out of range", "use 0 (no cache) to 10000000 (default 100000)", n)
+	}
 
 	if c.Relay.BatchSize < 1 || c.Relay.BatchSize > 10000 {
 		e.add("relay.batch_size", "%d is out of range", "use 1..10000 (default 500)", c.Relay.BatchSize)
