@@ -31,7 +31,7 @@ type BenchOptions struct {
 	Root, Bin, DocsDir string
 	// Command is the command line, for the report.
 	Command string
-	// Only runs these benchmarks (B1..B6); empty runs all.
+	// Only runs these benchmarks (B1..B7); empty runs all.
 	Only []string
 	// Scale multiplies every count and duration (1 = default); the report
 	// says which scale ran.
@@ -55,6 +55,7 @@ type Report struct {
 	B4       *B4Result `json:"b4_salesforce_calls,omitempty"`
 	B5       *B5Result `json:"b5_end_to_end,omitempty"`
 	B6       *B6Result `json:"b6_memory,omitempty"`
+	B7       *B7Result `json:"b7_store_cost_vs_read_size,omitempty"`
 	Failures []string  `json:"failures,omitempty"`
 }
 
@@ -119,7 +120,7 @@ func RunBench(ctx context.Context, o BenchOptions) (*Report, error) {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6},
+		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6}, {"B7", r.b7},
 	}
 	for _, s := range steps {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, s.name) {

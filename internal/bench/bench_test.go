@@ -312,3 +312,12 @@ func TestMaxConcurrent(t *testing.T) {
 		t.Fatalf("maxConcurrent = %d, want 2", got)
 	}
 }
+
+// TestSetupDefaultsAreValid: every benchmark but chaos builds its
+// configuration from Setup's defaults, which must pass config validation.
+func TestSetupDefaultsAreValid(t *testing.T) {
+	su := Setup{Brokers: []string{"127.0.0.1:9092"}, MongoURI: "mongodb://127.0.0.1:27017/", Names: NewNames("t", "s"), Routing: RouteBoth}
+	if _, err := su.Config(); err != nil {
+		t.Fatal(err)
+	}
+}

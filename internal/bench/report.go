@@ -89,6 +89,16 @@ func RenderMarkdown(rep *Report) string {
 			b5.Rate, b5.SimLatencyMS, msLabel(b5.Fanout.Both.P50), msLabel(b5.Fanout.Both.P99),
 			msLabel(b5.Sequential.Both.P50), msLabel(b5.Sequential.Both.P99), incomplete(b5.Sequential))
 	}
+	if b7 := rep.B7; b7 != nil {
+		for _, d := range b7Sizes(b7) {
+			before, after := findB7(b7.Runs, d, "in", false), findB7(b7.Runs, d, "point", true)
+			if before == nil || after == nil {
+				continue
+			}
+			p("| B7 | projector + relay store commands per event, %d READ documents | %.2f (point reads, version cache) | %.2f (`in`, no cache) |\n",
+				d, after.ProjectorCmdsPerEvent+after.RelayCmdsPerEvent, before.ProjectorCmdsPerEvent+before.RelayCmdsPerEvent)
+		}
+	}
 	if b6 := rep.B6; b6 != nil {
 		p("| B6 | peak RSS, %d-record backlog, breakers open | %s | %s (same roles idle) |\n", b6.EventsBacklog, memList(b6.Roles), memList(b6.Idle))
 	}
@@ -185,8 +195,11 @@ func RenderMarkdown(rep *Report) string {
 		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Where the workers' extra memory goes was not investigated: their own buffer is bounded at 1,000 records, so the Kafka client's fetch buffers (franz-go fetches up to 50 MB per request by default) are the first place to look.\n",
 			b6.RelayPublished, b6.LogicAppsCalls, b6.SFCalls)
 	}
+	if b7 := rep.B7; b7 != nil {
+		b.WriteString(RenderB7(b7))
+	}
 	b.WriteString(chaosSection)
-	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B6 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
+	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B7 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
 	return b.String()
 }
 
@@ -267,3 +280,56 @@ const chaosSection = `
 
 The ledger fails the run (exit status 1) on: a notification routed to a target that was neither accepted there nor dead-lettered to ` + "`<prefix>dlq.<connector>`" + ` with class ` + "`permanent`" + ` for an injected permanent error; per aggregate, a version reaching a target after a higher one once duplicates (same id) are dropped; a notification reaching a target while the READ model was below its version (read by ` + "`_id`" + ` right after the call arrives, without holding the call, unless an earlier read of the aggregate already showed that version; the ledger prints how long after the arrival the reads ran: the READ model only grows, so a lower version read after the arrival proves the violation, and the read's delay bounds how early a premature notification could go unnoticed); one change (aggregate, version) arriving under two ids; a notification that was never due (a stale or duplicate event published); a READ model that does not end at every aggregate's last version. Duplicates are counted and reported, never a failure.
 `
+
+// RenderB7 renders B7's section of the report.
+func RenderB7(b7 *B7Result) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("\n## B7: store cost against the READ model's size\n\n")
+	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through a backlog of %d-odd events (5%% duplicates, 5%% stale) over %d of those aggregates, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role, in ms (p50 / p99). Commands per event count everything the role's client sent, lease and status writes included. Load is the 1-minute load average when the run ended.\n\n",
+		b7Events(b7), b7.Aggregates)
+	p("| READ documents | id reads | version cache | projector cmds/event | relay cmds/event | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range b7.Runs {
+		cache := "off"
+		if r.Cache {
+			cache = "on"
+		}
+		p("| %d | %s | %s | %.3f | %.3f | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
+			r.ProjectorCmdsPerEvent, r.RelayCmdsPerEvent, distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
+			distPair(r.RelayVersions), distPair(r.RelayDeletes), r.CacheHitPct, r.Seconds, r.Load)
+	}
+	return b.String()
+}
+
+func distPair(d Dist) string {
+	if d.Count == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%.1f / %.1f (%d)", d.P50, d.P99, d.Count)
+}
+
+func b7Events(b7 *B7Result) int {
+	if len(b7.Runs) == 0 {
+		return 0
+	}
+	return b7.Runs[0].Events
+}
+
+func b7Sizes(b7 *B7Result) []int {
+	var out []int
+	for _, r := range b7.Runs {
+		if len(out) == 0 || out[len(out)-1] != r.Documents {
+			out = append(out, r.Documents)
+		}
+	}
+	return out
+}
+
+func findB7(runs []StoreCostRun, docs int, idReads string, cache bool) *StoreCostRun {
+	for i := range runs {
+		if runs[i].Documents == docs && runs[i].IDReads == idReads && runs[i].Cache == cache {
+			return &runs[i]
+		}
+	}
+	return nil
+}
