@@ -72,6 +72,10 @@ services-down:
 #                     when not running, stopped after), each figure beside its baseline from the same run;
 #                     writes docs/benchmarks.md, docs/benchmarks.json and SVG plots (about 12-15 minutes).
 #                     BENCH_ARGS='-only B3,B4 -scale 0.5' runs some, smaller
+#   make bench-smoke  the short CI form (about 2-3 minutes): B1's direct-link pair and B7 at 1,000 READ
+#                     documents with small counts; fails when a figure's ratio to its baseline from the
+#                     same run falls below half its reference ratio (internal/bench/smoke.go), never on
+#                     absolute times; writes no docs
 #   make chaos        every role as a child process against a private broker and store behind toxiproxy:
 #                     20,000 events over 2,000 aggregates through random SIGKILLs, a broker and a store
 #                     restart, cut and slow links and faulty downstreams; prints the ledger and exits
@@ -81,10 +85,13 @@ services-down:
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: bench chaos chaos-long
+.PHONY: bench bench-smoke chaos chaos-long
 
 bench:
 	$(GO) run ./cmd/fanout-bench bench $(BENCH_ARGS)
+
+bench-smoke:
+	$(GO) run ./cmd/fanout-bench bench -smoke -docs=
 
 chaos:
 	$(GO) run ./cmd/fanout-bench chaos $(CHAOS_ARGS)

@@ -86,6 +86,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	only := fs.String("only", "", "comma-separated benchmarks to run (B1,...,B7); default all")
 	scale := fs.Float64("scale", 1, "multiply every count and duration (0.2 for a quick look)")
 	docs := fs.String("docs", "docs", "directory for benchmarks.md, benchmarks.json and the plots (relative to the repository root; empty: none)")
+	smoke := fs.Bool("smoke", false, "the short CI form (make bench-smoke): B1's direct pair and B7 at 1,000 documents, failing when a figure's ratio to its same-run baseline falls below half its reference; -only and -scale are ignored")
 	bin := fs.String("bin", "", "fanout binary to run as child processes (default: build ./cmd/fanout)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -100,7 +101,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	o := bench.BenchOptions{Root: root, Bin: *bin, Scale: *scale, Log: stdout,
+	o := bench.BenchOptions{Root: root, Bin: *bin, Scale: *scale, Log: stdout, Smoke: *smoke,
 		Command: strings.TrimSpace("make bench " + benchArgs(args))}
 	if *docs != "" {
 		o.DocsDir = *docs

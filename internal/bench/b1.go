@@ -83,6 +83,9 @@ func (r *runner) b1(ctx context.Context) error {
 	res := &B1Result{}
 	r.rep.B1 = res
 	events, seedEvents := r.n(10000, 500), r.n(2000, 200)
+	if r.o.Smoke {
+		events, seedEvents = smokeB1Events, smokeB1SeedEvents
+	}
 	toxi := NewToxi()
 	defer toxi.Close()
 	u, err := url.Parse(r.svc.MongoURI)
@@ -106,6 +109,9 @@ func (r *runner) b1(ctx context.Context) error {
 		{DesignFanout, LinkToxi2ms, slow, events},
 		{DesignSeed, LinkToxi2ms, slow, seedEvents},
 	} {
+		if r.o.Smoke && c.link != LinkDirect {
+			continue
+		}
 		var run PipelineRun
 		var err error
 		if c.design == DesignFanout {

@@ -73,12 +73,19 @@ var b7Variants = []b7Variant{{"in", false}, {"in", true}, {"point", false}, {"po
 
 func (r *runner) b7(ctx context.Context) error {
 	sizes := []int{1000, 10000, 100000}
-	if r.o.Scale < 1 {
+	variants := b7Variants
+	switch {
+	case r.o.Smoke:
+		sizes, variants = []int{1000}, []b7Variant{{"point", false}, {"point", true}}
+	case r.o.Scale < 1:
 		sizes = []int{1000, 10000}
 	}
 	res := &B7Result{Aggregates: b7Aggregates, Rate: b7Rate}
 	r.rep.B7 = res
 	events := r.n(2000, 500)
+	if r.o.Smoke {
+		events = smokeB7Events
+	}
 	for _, size := range sizes {
 		name := fmt.Sprintf("b7-%dk-%s", size/1000, randomHex(2))
 		s, err := r.newScenario(ctx, name, "", nil, nil)
@@ -91,7 +98,7 @@ func (r *runner) b7(ctx context.Context) error {
 			return err
 		}
 		r.logf("B7 %d READ documents seeded in %v", size, time.Since(t0).Round(time.Second))
-		for i, v := range b7Variants {
+		for i, v := range variants {
 			run, err := r.storeCostRun(ctx, s, size, v, events, uint64(i+1))
 			if err != nil {
 				s.close()

@@ -38,25 +38,32 @@ type BenchOptions struct {
 	Scale float64
 	// Log receives progress lines.
 	Log io.Writer
+	// Smoke runs the short form (`make bench-smoke`): B1's direct-link
+	// pair and B7 at 1,000 READ documents, with small counts, then checks
+	// each figure's ratio to its same-run baseline against the reference
+	// (SmokeCheck). Only and Scale are ignored.
+	Smoke bool
 }
 
 // Report is everything one run measured; it is written as
 // docs/benchmarks.json and rendered as docs/benchmarks.md.
 type Report struct {
-	Command  string    `json:"command"`
-	Started  time.Time `json:"started"`
-	Seconds  float64   `json:"seconds"`
-	Scale    float64   `json:"scale"`
-	Machine  Machine   `json:"machine"`
-	Notes    []string  `json:"notes"`
-	B1       *B1Result `json:"b1_projector_relay,omitempty"`
-	B2       *B2Result `json:"b2_relay_latency,omitempty"`
-	B3       *B3Result `json:"b3_worker_throughput,omitempty"`
-	B4       *B4Result `json:"b4_salesforce_calls,omitempty"`
-	B5       *B5Result `json:"b5_end_to_end,omitempty"`
-	B6       *B6Result `json:"b6_memory,omitempty"`
-	B7       *B7Result `json:"b7_store_cost_vs_read_size,omitempty"`
-	Failures []string  `json:"failures,omitempty"`
+	Command string    `json:"command"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Scale   float64   `json:"scale"`
+	Machine Machine   `json:"machine"`
+	Notes   []string  `json:"notes"`
+	B1      *B1Result `json:"b1_projector_relay,omitempty"`
+	B2      *B2Result `json:"b2_relay_latency,omitempty"`
+	B3      *B3Result `json:"b3_worker_throughput,omitempty"`
+	B4      *B4Result `json:"b4_salesforce_calls,omitempty"`
+	B5      *B5Result `json:"b5_end_to_end,omitempty"`
+	B6      *B6Result `json:"b6_memory,omitempty"`
+	B7      *B7Result `json:"b7_store_cost_vs_read_size,omitempty"`
+	// Smoke holds the checks of a smoke run.
+	Smoke    []SmokeCheck `json:"smoke,omitempty"`
+	Failures []string     `json:"failures,omitempty"`
 }
 
 // runner carries what every benchmark needs.
@@ -122,6 +129,9 @@ func RunBench(ctx context.Context, o BenchOptions) (*Report, error) {
 	}{
 		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6}, {"B7", r.b7},
 	}
+	if o.Smoke {
+		o.Only, r.o.Only, r.o.Scale = []string{"B1", "B7"}, []string{"B1", "B7"}, 1
+	}
 	for _, s := range steps {
 		if len(o.Only) > 0 && !slices.Contains(o.Only, s.name) {
 			continue
@@ -137,6 +147,13 @@ func RunBench(ctx context.Context, o BenchOptions) (*Report, error) {
 		} else {
 			r.logf("%s: done in %v", s.name, time.Since(t0).Round(time.Second))
 		}
+	}
+	if o.Smoke {
+		r.rep.Smoke = smokeChecks(r.rep)
+		for _, c := range r.rep.Smoke {
+			r.logf("smoke: %-75s ratio %6.2f (reference %.2f, fails below %.2f): %s", c.Name, c.Ratio, c.Reference, c.Reference/2, map[bool]string{true: "ok", false: "FAIL"}[c.OK])
+		}
+		r.rep.Failures = append(r.rep.Failures, smokeFailures(r.rep.Smoke)...)
 	}
 	r.rep.Seconds = time.Since(start).Seconds()
 	if o.DocsDir != "" {

@@ -198,6 +198,16 @@ func RenderMarkdown(rep *Report) string {
 	if b7 := rep.B7; b7 != nil {
 		b.WriteString(RenderB7(b7))
 	}
+	if len(rep.Smoke) > 0 {
+		p("\n## Smoke checks (`make bench-smoke`)\n\nEach ratio is a figure over its baseline from this run; a check fails below half its reference ratio.\n\n| check | figure | baseline | ratio | reference | |\n|---|---|---|---|---|---|\n")
+		for _, c := range rep.Smoke {
+			verdict := "ok"
+			if !c.OK {
+				verdict = "**FAIL**"
+			}
+			p("| %s | %.3f | %.3f | %.2f | %.2f | %s |\n", c.Name, c.Figure, c.Baseline, c.Ratio, c.Reference, verdict)
+		}
+	}
 	b.WriteString(chaosSection)
 	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B7 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
 	return b.String()
