@@ -54,6 +54,31 @@ const (
 	b7Aggregates = 200
 )
 
+// reads counts the read commands (find and its getMore pages) of a
+// command count.
+func reads(cmds map[string]int64) int64 { return cmds["find"] + cmds["getMore"] }
+
+// ProjectorReadsPerEvent is the projector's read commands per event: the
+// version reads the cache saves. Its writes (an insert per batch, an
+// update per aggregate per batch) depend on how events fall into batches,
+// which depends on the machine's speed, so they move total commands per
+// event whatever the cache does.
+func (r StoreCostRun) ProjectorReadsPerEvent() float64 {
+	if r.Events == 0 {
+		return 0
+	}
+	return float64(reads(r.ProjectorCommands)) / float64(r.Events)
+}
+
+// RelayReadsPerEvent is the relay's read commands per event: its outbox
+// pages and READ-model version reads.
+func (r StoreCostRun) RelayReadsPerEvent() float64 {
+	if r.Events == 0 {
+		return 0
+	}
+	return float64(reads(r.RelayCommands)) / float64(r.Events)
+}
+
 // B7Result is B7: store cost against the READ model's size.
 type B7Result struct {
 	Aggregates int            `json:"aggregates"`

@@ -329,8 +329,8 @@ func TestSmokeChecks(t *testing.T) {
 			{Design: DesignSeed, StoreLink: LinkDirect, EventsPerSec: 100, StoreCmdsPerEvent: 3},
 		}},
 		B7: &B7Result{Runs: []StoreCostRun{
-			{Documents: 1000, IDReads: "point", Cache: false, ProjectorCmdsPerEvent: 0.5},
-			{Documents: 1000, IDReads: "point", Cache: true, ProjectorCmdsPerEvent: 0.5}, // the cache stopped helping
+			{Documents: 1000, IDReads: "point", Cache: false, Events: 100, ProjectorCommands: map[string]int64{"find": 50, "update": 50}},
+			{Documents: 1000, IDReads: "point", Cache: true, Events: 100, ProjectorCommands: map[string]int64{"find": 50, "update": 50}}, // the cache stopped helping
 		}},
 	}
 	cs := smokeChecks(rep)

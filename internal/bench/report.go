@@ -95,8 +95,8 @@ func RenderMarkdown(rep *Report) string {
 			if before == nil || after == nil {
 				continue
 			}
-			p("| B7 | projector + relay store commands per event, %d READ documents | %.2f (point reads, version cache) | %.2f (`in`, no cache) |\n",
-				d, after.ProjectorCmdsPerEvent+after.RelayCmdsPerEvent, before.ProjectorCmdsPerEvent+before.RelayCmdsPerEvent)
+			p("| B7 | projector read commands per event / its version read p50, %d READ documents | %.3f / %s (point reads, version cache) | %.3f / %s (`in`, no cache) |\n",
+				d, after.ProjectorReadsPerEvent(), msLabel(after.ProjectorVersions.P50), before.ProjectorReadsPerEvent(), msLabel(before.ProjectorVersions.P50))
 		}
 	}
 	if b6 := rep.B6; b6 != nil {
@@ -296,16 +296,16 @@ func RenderB7(b7 *B7Result) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("\n## B7: store cost against the READ model's size\n\n")
-	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through %d events (5%% duplicates, 5%% stale) over %d of those aggregates, offered at %.0f/s so that batches stay as small as in steady state, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role that had something to do, in ms (p50 / p99, count in brackets). Commands per event count everything the role's client sent, lease and status writes included. Load is the 1-minute load average when the run ended.\n\n",
+	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through %d events (5%% duplicates, 5%% stale) over %d of those aggregates, offered at %.0f/s so that batches stay as small as in steady state, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role that had something to do, in ms (p50 / p99, count in brackets). Commands per event count everything the role's client sent, lease and status writes included; in brackets its read commands (`find` and `getMore`) alone. The projector's writes (an `insert` per batch, an `update` per aggregate per batch on FerretDB) and the relay's polls depend on how events fall into batches, which follows the machine's speed: compare reads for what the cache and the id-read mode change. Load is the 1-minute load average when the run ended.\n\n",
 		b7Events(b7), b7.Aggregates, b7.Rate)
-	p("| READ documents | id reads | version cache | projector cmds/event | relay cmds/event | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| READ documents | id reads | version cache | projector cmds/event (reads) | relay cmds/event (reads) | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range b7.Runs {
 		cache := "off"
 		if r.Cache {
 			cache = "on"
 		}
-		p("| %d | %s | %s | %.3f | %.3f | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
-			r.ProjectorCmdsPerEvent, r.RelayCmdsPerEvent, distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
+		p("| %d | %s | %s | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
+			r.ProjectorCmdsPerEvent, r.ProjectorReadsPerEvent(), r.RelayCmdsPerEvent, r.RelayReadsPerEvent(), distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
 			distPair(r.RelayVersions), distPair(r.RelayDeletes), r.CacheHitPct, r.Seconds, r.Load)
 	}
 	return b.String()

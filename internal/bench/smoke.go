@@ -28,7 +28,7 @@ const (
 	refB1Speedup = 3.0
 	// The seed's store commands per event over fanout's.
 	refB1Commands = 6.0
-	// The projector's store commands per event without the version cache
+	// The projector's read commands per event without the version cache
 	// over those with it (point reads, 1,000 READ documents, 200 events/s).
 	refB7Cache = 1.4
 )
@@ -71,8 +71,8 @@ func smokeChecks(rep *Report) []SmokeCheck {
 		off, on = findB7(rep.B7.Runs, 1000, "point", false), findB7(rep.B7.Runs, 1000, "point", true)
 	}
 	if off != nil && on != nil {
-		out = append(out, newSmokeCheck("B7 projector store commands per event, no cache over the version cache",
-			off.ProjectorCmdsPerEvent, on.ProjectorCmdsPerEvent, refB7Cache))
+		out = append(out, newSmokeCheck("B7 projector read commands per event, no cache over the version cache",
+			off.ProjectorReadsPerEvent(), on.ProjectorReadsPerEvent(), refB7Cache))
 	} else {
 		out = append(out, SmokeCheck{Name: "B7 did not produce its 1,000-document point-read runs"})
 	}
