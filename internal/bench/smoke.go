@@ -30,7 +30,8 @@ const (
 	// The seed's store commands per event over fanout's.
 	refB1Commands = 14.8
 	// The projector's read commands per event without the version cache
-	// over those with it (point reads, 1,000 READ documents, 200 events/s).
+	// over those with it (point reads, 1,000 READ documents, 1,000 events
+	// over 50 aggregates at 200 events/s).
 	refB7Cache = 4.4
 )
 
@@ -40,6 +41,7 @@ const (
 	smokeB1Events     = 1000
 	smokeB1SeedEvents = 200
 	smokeB7Events     = 1000
+	smokeB7Aggregates = 50
 )
 
 func newSmokeCheck(name string, figure, baseline, ref float64) SmokeCheck {
