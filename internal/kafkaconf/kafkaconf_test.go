@@ -174,7 +174,7 @@ func TestFetchCaps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			tc.edit(&cfg)
-			opts, err := Options(&cfg, "test", func(string) string { return "" })
+			opts, err := Options(&cfg, "test", func(string) string { return "" }, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +205,7 @@ func TestRecordAboveFetchCapsIsFetched(t *testing.T) {
 	cfg.Kafka.Brokers = brokers
 	cfg.Kafka.FetchMaxBytes, cfg.Kafka.FetchMaxPartitionBytes = config.MinFetchBytes, config.MinFetchBytes
 	cfg.Kafka.Compression = "none"
-	opts, err := Options(&cfg, "test", func(string) string { return "" })
+	opts, err := Options(&cfg, "test", func(string) string { return "" }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
