@@ -38,6 +38,8 @@ type Config struct {
 	Log        Log                  `yaml:"log"`
 	// Observability configures tracing export.
 	Observability Observability `yaml:"observability"`
+	// Trace configures the per-notification trace (fanout trace ID).
+	Trace Trace `yaml:"trace"`
 
 	// deliveryNodes are the connectors' delivery blocks as written, merged
 	// over Delivery by mergeDeliveryOverrides (override.go).
@@ -526,6 +528,31 @@ type Observability struct {
 	ServiceName string `yaml:"service_name"`
 }
 
+// Trace configures the per-notification trace: what the projector, the
+// relay and each worker did with one event, written in batches to the
+// store's trace collections (one per UTC day, trace_YYYYMMDD) and read by
+// GET /v1/events/{id} and `fanout trace ID`.
+type Trace struct {
+	// Enabled turns the trace on (default true).
+	Enabled bool `yaml:"enabled"`
+	// Sample is the share of events traced, 0..1 (default 1). It is
+	// decided by a hash of the event id, so every stage and every process
+	// traces the same events.
+	Sample float64 `yaml:"sample"`
+	// Retention is how long entries are kept (default 168h, 7 days).
+	// Expiry drops whole days: an entry lives between Retention and
+	// Retention plus one day, and reads hide what is older than Retention.
+	Retention time.Duration `yaml:"retention"`
+	// FlushInterval is the longest an entry waits in memory (default 1s).
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// BatchSize is the most entries written in one insert (default 500).
+	BatchSize int `yaml:"batch_size"`
+	// Buffer is how many entries wait in memory at most; beyond it new
+	// entries are dropped and counted (fanout_trace_dropped_total) rather
+	// than slow delivery down (default 20000).
+	Buffer int `yaml:"buffer"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -636,6 +663,7 @@ func Default() Config {
 			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20},
 		Log:           Log{Level: "info", Format: "json"},
 		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
+		Trace:         Trace{Enabled: true, Sample: 1, Retention: 7 * 24 * time.Hour, FlushInterval: time.Second, BatchSize: 500, Buffer: 20000},
 	}
 }
 

@@ -250,6 +250,7 @@ func (c *Config) Validate() error {
 	if o := c.Observability; o.SampleRatio < 0 || o.SampleRatio > 1 {
 		e.add("observability.sample_ratio", "%v is out of range", "use a share between 0 and 1 (default 1)", o.SampleRatio)
 	}
+	validateTrace(&e, c.Trace)
 	if ep := c.Observability.OTLPEndpoint; ep != "" && !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
 		e.add("observability.otlp_endpoint", "%q is not an http:// or https:// URL", "write the OTLP/HTTP endpoint URL, e.g. http://otel-collector:4318, or leave it empty to export nothing", ep)
 	}
@@ -521,5 +522,25 @@ func (s *Source) validateFormat(e *Errors) {
 	}
 	if r.Timeout <= 0 || r.Timeout > 5*time.Minute {
 		e.add("source.registry.timeout", "%s is out of range", "use a duration between 1ms and 5m (default 5s)", r.Timeout)
+	}
+}
+
+// validateTrace checks the trace block. Sizes are checked even when the
+// trace is off, so turning it on later cannot fail at start.
+func validateTrace(e *Errors, t Trace) {
+	if t.Sample < 0 || t.Sample > 1 || t.Sample != t.Sample {
+		e.add("trace.sample", "%v is out of range", "use a share between 0 and 1 (1 traces every event, 0 none; default 1)", t.Sample)
+	}
+	if t.Retention < time.Hour {
+		e.add("trace.retention", "%v is too short", "use at least 1h (default 168h, 7 days); set trace.enabled: false to keep no trace", t.Retention)
+	}
+	if t.FlushInterval < 10*time.Millisecond || t.FlushInterval > time.Minute {
+		e.add("trace.flush_interval", "%v is out of range", "use between 10ms and 1m (default 1s); longer intervals write fewer, larger batches", t.FlushInterval)
+	}
+	if t.BatchSize < 1 || t.BatchSize > 10000 {
+		e.add("trace.batch_size", "%d is out of range", "use between 1 and 10000 entries per insert (default 500)", t.BatchSize)
+	}
+	if t.Buffer < t.BatchSize {
+		e.add("trace.buffer", "%d is smaller than trace.batch_size (%d)", "use a buffer of at least one batch (default 20000)", t.Buffer, t.BatchSize)
 	}
 }

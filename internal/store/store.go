@@ -70,6 +70,9 @@ type Store struct {
 	parallel     bool
 	pointReads   bool
 	ferret       bool
+	// traceIndexed holds the trace collections (trace.go) whose index
+	// this process has made sure of.
+	traceIndexed sync.Map
 }
 
 // Open connects to the store and checks that it answers.
