@@ -86,6 +86,7 @@ type Projector struct {
 	// projector owns; nil outside Run (HandleBatch alone owns nothing) or
 	// when projector.version_cache_size is 0.
 	cache *versionCache
+	trace TraceRecorder // nil: no per-notification trace
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -352,6 +353,8 @@ func (p *Projector) decode(ctx context.Context, recs []*kgo.Record) ([]*Event, [
 		poisons []*kgo.Record
 		seen    = make(map[string]struct{}, len(recs))
 		dups    int64
+		// dupEvents are traced once the whole batch decoded.
+		dupEvents []*Event
 	)
 	for _, r := range recs {
 		ev, pe, err := p.dec.DecodeContext(ctx, r)
@@ -364,6 +367,7 @@ func (p *Projector) decode(ctx context.Context, recs []*kgo.Record) ([]*Event, [
 		}
 		if _, dup := seen[ev.ID]; dup {
 			dups++
+			dupEvents = append(dupEvents, ev)
 			continue
 		}
 		seen[ev.ID] = struct{}{}
@@ -371,6 +375,9 @@ func (p *Projector) decode(ctx context.Context, recs []*kgo.Record) ([]*Event, [
 	}
 	p.Stats.Duplicate.Add(dups)
 	p.Stats.Poison.Add(int64(len(poisons)))
+	for _, ev := range dupEvents {
+		p.traceDuplicate(ev)
+	}
 	return events, poisons, nil
 }
 
@@ -440,6 +447,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	}
 
 	now := time.Now().UTC()
+	bt := p.newBatchTrace()
 	var (
 		entries   []store.OutboxEntry
 		writes    = make(map[string]*store.DomainWrite, len(ids))
@@ -455,6 +463,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 			// entry was inserted before the domain write, so skipping it
 			// loses nothing.
 			stale++
+			bt.stale(ev, cur, now)
 			p.log.Debug("stale event skipped", "event_id", ev.ID, "aggregate_id", ev.AggregateID, "version", ev.Version, "stored_version", cur)
 			continue
 		}
@@ -478,6 +487,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		w.Version = ev.Version
 		w.Set = mergeSet(w.Set, ev.Set)
 		projected++
+		bt.projected(ev, len(decision.Targets) > 0, now)
 	}
 
 	// Outbox first, then the READ model: the relay publishes an entry only
@@ -510,6 +520,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	p.Stats.Stale.Add(stale)
 	p.Stats.Unrouted.Add(unrouted)
 	p.Stats.Projected.Add(projected)
+	p.traceDone(bt)
 	if p.notify != nil && len(entries) > 0 {
 		p.notify()
 	}
