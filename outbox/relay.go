@@ -76,6 +76,7 @@ type Relay struct {
 	// OnPublished, if set, is called with the entries the broker
 	// acknowledged (tests and latency measurement).
 	onPublished func([]store.OutboxEntry, time.Time)
+	trace       TraceRecorder // nil: no per-notification trace
 	// suspects maps an entry that failed with an error that can never
 	// succeed to that error; the next iteration produces it alone.
 	suspects map[string]string
@@ -495,6 +496,7 @@ func (r *Relay) publish(ctx, pctx context.Context, send sender, publish []store.
 			fail(err)
 		case results[0].Err == nil:
 			delete(r.suspects, e.ID)
+			r.tracePublished(e, results[0].Record, token)
 			done = append(done, e.ID)
 			okEntries = append(okEntries, *e)
 		case neverSucceeds(results[0].Err):
@@ -504,6 +506,7 @@ func (r *Relay) publish(ctx, pctx context.Context, send sender, publish []store.
 				continue
 			}
 			delete(r.suspects, e.ID)
+			r.traceDeadLettered(e, reason, results[0].Err)
 			r.del.add(ctx, []string{e.ID})
 		default:
 			blocked[e.AggregateID] = true
@@ -557,6 +560,7 @@ func (r *Relay) publish(ctx, pctx context.Context, send sender, publish []store.
 				}
 				continue
 			}
+			r.tracePublished(e, recs[i], token)
 			done = append(done, e.ID)
 			okEntries = append(okEntries, *e)
 		}
