@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"time"
+
 	"context"
 	"errors"
 
@@ -62,6 +64,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	for i, r := range recs {
 		r.state = stInFlight
 		r.attempts++
+		r.attemptAt = time.Now()
 		r.p.busy++
 		r.p.calls[c] = struct{}{}
 		ns[i] = &connectors.Notification{
@@ -143,6 +146,7 @@ func (l *loop) handleResult(res callResult) {
 		delete(p.calls, res.c)
 		err := res.errs[i]
 		endSpan(r, err)
+		l.w.traceAttempt(r, err)
 		if p.dropped {
 			continue
 		}
@@ -183,6 +187,7 @@ func (l *loop) delivered(r *rec) {
 	if st.Halted.Load() && l.w.breaker.State() == gobreaker.StateClosed {
 		l.clearHalt() // a halt reported late, by a call older than the breaker's state
 	}
+	l.w.traceOutcome(r, "delivered", "", nil)
 	l.finish(r)
 }
 

@@ -83,8 +83,10 @@ func (l *loop) handleDLQ(res dlqResult) {
 	l.w.log.Warn("notification dead-lettered", "class", res.dl.class, "notification_id", r.meta.ID, "key", r.key,
 		"version", r.meta.Version, "partition", r.r.Partition, "offset", r.r.Offset, "attempts", res.dl.attempts,
 		"http_status", status, "error_code", code, "error", errText, "dlq", l.w.dlqTopic)
+	l.w.traceOutcome(r, "dead_lettered", res.dl.class, res.dl.err)
 	if l.w.d.AfterDeadLtr == "park" {
 		l.park(r)
+		l.w.traceOutcome(r, "parked", "", nil)
 	}
 	l.finish(r)
 }

@@ -66,6 +66,7 @@ type rec struct {
 	heapIdx   int        // in the retry heap
 	openIdx   int        // in the partition's open heap
 	span      trace.Span // of the attempt in flight, when tracing
+	attemptAt time.Time  // when the attempt in flight started (tracehook.go)
 }
 
 // keyQueue holds the unfinished records of one key in one partition, in

@@ -221,6 +221,7 @@ type Worker struct {
 	pausePoll   time.Duration
 	statusEvery time.Duration
 	tracer      trace.Tracer // nil: no spans
+	trace       TraceRecorder // nil: no per-notification trace (tracehook.go)
 	client      atomic.Pointer[kgo.Client]
 	assigned    assignment
 
