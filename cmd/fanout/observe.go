@@ -15,8 +15,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/eventtrace"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
 	"github.com/fanout-dev/fanout/internal/observe"
+	"github.com/fanout-dev/fanout/internal/redact"
 	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 )
@@ -29,6 +31,9 @@ type observer struct {
 	tracer trace.TracerProvider
 	// secrets owns the connectors' file-backed secrets; SIGHUP reloads it.
 	secrets *secret.Store
+	// trace records the per-notification trace of every role of the
+	// process; nil when trace.enabled is false or trace.sample is 0.
+	trace *eventtrace.Recorder
 }
 
 // kafkaHooks returns the metrics hooks for one Kafka client. A kprom
@@ -70,6 +75,13 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 		return nil, err
 	}
 	o.tracer = tp
+	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv)
+	o.trace = eventtrace.New(cfg.Trace, st, log.With("component", "trace"),
+		eventtrace.WithSecrets(redact.New(saslPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))))
+	if o.trace != nil {
+		srv.Registry().MustRegister(o.trace.Collectors()...)
+		g.Go(func() error { return o.trace.Run(ctx) })
+	}
 	srv.AddCheck("store", st.Ping)
 	kopts, err := kafkaconf.Options(cfg, "readiness", e.getenv, o.secrets)
 	if err != nil {

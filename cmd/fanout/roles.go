@@ -235,7 +235,11 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		relay = outbox.New(cfg, st, outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(append(kopts, obs.kafkaHooks())...))
+		ropts := []outbox.Option{outbox.WithLogger(log.With("component", "relay")), outbox.WithKafkaOptions(append(kopts, obs.kafkaHooks())...)}
+		if obs.trace != nil {
+			ropts = append(ropts, outbox.WithTrace(obs.trace))
+		}
+		relay = outbox.New(cfg, st, ropts...)
 		obs.srv.Registry().MustRegister(relay.Collectors(st)...)
 		g.Go(func() error { return relay.Run(ctx) })
 	}
@@ -247,6 +251,9 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv)}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
+		}
+		if obs.trace != nil {
+			popts = append(popts, consumer.WithTrace(obs.trace))
 		}
 		p := consumer.New(cfg, st, popts...)
 		obs.srv.Registry().MustRegister(p.Collectors()...)

@@ -98,6 +98,9 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 	if obs.tracer != nil {
 		opts = append(opts, delivery.WithTracerProvider(obs.tracer))
 	}
+	if obs.trace != nil {
+		opts = append(opts, delivery.WithTrace(obs.trace))
+	}
 	w := delivery.New(cfg, name, conn, opts...)
 	for _, c := range w.Collectors() {
 		if err := obs.srv.Registry().Register(c); err != nil {
