@@ -76,7 +76,7 @@ func startAdmin(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 	if err != nil {
 		return configError{err}
 	}
-	srv, err := admin.New(admin.Options{
+	o := admin.Options{
 		Config:            cfg,
 		Store:             st,
 		KafkaOptions:      kopts,
@@ -84,7 +84,11 @@ func startAdmin(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 		Getenv:            e.getenv,
 		Secrets:           obs.secrets,
 		Logger:            log.With("component", "admin-api"),
-	})
+	}
+	if obs.trace != nil {
+		o.Trace = obs.trace
+	}
+	srv, err := admin.New(o)
 	if err != nil {
 		return configError{err}
 	}

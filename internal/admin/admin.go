@@ -71,6 +71,8 @@ type Options struct {
 	Secrets *secret.Store
 	// Logger logs operator actions (never a token).
 	Logger *slog.Logger
+	// Trace, if set, records the replays in the per-notification trace.
+	Trace TraceRecorder
 	// LiveWindow is how recent a worker's status must be to count as live
 	// (default 30s).
 	LiveWindow time.Duration
@@ -87,6 +89,7 @@ type Server struct {
 	log    *slog.Logger
 	tokens []*token
 	live   time.Duration
+	trace  TraceRecorder
 }
 
 // New returns an admin server. It fails when a configured token's
@@ -119,7 +122,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, st: o.Store, kopts: o.KafkaOptions, cl: cl, adm: kadm.NewClient(cl),
-		log: log, tokens: tokens, live: o.LiveWindow,
+		log: log, tokens: tokens, live: o.LiveWindow, trace: o.Trace,
 	}
 	if s.live <= 0 {
 		s.live = 30 * time.Second
@@ -206,6 +209,8 @@ func routeTable() []route {
 		{"POST", "/v1/connectors/{name}/parked/release", config.ScopeReplay, (*Server).releaseParked},
 		{"GET", "/v1/audit", config.ScopeRead, (*Server).listAudit},
 		{"GET", "/v1/relay", config.ScopeRead, (*Server).getRelay},
+		{"GET", "/v1/events/{id}", config.ScopeRead, (*Server).getEventTrace},
+		{"GET", "/v1/aggregates/{id}/events", config.ScopeRead, (*Server).getAggregateTrace},
 	}
 }
 

@@ -180,6 +180,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 		need := time.Duration(float64(len(resp.Items)) / req.Rate * float64(time.Second))
 		_ = rc.SetWriteDeadline(time.Now().Add(need + s.cfg.Admin.WriteTimeout))
 		s.send(ctx, name, who, &req, resp)
+		s.traceReplayed(name, who, resp)
 		s.releaseReplayed(ctx, name, resp)
 	}
 	c := &resp.Counts
