@@ -220,7 +220,7 @@ type Worker struct {
 	instance    string
 	pausePoll   time.Duration
 	statusEvery time.Duration
-	tracer      trace.Tracer // nil: no spans
+	tracer      trace.Tracer  // nil: no spans
 	trace       TraceRecorder // nil: no per-notification trace (tracehook.go)
 	client      atomic.Pointer[kgo.Client]
 	assigned    assignment
