@@ -61,6 +61,7 @@ func commands() []command {
 		{name: "config", summary: "config check: validate a configuration file without connecting", help: helpConfig, run: runConfig},
 		{name: "schema", summary: "schema notification: print the notification contract as a JSON Schema", help: helpSchema, run: runSchema},
 		{name: "deploy", summary: "deploy render: Kubernetes manifests for the configured connectors", help: helpDeploy, run: runDeploy},
+		{name: "trace", summary: "trace ID: every stage and delivery attempt of one event (or --aggregate), from the admin API", help: helpTrace, run: runTrace},
 		{name: "version", summary: "print the version and the modules built in", help: helpVersion, run: runVersion},
 	}
 }
@@ -97,9 +98,13 @@ func Main(ctx context.Context, args []string, e *env) int {
 		err := c.run(ctx, e, args[1:])
 		var ue usageError
 		var ce configError
+		var xe exitCodeError
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return 0
+		case errors.As(err, &xe):
+			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(xe.msg))
+			return xe.code
 		case errors.As(err, &ue):
 			fmt.Fprintf(e.stderr, "fanout %s: %s\n", c.name, redact.Credentials(ue.msg))
 			return exitConfig
