@@ -609,4 +609,16 @@ func consoleReplay(t *testing.T, s *testStack) {
 	step("the dead letter shows as replayed",
 		textHas("#dlq tr.dead-letter td.replayed", "yes (ops)"),
 	)
+	// The trace is written about every second: search again until the
+	// replayed delivery shows.
+	step("trace st-1 from its dead letter",
+		chromedp.Click(chromedp.CSS("#dlq tr.dead-letter button.trace")),
+		chromedp.Poll[chromedp.Void](`(function(){
+			const ok = document.getElementById("trace-summary").textContent.includes("logic_apps: delivered after") &&
+				document.getElementById("trace").textContent.includes("by ops");
+			if (!ok) document.getElementById("trace-search").click();
+			return ok; })()`, chromedp.WithPollingTimeout(30*time.Second), chromedp.WithPollingInterval(500*time.Millisecond)),
+		textHas("#trace", "HTTP 400"),
+		textHas("#trace", "published"),
+	)
 }

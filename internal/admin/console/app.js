@@ -154,6 +154,14 @@ async function loadDLQ(more) {
       cell(tr, d.replay ? "yes (" + d.replay.by + ")" : "", "replayed");
       const td = cell(tr, "");
       td.appendChild(button("Inspect", "inspect", () => inspect(d.partition, d.offset)));
+      if (d.id) {
+        td.appendChild(button("Trace", "trace", () => {
+          $("trace-id").value = d.id;
+          $("trace-kind").value = "event";
+          traceSearch();
+          $("trace-section").scrollIntoView();
+        }));
+      }
       tbody.appendChild(tr);
     }
     state.cursor = page.next_cursor;
@@ -240,7 +248,63 @@ async function confirmReplay() {
   } catch (e) { setStatus(e.message, true); }
 }
 
+// traceDetail is the detail column of one trace entry (as fanout trace).
+function traceDetail(e) {
+  const parts = [];
+  if (e.topic) parts.push(e.topic + "/" + e.partition + "@" + e.offset);
+  if (e.token) parts.push("lease token " + e.token);
+  if (e.attempt && (e.what === "attempt" || e.what === "replayed")) parts.push("attempt " + e.attempt);
+  if (e.what === "attempt") parts.push((e.duration_ms || 0).toFixed(1) + " ms");
+  if (e.status) parts.push("HTTP " + e.status);
+  if (e.class) parts.push(e.class);
+  if (e.code) parts.push(e.code);
+  if (e.breaker && e.breaker !== "closed") parts.push("breaker " + e.breaker);
+  if (e.by) parts.push("by " + e.by);
+  if (e.reason) parts.push(e.reason);
+  if (e.error) parts.push("error: " + e.error);
+  return parts.join(", ");
+}
+
+async function traceSearch() {
+  const id = $("trace-id").value.trim();
+  if (!id) return;
+  const kind = $("trace-kind").value;
+  const path = kind === "aggregate"
+    ? "/v1/aggregates/" + encodeURIComponent(id) + "/events"
+    : "/v1/events/" + encodeURIComponent(id);
+  const tbody = $("trace");
+  tbody.replaceChildren();
+  $("trace-table").hidden = true;
+  try {
+    const data = await api("GET", path);
+    const events = kind === "aggregate" ? data.events : [data];
+    const lines = [];
+    for (const ev of events) {
+      const outcomes = ev.connectors.map(c => c.connector + ": " + c.outcome.replace("_", " ") + " after " + c.attempts + " attempt(s)");
+      lines.push(ev.event + " (aggregate " + (ev.aggregate || "?") + ", version " + (ev.version || "?") + ")" +
+        (outcomes.length ? ": " + outcomes.join("; ") : ": no delivery recorded yet"));
+      for (const e of ev.entries) {
+        const tr = document.createElement("tr");
+        tr.className = "trace-entry" + (e.error ? " failed" : "");
+        cell(tr, e.at.replace("T", " ").replace("Z", ""));
+        cell(tr, e.event);
+        cell(tr, e.stage);
+        cell(tr, e.error ? e.what + " (failed)" : e.what, "outcome-" + e.what);
+        cell(tr, e.connector || "");
+        cell(tr, traceDetail(e));
+        tbody.appendChild(tr);
+      }
+    }
+    if (kind === "aggregate" && data.truncated) lines.push("older entries left out");
+    $("trace-summary").textContent = lines.join(" | ");
+    $("trace-table").hidden = false;
+  } catch (e) {
+    $("trace-summary").textContent = e.message;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("trace-form").addEventListener("submit", ev => { ev.preventDefault(); traceSearch(); });
   $("token").value = token();
   $("token-form").addEventListener("submit", ev => {
     ev.preventDefault();
