@@ -19,6 +19,7 @@ import (
 	"github.com/fanout-dev/fanout/consumer"
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/eventtrace"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -61,6 +62,7 @@ type Report struct {
 	B5      *B5Result `json:"b5_end_to_end,omitempty"`
 	B6      *B6Result `json:"b6_memory,omitempty"`
 	B7      *B7Result `json:"b7_store_cost_vs_read_size,omitempty"`
+	B8      *B8Result `json:"b8_trace_cost,omitempty"`
 	// Smoke holds the checks of a smoke run.
 	Smoke    []SmokeCheck `json:"smoke,omitempty"`
 	Failures []string     `json:"failures,omitempty"`
@@ -127,7 +129,7 @@ func RunBench(ctx context.Context, o BenchOptions) (*Report, error) {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6}, {"B7", r.b7},
+		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6}, {"B7", r.b7}, {"B8", r.b8},
 	}
 	if o.Smoke {
 		o.Only, r.o.Only, r.o.Scale = []string{"B1", "B7"}, []string{"B1", "B7"}, 1
@@ -187,6 +189,9 @@ type scenario struct {
 	cfg     *config.Config
 	st      *store.Store
 	closers []func()
+	// trace, if set, records the per-notification trace of the roles
+	// the scenario starts (B7).
+	trace *eventtrace.Recorder
 }
 
 // newScenario creates the topics and opens the store at mongoURI (the
@@ -252,9 +257,16 @@ func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublish
 	if onPublished != nil {
 		ropts = append(ropts, outbox.WithOnPublished(onPublished))
 	}
+	if s.trace != nil {
+		ropts = append(ropts, outbox.WithTrace(s.trace))
+	}
 	relay := outbox.New(cfg, st, ropts...)
-	proj := consumer.New(cfg, st, consumer.WithLogger(s.r.logger), consumer.WithNotify(relay.Wake),
-		consumer.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...)))
+	popts := []consumer.Option{consumer.WithLogger(s.r.logger), consumer.WithNotify(relay.Wake),
+		consumer.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...))}
+	if s.trace != nil {
+		popts = append(popts, consumer.WithTrace(s.trace))
+	}
+	proj := consumer.New(cfg, st, popts...)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {
@@ -281,6 +293,9 @@ func (s *scenario) startWorker(ctx context.Context, name string, opts ...deliver
 	conn, err := OpenConnector(ctx, s.cfg, name, s.r.logger)
 	if err != nil {
 		return nil, err
+	}
+	if s.trace != nil {
+		opts = append(opts, delivery.WithTrace(s.trace))
 	}
 	w := delivery.New(s.cfg, name, conn, append([]delivery.Option{delivery.WithLogger(s.r.logger),
 		delivery.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...))}, opts...)...)

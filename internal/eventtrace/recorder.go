@@ -56,6 +56,8 @@ type Recorder struct {
 
 	recorded, dropped, written, failed, batches prometheus.Counter
 	expired                                     prometheus.Counter
+	// n mirrors the counters for Stats.
+	n struct{ recorded, dropped, written, batches, failed atomic.Int64 }
 }
 
 // Option configures a Recorder.
@@ -145,8 +147,10 @@ func (r *Recorder) Record(e store.TraceEntry) {
 	select {
 	case r.ch <- e:
 		r.recorded.Inc()
+		r.n.recorded.Add(1)
 	default:
 		r.dropped.Inc()
+		r.n.dropped.Add(1)
 	}
 }
 
@@ -183,10 +187,13 @@ func (r *Recorder) Run(ctx context.Context) error {
 		}
 		if err := r.st.InsertTrace(ctx, buf); err != nil {
 			r.failed.Inc()
+			r.n.failed.Add(1)
 			r.log.Warn("trace batch not written; its entries are lost", "entries", len(buf), "err", err)
 		} else {
 			r.batches.Inc()
 			r.written.Add(float64(len(buf)))
+			r.n.batches.Add(1)
+			r.n.written.Add(int64(len(buf)))
 		}
 		buf = buf[:0]
 	}
@@ -235,4 +242,18 @@ func (r *Recorder) Expire(ctx context.Context) {
 	if len(dropped) > 0 {
 		r.log.Info("trace days expired", "collections", dropped)
 	}
+}
+
+// Stats are a Recorder's counts so far.
+type Stats struct {
+	Recorded, Dropped, Written, Batches, Failed int64
+}
+
+// Stats returns the recorder's counts (benchmarks read them).
+func (r *Recorder) Stats() Stats {
+	if r == nil {
+		return Stats{}
+	}
+	return Stats{Recorded: r.n.recorded.Load(), Dropped: r.n.dropped.Load(), Written: r.n.written.Load(),
+		Batches: r.n.batches.Load(), Failed: r.n.failed.Load()}
 }
