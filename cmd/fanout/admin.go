@@ -27,6 +27,8 @@ Serves the admin API and the console on admin.listen, next to /healthz,
   GET  /v1/connectors/{name}/dead-letters  list (filters, cursor) and inspect
   POST /v1/connectors/{name}/replay        replay dead letters (dry_run first)
   GET  /v1/audit                           every operator action
+  GET  /v1/events/{id}                     the trace of one event (fanout trace)
+  GET  /v1/aggregates/{id}/events          the traces of an aggregate's events
 
 Authentication: Authorization: Bearer <token>, with the tokens of
 admin.tokens (values in the environment variables their token_env names;

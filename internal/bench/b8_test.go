@@ -37,3 +37,13 @@ func TestTraceCost(t *testing.T) {
 		t.Logf("%s: %+.4f store commands per event with the trace", w, d)
 	}
 }
+
+// TestDefaultSetupIsValid: the configuration every benchmark builds from
+// its defaults passes the roles' validation (a rule added to the config
+// once broke every scenario of `make bench` at its start).
+func TestDefaultSetupIsValid(t *testing.T) {
+	s := Setup{Brokers: []string{"127.0.0.1:9092"}, MongoURI: "mongodb://127.0.0.1:27017/", Names: NewNames("x", "valid"), Routing: RouteBoth}
+	if _, err := s.Config(); err != nil {
+		t.Fatal(err)
+	}
+}
