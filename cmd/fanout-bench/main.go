@@ -27,7 +27,7 @@ import (
 
 const usage = `usage: fanout-bench bench|chaos [flags]
 
-  bench   B1-B7 on the real broker and store, each beside its baseline;
+  bench   B1-B8 on the real broker and store, each beside its baseline;
           writes docs/benchmarks.md, docs/benchmarks.json and SVG plots
   chaos   every role as a child process, random SIGKILLs, a broker and a
           store restart, cut and slow links, faulty downstreams; prints the

@@ -30,8 +30,8 @@ func TestTraceCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, run := range r.rep.B8.Runs {
-		t.Logf("trace=%v rate=%v events=%d: %.4f store commands/event in %.1fs (trace: %d batches, %d entries, %d dropped) %v",
-			run.Trace, run.Rate, run.Events, run.StoreCmdsPerEvent, run.Seconds, run.TraceBatches, run.TraceEntries, run.TraceDropped, run.Commands)
+		t.Logf("trace=%v rate=%v events=%d: %.4f store commands/event in %.1fs (trace: %d batches, %d entries, %d dropped, %.4f trace commands/event) %v",
+			run.Trace, run.Rate, run.Events, run.StoreCmdsPerEvent, run.Seconds, run.TraceBatches, run.TraceEntries, run.TraceDropped, run.TraceCmdsPerEvent, run.Commands)
 	}
 	for w, d := range r.rep.B8.ExtraCmdsPerEvent {
 		t.Logf("%s: %+.4f store commands per event with the trace", w, d)

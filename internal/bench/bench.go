@@ -32,7 +32,7 @@ type BenchOptions struct {
 	Root, Bin, DocsDir string
 	// Command is the command line, for the report.
 	Command string
-	// Only runs these benchmarks (B1..B7); empty runs all.
+	// Only runs these benchmarks (B1..B8); empty runs all.
 	Only []string
 	// Scale multiplies every count and duration (1 = default); the report
 	// says which scale ran.
