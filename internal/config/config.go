@@ -549,7 +549,7 @@ type Trace struct {
 	BatchSize int `yaml:"batch_size"`
 	// Buffer is how many entries wait in memory at most; beyond it new
 	// entries are dropped and counted (fanout_trace_dropped_total) rather
-	// than slow delivery down (default 20000).
+	// than slow delivery down (default 10000).
 	Buffer int `yaml:"buffer"`
 }
 
@@ -663,7 +663,7 @@ func Default() Config {
 			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20},
 		Log:           Log{Level: "info", Format: "json"},
 		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
-		Trace:         Trace{Enabled: true, Sample: 1, Retention: 7 * 24 * time.Hour, FlushInterval: time.Second, BatchSize: 500, Buffer: 20000},
+		Trace:         Trace{Enabled: true, Sample: 1, Retention: 7 * 24 * time.Hour, FlushInterval: time.Second, BatchSize: 500, Buffer: 10000},
 	}
 }
 

@@ -541,6 +541,6 @@ func validateTrace(e *Errors, t Trace) {
 		e.add("trace.batch_size", "%d is out of range", "use between 1 and 10000 entries per insert (default 500)", t.BatchSize)
 	}
 	if t.Buffer < t.BatchSize {
-		e.add("trace.buffer", "%d is smaller than trace.batch_size (%d)", "use a buffer of at least one batch (default 20000)", t.Buffer, t.BatchSize)
+		e.add("trace.buffer", "%d is smaller than trace.batch_size (%d)", "use a buffer of at least one batch (default 10000)", t.Buffer, t.BatchSize)
 	}
 }
