@@ -24,7 +24,7 @@ func (w *Worker) traceEntry(r *rec, what string) store.TraceEntry {
 	e := store.TraceEntry{Event: r.meta.ID, Aggregate: r.key, At: time.Now(), Stage: "worker", What: what,
 		Connector: w.name, Instance: w.instance, Version: r.meta.Version,
 		Topic: r.r.Topic, Partition: r.r.Partition, Offset: r.r.Offset, Attempt: r.prior + r.attempts}
-	if by, ok := envelope.Header(r.r, HeaderReplayBy); ok {
+	if by, ok := envelope.Header(r.r, envelope.HeaderReplayBy); ok {
 		e.By = by // a replayed dead letter: who asked for the replay
 	}
 	return e
