@@ -158,11 +158,25 @@ func TestUnproducibleEntryOnTheRealBroker(t *testing.T) {
 	e.insert(t, 3, "B", 1, `{}`)
 	e.readModel(t, "A", int64(2))
 	e.readModel(t, "B", int64(1))
-	r := e.run(t, e.st)
+	sink := &traceSink{}
+	r := e.run(t, e.st, WithTrace(sink))
 
 	got := e.consume(t, e.cfg.Topics.Notifications, 2, 60*time.Second)
 	if fmt.Sprint(ids(got)) != "[A-2 B-1]" && fmt.Sprint(ids(got)) != "[B-1 A-2]" {
 		t.Fatalf("published %v, want A-2 and B-1", ids(got))
+	}
+	// The trace has each publish where the broker put it, and the dead
+	// letter with its cause.
+	traced := sink.byEvent()
+	for _, rec := range got {
+		id, _ := envelope.Header(rec, envelope.HeaderID)
+		tr := traced[id]
+		if tr.What != "published" || tr.Partition != rec.Partition || tr.Offset != rec.Offset || tr.Topic != rec.Topic || tr.Token <= 0 {
+			t.Errorf("trace of %s: %+v, want published at %s/%d@%d with a lease token", id, tr, rec.Topic, rec.Partition, rec.Offset)
+		}
+	}
+	if tr := traced["A-1"]; tr.What != "dead_lettered" || !strings.Contains(tr.Error, "MESSAGE_TOO_LARGE") || !strings.HasPrefix(tr.Reason, ReasonUnproducible) {
+		t.Errorf("trace of A-1: %+v, want dead_lettered, unproducible, MESSAGE_TOO_LARGE", tr)
 	}
 	dl := e.consume(t, e.cfg.RelayDLQTopic(), 1, 30*time.Second)
 	if len(dl) != 1 || ids(dl)[0] != "A-1" {
