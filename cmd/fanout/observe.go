@@ -18,7 +18,6 @@ import (
 	"github.com/fanout-dev/fanout/internal/eventtrace"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
 	"github.com/fanout-dev/fanout/internal/observe"
-	"github.com/fanout-dev/fanout/internal/redact"
 	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 )
@@ -75,9 +74,7 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 		return nil, err
 	}
 	o.tracer = tp
-	saslPassword, _ := cfg.ResolveSASLPassword(e.getenv)
-	o.trace = eventtrace.New(cfg.Trace, st, log.With("component", "trace"),
-		eventtrace.WithSecrets(redact.New(saslPassword, redact.URIPassword(cfg.MongoURI(e.getenv)))))
+	o.trace = eventtrace.New(cfg.Trace, st, log.With("component", "trace"), eventtrace.WithSecrets(logSecrets(cfg, e)))
 	if o.trace != nil {
 		srv.Registry().MustRegister(o.trace.Collectors()...)
 		g.Go(func() error { return o.trace.Run(ctx) })
