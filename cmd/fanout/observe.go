@@ -76,7 +76,9 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 		if err != nil {
 			return nil, configError{err}
 		}
-		g.Go(func() error { return followStoreURI(ctx, uri, st, log.With("component", "store"), secret.DefaultInterval) })
+		g.Go(func() error {
+			return followStoreURI(ctx, uri, st, log.With("component", "store"), secret.DefaultInterval)
+		})
 	}
 	kopts, err := kafkaconf.Options(cfg, "readiness", e.getenv, o.secrets)
 	if err != nil {
