@@ -51,31 +51,36 @@ func TestReconnect(t *testing.T) {
 		stop    = make(chan struct{})
 		stopped = make(chan struct{})
 	)
-	go func() {
-		defer close(stopped)
-		for i := int64(1); ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			id := fmt.Sprintf("q-%d", i%5)
-			err := st.ApplyDomain(ctx, []store.DomainWrite{{ID: id, Version: i, Set: bson.D{{Key: "n", Value: i}}}})
-			if err == nil {
-				var doc bson.M
-				doc, err = st.Domain(ctx, id)
-				if err == nil && doc == nil {
-					err = fmt.Errorf("%s: written, then not found", id)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(1); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
 				}
+				id := fmt.Sprintf("q-%d-%d", w, i%5)
+				err := st.ApplyDomain(ctx, []store.DomainWrite{{ID: id, Version: i, Set: bson.D{{Key: "n", Value: i}}}})
+				if err == nil {
+					var doc bson.M
+					doc, err = st.Domain(ctx, id)
+					if err == nil && doc == nil {
+						err = fmt.Errorf("%s: written, then not found", id)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+				ops.Add(1)
 			}
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-			ops.Add(1)
-		}
-	}()
+		}()
+	}
+	go func() { wg.Wait(); close(stopped) }()
 	waitOps := func(n int64) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
