@@ -17,8 +17,9 @@ import (
 // (naming the setting and the path, never the URI) and is retried every
 // tick: the file may have been updated before the server's user was.
 func followStoreURI(ctx context.Context, v *secret.Value, st *store.Store, log *slog.Logger, tick time.Duration) error {
-	_, using := v.Get()
-	var failed uint64
+	// The file is compared once at the first tick too: it may have
+	// changed since openStore read it.
+	var using, failed uint64
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -29,6 +30,10 @@ func followStoreURI(ctx context.Context, v *secret.Value, st *store.Store, log *
 		}
 		uri, version := v.Get()
 		if version == using {
+			continue
+		}
+		if st.Uses(uri) {
+			using = version
 			continue
 		}
 		if err := st.Reconnect(ctx, uri); err != nil {

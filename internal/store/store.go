@@ -236,6 +236,10 @@ func (s *Store) Reconnect(ctx context.Context, uri string) error {
 	return nil
 }
 
+// Uses reports whether the store's current client was connected with uri
+// (a caller that follows a URI file skips a reconnect to the same URI).
+func (s *Store) Uses(uri string) bool { return s.cur().uri == uri }
+
 // IsFerretDB reports whether the server identified itself as FerretDB.
 func (s *Store) IsFerretDB() bool { return s.ferret }
 
