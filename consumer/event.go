@@ -19,6 +19,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/eventschema"
 	"github.com/fanout-dev/fanout/internal/registry"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/strictjson"
 )
 
@@ -83,7 +84,15 @@ type Decoder struct {
 type DecoderOption func(*decoderOptions)
 
 type decoderOptions struct {
-	getenv func(string) string
+	getenv  func(string) string
+	secrets *secret.Store
+}
+
+// DecoderSecrets registers source.registry.password_file with secrets, so
+// that its Reload (SIGHUP) re-reads the file at once; the file is followed
+// by polling without it.
+func DecoderSecrets(s *secret.Store) DecoderOption {
+	return func(o *decoderOptions) { o.secrets = s }
 }
 
 // DecoderGetenv sets how the decoder reads environment variables
@@ -102,7 +111,7 @@ func NewDecoder(src config.Source, opts ...DecoderOption) (*Decoder, error) {
 	}
 	d := &Decoder{src: src}
 	if src.Format == config.FormatRegistry {
-		rc, err := registry.New(src.Registry, o.getenv)
+		rc, err := registry.New(src.Registry, o.getenv, registry.WithSecrets(o.secrets))
 		if err != nil {
 			return nil, fmt.Errorf("build the schema registry client: %w", err)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/routing"
+	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -79,9 +80,10 @@ type Projector struct {
 	seq    atomic.Int64
 	// dec decodes source records; decErr is why it could not be built
 	// (a source configuration that does not compile).
-	dec    *Decoder
-	decErr error
-	getenv func(string) string
+	dec     *Decoder
+	decErr  error
+	getenv  func(string) string
+	secrets *secret.Store
 	// cache holds the versions of the aggregates of the partitions this
 	// projector owns; nil outside Run (HandleBatch alone owns nothing) or
 	// when projector.version_cache_size is 0.
@@ -104,6 +106,10 @@ func WithLogger(l *slog.Logger) Option { return func(p *Projector) { p.log = l }
 // schema registry's password_env); os.Getenv by default.
 func WithGetenv(getenv func(string) string) Option { return func(p *Projector) { p.getenv = getenv } }
 
+// WithSecrets registers the projector's file-backed secrets (the schema
+// registry's password_file) with s, which cmd/fanout reloads on SIGHUP.
+func WithSecrets(s *secret.Store) Option { return func(p *Projector) { p.secrets = s } }
+
 // WithKafkaOptions adds franz-go client options (brokers, TLS, SASL).
 func WithKafkaOptions(opts ...kgo.Opt) Option {
 	return func(p *Projector) { p.opts = append(p.opts, opts...) }
@@ -115,7 +121,7 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	for _, o := range opts {
 		o(p)
 	}
-	var dopts []DecoderOption
+	dopts := []DecoderOption{DecoderSecrets(p.secrets)}
 	if p.getenv != nil {
 		dopts = append(dopts, DecoderGetenv(p.getenv))
 	}

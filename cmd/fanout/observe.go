@@ -80,6 +80,15 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 		g.Go(func() error { return o.trace.Run(ctx) })
 	}
 	srv.AddCheck("store", st.Ping)
+	if f := cfg.Mongo.URIFile; f != "" {
+		uri, err := o.secrets.File("mongo.uri_file", f)
+		if err != nil {
+			return nil, configError{err}
+		}
+		g.Go(func() error {
+			return followStoreURI(ctx, uri, st, log.With("component", "store"), secret.DefaultInterval)
+		})
+	}
 	kopts, err := kafkaconf.Options(cfg, "readiness", e.getenv, o.secrets)
 	if err != nil {
 		return nil, configError{err}

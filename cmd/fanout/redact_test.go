@@ -103,12 +103,14 @@ routing:
 }
 
 // TestFileSecretsRedacted: secrets read from files (kafka.sasl.
-// password_file, mongo.uri_file, admin.tokens[].token_file) are redacted
+// password_file, mongo.uri_file, admin.tokens[].token_file,
+// source.registry.password_file) are redacted
 // by value in every log line like those from the environment, and a file's
 // new content is redacted once it is rotated (the logger follows the file,
 // as the roles do), the old content still too.
 func TestFileSecretsRedacted(t *testing.T) {
 	const sasl, pw, tok, rotated = "FileSaslPassw0rd", "FileMongoPw99", "file-admin-token-0123456789", "rotated-admin-token-9876543210"
+	const reg, regRotated = "FileRegistryPw-1", "RotatedRegistryPw-2"
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		t.Helper()
@@ -126,28 +128,30 @@ func TestFileSecretsRedacted(t *testing.T) {
 	cfg.Kafka.SASL = config.SASL{Mechanism: "PLAIN", Username: "svc", PasswordFile: write("sasl", sasl)}
 	cfg.Mongo.URIFile = write("uri", "mongodb://fanout:"+pw+"@db:27017/")
 	cfg.Admin.Tokens = []config.AdminToken{{Name: "ops", TokenFile: write("token", tok), Scopes: []string{"read"}}}
+	cfg.Source.Registry = config.Registry{URL: "https://registry.example", Username: "fanout", PasswordFile: write("registry", reg)}
 	var b syncBuffer
 	log := newLogger(&cfg, &env{stderr: &b, getenv: func(string) string { return "" }}, "test")
-	log.Error("auth with "+sasl+" failed", "uri", "mongodb://fanout:"+pw+"@db:27017/", "token", tok)
-	if out := b.String(); strings.Contains(out, sasl) || strings.Contains(out, pw) || strings.Contains(out, tok) || !strings.Contains(out, "db:27017") {
+	log.Error("auth with "+sasl+" failed", "uri", "mongodb://fanout:"+pw+"@db:27017/", "token", tok, "registry", reg)
+	if out := b.String(); strings.Contains(out, sasl) || strings.Contains(out, pw) || strings.Contains(out, tok) || strings.Contains(out, reg) || !strings.Contains(out, "db:27017") {
 		t.Errorf("log line not redacted (or lost the host): %s", out)
 	}
 	write("token", rotated)
+	write("registry", regRotated)
 	// The logger looks at the file every few seconds: wait for it to
 	// redact the new token.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		before := len(b.String())
-		log.Info("presented " + rotated + " and " + tok)
+		log.Info("presented " + rotated + " and " + tok + ", registry " + regRotated + " and " + reg)
 		out := b.String()[before:]
-		if !strings.Contains(out, rotated) {
-			if strings.Contains(out, tok) {
+		if !strings.Contains(out, rotated) && !strings.Contains(out, regRotated) {
+			if strings.Contains(out, tok) || strings.Contains(out, reg) {
 				t.Errorf("the former token is no longer redacted: %s", out)
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the rotated token is still logged 20 s after the change: %s", out)
+			t.Fatalf("the rotated token or registry password is still logged 20 s after the change: %s", out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -125,8 +125,7 @@ func logSecrets(cfg *config.Config, e *env) *redact.Secrets {
 		u, _ := cfg.MongoURI(e.getenv)
 		return u
 	}, redact.URIPassword)
-	// The schema registry's password (source.registry) is read once at start.
-	add("source.registry.password_file", "", func() string {
+	add("source.registry.password_file", cfg.Source.Registry.PasswordFile, func() string {
 		p, _ := cfg.Source.Registry.ResolvePassword(e.getenv)
 		return p
 	}, same)
@@ -248,7 +247,7 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv)}
+		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv), consumer.WithSecrets(obs.secrets)}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}

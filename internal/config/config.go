@@ -251,25 +251,31 @@ type Registry struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// ResolvePassword returns the registry password from password_file or
-// password_env (empty when neither is set). Errors name the field, never
-// the password.
+// ResolvePassword returns the registry password as it is now, from
+// password_file or password_env (empty when neither is set). Errors name
+// the field, never the password. The registry client uses PasswordValue,
+// which follows the file.
 func (r Registry) ResolvePassword(getenv func(string) string) (string, error) {
+	v, err := r.PasswordValue(nil, getenv)
+	if err != nil {
+		return "", err
+	}
+	return v.Current(), nil
+}
+
+// PasswordValue returns the registry password as a secret.Value: one that
+// follows password_file (re-read when the file changes, and on
+// secrets.Reload; secrets may be nil), else a fixed value from
+// password_env (empty when neither is set). Errors name the field and the
+// path, never the password.
+func (r Registry) PasswordValue(secrets *secret.Store, getenv func(string) string) (*secret.Value, error) {
 	if r.PasswordFile != "" {
-		b, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("source.registry.password_file: %w", err)
-		}
-		p := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if p == "" {
-			return "", fmt.Errorf("source.registry.password_file: %s is empty", r.PasswordFile)
-		}
-		return p, nil
+		return secrets.File("source.registry.password_file", r.PasswordFile)
 	}
 	if r.PasswordEnv != "" && getenv != nil {
-		return getenv(r.PasswordEnv), nil
+		return secret.Static(getenv(r.PasswordEnv)), nil
 	}
-	return "", nil
+	return secret.Static(""), nil
 }
 
 // Leniencies that source.lenient accepts.

@@ -33,6 +33,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/eventschema"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Error is a value that can never be decoded: the caller dead-letters it
@@ -78,24 +79,50 @@ type Client struct {
 	cache map[int]*schema
 }
 
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	secrets *secret.Store
+}
+
+// WithSecrets registers the password_file value with secrets, so that its
+// Reload (on SIGHUP) re-reads the file at once; without it the file is
+// still followed, by a stat every secret.DefaultInterval.
+func WithSecrets(s *secret.Store) Option {
+	return func(o *options) { o.secrets = s }
+}
+
 // New returns a client for the registry of cfg; getenv reads
-// password_env. It does not contact the registry.
-func New(cfg config.Registry, getenv func(string) string) (*Client, error) {
+// password_env. It does not contact the registry. A password from
+// password_file follows its file: every request carries the password the
+// file holds then, so a rotated password is used with no restart.
+func New(cfg config.Registry, getenv func(string) string, opts ...Option) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	opts := []sr.ClientOpt{
+	srOpts := []sr.ClientOpt{
 		sr.URLs(cfg.URL),
 		sr.HTTPClient(&http.Client{Timeout: timeout}),
 		sr.UserAgent("fanout"),
 	}
 	if cfg.Username != "" {
-		pass, err := cfg.ResolvePassword(getenv)
+		pass, err := cfg.PasswordValue(o.secrets, getenv)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, sr.BasicAuth(cfg.Username, pass))
+		// Not sr.BasicAuth, which keeps the password it was given: the
+		// header is set per request from the file's current content.
+		user := cfg.Username
+		srOpts = append(srOpts, sr.PreReq(func(req *http.Request) error {
+			req.SetBasicAuth(user, pass.Current())
+			return nil
+		}))
 	}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
@@ -106,9 +133,9 @@ func New(cfg config.Registry, getenv func(string) string) (*Client, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("source.registry.ca_file: %s holds no PEM certificate", cfg.CAFile)
 		}
-		opts = append(opts, sr.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+		srOpts = append(srOpts, sr.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
-	cl, err := sr.NewClient(opts...)
+	cl, err := sr.NewClient(srOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("source.registry: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/registry"
 	"github.com/fanout-dev/fanout/internal/registry/registrytest"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 func configFor(fake *registrytest.Registry) config.Registry {
@@ -331,5 +332,67 @@ func TestTLS(t *testing.T) {
 	}
 	if _, err := registry.New(cfg, getenv); err == nil || !strings.Contains(err.Error(), "source.registry.ca_file") {
 		t.Fatalf("a ca_file without a certificate: %v", err)
+	}
+}
+
+// TestPasswordFileRotation: with password_file, the registry's password
+// is rotated at the registry and in the file; the next schema fetch
+// authenticates with the new one, with no new client (no restart), both
+// when the file is re-read at once (SIGHUP: secret.Store.Reload) and when
+// only the file poll notices.
+func TestPasswordFileRotation(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		reload   bool
+	}{
+		{"sighup", time.Hour, true},
+		{"poll", 5 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			fake := registrytest.Start(t, "fanout", "first-password")
+			file := filepath.Join(t.TempDir(), "registry-password")
+			if err := os.WriteFile(file, []byte("first-password\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			secrets := secret.NewStore(nil, tc.interval)
+			c, err := registry.New(config.Registry{URL: fake.URL, Username: "fanout", PasswordFile: file, Timeout: 2 * time.Second}, nil, registry.WithSecrets(secrets))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Decode(ctx, registrytest.Frame(registrytest.AvroQuoteEvent, avroEvent(t, nil))); err != nil {
+				t.Fatalf("before the rotation: %v", err)
+			}
+
+			fake.SetPassword("second-password-rotated")
+			if err := os.WriteFile(file, []byte("second-password-rotated\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reload {
+				if err := secrets.Reload(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A schema not fetched yet, so that the registry is asked.
+			jsonValue := registrytest.Frame(registrytest.JSONQuoteEvent, []byte(`{}`))
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err = c.Decode(ctx, jsonValue)
+				if err == nil || tc.reload || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond) // the poll interval has to pass
+			}
+			if err != nil {
+				t.Fatalf("after the rotation: %v", err)
+			}
+			if tc.reload && fake.BadAuth() != 0 {
+				t.Fatalf("%d requests refused after an immediate reload", fake.BadAuth())
+			}
+			if n := fake.Requests("/schemas/ids/2"); n == 0 {
+				t.Fatal("schema 2 was not fetched from the registry")
+			}
+		})
 	}
 }

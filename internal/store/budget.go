@@ -36,7 +36,7 @@ type Budget struct {
 
 func budgetID(connector, id string) string { return connector + "/" + id }
 
-func (s *Store) budgets() *mongo.Collection { return s.db.Collection(budgetsCollection) }
+func (s *Store) budgets() *mongo.Collection { return s.cur().db.Collection(budgetsCollection) }
 
 // RecordBudgets stores the budgets of set (notification id -> budget) and
 // deletes those of done (finished notifications) for connector.

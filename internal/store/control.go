@@ -52,10 +52,11 @@ type PauseState struct {
 
 // SetPause records that connector is paused (or resumed) by whom.
 func (s *Store) SetPause(ctx context.Context, st PauseState) error {
+	hd := s.cur()
 	if st.At.IsZero() {
 		st.At = time.Now().UTC()
 	}
-	_, err := s.control.UpdateOne(ctx, bson.D{{Key: "_id", Value: PauseID(st.Connector)}},
+	_, err := hd.control.UpdateOne(ctx, bson.D{{Key: "_id", Value: PauseID(st.Connector)}},
 		bson.D{{Key: "$set", Value: bson.D{
 			{Key: "kind", Value: "pause"}, {Key: "connector", Value: st.Connector}, {Key: "paused", Value: st.Paused},
 			{Key: "by", Value: st.By}, {Key: "at", Value: st.At}, {Key: "reason", Value: st.Reason},
@@ -69,8 +70,9 @@ func (s *Store) SetPause(ctx context.Context, st PauseState) error {
 // Pause returns the connector's pause state; a connector never paused is
 // not paused.
 func (s *Store) Pause(ctx context.Context, connector string) (PauseState, error) {
+	hd := s.cur()
 	var st PauseState
-	err := s.control.FindOne(ctx, bson.D{{Key: "_id", Value: PauseID(connector)}}).Decode(&st)
+	err := hd.control.FindOne(ctx, bson.D{{Key: "_id", Value: PauseID(connector)}}).Decode(&st)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return PauseState{Connector: connector}, nil
 	}
@@ -203,6 +205,7 @@ type APIUsage struct {
 // PublishWorkerStatus stores st under its instance's _id, replacing the
 // previous one.
 func (s *Store) PublishWorkerStatus(ctx context.Context, st WorkerStatus) error {
+	hd := s.cur()
 	doc, err := bson.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("store: encode status of %s/%s: %w", st.Connector, st.Instance, err)
@@ -212,7 +215,7 @@ func (s *Store) PublishWorkerStatus(ctx context.Context, st WorkerStatus) error 
 		return fmt.Errorf("store: encode status of %s/%s: %w", st.Connector, st.Instance, err)
 	}
 	set = append(set, bson.E{Key: "kind", Value: "status"})
-	_, err = s.control.UpdateOne(ctx, bson.D{{Key: "_id", Value: StatusID(st.Connector, st.Instance)}},
+	_, err = hd.control.UpdateOne(ctx, bson.D{{Key: "_id", Value: StatusID(st.Connector, st.Instance)}},
 		bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("store: publish status of %s/%s: %w", st.Connector, st.Instance, err)
@@ -223,8 +226,9 @@ func (s *Store) PublishWorkerStatus(ctx context.Context, st WorkerStatus) error 
 // WorkerStatuses returns the statuses of connector's instances updated at
 // or after since, oldest instance first. The query is a range on _id.
 func (s *Store) WorkerStatuses(ctx context.Context, connector string, since time.Time) ([]WorkerStatus, error) {
+	hd := s.cur()
 	prefix := "status/" + connector + "/"
-	cur, err := s.control.Find(ctx, bson.D{{Key: "_id", Value: bson.D{
+	cur, err := hd.control.Find(ctx, bson.D{{Key: "_id", Value: bson.D{
 		{Key: "$gte", Value: prefix}, {Key: "$lt", Value: prefix + "\uffff"},
 	}}})
 	if err != nil {
@@ -248,8 +252,9 @@ func (s *Store) WorkerStatuses(ctx context.Context, connector string, since time
 // updated since before: every worker start publishes under a new
 // instance name, so old ones would pile up.
 func (s *Store) PruneWorkerStatuses(ctx context.Context, connector string, before time.Time) (int64, error) {
+	hd := s.cur()
 	prefix := "status/" + connector + "/"
-	res, err := s.control.DeleteMany(ctx, bson.D{
+	res, err := hd.control.DeleteMany(ctx, bson.D{
 		{Key: "_id", Value: bson.D{{Key: "$gte", Value: prefix}, {Key: "$lt", Value: prefix + "\uffff"}}},
 		{Key: "updated_at", Value: bson.D{{Key: "$lt", Value: before}}},
 	})
@@ -288,13 +293,14 @@ type ReplayMarker struct {
 // insert on _id is atomic, so two concurrent replays cannot both claim
 // it); with force it overwrites the marker and counts one more replay.
 func (s *Store) ClaimReplay(ctx context.Context, m ReplayMarker, force bool) error {
+	hd := s.cur()
 	id := ReplayedID(m.Connector, m.Partition, m.Offset)
 	if m.At.IsZero() {
 		m.At = time.Now().UTC()
 	}
 	if !force {
 		m.Count = 1
-		_, err := s.control.InsertOne(ctx, bson.D{
+		_, err := hd.control.InsertOne(ctx, bson.D{
 			{Key: "_id", Value: id}, {Key: "kind", Value: "replayed"}, {Key: "connector", Value: m.Connector},
 			{Key: "partition", Value: m.Partition}, {Key: "offset", Value: m.Offset}, {Key: "replay_id", Value: m.ReplayID},
 			{Key: "by", Value: m.By}, {Key: "at", Value: m.At}, {Key: "count", Value: m.Count},
@@ -307,7 +313,7 @@ func (s *Store) ClaimReplay(ctx context.Context, m ReplayMarker, force bool) err
 		}
 		return nil
 	}
-	_, err := s.control.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
+	_, err := hd.control.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{
 		{Key: "$set", Value: bson.D{
 			{Key: "kind", Value: "replayed"}, {Key: "connector", Value: m.Connector}, {Key: "partition", Value: m.Partition},
 			{Key: "offset", Value: m.Offset}, {Key: "replay_id", Value: m.ReplayID}, {Key: "by", Value: m.By}, {Key: "at", Value: m.At},
@@ -327,8 +333,9 @@ var ErrReplayed = errors.New("store: dead letter already replayed")
 // that the dead letter can be replayed again without force. It removes the
 // marker only if replayID still owns it.
 func (s *Store) ReleaseReplay(ctx context.Context, connector string, partition int32, offset int64, replayID string) error {
+	hd := s.cur()
 	id := ReplayedID(connector, partition, offset)
-	if _, err := s.control.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "replay_id", Value: replayID}}); err != nil {
+	if _, err := hd.control.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "replay_id", Value: replayID}}); err != nil {
 		return fmt.Errorf("store: release replay %s: %w", id, err)
 	}
 	return nil
@@ -344,6 +351,7 @@ type PartitionOffset struct {
 // ReplayMarkers returns the markers of the given dead letters of
 // connector that were replayed.
 func (s *Store) ReplayMarkers(ctx context.Context, connector string, recs []PartitionOffset) (map[PartitionOffset]ReplayMarker, error) {
+	hd := s.cur()
 	out := make(map[PartitionOffset]ReplayMarker, len(recs))
 	if len(recs) == 0 {
 		return out, nil
@@ -353,7 +361,7 @@ func (s *Store) ReplayMarkers(ctx context.Context, connector string, recs []Part
 		ids[i] = ReplayedID(connector, r.Partition, r.Offset)
 	}
 	for start := 0; start < len(ids); start += 1000 {
-		cur, err := s.control.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids[start:min(start+1000, len(ids))]}}}})
+		cur, err := hd.control.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids[start:min(start+1000, len(ids))]}}}})
 		if err != nil {
 			return nil, fmt.Errorf("store: read replay markers of %s: %w", connector, err)
 		}
@@ -389,10 +397,11 @@ type AuditRecord struct {
 
 // InsertAudit stores an audit record.
 func (s *Store) InsertAudit(ctx context.Context, r AuditRecord) error {
+	hd := s.cur()
 	if r.At.IsZero() {
 		r.At = time.Now().UTC()
 	}
-	if _, err := s.audit.InsertOne(ctx, r); err != nil {
+	if _, err := hd.audit.InsertOne(ctx, r); err != nil {
 		return fmt.Errorf("store: write audit record of %s %s: %w", r.Action, r.Connector, err)
 	}
 	return nil
@@ -402,11 +411,12 @@ func (s *Store) InsertAudit(ctx context.Context, r AuditRecord) error {
 // connector (all connectors when empty), as raw documents: the request and
 // result parts differ by action.
 func (s *Store) AuditRecords(ctx context.Context, connector string, limit int) ([]bson.Raw, error) {
+	hd := s.cur()
 	filter := bson.D{}
 	if connector != "" {
 		filter = bson.D{{Key: "connector", Value: connector}}
 	}
-	cur, err := s.audit.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "at", Value: -1}}).SetLimit(int64(limit)))
+	cur, err := hd.audit.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "at", Value: -1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("store: read audit records: %w", err)
 	}

@@ -24,6 +24,7 @@ func deliveredID(connector, key string) string {
 // upsert that finds a newer document fails with a duplicate-key error on
 // its _id: that is the guard working, not an error.
 func (s *Store) RecordDelivered(ctx context.Context, connector string, versions map[string]int64) error {
+	hd := s.cur()
 	if len(versions) == 0 {
 		return nil
 	}
@@ -43,7 +44,7 @@ func (s *Store) RecordDelivered(ctx context.Context, connector string, versions 
 			{Key: "connector", Value: connector}, {Key: "key", Value: w.key}, {Key: "version", Value: w.version},
 		}}}
 	}
-	return s.guardedUpserts(ctx, s.delivered, len(writes), func(i int) (bson.D, bson.D) {
+	return s.guardedUpserts(ctx, hd.delivered, len(writes), func(i int) (bson.D, bson.D) {
 		return filter(writes[i]), update(writes[i])
 	}, "record delivered versions of "+connector)
 }
@@ -51,6 +52,7 @@ func (s *Store) RecordDelivered(ctx context.Context, connector string, versions 
 // DeliveredVersions returns the newest version recorded as delivered to
 // connector for each of keys that has one.
 func (s *Store) DeliveredVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error) {
+	hd := s.cur()
 	out := make(map[string]int64, len(keys))
 	if len(keys) == 0 {
 		return out, nil
@@ -59,7 +61,7 @@ func (s *Store) DeliveredVersions(ctx context.Context, connector string, keys []
 	for i, k := range keys {
 		ids[i] = deliveredID(connector, k)
 	}
-	err := s.findByIDs(ctx, s.delivered, ids, bson.D{{Key: "key", Value: 1}, {Key: "version", Value: 1}}, func(d bson.Raw) {
+	err := s.findByIDs(ctx, hd.delivered, ids, bson.D{{Key: "key", Value: 1}, {Key: "version", Value: 1}}, func(d bson.Raw) {
 		key, _ := d.Lookup("key").StringValueOK()
 		out[key] = numberOf(d.Lookup("version"))
 	})

@@ -24,8 +24,9 @@ type Lease struct {
 
 // ReadLease returns the lease, nil when nobody ever held it.
 func (s *Store) ReadLease(ctx context.Context, name string) (*Lease, error) {
+	hd := s.cur()
 	var l Lease
-	err := s.leases.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&l)
+	err := hd.leases.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&l)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -38,7 +39,8 @@ func (s *Store) ReadLease(ctx context.Context, name string) (*Lease, error) {
 // CreateLease takes a lease nobody ever held, with token 1. It returns
 // false when another process created it first.
 func (s *Store) CreateLease(ctx context.Context, name, holder string) (bool, error) {
-	_, err := s.leases.InsertOne(ctx, Lease{Name: name, Holder: holder, Token: 1, RenewedAt: time.Now()})
+	hd := s.cur()
+	_, err := hd.leases.InsertOne(ctx, Lease{Name: name, Holder: holder, Token: 1, RenewedAt: time.Now()})
 	if mongo.IsDuplicateKeyError(err) {
 		return false, nil
 	}
@@ -51,7 +53,8 @@ func (s *Store) CreateLease(ctx context.Context, name, holder string) (bool, err
 // RenewLease records a heartbeat of the holder. It returns false when the
 // lease has moved to another holder (the caller must stop at once).
 func (s *Store) RenewLease(ctx context.Context, name, holder string, token int64) (bool, error) {
-	res, err := s.leases.UpdateOne(ctx,
+	hd := s.cur()
+	res, err := hd.leases.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: name}, {Key: "holder", Value: holder}, {Key: "token", Value: token}},
 		bson.D{{Key: "$inc", Value: bson.D{{Key: "beat", Value: 1}}}, {Key: "$set", Value: bson.D{{Key: "renewed_at", Value: time.Now()}}}})
 	if err != nil {
@@ -69,7 +72,8 @@ func (s *Store) RenewLease(ctx context.Context, name, holder string, token int64
 // there two standbys racing for the lease could both believe they won: run
 // one standby per relay there (see docs/architecture.md).
 func (s *Store) TakeLease(ctx context.Context, name, holder string, observed Lease) (int64, error) {
-	res, err := s.leases.UpdateOne(ctx,
+	hd := s.cur()
+	res, err := hd.leases.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: name}, {Key: "token", Value: observed.Token}, {Key: "beat", Value: observed.Beat}},
 		bson.D{
 			{Key: "$inc", Value: bson.D{{Key: "token", Value: 1}}},
@@ -94,7 +98,8 @@ func (s *Store) TakeLease(ctx context.Context, name, holder string, observed Lea
 // ReleaseLease hands the lease back on a clean shutdown so a standby can
 // take it at once instead of waiting for the TTL.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string, token int64) error {
-	_, err := s.leases.UpdateOne(ctx,
+	hd := s.cur()
+	_, err := hd.leases.UpdateOne(ctx,
 		bson.D{{Key: "_id", Value: name}, {Key: "holder", Value: holder}, {Key: "token", Value: token}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "released", Value: true}}}, {Key: "$inc", Value: bson.D{{Key: "beat", Value: 1}}}})
 	if err != nil {

@@ -39,6 +39,7 @@ type OutboxEntry struct {
 // InsertOutbox inserts entries, ignoring those already present (a replay).
 // It returns how many were new.
 func (s *Store) InsertOutbox(ctx context.Context, entries []OutboxEntry) (int, error) {
+	hd := s.cur()
 	if len(entries) == 0 {
 		return 0, nil
 	}
@@ -46,7 +47,7 @@ func (s *Store) InsertOutbox(ctx context.Context, entries []OutboxEntry) (int, e
 	for i := range entries {
 		docs[i] = entries[i]
 	}
-	res, err := s.outbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	res, err := hd.outbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
 		return len(res.InsertedIDs), nil
 	}
@@ -70,11 +71,12 @@ func (s *Store) InsertOutbox(ctx context.Context, entries []OutboxEntry) (int, e
 // through the outbox with afterSeq so that held entries never hide the
 // ones behind them.
 func (s *Store) PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]OutboxEntry, error) {
+	hd := s.cur()
 	filter := bson.D{}
 	if afterSeq > math.MinInt64 {
 		filter = bson.D{{Key: "seq", Value: bson.D{{Key: "$gt", Value: afterSeq}}}}
 	}
-	cur, err := s.outbox.Find(ctx, filter,
+	cur, err := hd.outbox.Find(ctx, filter,
 		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).
 			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1}}))
 	if err != nil {
@@ -93,10 +95,11 @@ func (s *Store) PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([
 // aggregate is therefore always its lowest versions: publishing them in
 // order skips none. It reports whether it stopped early.
 func (s *Store) OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]OutboxEntry, bool, error) {
+	hd := s.cur()
 	if len(aggregateIDs) == 0 {
 		return nil, false, nil
 	}
-	cur, err := s.outbox.Find(ctx, bson.D{{Key: "aggregate_id", Value: bson.D{{Key: "$in", Value: aggregateIDs}}}},
+	cur, err := hd.outbox.Find(ctx, bson.D{{Key: "aggregate_id", Value: bson.D{{Key: "$in", Value: aggregateIDs}}}},
 		options.Find().SetSort(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "_id", Value: 1}}).
 			SetBatchSize(int32(min(max(maxEntries, 1), 1000))))
 	if err != nil {
@@ -126,10 +129,11 @@ func (s *Store) OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries,
 
 // DeleteOutbox removes published entries.
 func (s *Store) DeleteOutbox(ctx context.Context, ids []string) error {
+	hd := s.cur()
 	if len(ids) == 0 {
 		return nil
 	}
-	if err := s.deleteByIDs(ctx, s.outbox, ids); err != nil {
+	if err := s.deleteByIDs(ctx, hd.outbox, ids); err != nil {
 		return fmt.Errorf("store: delete published outbox entries: %w", err)
 	}
 	return nil
@@ -137,7 +141,8 @@ func (s *Store) DeleteOutbox(ctx context.Context, ids []string) error {
 
 // OutboxBacklog returns the number of entries and the age of the oldest.
 func (s *Store) OutboxBacklog(ctx context.Context, now time.Time) (int64, time.Duration, error) {
-	n, err := s.outbox.CountDocuments(ctx, bson.D{})
+	hd := s.cur()
+	n, err := hd.outbox.CountDocuments(ctx, bson.D{})
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: count outbox: %w", err)
 	}
@@ -145,7 +150,7 @@ func (s *Store) OutboxBacklog(ctx context.Context, now time.Time) (int64, time.D
 		return 0, 0, nil
 	}
 	var oldest OutboxEntry
-	err = s.outbox.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "seq", Value: 1}})).Decode(&oldest)
+	err = hd.outbox.FindOne(ctx, bson.D{}, options.FindOne().SetSort(bson.D{{Key: "seq", Value: 1}})).Decode(&oldest)
 	if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
 		return n, 0, fmt.Errorf("store: read oldest outbox entry: %w", err)
 	}

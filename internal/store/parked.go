@@ -35,10 +35,11 @@ func ParkedID(connector, key string) string { return connector + "/" + key }
 // Park records that connector parked key. Parking a parked key again keeps
 // the first document's notification (the one to replay first).
 func (s *Store) Park(ctx context.Context, p ParkedKey) error {
+	hd := s.cur()
 	if p.At.IsZero() {
 		p.At = time.Now().UTC()
 	}
-	_, err := s.parked.UpdateOne(ctx, bson.D{{Key: "_id", Value: ParkedID(p.Connector, p.Key)}},
+	_, err := hd.parked.UpdateOne(ctx, bson.D{{Key: "_id", Value: ParkedID(p.Connector, p.Key)}},
 		bson.D{{Key: "$setOnInsert", Value: bson.D{
 			{Key: "connector", Value: p.Connector}, {Key: "key", Value: p.Key}, {Key: "at", Value: p.At},
 			{Key: "notification_id", Value: p.NotificationID}, {Key: "version", Value: p.Version},
@@ -51,7 +52,8 @@ func (s *Store) Park(ctx context.Context, p ParkedKey) error {
 
 // ParkedKeys returns the keys connector has parked.
 func (s *Store) ParkedKeys(ctx context.Context, connector string) ([]ParkedKey, error) {
-	cur, err := s.parked.Find(ctx, bson.D{{Key: "connector", Value: connector}})
+	hd := s.cur()
+	cur, err := hd.parked.Find(ctx, bson.D{{Key: "connector", Value: connector}})
 	if err != nil {
 		return nil, fmt.Errorf("store: read parked keys of %s: %w", connector, err)
 	}
@@ -65,7 +67,8 @@ func (s *Store) ParkedKeys(ctx context.Context, connector string) ([]ParkedKey, 
 // ReleaseParked releases key of connector; released is false when it was
 // not parked.
 func (s *Store) ReleaseParked(ctx context.Context, connector, key string) (released bool, err error) {
-	res, err := s.parked.DeleteOne(ctx, bson.D{{Key: "_id", Value: ParkedID(connector, key)}})
+	hd := s.cur()
+	res, err := hd.parked.DeleteOne(ctx, bson.D{{Key: "_id", Value: ParkedID(connector, key)}})
 	if err != nil {
 		return false, fmt.Errorf("store: release parked key of %s: %w", connector, err)
 	}

@@ -59,7 +59,8 @@ type RelayDeadLetter struct {
 
 // PublishRelayStatus replaces the relay status of st.Lease.
 func (s *Store) PublishRelayStatus(ctx context.Context, st RelayStatus) error {
-	_, err := s.control.ReplaceOne(ctx, bson.D{{Key: "_id", Value: RelayStatusID(st.Lease)}},
+	hd := s.cur()
+	_, err := hd.control.ReplaceOne(ctx, bson.D{{Key: "_id", Value: RelayStatusID(st.Lease)}},
 		relayStatusDoc{ID: RelayStatusID(st.Lease), Kind: "relay", RelayStatus: st}, options.Replace().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("store: publish relay status of %s: %w", st.Lease, err)
@@ -70,8 +71,9 @@ func (s *Store) PublishRelayStatus(ctx context.Context, st RelayStatus) error {
 // ReadRelayStatus returns the relay status of lease, nil if none was
 // published.
 func (s *Store) ReadRelayStatus(ctx context.Context, lease string) (*RelayStatus, error) {
+	hd := s.cur()
 	var doc relayStatusDoc
-	err := s.control.FindOne(ctx, bson.D{{Key: "_id", Value: RelayStatusID(lease)}}).Decode(&doc)
+	err := hd.control.FindOne(ctx, bson.D{{Key: "_id", Value: RelayStatusID(lease)}}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -52,19 +53,25 @@ type Options struct {
 	Monitor *event.CommandMonitor
 	// AppName is reported to the server.
 	AppName string
+	// RetireGrace is how long a client replaced by Reconnect keeps
+	// serving the commands already started on it before it is
+	// disconnected; Timeout (the longest a command may take) when 0.
+	RetireGrace time.Duration
 }
 
-// Store is a connection to the store.
+// Store is a connection to the store. Its client can be replaced while it
+// is in use (Reconnect, when the URI's credentials rotate): every method
+// takes the current connection once, with cur, and uses it throughout.
 type Store struct {
-	client    *mongo.Client
-	db        *mongo.Database
-	domain    *mongo.Collection
-	outbox    *mongo.Collection
-	leases    *mongo.Collection
-	delivered *mongo.Collection
-	control   *mongo.Collection
-	audit     *mongo.Collection
-	parked    *mongo.Collection
+	conn atomic.Pointer[conn]
+	// copts builds the client options of a URI (write and read concern,
+	// timeouts, app name, monitor), the same for every reconnect.
+	copts       func(uri string) *options.ClientOptions
+	retireGrace time.Duration
+
+	// swapMu serialises Reconnect and Close.
+	swapMu sync.Mutex
+	closed bool
 
 	versionField string
 	parallel     bool
@@ -74,6 +81,26 @@ type Store struct {
 	// this process has made sure of.
 	traceIndexed sync.Map
 }
+
+// conn is one client and the handles of the store's database and
+// collections on it. A file that adds a method to Store takes it once with
+// s.cur() and uses its fields (hd.outbox, hd.db, ...).
+type conn struct {
+	client    *mongo.Client
+	db        *mongo.Database
+	domain    *mongo.Collection
+	outbox    *mongo.Collection
+	leases    *mongo.Collection
+	delivered *mongo.Collection
+	control   *mongo.Collection
+	audit     *mongo.Collection
+	parked    *mongo.Collection
+	// uri is kept to redact its password from errors.
+	uri string
+}
+
+// cur returns the connection in use now.
+func (s *Store) cur() *conn { return s.conn.Load() }
 
 // Open connects to the store and checks that it answers.
 func Open(ctx context.Context, o Options) (*Store, error) {
@@ -96,45 +123,32 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
-	copts := options.Client().ApplyURI(o.URI).
-		SetWriteConcern(wc).
-		SetReadConcern(rc).
-		SetTimeout(o.Timeout).
-		SetServerSelectionTimeout(o.Timeout)
-	if o.AppName != "" {
-		copts.SetAppName(o.AppName)
+	if o.RetireGrace <= 0 {
+		o.RetireGrace = o.Timeout
 	}
-	if o.Monitor != nil {
-		copts.SetMonitor(o.Monitor)
+	s := &Store{versionField: o.VersionField, retireGrace: o.RetireGrace}
+	s.copts = func(uri string) *options.ClientOptions {
+		copts := options.Client().ApplyURI(uri).
+			SetWriteConcern(wc).
+			SetReadConcern(rc).
+			SetTimeout(o.Timeout).
+			SetServerSelectionTimeout(o.Timeout)
+		if o.AppName != "" {
+			copts.SetAppName(o.AppName)
+		}
+		if o.Monitor != nil {
+			copts.SetMonitor(o.Monitor)
+		}
+		return copts
 	}
-	client, err := mongo.Connect(copts)
-	if err != nil {
-		return nil, fmt.Errorf("store: connect: %w", redactErr(err, o.URI))
-	}
-	s := &Store{client: client, versionField: o.VersionField}
 	if s.versionField == "" {
 		s.versionField = "version"
 	}
-	s.db = client.Database(o.Database)
-	name := func(v, def string) string {
-		if v == "" {
-			return def
-		}
-		return v
+	c, info, err := s.connect(ctx, o, o.URI)
+	if err != nil {
+		return nil, err
 	}
-	s.domain = s.db.Collection(name(o.Domain, "quotes"))
-	s.outbox = s.db.Collection(name(o.Outbox, "outbox"))
-	s.leases = s.db.Collection(name(o.Leases, "leases"))
-	s.delivered = s.db.Collection(name(o.Delivered, "delivered"))
-	s.control = s.db.Collection(name(o.Control, "control"))
-	s.audit = s.db.Collection(name(o.Audit, "audit"))
-	s.parked = s.db.Collection("parked")
-
-	var info bson.M
-	if err := s.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		_ = client.Disconnect(context.Background())
-		return nil, fmt.Errorf("store: buildInfo: %w", redactErr(err, o.URI))
-	}
+	s.conn.Store(c)
 	_, s.ferret = info["ferretdb"]
 	if !s.ferret {
 		_, s.ferret = info["ferretdbVersion"]
@@ -156,17 +170,93 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
+// connect opens a client to uri with the handles of o's collections, and
+// checks that the server answers (buildInfo, whose answer it returns).
+func (s *Store) connect(ctx context.Context, o Options, uri string) (*conn, bson.M, error) {
+	client, err := mongo.Connect(s.copts(uri))
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: connect: %w", redactErr(err, uri))
+	}
+	c := &conn{client: client, db: client.Database(o.Database), uri: uri}
+	name := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	c.domain = c.db.Collection(name(o.Domain, "quotes"))
+	c.outbox = c.db.Collection(name(o.Outbox, "outbox"))
+	c.leases = c.db.Collection(name(o.Leases, "leases"))
+	c.delivered = c.db.Collection(name(o.Delivered, "delivered"))
+	c.control = c.db.Collection(name(o.Control, "control"))
+	c.audit = c.db.Collection(name(o.Audit, "audit"))
+	c.parked = c.db.Collection("parked")
+
+	var info bson.M
+	if err := c.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, nil, fmt.Errorf("store: buildInfo: %w", redactErr(err, uri))
+	}
+	return c, info, nil
+}
+
+// Reconnect replaces the store's client by one connected to uri (the
+// same database and collections), once that one answers: the way a
+// rotated password in mongo.uri_file takes effect with no restart.
+// Commands already running on the old client finish on it: it is
+// disconnected RetireGrace after the swap (at once when ctx ends), and
+// Reconnect returns then. On error (uri unreachable or refused, the error
+// says so without the URI's password) the old client keeps serving.
+func (s *Store) Reconnect(ctx context.Context, uri string) error {
+	s.swapMu.Lock()
+	if s.closed {
+		s.swapMu.Unlock()
+		return errors.New("store: reconnect: the store is closed")
+	}
+	old := s.cur()
+	c, _, err := s.connect(ctx, Options{
+		Database: old.db.Name(), Domain: old.domain.Name(), Outbox: old.outbox.Name(), Leases: old.leases.Name(),
+		Delivered: old.delivered.Name(), Control: old.control.Name(), Audit: old.audit.Name(),
+	}, uri)
+	if err != nil {
+		s.swapMu.Unlock()
+		return fmt.Errorf("store: reconnect (keeping the current connection): %w", err)
+	}
+	s.conn.Store(c)
+	s.swapMu.Unlock()
+
+	t := time.NewTimer(s.retireGrace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.retireGrace)
+	defer cancel()
+	if err := old.client.Disconnect(dctx); err != nil {
+		return fmt.Errorf("store: reconnect: disconnect the replaced client: %w", redactErr(err, old.uri))
+	}
+	return nil
+}
+
+// Uses reports whether the store's current client was connected with uri
+// (a caller that follows a URI file skips a reconnect to the same URI).
+func (s *Store) Uses(uri string) bool { return s.cur().uri == uri }
+
 // IsFerretDB reports whether the server identified itself as FerretDB.
 func (s *Store) IsFerretDB() bool { return s.ferret }
 
-// Close disconnects.
+// Close disconnects. A Reconnect after Close fails.
 func (s *Store) Close(ctx context.Context) error {
-	return s.client.Disconnect(ctx)
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	s.closed = true
+	return s.cur().client.Disconnect(ctx)
 }
 
 // Ping checks that the store answers (readiness).
 func (s *Store) Ping(ctx context.Context) error {
-	return s.client.Ping(ctx, nil)
+	return s.cur().client.Ping(ctx, nil)
 }
 
 // EnsureIndexes creates the secondary indexes fanout queries by. They are
@@ -174,6 +264,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // left alone (FerretDB 1.24 drops the connection when asked to create a
 // compound index that already exists).
 func (s *Store) EnsureIndexes(ctx context.Context) error {
+	hd := s.cur()
 	want := []struct {
 		name string
 		keys bson.D
@@ -181,7 +272,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		{"seq_1", bson.D{{Key: "seq", Value: 1}}},
 		{"aggregate_id_1_version_1", bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}}},
 	}
-	specs, err := s.outbox.Indexes().ListSpecifications(ctx)
+	specs, err := hd.outbox.Indexes().ListSpecifications(ctx)
 	if err != nil {
 		return fmt.Errorf("store: list outbox indexes: %w", err)
 	}
@@ -198,7 +289,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	if _, err := s.outbox.Indexes().CreateMany(ctx, missing); err != nil {
+	if _, err := hd.outbox.Indexes().CreateMany(ctx, missing); err != nil {
 		return fmt.Errorf("store: create outbox indexes: %w", err)
 	}
 	return nil
@@ -206,17 +297,19 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 
 // Drop removes every collection of the store (tests and dev resets).
 func (s *Store) Drop(ctx context.Context) error {
-	return s.db.Drop(ctx)
+	hd := s.cur()
+	return hd.db.Drop(ctx)
 }
 
 // Versions returns the stored version of each aggregate id that has a
 // domain document.
 func (s *Store) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
+	hd := s.cur()
 	out := make(map[string]int64, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	err := s.findByIDs(ctx, s.domain, ids, bson.D{{Key: s.versionField, Value: 1}}, func(d bson.Raw) {
+	err := s.findByIDs(ctx, hd.domain, ids, bson.D{{Key: s.versionField, Value: 1}}, func(d bson.Raw) {
 		id, _ := d.Lookup("_id").StringValueOK()
 		out[id] = numberOf(d.Lookup(s.versionField))
 	})
@@ -248,7 +341,8 @@ type DomainWrite struct {
 // change's version. A guarded upsert that finds a newer document fails with
 // a duplicate-key error on its _id; that is the guard working, not an error.
 func (s *Store) ApplyDomain(ctx context.Context, writes []DomainWrite) error {
-	return s.guardedUpserts(ctx, s.domain, len(writes), func(i int) (bson.D, bson.D) {
+	hd := s.cur()
+	return s.guardedUpserts(ctx, hd.domain, len(writes), func(i int) (bson.D, bson.D) {
 		return s.guard(writes[i]), s.update(writes[i])
 	}, "write domain documents")
 }
@@ -353,8 +447,9 @@ func forEachConcurrently(ctx context.Context, n, workers int, do func(ctx contex
 
 // Domain returns the domain document of id, nil if there is none.
 func (s *Store) Domain(ctx context.Context, id string) (bson.M, error) {
+	hd := s.cur()
 	var doc bson.M
-	err := s.domain.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	err := hd.domain.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -367,7 +462,8 @@ func (s *Store) Domain(ctx context.Context, id string) (bson.M, error) {
 // AllDomain returns every domain document keyed by id (tests and tools;
 // keep the collection small).
 func (s *Store) AllDomain(ctx context.Context) (map[string]bson.M, error) {
-	cur, err := s.domain.Find(ctx, bson.D{})
+	hd := s.cur()
+	cur, err := hd.domain.Find(ctx, bson.D{})
 	if err != nil {
 		return nil, fmt.Errorf("store: read domain documents: %w", err)
 	}
@@ -423,7 +519,8 @@ func (e redactedError) Unwrap() error { return e.err }
 // field included whatever its type (tests and tools: a READ document an
 // operator or another writer left behind).
 func (s *Store) PutRawDomain(ctx context.Context, id string, doc bson.D) error {
-	if _, err := s.domain.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true)); err != nil {
+	hd := s.cur()
+	if _, err := hd.domain.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true)); err != nil {
 		return fmt.Errorf("store: put domain document: %w", err)
 	}
 	return nil

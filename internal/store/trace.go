@@ -92,7 +92,7 @@ func (s *Store) InsertTrace(ctx context.Context, entries []TraceEntry) error {
 		byDay[name] = append(byDay[name], &entries[i])
 	}
 	for _, name := range days {
-		coll := s.db.Collection(name)
+		coll := s.cur().db.Collection(name)
 		if err := s.ensureTraceIndex(ctx, coll); err != nil {
 			return err
 		}
@@ -122,7 +122,7 @@ func (s *Store) ensureTraceIndex(ctx context.Context, coll *mongo.Collection) er
 
 // traceDays lists the trace collections, oldest first.
 func (s *Store) traceDays(ctx context.Context) ([]string, error) {
-	names, err := s.db.ListCollectionNames(ctx, bson.D{})
+	names, err := s.cur().db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
 		return nil, fmt.Errorf("store: list trace collections: %w", err)
 	}
@@ -168,7 +168,7 @@ func (s *Store) readTrace(ctx context.Context, filter bson.D, since time.Time, l
 		if name < first {
 			continue
 		}
-		cur, err := s.db.Collection(name).Find(ctx, filter)
+		cur, err := s.cur().db.Collection(name).Find(ctx, filter)
 		if err != nil {
 			return nil, fmt.Errorf("store: read trace from %s: %w", name, err)
 		}
@@ -204,7 +204,7 @@ func (s *Store) ExpireTrace(ctx context.Context, before time.Time) ([]string, er
 		if d.Add(24 * time.Hour).After(before) {
 			continue
 		}
-		if err := s.db.Collection(name).Drop(ctx); err != nil {
+		if err := s.cur().db.Collection(name).Drop(ctx); err != nil {
 			return dropped, fmt.Errorf("store: drop expired trace collection %s: %w", name, err)
 		}
 		s.traceIndexed.Delete(name)

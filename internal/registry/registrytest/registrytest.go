@@ -169,6 +169,14 @@ func (r *Registry) Requests(path string) int {
 	return r.requests[path]
 }
 
+// SetPassword changes the password the registry accepts from now on, as
+// an operator rotating the registry's credentials does.
+func (r *Registry) SetPassword(password string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Password = password
+}
+
 // BadAuth returns how many requests were refused for their credentials.
 func (r *Registry) BadAuth() int {
 	r.mu.Lock()
@@ -184,11 +192,12 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
 	if fail {
 		r.failNext--
 	}
+	user, password := r.User, r.Password
 	r.mu.Unlock()
 	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	if r.User != "" {
+	if user != "" {
 		u, p, ok := req.BasicAuth()
-		if !ok || u != r.User || p != r.Password {
+		if !ok || u != user || p != password {
 			r.mu.Lock()
 			r.badAuth++
 			r.mu.Unlock()
