@@ -15,10 +15,12 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -46,6 +48,10 @@ call over real HTTP. It prints where everything is. Ctrl-C stops it all.
                     rejects, so dead letters appear)
   --kafka / --mongo use real servers instead of the embedded ones
   --config FILE     use your configuration instead of the built-in one
+  --open            open the admin console in a browser (xdg-open or open)
+
+Log lines are cut to their key facts in dev mode (attribute values over
+200 characters end in "..."); roles run on their own log in full.
 `
 
 // devFlags are fanout dev's flags.
@@ -59,6 +65,7 @@ type devFlags struct {
 	kafkaAddr  string
 	mongoAddr  string
 	rejectRate float64
+	open       bool
 }
 
 func runDev(ctx context.Context, e *env, args []string) error {
@@ -73,6 +80,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.kafkaAddr, "kafka-listen", "127.0.0.1:0", "address of the embedded broker")
 	fs.StringVar(&f.mongoAddr, "mongo-listen", "127.0.0.1:0", "address of the embedded store")
 	fs.Float64Var(&f.rejectRate, "reject-rate", 0.03, "share of generated events the Salesforce simulator rejects")
+	fs.BoolVar(&f.open, "open", false, "open the admin console in a browser")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -203,7 +211,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		return configError{err}
 	}
 
-	log := newLogger(cfg, e, "dev")
+	log := newLogger(cfg, e, "dev", shortAttrs(devAttrMax))
 	st, err := openStore(gctx, cfg, e, "dev")
 	if err != nil {
 		return err
@@ -219,8 +227,8 @@ func runDev(ctx context.Context, e *env, args []string) error {
   Salesforce sim   %s   (calls: %s/_sim/calls, records: %s/_sim/records/Quote__c)
   data directory   %s
 
-Send an event:
-  echo '{"id":"e1","event_type":"quote_created","quote_id":"Q1","version":1,"amount":5000,"currency":"INR"}' | fanout send --brokers %s
+Send an event (from this checkout; go install ./cmd/fanout puts fanout on your PATH):
+  echo '{"id":"e1","event_type":"quote_created","quote_id":"Q1","version":1,"amount":5000,"currency":"INR"}' | go run ./cmd/fanout send --brokers %s
 
 `, strings.Join(cfg.Kafka.Brokers, ","), cfg.Kafka.Brokers[0], cfg.Topics.Events, cfg.Topics.Notifications, cfg.Topics.DLQPrefix,
 		redact.Credentials(cfg.Mongo.URI), cfg.Mongo.Database, cfg.Mongo.Collections.Domain,
@@ -236,6 +244,13 @@ Send an event:
 			access = "tokens of admin.tokens"
 		}
 		fmt.Fprintf(e.stdout, "  Admin and console   %s   (API %sv1/connectors, %sopenapi.json; %s)\n\n", u, u, u, access)
+		if f.open {
+			openBrowser(gctx, e, u)
+		}
+	}
+	if f.generate > 0 && f.rejectRate > 0 {
+		fmt.Fprintf(e.stdout, "Sample data: about %.0f%% of the generated events are built to be refused by the Salesforce simulator (currency XXX);\n"+
+			"their WARN \"notification dead-lettered\" lines are expected, and the dead letters can be replayed from the console.\n\n", f.rejectRate*100)
 	}
 	if f.generate > 0 {
 		g.Go(func() error { return generate(gctx, cfg, f.generate, f.rejectRate, log) })
@@ -372,4 +387,57 @@ func randomHex(n int) string {
 		return x.String()
 	}
 	return hex.EncodeToString(b)
+}
+
+// devAttrMax bounds an attribute value on fanout dev's log lines: a
+// terminal line keeps its key facts (the error's first 200 characters).
+const devAttrMax = 200
+
+// shortAttrs cuts string and error attribute values to at most max bytes,
+// on a rune boundary, marking the cut with "...".
+func shortAttrs(max int) func(groups []string, a slog.Attr) slog.Attr {
+	return func(_ []string, a slog.Attr) slog.Attr {
+		var s string
+		switch a.Value.Kind() {
+		case slog.KindString:
+			s = a.Value.String()
+		case slog.KindAny:
+			err, ok := a.Value.Any().(error)
+			if !ok {
+				return a
+			}
+			s = err.Error()
+		default:
+			return a
+		}
+		if len(s) <= max {
+			return a
+		}
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return slog.String(a.Key, s[:cut]+"...")
+	}
+}
+
+// openBrowser opens url with the desktop's opener, or says why it cannot;
+// it waits at most a few seconds for the opener to hand over.
+func openBrowser(ctx context.Context, e *env, url string) {
+	var opener string
+	for _, c := range []string{"xdg-open", "open"} {
+		if p, err := exec.LookPath(c); err == nil {
+			opener = p
+			break
+		}
+	}
+	if opener == "" {
+		fmt.Fprintf(e.stdout, "  --open: no xdg-open or open here; open %s yourself\n\n", url)
+		return
+	}
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(octx, opener, url).Run(); err != nil {
+		fmt.Fprintf(e.stdout, "  --open: %s %s failed (%v); open it yourself\n\n", opener, url, err)
+	}
 }

@@ -82,13 +82,25 @@ func parseRole(name, help string, e *env, args []string) (*config.Config, error)
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, e *env, role string) *slog.Logger {
+// newLogger returns the role's logger. more, if given, run on every
+// attribute after the redaction (fanout dev shortens its lines).
+func newLogger(cfg *config.Config, e *env, role string, more ...func([]string, slog.Attr) slog.Attr) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	// Every string and error of a line is redacted: credentials by their
 	// shape (a URL's password), and the configured secrets by value.
 	secrets := logSecrets(cfg, e)
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: secrets.ReplaceAttr}
+	replace := secrets.ReplaceAttr
+	if len(more) > 0 {
+		replace = func(groups []string, a slog.Attr) slog.Attr {
+			a = secrets.ReplaceAttr(groups, a)
+			for _, f := range more {
+				a = f(groups, a)
+			}
+			return a
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: replace}
 	var h slog.Handler
 	if cfg.Log.Format == "text" {
 		h = slog.NewTextHandler(e.stderr, opts)
