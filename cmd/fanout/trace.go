@@ -3,17 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/fanout-dev/fanout/internal/admin"
 	"github.com/fanout-dev/fanout/internal/store"
@@ -56,51 +51,29 @@ func (e exitCodeError) Error() string { return e.msg }
 
 func runTrace(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("trace", e, helpTrace)
-	adminURL := fs.String("admin", "", "admin API base URL (default $FANOUT_ADMIN_URL or http://127.0.0.1:9464)")
-	tokenFile := fs.String("token-file", "", "file holding an admin token of the read scope (default $FANOUT_ADMIN_TOKEN)")
+	af := addAdminFlags(fs, "read")
 	aggregate := fs.Bool("aggregate", false, "ID is an aggregate id: print all its traced events")
-	output := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usageError{"give exactly one event id (or aggregate id with --aggregate); see fanout trace --help"}
 	}
-	if *output != "table" && *output != "json" {
-		return usageError{fmt.Sprintf("-o %q: use table or json", *output)}
+	c, err := af.client(e)
+	if err != nil {
+		return err
 	}
-	base := *adminURL
-	if base == "" {
-		base = e.getenv("FANOUT_ADMIN_URL")
-	}
-	if base == "" {
-		base = "http://127.0.0.1:9464"
-	}
-	base = strings.TrimSuffix(base, "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageError{fmt.Sprintf("--admin %q is not an http:// or https:// URL", base)}
-	}
-	token := e.getenv("FANOUT_ADMIN_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return usageError{fmt.Sprintf("--token-file: %v", err)}
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	id := fs.Arg(0)
+	id := pos[0]
 	path := "/v1/events/" + url.PathEscape(id)
 	if *aggregate {
 		path = "/v1/aggregates/" + url.PathEscape(id) + "/events"
 	}
-	body, err := adminGet(ctx, base+path, token)
+	body, err := c.get(ctx, path)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if af.json() {
 		_, err := e.stdout.Write(body)
 		return err
 	}
@@ -126,43 +99,6 @@ func runTrace(ctx context.Context, e *env, args []string) error {
 	}
 	printTrace(e.stdout, t)
 	return nil
-}
-
-// adminGet GETs url with the bearer token; a 404 is exitNotFound.
-func adminGet(ctx context.Context, u, token string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, usageError{err.Error()}
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("admin API: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("admin API: read the answer: %w", err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return body, nil
-	}
-	var ae struct {
-		Error string `json:"error"`
-	}
-	_ = json.Unmarshal(body, &ae)
-	msg := ae.Error
-	if msg == "" {
-		msg = strings.TrimSpace(string(body))
-	}
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, exitCodeError{code: exitNotFound, msg: msg}
-	}
-	return nil, fmt.Errorf("admin API: %s: %s", resp.Status, msg)
 }
 
 // printTrace writes one event's trace as a table.
