@@ -62,8 +62,13 @@ token), or a record of a replay failed; 2 bad command line.
 `
 
 const helpPause = `usage: fanout pause [--reason TEXT] [--admin URL] [--token-file FILE] [-o table|json] CONNECTOR
-       fanout resume [--reason TEXT] [--admin URL] [--token-file FILE] [-o table|json] CONNECTOR
+` + pauseHelpBody
 
+const helpResume = `usage: fanout resume [--reason TEXT] [--admin URL] [--token-file FILE] [-o table|json] CONNECTOR
+` + pauseHelpBody
+
+// pauseHelpBody is the help text pause and resume share.
+const pauseHelpBody = `
 Pauses or resumes the delivery of one connector (POST
 /v1/connectors/{name}/pause or /resume). Workers follow within about 2 s;
 calls in flight finish. The action is written to the audit trail with the
@@ -163,7 +168,7 @@ func runPause(ctx context.Context, e *env, args []string) error {
 
 // runResume is fanout resume.
 func runResume(ctx context.Context, e *env, args []string) error {
-	return setPause(ctx, e, args, "resume", helpPause)
+	return setPause(ctx, e, args, "resume", helpResume)
 }
 
 func setPause(ctx context.Context, e *env, args []string, verb, help string) error {

@@ -65,7 +65,7 @@ func commands() []command {
 		{name: "status", summary: "status [CONNECTOR]: connectors' pause, workers, breaker, lag and dead letters, from the admin API", help: helpStatus, run: runStatus},
 		{name: "dlq", summary: "dlq list|show|replay CONNECTOR: dead letters, and their replay (a dry run without --yes)", help: helpDLQ, run: runDLQ},
 		{name: "pause", summary: "pause CONNECTOR: stop delivering to a connector, through the admin API", help: helpPause, run: runPause},
-		{name: "resume", summary: "resume CONNECTOR: deliver to a paused connector again", help: helpPause, run: runResume},
+		{name: "resume", summary: "resume CONNECTOR: deliver to a paused connector again", help: helpResume, run: runResume},
 		{name: "version", summary: "print the version and the modules built in", help: helpVersion, run: runVersion},
 	}
 }
