@@ -60,9 +60,13 @@ func startObserver(ctx context.Context, g *errgroup.Group, cfg *config.Config, e
 	srv.SetLimits(observe.Limits{ReadHeaderTimeout: a.ReadHeaderTimeout, ReadTimeout: a.ReadTimeout,
 		WriteTimeout: a.WriteTimeout, IdleTimeout: a.IdleTimeout, MaxHeaderBytes: a.MaxHeaderBytes})
 	if a.TLSCertFile != "" {
-		if err := srv.UseTLS(a.TLSCertFile, a.TLSKeyFile); err != nil {
-			return nil, configError{err}
+		// Followed like the other secret files: a rotated certificate
+		// is served from the next handshake on (file change or SIGHUP).
+		kp, err := o.secrets.KeyPair("admin.tls_cert_file", a.TLSCertFile, "admin.tls_key_file", a.TLSKeyFile)
+		if err != nil {
+			return nil, configError{fmt.Errorf("admin listener TLS: %w", err)}
 		}
+		srv.UseKeyPair(kp)
 		if a.TLSClientCAFile != "" {
 			if err := srv.UseClientCA(a.TLSClientCAFile); err != nil {
 				return nil, configError{err}

@@ -62,7 +62,7 @@ func Options(cfg *config.Config, role string, getenv func(string) string, secret
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
 	}
 	if k.TLS.Enabled {
-		tc, err := tlsConfig(k.TLS)
+		tc, err := tlsConfig(k.TLS, secrets)
 		if err != nil {
 			return nil, err
 		}
@@ -117,7 +117,7 @@ func password(cfg *config.Config, getenv func(string) string, secrets *secret.St
 	return secret.Static(s.Password), nil
 }
 
-func tlsConfig(t config.TLS) (*tls.Config, error) {
+func tlsConfig(t config.TLS, secrets *secret.Store) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in for tests
 	// Left empty, franz-go sets ServerName to each broker's own host.
 	tc.ServerName = t.ServerName
@@ -133,11 +133,13 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		// Followed like the other secret files: a rotated client
+		// certificate is presented from the next connection on.
+		kp, err := secrets.KeyPair("kafka.tls.cert_file", t.CertFile, "kafka.tls.key_file", t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		kp.ClientConfig(tc)
 	}
 	return tc, nil
 }

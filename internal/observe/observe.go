@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fanout-dev/fanout/internal/redact"
+	"github.com/fanout-dev/fanout/internal/secret"
 )
 
 // Check is one readiness check; it returns nil when ready.
@@ -57,16 +58,26 @@ func NewServer(log *slog.Logger) *Server {
 }
 
 // UseTLS makes the listener serve HTTPS with the certificate and key in
-// the given PEM files. Call it before Serve.
+// the given PEM files, followed by polling (see UseKeyPair). Call it
+// before Serve.
 func (s *Server) UseTLS(certFile, keyFile string) error {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	kp, err := (*secret.Store)(nil).KeyPair("admin.tls_cert_file", certFile, "admin.tls_key_file", keyFile)
 	if err != nil {
 		return fmt.Errorf("admin listener TLS: load %s and %s: %w", certFile, keyFile, err)
 	}
+	s.UseKeyPair(kp)
+	return nil
+}
+
+// UseKeyPair makes the listener serve HTTPS with kp's current pair: a
+// rotated certificate is served from the next handshake on. Call it
+// before Serve.
+func (s *Server) UseKeyPair(kp *secret.KeyPair) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	kp.ServerConfig(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	return nil
+	s.tls = c
 }
 
 // UseClientCA turns on mutual TLS: every route but /healthz, /readyz and
