@@ -300,6 +300,9 @@ func (r *Relay) publishStatus(ctx context.Context, token int64) {
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := r.st.PublishRelayStatus(sctx, st); err != nil {
+		if ctx.Err() != nil {
+			return // stopping: the store may already be gone (fanout dev)
+		}
 		r.log.Warn("relay status not published", "err", err)
 		return
 	}
