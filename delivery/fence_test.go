@@ -328,3 +328,47 @@ func TestAmbiguousTimeoutHoldsKey(t *testing.T) {
 		})
 	}
 }
+
+// TestAmbiguousHoldSurvivesRelease: a worker that stops while a key waits
+// for a timed-out call that may still land must not release its partition
+// cleanly, or the next owner delivers the key's newer version at once and
+// the late call of the older one lands last.
+func TestAmbiguousHoldSurvivesRelease(t *testing.T) {
+	const grace = 6 * time.Second
+	e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+		d.TakeoverGrace = grace
+	})
+	// The first call reaches the workflow 5 s after it was sent, long
+	// after the caller's 1 s timeout.
+	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{RunsAfterCallerGone: true,
+		Script: []lasim.Step{{Count: 1, Delay: lasim.Duration(5 * time.Second)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
+		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: 1, Timeout: time.Second,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+
+	a := e.start(t, conn)
+	e.produce(t, note{key: "H1", version: 1, id: "H1-v1"}, note{key: "H1", version: 2, id: "H1-v2"})
+	waitFor(t, 30*time.Second, "v1's first call timed out", func() bool { return a.w.Stats().Retried.Load() >= 1 })
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, conn)
+	// v1 is accepted twice (the late first call and a redelivery), v2 once.
+	waitFor(t, 60*time.Second, "three accepted calls", func() bool { return len(versionsOf(laCalls(t, sim), "H1")) == 3 })
+	calls := laCalls(t, sim)
+	sort.Slice(calls, func(i, j int) bool { return calls[i].end.Before(calls[j].end) })
+	if got := versionsOf(calls, "H1"); got[len(got)-1] != 2 {
+		t.Errorf("H1 versions by completion %v: the target ends on v%d, want v2", got, got[len(got)-1])
+	}
+}

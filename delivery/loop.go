@@ -291,7 +291,7 @@ func (l *loop) poll(ctx context.Context) {
 
 // run is the loop. It returns the offsets of the final commit once ctx is
 // done and every call and produce has returned.
-func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]map[int32]kgo.EpochOffset {
+func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) (map[string]map[int32]kgo.EpochOffset, map[tp]bool) {
 	defer close(l.loopDone)
 	defer l.hardStop()
 	tick := time.NewTicker(time.Second)
@@ -356,9 +356,14 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	}
 	l.revokes = nil
 	offs := make(map[string]map[int32]kgo.EpochOffset)
+	held := make(map[tp]bool)
 	st := &l.w.stats
+	now := time.Now()
 	for _, p := range l.parts {
 		l.addOffset(offs, p, true)
+		if p.holding(now) {
+			held[tp{p.topic, p.id}] = true
+		}
 		// What is unfinished is left to the next owner.
 		st.Abandoned.Add(int64(p.buffered))
 		l.buffered -= p.buffered
@@ -368,7 +373,7 @@ func (l *loop) run(ctx context.Context, stopPoll context.CancelFunc) map[string]
 	l.publishGauges()
 	st.takeLedger()
 	l.bg.Wait()
-	return offs
+	return offs, held
 }
 
 // setOpPaused applies the operator's pause: no new delivery starts and

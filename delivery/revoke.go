@@ -117,12 +117,14 @@ func (l *loop) revokeOffsets(rv *pendingRevoke) revokeReply {
 	offs := make(map[string]map[int32]kgo.EpochOffset)
 	owned := make(map[tp]bool)
 	abandoned := 0
+	now := time.Now()
 	for _, p := range rv.parts {
 		if p.dropped {
 			continue
 		}
-		if len(p.calls) > 0 {
-			// Calls given up may still land: not a clean release.
+		if len(p.calls) > 0 || p.holding(now) {
+			// Calls given up, or calls that timed out earlier, may
+			// still land: not a clean release.
 			owned[tp{p.topic, p.id}] = true
 		}
 		abandoned += l.abandon(p)

@@ -22,7 +22,9 @@ import (
 // versions of the same keys. So every commit says in its metadata whether
 // the partition was released cleanly: commitReleased on a revoke or a stop
 // that left no call behind, commitOwned otherwise (periodic commits, a
-// revoke or stop that cancelled calls). A new owner that finds anything
+// revoke or stop that cancelled calls, or one that came while a key still
+// waited for a timed-out call that may land late, or while the partition's
+// own takeover grace still ran: the wait passes on to the next owner). A new owner that finds anything
 // but commitReleased on a partition holds each key's first delivery there
 // for delivery.takeover_grace (default: the call timeout, the longest a
 // call of the old owner could have run), then goes on.
@@ -112,6 +114,22 @@ func withCommitMetadata(ctx context.Context, meta string, owned map[tp]bool) con
 		}
 		return nil
 	})
+}
+
+// holding reports whether p still waits, at now, for calls that may land
+// late: its own timed-out calls (keyHold) or its previous owner's
+// (graceUntil). Releasing such a partition is not clean: the next owner
+// must wait too, or it delivers newer versions before the late calls land.
+func (p *partition) holding(now time.Time) bool {
+	if now.Before(p.graceUntil) {
+		return true
+	}
+	for _, h := range p.keyHold {
+		if now.Before(h) {
+			return true
+		}
+	}
+	return false
 }
 
 // graceHold holds r, the new head of its key, while its partition's

@@ -462,7 +462,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer bg.Done(); w.flushLoop(bgCtx) }()
 	go func() { defer bg.Done(); w.controlLoop(bgCtx, l) }()
 
-	final := l.run(ctx, stopPoll)
+	final, held := l.run(ctx, stopPoll)
 	stopPoll()
 	stopBg()
 	bg.Wait()
@@ -480,7 +480,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if l.uncleanStop {
 			meta = commitOwned
 		}
-		commitErr = commitSync(withCommitMetadata(cctx, meta, nil), cl, final)
+		commitErr = commitSync(withCommitMetadata(cctx, meta, held), cl, final)
 	}
 	cancel()
 	cl.Close() // leaves the group; the revoke callback sees the loop done
