@@ -34,6 +34,21 @@ type OutboxEntry struct {
 	TraceParent string   `bson:"traceparent,omitempty"`
 	// Value is the notification envelope (JSON) to publish as-is.
 	Value string `bson:"value"`
+	// Projection names the entry's projection when the deployment serves
+	// several (config.Projection); empty for a single one.
+	Projection string `bson:"projection,omitempty"`
+	// EventID is the source event id when ID is not (with several
+	// projections ID is "projection:event id", so that equal event ids of
+	// two projections do not collide); empty when ID is the event id.
+	EventID string `bson:"event_id,omitempty"`
+}
+
+// NotificationID returns the notification id (the source event id) of e.
+func (e *OutboxEntry) NotificationID() string {
+	if e.EventID != "" {
+		return e.EventID
+	}
+	return e.ID
 }
 
 // InsertOutbox inserts entries, ignoring those already present (a replay).
