@@ -32,9 +32,9 @@ import (
 
 // Store is what the projector needs from the store.
 type Store interface {
-	Versions(ctx context.Context, ids []string) (map[string]int64, error)
+	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
 	InsertOutbox(ctx context.Context, entries []store.OutboxEntry) (int, error)
-	ApplyDomain(ctx context.Context, writes []store.DomainWrite) error
+	ApplyDomainIn(ctx context.Context, rm store.ReadModel, writes []store.DomainWrite) error
 }
 
 // DLQ header names on the events DLQ.
@@ -69,26 +69,25 @@ type Stats struct {
 
 // Projector consumes the events topic.
 type Projector struct {
-	cfg    *config.Config
-	store  Store
-	router *routing.Router
-	log    *slog.Logger
-	opts   []kgo.Opt
+	cfg   *config.Config
+	store Store
+	log   *slog.Logger
+	opts  []kgo.Opt
 	// Notify, if set, is called after each batch whose outbox entries are
 	// durable: the relay in the same process wakes at once.
 	notify func()
 	seq    atomic.Int64
-	// dec decodes source records; decErr is why it could not be built
-	// (a source configuration that does not compile).
-	dec     *Decoder
+	// projs are the projections served, byTopic them per source topic;
+	// decErr is why one could not be built (a source configuration that
+	// does not compile, an unknown --projection).
+	projs   []*projection
+	byTopic map[string][]*projection
 	decErr  error
+	// only names the one projection served (WithProjection); empty: all.
+	only    string
 	getenv  func(string) string
 	secrets *secret.Store
-	// cache holds the versions of the aggregates of the partitions this
-	// projector owns; nil outside Run (HandleBatch alone owns nothing) or
-	// when projector.version_cache_size is 0.
-	cache *versionCache
-	trace TraceRecorder // nil: no per-notification trace
+	trace   TraceRecorder // nil: no per-notification trace
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -117,7 +116,7 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
-	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
+	p := &Projector{cfg: cfg, store: st, log: slog.Default()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -125,7 +124,7 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	if p.getenv != nil {
 		dopts = append(dopts, DecoderGetenv(p.getenv))
 	}
-	p.dec, p.decErr = NewDecoder(cfg.Source, dopts...)
+	p.projs, p.byTopic, p.decErr = newProjections(cfg, p.only, dopts)
 	return p
 }
 
@@ -137,8 +136,8 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("projector: %w", p.decErr)
 	}
 	opts := append(slices.Clone(p.opts),
-		kgo.ConsumerGroup(p.cfg.Groups.Projector),
-		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		kgo.ConsumerGroup(p.group()),
+		kgo.ConsumeTopics(p.topics()...),
 		kgo.DisableAutoCommit(),
 		// A rebalance waits until the batch in hand is durable and
 		// committed, so no other member re-projects it concurrently.
@@ -155,14 +154,14 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		return int64(n)
 	}
-	if n := p.cfg.Projector.VersionCacheSize; n > 0 {
-		p.cache = newVersionCache(n, p.cfg.Kafka.SessionTimeout/3)
-	}
+	p.startCaches()
 	// A partition that leaves (or joins: a missed revoke must not leave
 	// old versions behind) takes its cached versions with it.
 	drop := func(m map[string][]int32) {
-		if p.cache != nil {
-			p.cache.dropPartitions(m[p.cfg.Topics.Events])
+		for _, pj := range p.projs {
+			if pj.cache != nil {
+				pj.cache.dropPartitions(m[pj.topics[0]])
+			}
 		}
 	}
 	opts = append(opts,
@@ -290,7 +289,7 @@ func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kg
 	if err := p.retry(ctx, "dead-letter", func() error { return p.deadLetter(ctx, cl, poisons) }); err != nil {
 		return err
 	}
-	if err := p.retry(ctx, "store", func() error { return p.project(ctx, events) }); err != nil {
+	if err := p.retry(ctx, "store", func() error { return p.projectAll(ctx, events) }); err != nil {
 		return err
 	}
 	p.Stats.Consumed.Add(int64(len(recs)))
@@ -342,7 +341,7 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 	if err := p.deadLetter(ctx, prod, poisons); err != nil {
 		return err
 	}
-	if err := p.project(ctx, events); err != nil {
+	if err := p.projectAll(ctx, events); err != nil {
 		return err
 	}
 	p.Stats.Consumed.Add(int64(len(recs)))
@@ -363,20 +362,29 @@ func (p *Projector) decode(ctx context.Context, recs []*kgo.Record) ([]*Event, [
 		dupEvents []*Event
 	)
 	for _, r := range recs {
-		ev, pe, err := p.dec.DecodeContext(ctx, r)
+		pj, pe := p.projectionOf(r)
+		if pe != nil {
+			poisons = append(poisons, p.dlqRecord(r, pe))
+			continue
+		}
+		if pj == nil {
+			continue // another deployment's projection (--projection)
+		}
+		ev, pe, err := pj.dec.DecodeContext(ctx, r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("decode the record at partition %d offset %d: %w", r.Partition, r.Offset, err)
+			return nil, nil, fmt.Errorf("decode the record at %s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 		if pe != nil {
 			poisons = append(poisons, p.dlqRecord(r, pe))
 			continue
 		}
-		if _, dup := seen[ev.ID]; dup {
+		ev.proj = pj
+		if _, dup := seen[pj.name+"\x00"+ev.ID]; dup {
 			dups++
 			dupEvents = append(dupEvents, ev)
 			continue
 		}
-		seen[ev.ID] = struct{}{}
+		seen[pj.name+"\x00"+ev.ID] = struct{}{}
 		events = append(events, ev)
 	}
 	p.Stats.Duplicate.Add(dups)
@@ -402,17 +410,17 @@ func (p *Projector) deadLetter(ctx context.Context, prod Producer, poisons []*kg
 	return nil
 }
 
-// project writes the events' outbox entries, then the READ model. It is
-// safe to call again with the same events after any failure; its counters
-// count only the attempt that succeeds.
-func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
-	if p.cache != nil {
-		p.cache.begin(time.Now())
+// project writes the events' outbox entries, then the READ model, for
+// one projection. It is safe to call again with the same events after any
+// failure; its counters count only the attempt that succeeds.
+func (p *Projector) project(ctx context.Context, pj *projection, events []*Event) (err error) {
+	if pj.cache != nil {
+		pj.cache.begin(time.Now())
 		defer func() {
 			if err != nil {
 				// What reached the store is unknown: trust it again only
 				// after reading it.
-				p.cache.reset()
+				pj.cache.reset()
 			}
 		}()
 	}
@@ -422,16 +430,16 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	parts := p.cachePartitions(events)
+	parts := pj.cachePartitions(events)
 	versions := make(map[string]int64, len(ids))
 	missing := ids
-	if p.cache != nil {
+	if pj.cache != nil {
 		missing = make([]string, 0, len(ids))
 		for _, id := range ids {
 			part, ok := parts[id]
 			if ok {
 				var v int64
-				if v, ok = p.cache.get(part, id); ok {
+				if v, ok = pj.cache.get(part, id); ok {
 					versions[id] = v
 				}
 			}
@@ -443,7 +451,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	}
 	p.Stats.CacheMisses.Add(int64(len(missing)))
 	if len(missing) > 0 {
-		read, err := p.store.Versions(ctx, missing)
+		read, err := p.store.VersionsIn(ctx, pj.rm, missing)
 		if err != nil {
 			return err
 		}
@@ -474,9 +482,9 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 			continue
 		}
 		versions[ev.AggregateID] = ev.Version
-		decision := p.router.Route(ev.Type, ev.Fields)
+		decision := pj.router.Route(ev.Type, ev.Fields)
 		if len(decision.Targets) > 0 {
-			e, err := p.entry(ev, decision, now)
+			e, err := p.entry(pj, ev, decision, now)
 			if err != nil {
 				return err
 			}
@@ -509,17 +517,17 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		w.Set = append(w.Set, setUpdatedAt(now)...)
 		dw = append(dw, *w)
 	}
-	if err := p.store.ApplyDomain(ctx, dw); err != nil {
+	if err := p.store.ApplyDomainIn(ctx, pj.rm, dw); err != nil {
 		return err
 	}
-	if p.cache != nil {
+	if pj.cache != nil {
 		// Every aggregate of the batch is now at versions[id] in the
 		// store (written, or read and left as it was).
 		for _, id := range ids {
 			if part, ok := parts[id]; ok {
-				p.cache.put(part, id, versions[id])
+				pj.cache.put(part, id, versions[id])
 			} else {
-				p.cache.forget(id)
+				pj.cache.forget(id)
 			}
 		}
 	}
@@ -537,8 +545,8 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 // cache may answer for, the partition of its events: all of them must have
 // come from one partition with the aggregate id as their record key, the
 // key that pins the aggregate to that partition. nil without a cache.
-func (p *Projector) cachePartitions(events []*Event) map[string]int32 {
-	if p.cache == nil {
+func (pj *projection) cachePartitions(events []*Event) map[string]int32 {
+	if pj.cache == nil {
 		return nil
 	}
 	parts := make(map[string]int32, len(events))
@@ -588,12 +596,12 @@ func mergeSet(prev, next bson.D) bson.D {
 	return prev
 }
 
-func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.OutboxEntry, error) {
+func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now time.Time) (store.OutboxEntry, error) {
 	n := envelope.Notification{
 		ID:               ev.ID,
 		EventType:        ev.Type,
-		AggregateType:    p.cfg.Source.AggregateType,
-		AggregateIDField: p.cfg.Source.IDField,
+		AggregateType:    pj.cfg.AggregateType,
+		AggregateIDField: pj.cfg.IDField,
 		AggregateID:      ev.AggregateID,
 		Version:          ev.Version,
 		Timestamp:        ev.Timestamp,
@@ -604,8 +612,14 @@ func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.O
 	if err != nil {
 		return store.OutboxEntry{}, fmt.Errorf("encode notification %s: %w", ev.ID, err)
 	}
+	id, eventID, projName := ev.ID, "", ""
+	if p.cfg.MultiProjection() {
+		id, eventID, projName = pj.name+":"+ev.ID, ev.ID, pj.name
+	}
 	return store.OutboxEntry{
-		ID:          ev.ID,
+		ID:          id,
+		EventID:     eventID,
+		Projection:  projName,
 		AggregateID: ev.AggregateID,
 		Version:     ev.Version,
 		Seq:         p.nextSeq(now),

@@ -27,7 +27,7 @@ type fakeStore struct {
 	failNext int
 }
 
-func (f *fakeStore) Versions(_ context.Context, ids []string) (map[string]int64, error) {
+func (f *fakeStore) VersionsIn(_ context.Context, _ store.ReadModel, ids []string) (map[string]int64, error) {
 	f.calls = append(f.calls, "versions")
 	out := map[string]int64{}
 	for _, id := range ids {
@@ -48,7 +48,7 @@ func (f *fakeStore) InsertOutbox(_ context.Context, es []store.OutboxEntry) (int
 	return len(es), nil
 }
 
-func (f *fakeStore) ApplyDomain(_ context.Context, ws []store.DomainWrite) error {
+func (f *fakeStore) ApplyDomainIn(_ context.Context, _ store.ReadModel, ws []store.DomainWrite) error {
 	f.calls = append(f.calls, "domain")
 	f.writes = append(f.writes, ws...)
 	for _, w := range ws {

@@ -335,8 +335,8 @@ func (t *timedProjectorStore) reset() {
 	t.writes.clear()
 }
 
-func (t *timedProjectorStore) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
-	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.st.Versions(ctx, ids) })
+func (t *timedProjectorStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error) {
+	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.st.VersionsIn(ctx, rm, ids) })
 }
 
 func (t *timedProjectorStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) (int, error) {
@@ -345,10 +345,10 @@ func (t *timedProjectorStore) InsertOutbox(ctx context.Context, es []store.Outbo
 	return t.st.InsertOutbox(ctx, es)
 }
 
-func (t *timedProjectorStore) ApplyDomain(ctx context.Context, ws []store.DomainWrite) error {
+func (t *timedProjectorStore) ApplyDomainIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) error {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()
-	return t.st.ApplyDomain(ctx, ws)
+	return t.st.ApplyDomainIn(ctx, rm, ws)
 }
 
 // timedRelayStore times the relay's READ-model reads and outbox deletes.
