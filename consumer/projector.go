@@ -612,15 +612,17 @@ func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now tim
 	if err != nil {
 		return store.OutboxEntry{}, fmt.Errorf("encode notification %s: %w", ev.ID, err)
 	}
-	id, eventID, projName := ev.ID, "", ""
+	id, aggID, eventID, key, projName := ev.ID, ev.AggregateID, "", "", ""
 	if p.cfg.MultiProjection() {
 		id, eventID, projName = pj.name+":"+ev.ID, ev.ID, pj.name
+		aggID, key = pj.name+":"+ev.AggregateID, ev.AggregateID
 	}
 	return store.OutboxEntry{
 		ID:          id,
 		EventID:     eventID,
 		Projection:  projName,
-		AggregateID: ev.AggregateID,
+		Key:         key,
+		AggregateID: aggID,
 		Version:     ev.Version,
 		Seq:         p.nextSeq(now),
 		CreatedAt:   now,

@@ -41,6 +41,20 @@ type OutboxEntry struct {
 	// projections ID is "projection:event id", so that equal event ids of
 	// two projections do not collide); empty when ID is the event id.
 	EventID string `bson:"event_id,omitempty"`
+	// Key is the aggregate id when AggregateID is not: with several
+	// projections AggregateID is "projection:aggregate id", which keeps
+	// equal ids of two projections apart in the relay's per-aggregate
+	// order, and Key is what the notification's record key and subject
+	// carry. Empty when AggregateID is the aggregate id.
+	Key string `bson:"key,omitempty"`
+}
+
+// RecordKey returns the aggregate id of e: its notification's record key.
+func (e *OutboxEntry) RecordKey() string {
+	if e.Key != "" {
+		return e.Key
+	}
+	return e.AggregateID
 }
 
 // NotificationID returns the notification id (the source event id) of e.
