@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -38,6 +39,8 @@ type projection struct {
 // name, in a consumer group of its own (groups.projector-NAME): `fanout
 // projector --projection NAME` runs a projection as its own deployment.
 // Events of the other projections on a shared topic are left to them.
+// Without it, the projector serves every projection that has no
+// own_deployment.
 func WithProjection(name string) Option { return func(p *Projector) { p.only = name } }
 
 // newProjections builds the projections of cfg (only the one called only,
@@ -47,7 +50,7 @@ func newProjections(cfg *config.Config, only string, dopts []DecoderOption) ([]*
 	byTopic := make(map[string][]*projection)
 	all := cfg.ProjectionList()
 	for _, c := range all {
-		if only != "" && c.Name != only {
+		if (only != "" && c.Name != only) || (only == "" && c.OwnDeployment) {
 			continue
 		}
 		dec, err := NewDecoder(c.Source, dopts...)
@@ -68,6 +71,9 @@ func newProjections(cfg *config.Config, only string, dopts []DecoderOption) ([]*
 		for _, t := range c.Topics {
 			byTopic[t] = append(byTopic[t], pj)
 		}
+	}
+	if len(out) == 0 && only == "" {
+		return nil, nil, errors.New("every projection has own_deployment: true: start each projector with --projection NAME")
 	}
 	if len(out) == 0 {
 		names := make([]string, 0, len(all))

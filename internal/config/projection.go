@@ -36,6 +36,11 @@ type Projection struct {
 	Collection string `yaml:"collection"`
 	// Routing holds the projection's rules and default route.
 	Routing Routing `yaml:"routing"`
+	// OwnDeployment runs the projection in a projector deployment of its
+	// own (`fanout projector --projection NAME`, consumer group
+	// groups.projector-NAME; `fanout deploy render` writes it); the
+	// shared projector then leaves it out.
+	OwnDeployment bool `yaml:"own_deployment"`
 	// Legacy marks the projection made of the top-level source: and
 	// routing: blocks when no projections: list is given.
 	Legacy bool `yaml:"-"`
