@@ -96,17 +96,7 @@ type Connector struct {
 	log    *slog.Logger
 	client *transport.Client
 	tokens *transport.TokenCache // nil with SAS
-	target atomic.Pointer[target]
 	closed atomic.Bool
-}
-
-// target is the callback URL in use, checked, cached by the version of
-// the secret value it came from (url_file may change under us).
-type target struct {
-	version uint64
-	raw     string
-	sig     string
-	err     error
 }
 
 var _ connectors.Connector = (*Connector)(nil)
@@ -183,14 +173,20 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		h.Set("traceparent", n.TraceParent)
 	}
 
-	tg := c.currentTarget()
+	if n.Projection != "" {
+		h.Set("ce-fanoutprojection", n.Projection)
+	}
+
+	ep := c.cfg.endpointFor(n)
+	tg := ep.current(c.cfg)
 	if tg.err != nil {
 		// url_file now holds something unusable: no record can go out
 		// until the operator fixes it.
 		return c.fail(n, &connectors.Error{Class: connectors.Halt, Code: "InvalidCallbackURL", Message: tg.err.Error()})
 	}
 	for attempt := 1; ; attempt++ {
-		secrets := []string{tg.sig}
+		// Every URL's sig, not only this one's: a message may quote any.
+		secrets := c.cfg.sigs()
 		if c.cfg.clientSecret != nil {
 			secrets = append(secrets, c.cfg.clientSecret.Current())
 		}
@@ -215,7 +211,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			c.log.Debug("logicapps: delivered",
-				"connector", c.name, "notification_id", n.ID, "status", resp.StatusCode,
+				"connector", c.name, "notification_id", n.ID, "url_field", ep.field, "status", resp.StatusCode,
 				"run_id", resp.Header.Get("x-ms-workflow-run-id"), "attempts", resp.Attempts)
 			return nil
 		}
@@ -229,25 +225,8 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 				continue
 			}
 		}
-		return c.fail(n, c.classify(resp, secrets))
+		return c.fail(n, c.classify(resp, ep.field, secrets))
 	}
-}
-
-// currentTarget returns the callback URL to call, re-checked when the
-// secret value it comes from changed.
-func (c *Connector) currentTarget() *target {
-	raw, version := c.cfg.urlValue.Get()
-	if t := c.target.Load(); t != nil && t.version == version {
-		return t
-	}
-	t := &target{version: version, raw: strings.TrimSpace(raw)}
-	if u, err := c.cfg.checkURL(raw); err != nil {
-		t.err = err
-	} else {
-		t.sig = u.Query().Get("sig")
-	}
-	c.target.Store(t)
-	return t
 }
 
 // fail logs a failed delivery at debug level (the delivery layer logs the
@@ -258,8 +237,9 @@ func (c *Connector) fail(n *connectors.Notification, err error) error {
 	return err
 }
 
-// classify turns a non-2xx response into a *connectors.Error.
-func (c *Connector) classify(resp *transport.Response, secrets []string) *connectors.Error {
+// classify turns a non-2xx response from the URL of setting urlField
+// into a *connectors.Error.
+func (c *Connector) classify(resp *transport.Response, urlField string, secrets []string) *connectors.Error {
 	code, msg := transport.ParseErrorBody(resp.Body)
 	msg = transport.RedactSecrets(msg, secrets...)
 	if msg == "" {
@@ -279,22 +259,22 @@ func (c *Connector) classify(resp *transport.Response, secrets []string) *connec
 		e.Message = hint(e.Message, "a freshly fetched bearer token was refused: check the workflow's authorization policy (issuer, audience, claims) and the app registration")
 	case s == http.StatusUnauthorized:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the callback URL's sig is not valid (wrong URL, or the access key was regenerated): update "+c.cfg.urlField)
+		e.Message = hint(e.Message, "the callback URL's sig is not valid (wrong URL, or the access key was regenerated): update "+urlField)
 	case s == http.StatusForbidden:
 		e.Class = connectors.Halt
 		e.Message = hint(e.Message, "the trigger refused the caller (IP restrictions or access policy)")
 	case s == http.StatusNotFound:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "check "+c.cfg.urlField+": the workflow or trigger does not exist")
+		e.Message = hint(e.Message, "check "+urlField+": the workflow or trigger does not exist")
 	case haltCodes[code]:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the trigger cannot accept any call as configured: check "+c.cfg.urlField+" and the workflow's state")
+		e.Message = hint(e.Message, "the trigger cannot accept any call as configured: check "+urlField+" and the workflow's state")
 	case s == http.StatusGone:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the trigger is gone: update "+c.cfg.urlField)
+		e.Message = hint(e.Message, "the trigger is gone: update "+urlField)
 	case s >= 300 && s < 400:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "unexpected redirect from the trigger (Logic Apps never redirects): check "+c.cfg.urlField)
+		e.Message = hint(e.Message, "unexpected redirect from the trigger (Logic Apps never redirects): check "+urlField)
 	default:
 		// 400 TriggerInputSchemaMismatch, 413: this record is wrong.
 		e.Class = connectors.Permanent
