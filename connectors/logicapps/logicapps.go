@@ -6,7 +6,9 @@
 // URL, with the notification id as x-ms-client-tracking-id (Logic Apps has
 // no deduplication: a workflow that must not run twice for one change
 // dedupes on it) and the CloudEvents HTTP binary-mode headers ce-id,
-// ce-type, ce-source, ce-specversion and ce-time, plus traceparent.
+// ce-type, ce-source, ce-specversion and ce-time (and the extension
+// ce-fanoutprojection when the notification has a projection), plus
+// traceparent.
 //
 // SAS (default): the callback URL carries the credential in its sig query
 // parameter; keep it out of the file with url_env, or url_file (a mounted
@@ -33,6 +35,24 @@
 //	  # scope: https://logic.azure.com/.default
 //
 // The Entra settings may also be nested: auth: {type: entra, tenant_id: ...}.
+//
+// Notifications of some projections or trigger types may go to other
+// workflows, each URL given as url, url_env or url_file with the same
+// rules; the most specific wins (the projection's URL for the trigger
+// type, the projection's, the trigger type's, then url):
+//
+//	settings:
+//	  url_env: QUOTES_LA_URL                 # everything else
+//	  trigger_types:
+//	    quote_lifecycle: {url_env: LIFECYCLE_LA_URL}
+//	  projections:
+//	    orders:
+//	      url_file: /etc/fanout/orders-la-url
+//	      trigger_types:
+//	        order_cancelled: {url_env: ORDERS_CANCEL_LA_URL}
+//
+// Messages name the setting of the URL concerned; every call scrubs the
+// sig of every URL. The projection also travels as ce-fanoutprojection.
 //
 // Classification: any 2xx is delivered (202 without a Response action);
 // 408, 429 and 5xx are Retryable, with the server's Retry-After when it
