@@ -81,7 +81,10 @@ projections:
 		t.Fatalf("sigs to scrub: %d, want 6", len(sigs))
 	}
 	// Printing the settings shows no sig.
-	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%+v", s), fmt.Sprintf("%v", s.Projections), fmt.Sprintf("%v", s.TriggerTypes)} {
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "settings", s, "projections", s.Projections, "orders", s.Projections["orders"])
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%+v", s), fmt.Sprintf("%#v", s), fmt.Sprintf("%#v", s.Projections),
+		fmt.Sprintf("%v", s.Projections), fmt.Sprintf("%v", s.TriggerTypes), fmt.Sprintf("%#v", s.TriggerTypes), logged.String()} {
 		if strings.Contains(out, "SIG") {
 			t.Fatalf("settings print a sig: %s", out)
 		}

@@ -1,6 +1,7 @@
 package logicapps
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,11 +104,28 @@ type URLSettings struct {
 
 // String hides the URL's query.
 func (u URLSettings) String() string {
-	return fmt.Sprintf("{url:%s url_env:%s url_file:%s}", transport.RedactURL(u.URL), u.URLEnv, u.URLFile)
+	return fmt.Sprintf("{url:%s url_env:%s url_file:%s}", redactedURL(u.URL), u.URLEnv, u.URLFile)
 }
 
 // LogValue hides the URL's query from slog.
 func (u URLSettings) LogValue() slog.Value { return slog.StringValue(u.String()) }
+
+// GoString hides the URL's query from %#v.
+func (u URLSettings) GoString() string { return u.String() }
+
+// MarshalJSON hides the URL's query from encoding/json (and so from slog
+// handlers that marshal a map of these).
+func (u URLSettings) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"url": redactedURL(u.URL), "url_env": u.URLEnv, "url_file": u.URLFile})
+}
+
+// redactedURL is RedactURL, keeping an unset URL empty.
+func redactedURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	return transport.RedactURL(u)
+}
 
 // set reports whether any of the three is given.
 func (u URLSettings) set() bool { return u.URL != "" || u.URLEnv != "" || u.URLFile != "" }
@@ -122,11 +140,24 @@ type ProjectionURLs struct {
 
 // String hides the URLs' queries.
 func (p ProjectionURLs) String() string {
-	return fmt.Sprintf("{url:%s url_env:%s url_file:%s trigger_types:%v}", transport.RedactURL(p.URL), p.URLEnv, p.URLFile, p.TriggerTypes)
+	return fmt.Sprintf("{url:%s url_env:%s url_file:%s trigger_types:%v}", redactedURL(p.URL), p.URLEnv, p.URLFile, p.TriggerTypes)
 }
 
 // LogValue hides the URLs' queries from slog.
 func (p ProjectionURLs) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// GoString hides the URLs' queries from %#v.
+func (p ProjectionURLs) GoString() string { return p.String() }
+
+// MarshalJSON hides the URLs' queries from encoding/json.
+func (p ProjectionURLs) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		URL          string                 `json:"url"`
+		URLEnv       string                 `json:"url_env"`
+		URLFile      string                 `json:"url_file"`
+		TriggerTypes map[string]URLSettings `json:"trigger_types,omitempty"`
+	}{redactedURL(p.URL), p.URLEnv, p.URLFile, p.TriggerTypes})
+}
 
 // AuthSettings select the authentication scheme, optionally with the Entra
 // ID settings nested.
@@ -185,6 +216,9 @@ func (s Settings) String() string {
 
 // LogValue hides secrets from slog.
 func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// GoString hides secrets from %#v.
+func (s Settings) GoString() string { return s.String() }
 
 var (
 	consumptionPath = regexp.MustCompile(`^/workflows/[^/]+/triggers/[^/]+/paths/invoke(/.*)?$`)
