@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -33,6 +34,8 @@ type projection struct {
 	// when projector.version_cache_size is 0, or when the projection
 	// reads several topics (partition numbers would not name one).
 	cache *versionCache
+	// projected and stale count this projection's events.
+	projected, stale atomic.Int64
 }
 
 // WithProjection makes the projector serve only the projection called

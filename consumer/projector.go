@@ -534,6 +534,8 @@ func (p *Projector) project(ctx context.Context, pj *projection, events []*Event
 	p.Stats.Stale.Add(stale)
 	p.Stats.Unrouted.Add(unrouted)
 	p.Stats.Projected.Add(projected)
+	pj.stale.Add(stale)
+	pj.projected.Add(projected)
 	p.traceDone(bt)
 	if p.notify != nil && len(entries) > 0 {
 		p.notify()
