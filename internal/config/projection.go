@@ -239,3 +239,37 @@ func (c *Config) validateProjections(e *Errors, routingSet bool) {
 		}
 	}
 }
+
+// validateConnectorProjections checks that a connector's per-projection
+// settings (settings.projections: in the Salesforce and Logic Apps
+// connectors) name configured projections: an entry for a misspelt name
+// would silently never apply.
+func (c *Config) validateConnectorProjections(e *Errors) {
+	var names []string
+	for _, p := range c.ProjectionList() {
+		names = append(names, p.Name)
+	}
+	conns := make([]string, 0, len(c.Connectors))
+	for n := range c.Connectors {
+		conns = append(conns, n)
+	}
+	slices.Sort(conns)
+	for _, cn := range conns {
+		node := c.Connectors[cn].Settings
+		if node.Kind != yaml.MappingNode {
+			continue
+		}
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			if node.Content[i].Value != "projections" || node.Content[i+1].Kind != yaml.MappingNode {
+				continue
+			}
+			m := node.Content[i+1]
+			for j := 0; j+1 < len(m.Content); j += 2 {
+				if name := m.Content[j].Value; !slices.Contains(names, name) {
+					e.add(fmt.Sprintf("connectors.%s.settings.projections.%s", cn, name), "names no configured projection",
+						"use one of the projections ("+strings.Join(names, ", ")+") or remove the entry")
+				}
+			}
+		}
+	}
+}

@@ -123,6 +123,7 @@ func TestProjectionErrorsNameTheField(t *testing.T) {
 		{"unknown target", head + p("name: a, routing: {default: {targets: [logic_app]}}, "+ok), "projections[0](a).routing.default.targets[0]", `did you mean "logic_apps"`},
 		{"own field checked", head + p("name: a, id_field: $x, "+ok), "projections[0](a).id_field", "without '$'"},
 		{"ce_source per projection", head + p("name: a, aggregate_type: a"), "projections[0](a).cloudevents_source", "URI-reference"},
+		{"connector mapping of no projection", "connectors:\n  logic_apps: {type: logicapps, settings: {projections: {oders: {url_env: X}}}}\nprojections:\n" + p("name: orders, routing: {default: {targets: [logic_apps]}}, "+ok), "connectors.logic_apps.settings.projections.oders", "use one of the projections (orders)"},
 		{"unknown key", head + p("name: a, colection: x, "+ok), "file", "colection"},
 	}
 	for _, tc := range cases {

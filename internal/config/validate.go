@@ -124,6 +124,7 @@ func (c *Config) Validate() error {
 		c.Source.validateFormat(&e, "source.")
 	}
 	c.validateProjections(&e, c.routingSet)
+	c.validateConnectorProjections(&e)
 
 	if c.Projector.MaxBatch < 1 || c.Projector.MaxBatch > 100000 {
 		e.add("projector.max_batch", "%d is out of range", "use 1..100000 (default 500)", c.Projector.MaxBatch)
