@@ -516,3 +516,33 @@ func TestRecorderProjections(t *testing.T) {
 		t.Fatalf("single upsert: %+v", one)
 	}
 }
+
+// TestTargetLedgerProjections: equal event and aggregate ids of two
+// projections are two notifications and two keys in the ledger, and a
+// notification at another projection's target is a violation.
+func TestTargetLedgerProjections(t *testing.T) {
+	rc := func(seq int64, proj, id, key string, v int64, misrouted string) Receipt {
+		return Receipt{Seq: seq, Item: Item{ID: proj + "/" + id, Key: proj + ":" + key, Version: v, Projection: proj, Misrouted: misrouted}, OK: true}
+	}
+	due := []expectation{
+		{id: "quotes/evt-1", key: "quotes:A1", proj: "quotes", version: 1, target: RouteLogicApps},
+		{id: "quotes/evt-2", key: "quotes:A1", proj: "quotes", version: 2, target: RouteLogicApps},
+		{id: "orders/evt-1", key: "orders:A1", proj: "orders", version: 1, target: RouteLogicApps},
+		{id: "orders/evt-2", key: "orders:A1", proj: "orders", version: 2, target: RouteLogicApps},
+	}
+	// orders v1 arriving after quotes v2 is no order violation: other key.
+	tl := targetLedger(RouteLogicApps, []Receipt{
+		rc(1, "quotes", "evt-1", "A1", 1, ""), rc(2, "quotes", "evt-2", "A1", 2, ""), rc(3, "orders", "evt-1", "A1", 1, ""),
+	}, due, nil, false)
+	if tl.Delivered != 3 || tl.Missing != 1 || len(tl.MissingIDs) != 1 || !strings.HasPrefix(tl.MissingIDs[0], "orders/evt-2") ||
+		len(tl.OrderViolations) != 0 || tl.Duplicates != 0 || len(tl.IDConflicts) != 0 || len(tl.WrongProjection) != 0 {
+		t.Fatalf("ledger %+v", tl)
+	}
+	tl = targetLedger(RouteLogicApps, []Receipt{
+		rc(1, "quotes", "evt-1", "A1", 1, ""), rc(2, "quotes", "evt-2", "A1", 2, ""), rc(3, "orders", "evt-1", "A1", 1, ""),
+		rc(4, "orders", "evt-2", "A1", 2, "a notification of orders reached the target of \"quotes\" naming projection \"orders\""),
+	}, due, nil, false)
+	if tl.Delivered != 4 || len(tl.WrongProjection) != 1 || !strings.Contains(tl.WrongProjection[0], "orders/evt-2") {
+		t.Fatalf("misrouted: %+v", tl)
+	}
+}
