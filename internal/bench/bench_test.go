@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
 func TestSummarize(t *testing.T) {
@@ -544,5 +545,77 @@ func TestTargetLedgerProjections(t *testing.T) {
 	}, due, nil, false)
 	if tl.Delivered != 4 || len(tl.WrongProjection) != 1 || !strings.Contains(tl.WrongProjection[0], "orders/evt-2") {
 		t.Fatalf("misrouted: %+v", tl)
+	}
+}
+
+// TestRecorderProjectionsOverHTTP: the real connectors, configured as the
+// chaos run configures them, send a quote and an order with equal event
+// and aggregate ids to their own workflow and object; the recorders keep
+// them apart and see nothing misrouted.
+func TestRecorderProjectionsOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	sims, err := StartSims(ctx, SimOptions{Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	names := NewNames("r", "s")
+	projs := ChaosProjections(names.Events, names.Events+"-shared")
+	var rps []RecorderProjection
+	for i, p := range projs {
+		projs[i].LogicAppsURL = sims.LogicAppsURL(p.Name)
+		rps = append(rps, RecorderProjection{Name: p.Name, AggregateType: p.AggregateType, IDField: p.IDField, Workflow: p.Name,
+			SFObject: p.SFObject, SFExternalID: p.SFExternalID})
+	}
+	sims.LARec.SetProjections(rps)
+	sims.SFRec.SetProjections(rps)
+	s := sims.Setup(Setup{Brokers: []string{"127.0.0.1:1"}, MongoURI: "mongodb://127.0.0.1:2/", Names: names, SFMaxRecords: 200, Projections: projs})
+	cfg, err := s.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns []*connectors.Notification
+	for _, p := range projs[:2] {
+		payload := []byte(`{"amount":5,"currency":"EUR"}`)
+		n := envelope.Notification{ID: "evt-1", EventType: p.AggregateType + "_created", AggregateType: p.AggregateType, AggregateIDField: p.IDField,
+			AggregateID: "A1", Version: 1, Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Payload: payload}
+		body, err := n.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, &connectors.Notification{ID: "evt-1", Key: "A1", Type: n.EventType, Version: 1, Body: body, Attempt: 1,
+			Projection: p.Name, Source: "/fanout/" + p.Name, Time: time.Now()})
+	}
+	for _, target := range []string{RouteLogicApps, RouteSalesforce} {
+		conn, err := OpenConnector(ctx, cfg, target, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bc, ok := conn.(connectors.BatchConnector); ok {
+			for i, err := range bc.DeliverBatch(ctx, ns) {
+				if err != nil {
+					t.Fatalf("%s: deliver %s: %v", target, ns[i].Projection, err)
+				}
+			}
+		} else {
+			for _, n := range ns {
+				if err := conn.Deliver(ctx, n); err != nil {
+					t.Fatalf("%s: deliver %s: %v", target, n.Projection, err)
+				}
+			}
+		}
+		_ = conn.Close()
+	}
+	for _, rec := range []*Recorder{sims.LARec, sims.SFRec} {
+		got := map[string]string{}
+		for _, r := range rec.Receipts() {
+			if !r.OK || r.Misrouted != "" {
+				t.Fatalf("%s: receipt %+v", rec.target, r)
+			}
+			got[r.ID] = r.Key
+		}
+		if len(got) != 2 || got["quotes/evt-1"] != "quotes:A1" || got["orders/evt-1"] != "orders:A1" {
+			t.Fatalf("%s: receipts %v, want quotes/evt-1 and orders/evt-1", rec.target, got)
+		}
 	}
 }
