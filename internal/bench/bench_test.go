@@ -401,7 +401,7 @@ func TestProjectedWorkloadAndExpectations(t *testing.T) {
 	projs := ChaosProjections(names.Events, names.Events+"-shared")
 	o := WorkloadOptions{Events: 6000, Aggregates: 300, Seed: 3, DupStalePct: 5, PermanentEvery: 50}
 	for _, p := range projs {
-		o.Projections = append(o.Projections, WorkloadProjection{Name: p.Name, Type: p.AggregateType, Share: chaosShares[p.Name]})
+		o.Projections = append(o.Projections, WorkloadProjection{Name: p.Name, Type: p.AggregateType, Share: chaosShare(p.Name)})
 	}
 	w := GenWorkload(o)
 	if len(w.Events) != 6000 || w.Dups == 0 || w.Stale == 0 {

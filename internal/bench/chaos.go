@@ -83,9 +83,17 @@ func ChaosProjections(events, shared string) []SetupProjection {
 	}
 }
 
-// chaosShares weigh the projections' events and aggregates: half quotes,
-// a third orders, a sixth invoices.
-var chaosShares = map[string]int{"quotes": 3, "orders": 2, "invoices": 1}
+// chaosShare weighs a chaos projection's events and aggregates: half
+// quotes, a third orders, a sixth invoices.
+func chaosShare(name string) int {
+	switch name {
+	case "quotes":
+		return 3
+	case "orders":
+		return 2
+	}
+	return 1
+}
 
 // DefaultChaos is `make chaos`: 20,000 events over 2,000 aggregates.
 func DefaultChaos() ChaosOptions {
@@ -393,7 +401,7 @@ func (c *chaos) run(ctx context.Context) error {
 
 	wo := WorkloadOptions{Events: o.Events, Aggregates: o.Aggregates, Seed: o.Seed, DupStalePct: 5, PermanentEvery: o.PermanentEvery}
 	for _, p := range c.projs {
-		wo.Projections = append(wo.Projections, WorkloadProjection{Name: p.Name, Type: p.AggregateType, Share: chaosShares[p.Name]})
+		wo.Projections = append(wo.Projections, WorkloadProjection{Name: p.Name, Type: p.AggregateType, Share: chaosShare(p.Name)})
 		c.res.Projections = append(c.res.Projections, p.Name)
 	}
 	w := GenWorkload(wo)
