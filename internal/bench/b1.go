@@ -20,12 +20,17 @@ import (
 
 // Designs compared.
 const (
-	DesignFanout   = "fanout"
-	DesignSeed     = "seed baseline"
-	LinkDirect     = "direct"
-	LinkToxi2ms    = "toxiproxy +2 ms per round trip"
-	seedPollPeriod = 5 * time.Second
-	seedPollLimit  = 500
+	DesignFanout = "fanout"
+	// DesignFanoutMongo is fanout on MongoDB's code path: one bulkWrite
+	// for a batch's READ upserts and one $in read per id set
+	// (mongo.domain_writes bulk, mongo.id_reads in), which FerretDB
+	// accepts, so that the commands MongoDB would get are counted here.
+	DesignFanoutMongo = "fanout, MongoDB code path"
+	DesignSeed        = "seed baseline"
+	LinkDirect        = "direct"
+	LinkToxi2ms       = "toxiproxy +2 ms per round trip"
+	seedPollPeriod    = 5 * time.Second
+	seedPollLimit     = 500
 )
 
 // PipelineRun is one projector + relay measurement.
@@ -105,18 +110,23 @@ func (r *runner) b1(ctx context.Context) error {
 		n                 int
 	}{
 		{DesignFanout, LinkDirect, r.svc.MongoURI, events},
+		{DesignFanoutMongo, LinkDirect, r.svc.MongoURI, events},
 		{DesignSeed, LinkDirect, r.svc.MongoURI, seedEvents},
 		{DesignFanout, LinkToxi2ms, slow, events},
 		{DesignSeed, LinkToxi2ms, slow, seedEvents},
 	} {
-		if r.o.Smoke && c.link != LinkDirect {
+		if r.o.Smoke && (c.link != LinkDirect || c.design == DesignFanoutMongo) {
 			continue
 		}
 		var run PipelineRun
 		var err error
-		if c.design == DesignFanout {
-			run, err = r.fanoutPipeline(ctx, "b1", c.uri, c.n)
-		} else {
+		switch c.design {
+		case DesignFanout:
+			run, err = r.fanoutPipeline(ctx, "b1", c.uri, c.n, "", "")
+		case DesignFanoutMongo:
+			run, err = r.fanoutPipeline(ctx, "b1mongo", c.uri, c.n, "bulk", "in")
+			run.Design = DesignFanoutMongo
+		default:
 			run, err = r.seedPipeline(ctx, "b1seed", c.uri, c.n)
 		}
 		if err != nil {
@@ -124,23 +134,37 @@ func (r *runner) b1(ctx context.Context) error {
 		}
 		run.StoreLink = c.link
 		res.Runs = append(res.Runs, run)
-		r.logf("B1 %-13s %-31s %6d events in %6.1fs: %7.1f events/s, %.3f store cmds/event, relay p50 %.0f ms",
+		r.logf("B1 %-26s %-31s %6d events in %6.1fs: %7.1f events/s, %.3f store cmds/event, relay p50 %.0f ms",
 			run.Design, run.StoreLink, run.Events, run.Seconds, run.EventsPerSec, run.StoreCmdsPerEvent, run.RelayLatency.P50)
 	}
 	return nil
 }
 
 // fanoutPipeline measures fanout's projector and relay on a backlog of n
-// events (5% duplicates, 5% stale) over n/10 aggregates.
-func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int) (PipelineRun, error) {
+// events (5% duplicates, 5% stale) over n/10 aggregates. domainWrites and
+// idReads set the store's mongo.domain_writes and mongo.id_reads; empty
+// keeps auto (detected from the server).
+func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int, domainWrites, idReads string) (PipelineRun, error) {
 	var cmds commandCounter
-	s, err := r.newScenario(ctx, name+"-"+randomHex(2), uri, cmds.monitor(), nil)
+	mon := cmds.monitor()
+	if domainWrites != "" || idReads != "" {
+		mon = nil // the store below is counted instead
+	}
+	s, err := r.newScenario(ctx, name+"-"+randomHex(2), uri, mon, nil)
 	if err != nil {
 		return PipelineRun{}, err
 	}
 	defer s.close()
 	if _, err := s.config(); err != nil {
 		return PipelineRun{}, err
+	}
+	st := s.st
+	if mon == nil {
+		if st, err = store.Open(ctx, store.Options{URI: uri, Database: s.names.Database, Timeout: 30 * time.Second, VersionField: "version",
+			DomainWrites: domainWrites, IDReads: idReads, Monitor: cmds.monitor(), AppName: "fanout-bench"}); err != nil {
+			return PipelineRun{}, fmt.Errorf("open store: %w", err)
+		}
+		defer st.Close(context.Background())
 	}
 	w := GenWorkload(WorkloadOptions{Events: n, Aggregates: max(n/10, 1), Seed: 3, DupStalePct: 5})
 	want := int64(len(w.Expected))
@@ -158,7 +182,7 @@ func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int) (P
 			once.Do(func() { close(done) })
 		}
 	}
-	if _, _, err := s.startPipeline(ctx, s.st, onPub); err != nil {
+	if _, _, err := s.startPipeline(ctx, st, onPub); err != nil {
 		return PipelineRun{}, err
 	}
 	cmds.reset()

@@ -70,6 +70,9 @@ func RenderMarkdown(rep *Report) string {
 			p("| B1 | projector + relay, events/s (store %s) | %.0f | %.0f (seed) |\n", link, f.EventsPerSec, s.EventsPerSec)
 			p("| B1 | store commands per event (store %s) | %.3f | %.2f (seed) |\n", link, f.StoreCmdsPerEvent, s.StoreCmdsPerEvent)
 		}
+		if m, sd := findRun(b1.Runs, DesignFanoutMongo, LinkDirect), findRun(b1.Runs, DesignSeed, LinkDirect); m != nil && sd != nil {
+			p("| B1 | store commands per event, MongoDB code path (`domain_writes: bulk`, `id_reads: in`; store %s) | %.3f | %.2f (seed) |\n", LinkDirect, m.StoreCmdsPerEvent, sd.StoreCmdsPerEvent)
+		}
 	}
 	if b2 := rep.B2; b2 != nil && b2.Fanout != nil && b2.Seed != nil {
 		p("| B2 | relay latency p50 / p99 | %s / %s at %.0f/s%s | %s / %s at %.0f/s (seed, 5 s poller) |\n",
