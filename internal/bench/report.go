@@ -191,9 +191,9 @@ func RenderMarkdown(rep *Report) string {
 	}
 	if b6 := rep.B6; b6 != nil {
 		p("\n## B6: memory with a backlog and the breakers open\n\n")
-		p("%d source events and %d notifications (routed to both targets) wait in their topics; then the projector, the relay and one worker per connector start as child processes of the built binary, with both simulators in an outage (Logic Apps answers 503 by script, Salesforce by `OutageUntil`), so the breakers open and the workers must hold their backlog without reading it all. After %.0f s each role's peak resident set is read from `VmHWM` in `/proc/<pid>/status`.\n\n",
+		p("%d source events and %d notifications (routed to both targets) wait in their topics; then the projector, the relay, one worker per connector and the admin API start as child processes of the built binary, with the defaults of every memory bound (docs/operations.md, \"Memory: what bounds what\"), with both simulators in an outage (Logic Apps answers 503 by script, Salesforce by `OutageUntil`), so the breakers open and the workers must hold their backlog without reading it all. After %.0f s each role's peak resident set is read from `VmHWM` in `/proc/<pid>/status`.\n\n",
 			b6.EventsBacklog, b6.NotificationsBacklog, b6.Seconds)
-		p("The baseline is the same four roles for %.0f s with empty topics and healthy simulators.\n\n", b6.IdleSeconds)
+		p("The baseline is the same roles for %.0f s with empty topics and healthy simulators.\n\n", b6.IdleSeconds)
 		p("| role | peak RSS (VmHWM) | highest sampled RSS | RSS at the end | idle peak RSS (baseline) |\n|---|---|---|---|---|\n")
 		for i, ro := range b6.Roles {
 			idle := "n/a"
@@ -202,7 +202,7 @@ func RenderMarkdown(rep *Report) string {
 			}
 			p("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %s |\n", ro.Role, ro.PeakRSSMiB, ro.MaxSampledMiB, ro.FinalRSSMiB, idle)
 		}
-		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Where the workers' extra memory goes was not investigated: their own buffer is bounded at 1,000 records, so the Kafka client's fetch buffers (franz-go fetches up to 50 MB per request by default) are the first place to look.\n",
+		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Each worker holds what `delivery.max_buffered_bytes` lets it buffer (records copied out of their fetched batches) and fetches within `kafka.fetch_max_bytes`; before these bounds the workers peaked at 380-460 MiB, from 16 MiB fetches decompressed whole and kept alive by the records pointing into them.\n",
 			b6.RelayPublished, b6.LogicAppsCalls, b6.SFCalls)
 	}
 	if b7 := rep.B7; b7 != nil {
