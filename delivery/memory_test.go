@@ -12,7 +12,7 @@ import (
 // TestWorkerFetchCaps: the worker's fetches stay within kafka.fetch_max_bytes
 // and kafka.fetch_max_partition_bytes; a fetch is decompressed whole and
 // what its records point into stays alive, so a worker that sized its
-// fetches from its buffer bound alone (16 MiB with the default 64 MiB)
+// fetches from its buffer bound alone (16 MiB with the then default 64 MiB)
 // peaked at 380-460 MiB in B6 with a 200k backlog.
 func TestWorkerFetchCaps(t *testing.T) {
 	cases := []struct {
@@ -21,9 +21,9 @@ func TestWorkerFetchCaps(t *testing.T) {
 		buffered            int64
 		wantFetch, wantPart int32
 	}{
-		{"defaults", config.DefaultFetchMaxBytes, config.DefaultFetchMaxPartitionBytes, 16 << 20, config.DefaultFetchMaxBytes, config.DefaultFetchMaxPartitionBytes},
-		{"small buffer bounds the fetch", 4 << 20, 2 << 20, 1 << 20, 256 << 10, 256 << 10},
-		{"large caps kept below the buffer", 64 << 20, 32 << 20, 64 << 20, 16 << 20, 16 << 20},
+		{"defaults", config.DefaultFetchMaxBytes, config.DefaultFetchMaxPartitionBytes, config.Default().Delivery.MaxBufferedBytes, 512 << 10, 256 << 10},
+		{"small buffer bounds the fetch", 4 << 20, 2 << 20, 4 << 20, 256 << 10, 256 << 10},
+		{"large caps kept below the buffer", 64 << 20, 32 << 20, 64 << 20, 4 << 20, 4 << 20},
 		{"floor of 64 KiB", 1 << 20, 1 << 20, 16 << 10, 64 << 10, 64 << 10},
 	}
 	for _, c := range cases {

@@ -785,16 +785,17 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 }
 
 // fetchMaxBytes sizes a fetch: kafka.fetch_max_bytes (or
-// fetch_max_partition_bytes), but no more than a quarter of the buffer's
-// byte bound, and at least 64 KiB. A fetch is decompressed whole, and the
-// records of a batch point into it, so the fetch size, not only the buffer
-// bound, sets the worker's memory; a cap of 0 (a Config built without
-// config.Default) takes the default.
+// fetch_max_partition_bytes), but no more than a sixteenth of the buffer's
+// byte bound, and at least 64 KiB. A fetch is decompressed whole and held
+// until its records are polled, and JSON notifications compress 5-10x
+// (snappy; 1 MiB fetches decompressed to about 9 MB in B6), so a sixteenth
+// of the bound decompresses to about half of it. A cap of 0 (a Config
+// built without config.Default) takes the default.
 func fetchMaxBytes(kafkaCap, def int32, bufferBytes int64) int32 {
 	if kafkaCap <= 0 {
 		kafkaCap = def
 	}
-	return int32(max(min(int64(kafkaCap), bufferBytes/4), 64<<10))
+	return int32(max(min(int64(kafkaCap), bufferBytes/16), 64<<10))
 }
 
 // fetchOpts are the worker's fetch size options; they replace those of

@@ -416,7 +416,7 @@ type Delivery struct {
 	TakeoverGrace time.Duration `yaml:"takeover_grace"`
 	// MaxBufferedBytes bounds the bytes (keys, values and headers) of the
 	// records a worker has read and not finished; fetching pauses above
-	// it, as above the record bound. 0: the default (16 MiB).
+	// it, as above the record bound. 0: the default (8 MiB).
 	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
 }
 
@@ -590,11 +590,12 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Fetch caps: the defaults keep a consuming role's fetched data near a
-// megabyte per broker; MaxFetchBytes is franz-go's default limit on one
-// broker response (BrokerMaxReadBytes), which a fetch must stay under.
+// Fetch caps: the defaults keep a consuming role's fetched data near half a
+// megabyte per broker (several times that once decompressed);
+// MaxFetchBytes is franz-go's default limit on one broker response
+// (BrokerMaxReadBytes), which a fetch must stay under.
 const (
-	DefaultFetchMaxBytes          = 1 << 20
+	DefaultFetchMaxBytes          = 512 << 10
 	DefaultFetchMaxPartitionBytes = 256 << 10
 	MinFetchBytes                 = 1024
 	MaxFetchBytes                 = 100 << 20
@@ -687,7 +688,7 @@ func Default() Config {
 			BatchLinger:      5 * time.Millisecond,
 			CallTimeout:      30 * time.Second,
 			DeliveredFlush:   time.Second,
-			MaxBufferedBytes: 16 << 20,
+			MaxBufferedBytes: 8 << 20,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,

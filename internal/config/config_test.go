@@ -51,7 +51,7 @@ routing:
 		{"event cannot fit a record", "source: {max_event_bytes: 1000000}\nkafka: {max_record_bytes: 1000000}\n", nil, "source.max_event_bytes", "raise kafka.max_record_bytes"},
 		{"fetch cap too small", "kafka: {fetch_max_bytes: 100}\n", nil, "kafka.fetch_max_bytes", "1024..104857600"},
 		{"partition cap above fetch cap", "kafka: {fetch_max_bytes: 65536, fetch_max_partition_bytes: 131072}\n", nil, "kafka.fetch_max_partition_bytes", "up to kafka.fetch_max_bytes (65536)"},
-		{"fetch cap from env", base, map[string]string{"FANOUT_KAFKA_FETCH_MAX_BYTES": "10"}, "kafka.fetch_max_bytes", "default 1048576"},
+		{"fetch cap from env", base, map[string]string{"FANOUT_KAFKA_FETCH_MAX_BYTES": "10"}, "kafka.fetch_max_bytes", "default 524288"},
 		{"bad write concern", "mongo: {write_concern: most}\n", nil, "mongo.write_concern", "majority"},
 		{"bad uri", "mongo: {uri: 'http://x'}\n", nil, "mongo.uri", "connection string"},
 		{"connector without type", "connectors:\n  x: {}\n", nil, "connectors.x.type", "logicapps"},

@@ -376,7 +376,7 @@ func validateDelivery(e *Errors, field string, d Delivery) {
 	positive(e, field+".breaker.open_timeout", d.Breaker.OpenTimeout)
 	positive(e, field+".call_timeout", d.CallTimeout)
 	if d.MaxBufferedBytes < 0 {
-		e.add(field+".max_buffered_bytes", "is negative", "use 0 for the default (16 MiB) or a size in bytes, e.g. 16777216")
+		e.add(field+".max_buffered_bytes", "is negative", "use 0 for the default (8 MiB) or a size in bytes, e.g. 8388608")
 	}
 }
 
