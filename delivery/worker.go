@@ -408,7 +408,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		l.applyParked(s)
 	}
-	opts := append(slices.Clone(w.kopts),
+	opts := append(slices.Clone(w.kopts), w.fetchOpts()...)
+	opts = append(opts,
 		kgo.ConsumerGroup(w.group),
 		kgo.ConsumeTopics(w.topic, w.retryTopic),
 		kgo.DisableAutoCommit(),
@@ -427,9 +428,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.SessionTimeout(w.cfg.Kafka.SessionTimeout),
 		// Short fetch waits: a resumed partition is fetched again soon.
 		kgo.FetchMaxWait(200*time.Millisecond),
-		// A fetch is what the buffer may overshoot max_buffered_bytes by.
-		kgo.FetchMaxBytes(fetchMaxBytes(w.d.MaxBufferedBytes)),
-		kgo.FetchMaxPartitionBytes(fetchMaxBytes(w.d.MaxBufferedBytes)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// The DLQ topic is created on first use where the broker allows
 		// it; production clusters should create it beforehand.
@@ -786,8 +784,26 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	return nil
 }
 
-// fetchMaxBytes sizes a fetch to a quarter of the buffer's byte bound,
-// within 64 KiB and franz-go's default of 50 MiB.
-func fetchMaxBytes(bufferBytes int64) int32 {
-	return int32(min(max(bufferBytes/4, 64<<10), 50<<20))
+// fetchMaxBytes sizes a fetch: kafka.fetch_max_bytes (or
+// fetch_max_partition_bytes), but no more than a sixteenth of the buffer's
+// byte bound, and at least 64 KiB. A fetch is decompressed whole and held
+// until its records are polled, and JSON notifications compress 5-10x
+// (snappy; 1 MiB fetches decompressed to about 9 MB in B6), so a sixteenth
+// of the bound decompresses to about half of it. A cap of 0 (a Config
+// built without config.Default) takes the default.
+func fetchMaxBytes(kafkaCap, def int32, bufferBytes int64) int32 {
+	if kafkaCap <= 0 {
+		kafkaCap = def
+	}
+	return int32(max(min(int64(kafkaCap), bufferBytes/16), 64<<10))
+}
+
+// fetchOpts are the worker's fetch size options; they replace those of
+// kafkaconf.Options.
+func (w *Worker) fetchOpts() []kgo.Opt {
+	k := w.cfg.Kafka
+	return []kgo.Opt{
+		kgo.FetchMaxBytes(fetchMaxBytes(k.FetchMaxBytes, config.DefaultFetchMaxBytes, w.d.MaxBufferedBytes)),
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes(k.FetchMaxPartitionBytes, config.DefaultFetchMaxPartitionBytes, w.d.MaxBufferedBytes)),
+	}
 }

@@ -55,6 +55,7 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 		return configError{err}
 	}
 	log := newLogger(cfg, e, "admin")
+	setMemoryLimit(cfg, e, log)
 	st, err := openStore(ctx, cfg, e, "admin")
 	if err != nil {
 		return err

@@ -59,6 +59,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(cfg, e, "worker")
+	setMemoryLimit(cfg, e, log)
 	st, err := openStore(ctx, cfg, e, "worker-"+name)
 	if err != nil {
 		return err

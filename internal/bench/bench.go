@@ -251,7 +251,9 @@ func (s *scenario) close() {
 // startPipeline runs a projector and a relay in this process (the relay
 // woken by the projector, as in `fanout run`) until the scenario closes,
 // and waits until the projector owns every partition.
-func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublished func([]store.OutboxEntry, time.Time)) (*consumer.Projector, *outbox.Relay, error) {
+//
+// projStore, if given, is the projector's store instead of st.
+func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublished func([]store.OutboxEntry, time.Time), projStore ...consumer.Store) (*consumer.Projector, *outbox.Relay, error) {
 	cfg := s.cfg
 	ropts := []outbox.Option{outbox.WithLogger(s.r.logger), outbox.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...))}
 	if onPublished != nil {
@@ -266,7 +268,11 @@ func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublish
 	if s.trace != nil {
 		popts = append(popts, consumer.WithTrace(s.trace))
 	}
-	proj := consumer.New(cfg, st, popts...)
+	var pst consumer.Store = st
+	if len(projStore) > 0 {
+		pst = projStore[0]
+	}
+	proj := consumer.New(cfg, pst, popts...)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {

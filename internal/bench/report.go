@@ -70,6 +70,9 @@ func RenderMarkdown(rep *Report) string {
 			p("| B1 | projector + relay, events/s (store %s) | %.0f | %.0f (seed) |\n", link, f.EventsPerSec, s.EventsPerSec)
 			p("| B1 | store commands per event (store %s) | %.3f | %.2f (seed) |\n", link, f.StoreCmdsPerEvent, s.StoreCmdsPerEvent)
 		}
+		if m, sd := findRun(b1.Runs, DesignFanoutMongo, LinkDirect), findRun(b1.Runs, DesignSeed, LinkDirect); m != nil && sd != nil {
+			p("| B1 | store commands per event, MongoDB code path (`id_reads: in`, a batch's READ upserts counted as one bulkWrite; store %s) | %.3f | %.2f (seed) |\n", LinkDirect, m.StoreCmdsPerEvent, sd.StoreCmdsPerEvent)
+		}
 	}
 	if b2 := rep.B2; b2 != nil && b2.Fanout != nil && b2.Seed != nil {
 		p("| B2 | relay latency p50 / p99 | %s / %s at %.0f/s%s | %s / %s at %.0f/s (seed, 5 s poller) |\n",
@@ -188,9 +191,9 @@ func RenderMarkdown(rep *Report) string {
 	}
 	if b6 := rep.B6; b6 != nil {
 		p("\n## B6: memory with a backlog and the breakers open\n\n")
-		p("%d source events and %d notifications (routed to both targets) wait in their topics; then the projector, the relay and one worker per connector start as child processes of the built binary, with both simulators in an outage (Logic Apps answers 503 by script, Salesforce by `OutageUntil`), so the breakers open and the workers must hold their backlog without reading it all. After %.0f s each role's peak resident set is read from `VmHWM` in `/proc/<pid>/status`.\n\n",
+		p("%d source events and %d notifications (routed to both targets) wait in their topics; then the projector, the relay, one worker per connector and the admin API start as child processes of the built binary, with the defaults of every memory bound (docs/operations.md, \"Memory: what bounds what\"), with both simulators in an outage (Logic Apps answers 503 by script, Salesforce by `OutageUntil`), so the breakers open and the workers must hold their backlog without reading it all. After %.0f s each role's peak resident set is read from `VmHWM` in `/proc/<pid>/status`.\n\n",
 			b6.EventsBacklog, b6.NotificationsBacklog, b6.Seconds)
-		p("The baseline is the same four roles for %.0f s with empty topics and healthy simulators.\n\n", b6.IdleSeconds)
+		p("The baseline is the same roles for %.0f s with empty topics and healthy simulators.\n\n", b6.IdleSeconds)
 		p("| role | peak RSS (VmHWM) | highest sampled RSS | RSS at the end | idle peak RSS (baseline) |\n|---|---|---|---|---|\n")
 		for i, ro := range b6.Roles {
 			idle := "n/a"
@@ -199,7 +202,7 @@ func RenderMarkdown(rep *Report) string {
 			}
 			p("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %s |\n", ro.Role, ro.PeakRSSMiB, ro.MaxSampledMiB, ro.FinalRSSMiB, idle)
 		}
-		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Where the workers' extra memory goes was not investigated: their own buffer is bounded at 1,000 records, so the Kafka client's fetch buffers (franz-go fetches up to 50 MB per request by default) are the first place to look.\n",
+		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Each worker holds what `delivery.max_buffered_bytes` lets it buffer (records copied out of their fetched batches) and fetches within `kafka.fetch_max_bytes`; before these bounds the workers peaked at 380-460 MiB, from 16 MiB fetches decompressed whole and kept alive by the records pointing into them.\n",
 			b6.RelayPublished, b6.LogicAppsCalls, b6.SFCalls)
 	}
 	if b7 := rep.B7; b7 != nil {
@@ -311,16 +314,17 @@ func RenderB7(b7 *B7Result) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("\n## B7: store cost against the READ model's size\n\n")
-	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through %d events (5%% duplicates, 5%% stale) over %d of those aggregates, offered at %.0f/s so that batches stay as small as in steady state, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role that had something to do, in ms (p50 / p99, count in brackets). Commands per event count everything the role's client sent, lease and status writes included; in brackets its read commands (`find` and `getMore`) alone. The projector's writes (an `insert` per batch, an `update` per aggregate per batch on FerretDB) and the relay's polls depend on how events fall into batches, which follows the machine's speed: compare reads for what the cache and the id-read mode change. Load is the 1-minute load average when the run ended.\n\n",
+	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through %d events (5%% duplicates, 5%% stale) over %d of those aggregates, offered at %.0f/s so that batches stay as small as in steady state, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role that had something to do, in ms (p50 / p99, count in brackets). Commands per event count everything the role's client sent, lease and status writes included; in brackets its read commands (`find` and `getMore`) alone. The projector's writes (an `insert` per batch, an `update` per aggregate per batch on FerretDB) and the relay's polls depend on how events fall into batches, which follows the machine's speed: compare reads for what the cache and the id-read mode change. Store ms per event is the time the role spent in those calls (their count times their mean) over the events: the projector's version reads and writes, the relay's READ-model reads, the relay's deletes; flat across READ sizes is the goal. Load is the 1-minute load average when the run ended.\n\n",
 		b7Events(b7), b7.Aggregates, b7.Rate)
-	p("| READ documents | id reads | version cache | projector cmds/event (reads) | relay cmds/event (reads) | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| READ documents | id reads | version cache | store ms/event: projector / relay Versions / relay deletes | projector cmds/event (reads) | relay cmds/event (reads) | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range b7.Runs {
 		cache := "off"
 		if r.Cache {
 			cache = "on"
 		}
-		p("| %d | %s | %s | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
-			r.ProjectorCmdsPerEvent, r.ProjectorReadsPerEvent(), r.RelayCmdsPerEvent, r.RelayReadsPerEvent(), distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
+		pm, rv, rd := r.PerEventMs()
+		p("| %d | %s | %s | %.2f / %.2f / %.2f | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
+			pm, rv, rd, r.ProjectorCmdsPerEvent, r.ProjectorReadsPerEvent(), r.RelayCmdsPerEvent, r.RelayReadsPerEvent(), distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
 			distPair(r.RelayVersions), distPair(r.RelayDeletes), r.CacheHitPct, r.Seconds, r.Load)
 	}
 	return b.String()

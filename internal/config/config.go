@@ -40,6 +40,8 @@ type Config struct {
 	Observability Observability `yaml:"observability"`
 	// Trace configures the per-notification trace (fanout trace ID).
 	Trace Trace `yaml:"trace"`
+	// Memory sets the Go runtime's soft memory limit of every role.
+	Memory Memory `yaml:"memory"`
 
 	// deliveryNodes are the connectors' delivery blocks as written, merged
 	// over Delivery by mergeDeliveryOverrides (override.go).
@@ -414,7 +416,7 @@ type Delivery struct {
 	TakeoverGrace time.Duration `yaml:"takeover_grace"`
 	// MaxBufferedBytes bounds the bytes (keys, values and headers) of the
 	// records a worker has read and not finished; fetching pauses above
-	// it, as above the record bound. 0: the default (64 MiB).
+	// it, as above the record bound. 0: the default (8 MiB).
 	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
 }
 
@@ -559,17 +561,41 @@ type Trace struct {
 	Buffer int `yaml:"buffer"`
 }
 
+// Memory sets the Go runtime's soft memory limit (runtime/debug
+// SetMemoryLimit, what GOMEMLIMIT sets): as the process nears it the
+// garbage collector runs more often, so a burst of fetched or buffered
+// data is collected instead of letting the heap grow to twice what is
+// live. It is a soft limit: what is live is never freed for it, so the
+// fetch caps and buffer bounds (docs/operations.md, "Memory") are what
+// bound a role's memory; the limit keeps the garbage on top of them small.
+type Memory struct {
+	// LimitBytes is the limit in bytes. 0 (default): ContainerRatio of
+	// the container's memory limit (cgroup v2 memory.max, or v1
+	// memory.limit_in_bytes), none when there is none; -1: none. A
+	// GOMEMLIMIT environment variable takes precedence over both.
+	LimitBytes int64 `yaml:"limit_bytes"`
+	// ContainerRatio is the share of the container's limit taken when
+	// LimitBytes is 0 (default 0.8): the rest is for what the Go runtime
+	// does not count, chiefly the mapped binary.
+	ContainerRatio float64 `yaml:"container_ratio"`
+}
+
+// MinMemoryLimit is the smallest memory.limit_bytes: below it the garbage
+// collector would run nearly all the time.
+const MinMemoryLimit = 16 << 20
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
 }
 
-// Fetch caps: the defaults keep a consuming role's fetched data near a
-// megabyte per broker; MaxFetchBytes is franz-go's default limit on one
-// broker response (BrokerMaxReadBytes), which a fetch must stay under.
+// Fetch caps: the defaults keep a consuming role's fetched data near half a
+// megabyte per broker (several times that once decompressed);
+// MaxFetchBytes is franz-go's default limit on one broker response
+// (BrokerMaxReadBytes), which a fetch must stay under.
 const (
-	DefaultFetchMaxBytes          = 1 << 20
+	DefaultFetchMaxBytes          = 512 << 10
 	DefaultFetchMaxPartitionBytes = 256 << 10
 	MinFetchBytes                 = 1024
 	MaxFetchBytes                 = 100 << 20
@@ -641,7 +667,7 @@ func Default() Config {
 			LeaseName:      "relay",
 			ProduceTimeout: 2 * time.Second,
 			HoldAlertAfter: 5 * time.Minute,
-			MaxReadBytes:   16 << 20,
+			MaxReadBytes:   4 << 20,
 			MaxReadEntries: 5000,
 		},
 		Routing: Routing{Default: RouteAction{Priority: "normal"}},
@@ -662,12 +688,13 @@ func Default() Config {
 			BatchLinger:      5 * time.Millisecond,
 			CallTimeout:      30 * time.Second,
 			DeliveredFlush:   time.Second,
-			MaxBufferedBytes: 64 << 20,
+			MaxBufferedBytes: 8 << 20,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
 			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20},
 		Log:           Log{Level: "info", Format: "json"},
+		Memory:        Memory{ContainerRatio: 0.8},
 		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
 		Trace:         Trace{Enabled: true, Sample: 1, Retention: 7 * 24 * time.Hour, FlushInterval: time.Second, BatchSize: 500, Buffer: 10000},
 	}

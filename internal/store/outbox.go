@@ -77,7 +77,7 @@ func (s *Store) PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([
 		filter = bson.D{{Key: "seq", Value: bson.D{{Key: "$gt", Value: afterSeq}}}}
 	}
 	cur, err := hd.outbox.Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).
+		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).SetBatchSize(batchSize(limit)).
 			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: read outbox: %w", err)
@@ -101,7 +101,9 @@ func (s *Store) OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries,
 	}
 	cur, err := hd.outbox.Find(ctx, bson.D{{Key: "aggregate_id", Value: bson.D{{Key: "$in", Value: aggregateIDs}}}},
 		options.Find().SetSort(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "_id", Value: 1}}).
-			SetBatchSize(int32(min(max(maxEntries, 1), 1000))))
+			// All it may return in the first reply (the server caps a reply
+			// at 16 MiB): a getMore is a round trip per iteration.
+			SetBatchSize(batchSize(maxEntries+1)))
 	if err != nil {
 		return nil, false, fmt.Errorf("store: read outbox by aggregate: %w", err)
 	}
