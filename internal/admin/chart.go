@@ -299,7 +299,17 @@ func bandState(c ConnectorSample) string {
 // to end: deliveries/s, dead letters/s, latency (p50 and p99) and lag,
 // with the breaker, halt and pause bands.
 func connectorChart(connector string, smps []Sample, start, end time.Time) chartSpec {
-	c := chartSpec{Title: connector + ": the last " + end.Sub(start).Round(time.Minute).String(), Start: start, End: end}
+	title := fmt.Sprintf("%s: the last %d min", connector, int(math.Round(end.Sub(start).Minutes())))
+	// A history shorter than the window (the admin started recently)
+	// fills the chart rather than a sliver at its right.
+	if len(smps) > 0 && smps[0].At.After(start) {
+		start = smps[0].At
+		if !end.After(start) {
+			start = end.Add(-time.Second)
+		}
+		title = fmt.Sprintf("%s: since %s UTC (the admin's history starts there)", connector, start.UTC().Format("15:04:05"))
+	}
+	c := chartSpec{Title: title, Start: start, End: end}
 	nan := math.NaN()
 	var rate, dead, p50, p99, lag []float64
 	var states []string

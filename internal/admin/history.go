@@ -159,6 +159,24 @@ func (h histogram) quantile(q float64) *float64 {
 	return &v
 }
 
+// atMost caps the estimate at hi, the largest latency observed (a bucket's
+// interpolation can exceed it); hi <= 0 means unknown.
+func atMost(v *float64, hi float64) *float64 {
+	if v == nil || hi <= 0 || *v <= hi {
+		return v
+	}
+	return &hi
+}
+
+// maxLatency is the largest latency the statuses' workers observed.
+func maxLatency(sts []store.WorkerStatus) float64 {
+	hi := 0.0
+	for _, st := range sts {
+		hi = max(hi, st.LatencyMaxMS)
+	}
+	return hi
+}
+
 // Sample is one point of the admin's history of the pipeline.
 type Sample struct {
 	// At is when it was taken.
@@ -262,7 +280,8 @@ func (h *history) record(now time.Time, v PipelineView, statuses map[string][]st
 		} else {
 			cs.DeliveriesPerSecond = float64(delivered) / dt
 			cs.DeadLettersPerSecond = float64(dead) / dt
-			cs.LatencyP50MS, cs.LatencyP99MS = cs.latency.quantile(0.50), cs.latency.quantile(0.99)
+			hi := maxLatency(statuses[c.Name])
+			cs.LatencyP50MS, cs.LatencyP99MS = atMost(cs.latency.quantile(0.50), hi), atMost(cs.latency.quantile(0.99), hi)
 		}
 		smp.Connectors[c.Name] = cs
 	}

@@ -79,6 +79,22 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 }
 
+func TestAtMost(t *testing.T) {
+	v := func(f float64) *float64 { return &f }
+	for _, tc := range []struct {
+		in   *float64
+		hi   float64
+		want *float64
+	}{
+		{nil, 5, nil}, {v(3), 5, v(3)}, {v(7), 5, v(5)}, {v(7), 0, v(7)},
+	} {
+		got := atMost(tc.in, tc.hi)
+		if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+			t.Errorf("atMost(%v, %v) = %v, want %v", tc.in, tc.hi, got, tc.want)
+		}
+	}
+}
+
 func TestHistogramSince(t *testing.T) {
 	b := []float64{10, 100}
 	h := func(c ...int64) *store.LatencyHistogram { return &store.LatencyHistogram{BoundsMS: b, Counts: c} }

@@ -221,7 +221,8 @@ func (s *Server) pipeline(ctx context.Context) (PipelineView, map[string][]store
 				h, window = wh, span
 			}
 		}
-		c.LatencyP50MS, c.LatencyP99MS = h.quantile(0.50), h.quantile(0.99)
+		hi := maxLatency(cv.statuses)
+		c.LatencyP50MS, c.LatencyP99MS = atMost(h.quantile(0.50), hi), atMost(h.quantile(0.99), hi)
 		c.LatencyWindowSeconds = window.Seconds()
 		v.Connectors = append(v.Connectors, c)
 	}
