@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -88,13 +89,28 @@ func niceCeil(v float64) float64 {
 	return 10 * p
 }
 
-// fmtNum formats a value for a label: integers as such, others with up to
-// three significant digits.
+// fmtNum formats a value for a label, without exponents: whole numbers
+// from 100 up, and about three significant digits below.
 func fmtNum(v float64) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		return strconv.FormatInt(int64(v), 10)
+	a := math.Abs(v)
+	digits := 0
+	switch {
+	case a >= 100 || v == math.Trunc(v):
+	case a >= 10:
+		digits = 1
+	case a >= 1:
+		digits = 2
+	default:
+		digits = 3
 	}
-	return strconv.FormatFloat(v, 'g', 3, 64)
+	s := strconv.FormatFloat(v, 'f', digits, 64)
+	if digits > 0 {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	if s == "-0" {
+		s = "0"
+	}
+	return s
 }
 
 // drawChart renders c as an SVG document.

@@ -21,6 +21,19 @@ func TestNiceCeil(t *testing.T) {
 	}
 }
 
+func TestFmtNum(t *testing.T) {
+	for _, tc := range []struct {
+		in   float64
+		want string
+	}{
+		{0, "0"}, {3, "3"}, {16700, "16700"}, {123.456, "123"}, {12.34, "12.3"}, {1.5, "1.5"}, {0.25, "0.25"}, {0.0004, "0"}, {0.0123, "0.012"}, {-0.0001, "0"},
+	} {
+		if got := fmtNum(tc.in); got != tc.want {
+			t.Errorf("fmtNum(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestBandsOf(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }

@@ -2,7 +2,7 @@
 // stays in this tab's sessionStorage and goes out as a bearer token.
 "use strict";
 
-const state = { connector: "", cursor: "", lastDryRun: null, lastSelection: "", chartsLoaded: false };
+const state = { connector: "", cursor: "", lastDryRun: null, lastSelection: "", chartsLoaded: false, traceSeq: 0 };
 
 function $(id) { return document.getElementById(id); }
 
@@ -387,11 +387,15 @@ async function traceSearch() {
   const path = kind === "aggregate"
     ? "/v1/aggregates/" + encodeURIComponent(id) + "/events"
     : "/v1/events/" + encodeURIComponent(id);
+  // Only the latest search shows: an earlier one that answers later
+  // would add its rows to the new ones.
+  const seq = ++state.traceSeq;
   const tbody = $("trace");
-  tbody.replaceChildren();
-  $("trace-table").hidden = true;
   try {
     const data = await api("GET", path);
+    if (seq !== state.traceSeq) return;
+    tbody.replaceChildren();
+    $("trace-table").hidden = true;
     const events = kind === "aggregate" ? data.events : [data];
     const lines = [];
     for (const ev of events) {
@@ -414,6 +418,9 @@ async function traceSearch() {
     $("trace-summary").textContent = lines.join(" | ");
     $("trace-table").hidden = false;
   } catch (e) {
+    if (seq !== state.traceSeq) return;
+    tbody.replaceChildren();
+    $("trace-table").hidden = true;
     $("trace-summary").textContent = e.message;
   }
 }
