@@ -245,5 +245,18 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
 	v, _ := s.pipeline(ctx)
+	// Statuses of projector instances gone for a day are history: every
+	// start publishes under a new instance name.
+	if p, ok := s.st.(projectorStatusPruner); ok {
+		if _, err := p.PruneProjectorStatuses(ctx, time.Now().Add(-statusRetention)); err != nil {
+			s.log.Warn("admin: pruning old projector statuses failed", "err", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// projectorStatusPruner drops old projector statuses; *store.Store
+// implements it.
+type projectorStatusPruner interface {
+	PruneProjectorStatuses(ctx context.Context, before time.Time) (int64, error)
 }
