@@ -167,8 +167,12 @@ func drawChart(c chartSpec) []byte {
 			}
 			fmt.Fprintf(&b, `<rect class="band" data-kind="%s" x="%.1f" y="%.1f" width="%.1f" height="%d" fill="url(#%s)" stroke="#555" stroke-width="0.5"><title>%s</title></rect>`,
 				esc(band.Kind), x0, top, x1-x0, panelHeight, pat, esc(labelOf[band.Kind]))
-			if x1-x0 >= 40 {
-				fmt.Fprintf(&b, `<text class="band-label" x="%.1f" y="%.1f" font-size="10">%s</text>`, x0+3, top+11, esc(labelOf[band.Kind]))
+			// The band's name on a white ground, where it fits; the
+			// legend below names every kind shown either way.
+			label := labelOf[band.Kind]
+			if w := float64(len(label))*5.6 + 6; x1-x0 >= w {
+				fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="12" fill="#fff" stroke="none"/>`, x0+1, top+1, w-2)
+				fmt.Fprintf(&b, `<text class="band-label" x="%.1f" y="%.1f" font-size="10">%s</text>`, x0+3, top+10, esc(label))
 			}
 		}
 		fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%d" fill="none" stroke="#999"/>`, chartLeft, top, plotWidth, panelHeight)
