@@ -229,6 +229,21 @@ type history struct {
 	samples *ring[Sample]
 	prev    map[string]map[string]counters // connector, instance
 	prevAt  time.Time
+	// last is the view of the latest sample, which GET /v1/pipeline
+	// serves while it is younger than every: consoles polling the view
+	// add no load on the store and the broker.
+	last PipelineView
+}
+
+// fresh returns the latest sample's view if it was taken within every
+// before now.
+func (h *history) fresh(now time.Time) (PipelineView, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.prevAt.IsZero() || now.Sub(h.prevAt) >= h.every || now.Before(h.prevAt) {
+		return PipelineView{}, false
+	}
+	return h.last, true
 }
 
 // newHistory returns a history of span sampled every every.
@@ -285,7 +300,7 @@ func (h *history) record(now time.Time, v PipelineView, statuses map[string][]st
 		}
 		smp.Connectors[c.Name] = cs
 	}
-	h.prev, h.prevAt = next, now
+	h.prev, h.prevAt, h.last = next, now, v
 	h.samples.push(smp)
 }
 

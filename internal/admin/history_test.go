@@ -170,6 +170,25 @@ func TestHistoryRecord(t *testing.T) {
 	}
 }
 
+// TestHistoryFresh: the latest view is served for one sample interval.
+func TestHistoryFresh(t *testing.T) {
+	h := newHistory(5*time.Second, time.Minute)
+	t0 := time.Now()
+	if _, ok := h.fresh(t0); ok {
+		t.Fatal("a view before any sample")
+	}
+	h.record(t0, PipelineView{Relay: RelayStage{Holder: "r"}}, nil)
+	for _, tc := range []struct {
+		at time.Time
+		ok bool
+	}{{t0, true}, {t0.Add(4 * time.Second), true}, {t0.Add(5 * time.Second), false}, {t0.Add(-time.Second), false}} {
+		v, ok := h.fresh(tc.at)
+		if ok != tc.ok || ok && v.Relay.Holder != "r" {
+			t.Errorf("fresh at %v: %v %+v, want %v", tc.at.Sub(t0), ok, v.Relay, tc.ok)
+		}
+	}
+}
+
 // TestHistoryBounded pushes more samples than an hour holds.
 func TestHistoryBounded(t *testing.T) {
 	h := newHistory(5*time.Second, time.Hour)

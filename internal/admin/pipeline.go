@@ -240,8 +240,13 @@ func earliestStart(sts []store.WorkerStatus, now time.Time) time.Time {
 	return t
 }
 
-// getPipeline answers GET /v1/pipeline.
+// getPipeline answers GET /v1/pipeline: the sampler's latest view while
+// it is fresh (younger than the sample interval), else one gathered now.
 func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) {
+	if v, ok := s.hist.fresh(time.Now()); ok {
+		writeJSON(w, http.StatusOK, v)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
 	v, _ := s.pipeline(ctx)
