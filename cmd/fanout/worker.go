@@ -95,8 +95,8 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 		delivery.WithKafkaOptions(append(append(kopts, readIsolation(cfg)...), obs.kafkaHooks())...),
 		delivery.WithDeliveredStore(st),
 	}
-	// The status the worker publishes carries its latency histogram and
-	// dead letters by class too (the admin's pipeline view).
+	// The status the worker publishes carries its latency histogram too
+	// (the admin's pipeline view and charts take percentiles from it).
 	ctl := &statusStore{Store: st}
 	opts = append(opts, delivery.WithControl(ctl))
 	if obs.tracer != nil {
