@@ -96,6 +96,9 @@ func startAdmin(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 		return configError{err}
 	}
 	srv.Register(obs.srv)
+	// The sampler keeps the last hour of the pipeline for the console's
+	// charts; it stops with ctx.
+	g.Go(func() error { srv.RunSampler(ctx); return nil })
 	g.Go(func() error {
 		<-ctx.Done()
 		srv.Close() // a request still in flight gets an error: we are stopping

@@ -285,6 +285,8 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		obs.srv.Registry().MustRegister(p.Collectors()...)
 		obs.srv.AddCheck("projector_assignment", assigned(p.Stats.Assigned.Load))
 		g.Go(func() error { return p.Run(ctx) })
+		plog := log.With("component", "projector")
+		g.Go(func() error { publishProjectorStatus(ctx, st, p, plog); return nil })
 	}
 	return nil
 }
