@@ -59,6 +59,8 @@ func (w *Worker) Collectors() []prometheus.Collector {
 		gauge("fanout_delivery_buffered_bytes", "Size (keys, values, headers) of the routed records read and not finished; fetching pauses above delivery.max_buffered_bytes.",
 			func() float64 { return float64(s.BufferedBytes.Load()) }),
 		gauge("fanout_delivery_in_flight", "Notifications inside a downstream call now.", func() float64 { return float64(s.InFlight.Load()) }),
+		gauge("fanout_delivery_concurrency_limit", "Downstream calls the worker may have in flight now: the adaptive limit (delivery.concurrency: adaptive), or max_in_flight when fixed.",
+			func() float64 { return float64(w.callLimit()) }),
 		gauge("fanout_delivery_held", "Notifications ready but held back by the circuit breaker or an operator pause.",
 			func() float64 { return float64(s.Held.Load()) }),
 		gauge("fanout_delivery_fetch_paused", "1 while the worker does not fetch (backpressure, breaker or operator pause).", boolGauge(&s.FetchPaused)),

@@ -521,3 +521,75 @@ func TestOperatorActions(t *testing.T) {
 		t.Fatalf("unknown field accepted: %d", r.status)
 	}
 }
+
+func TestCapacityDelay(t *testing.T) {
+	base := 100 * time.Millisecond
+	tests := []struct {
+		name     string
+		f        Faults
+		inFlight int
+		want     time.Duration
+	}{
+		{"off", Faults{}, 1000, base},
+		{"at capacity", Faults{Capacity: 10}, 10, base},
+		{"twice the capacity: four times slower", Faults{Capacity: 10}, 20, 4 * base},
+		{"three times: nine times slower", Faults{Capacity: 10}, 30, 9 * base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.f.capacityDelay(base, tt.inFlight); got != tt.want {
+				t.Fatalf("delay %v, want %v", got, tt.want)
+			}
+		})
+	}
+	throttle := []struct {
+		f        Faults
+		inFlight int
+		want     bool
+	}{
+		{Faults{}, 1 << 20, false},
+		{Faults{Capacity: 10}, 39, false},
+		{Faults{Capacity: 10}, 40, true}, // the default: 4x capacity
+		{Faults{Capacity: 10, CapacityThrottle: 1.5}, 15, true},
+		{Faults{Capacity: 10, CapacityThrottle: 1.5}, 14, false},
+	}
+	for _, tt := range throttle {
+		if got := tt.f.capacityThrottled(tt.inFlight); got != tt.want {
+			t.Errorf("%+v with %d in flight: throttled %v, want %v", tt.f, tt.inFlight, got, tt.want)
+		}
+	}
+	if err := (&Faults{CapacityThrottle: 0.5}).validate(); err == nil {
+		t.Error("capacity_throttle 0.5 accepted")
+	}
+}
+
+// TestCapacityThrottles: past Capacity × CapacityThrottle calls in flight
+// the trigger answers 429 WorkflowRequestsThrottled with a Retry-After.
+func TestCapacityThrottles(t *testing.T) {
+	s, base := startSim(t, Config{Faults: Faults{Latency: Duration(time.Second), Capacity: 1, CapacityThrottle: 1,
+		RetryAfter: true, RetryAfterSeconds: 3}})
+	u := SignURL(base, testKey, "wf1", "manual", false)
+	done := make(chan int, 1)
+	go func() { done <- post(t, u, `{}`, nil).status }()
+	var r result
+	for range 20 { // until a call finds the first one in flight
+		if r = post(t, u, `{}`, nil); r.status == 429 {
+			break
+		}
+	}
+	if r.status != 429 || r.code != "WorkflowRequestsThrottled" || r.header.Get("Retry-After") != "3" {
+		t.Fatalf("got %d %q Retry-After %q, want 429 WorkflowRequestsThrottled with Retry-After 3", r.status, r.code, r.header.Get("Retry-After"))
+	}
+	if st := <-done; st != 202 {
+		t.Fatalf("the call in flight got %d", st)
+	}
+	var throttled int
+	for _, c := range s.Calls() {
+		if c.Reason == "capacity" {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("no call recorded with reason capacity")
+	}
+}
