@@ -9,13 +9,16 @@
 //     calls. At the end of a window its mean latency is compared with the
 //     baseline, the lowest window mean of the last two epochs (about a
 //     minute): the latency the downstream shows when it is not loaded.
+//
 //   - While the mean stays within Tolerance times the baseline and the
 //     calls were using the limit (not application-limited), the limit grows
 //     by about its square root per window: quickly from a small limit,
 //     gently near a large one.
+//
 //   - When the mean rises above Tolerance times the baseline, the limit
 //     shrinks in proportion (Tolerance / ratio, between 0.5 and 0.9): the
 //     downstream is queueing our calls.
+//
 //   - An overload answer (429, 503, Salesforce's REQUEST_LIMIT_EXCEEDED, a
 //     call timeout) shrinks it at once by Backoff, at most once per
 //     smoothed round trip, so that the answers to one burst count once.
