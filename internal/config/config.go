@@ -406,14 +406,15 @@ type Delivery struct {
 	InitialInFlight int `yaml:"initial_in_flight"`
 	// LatencyTolerance is how many times its unloaded latency the
 	// downstream may take before the adaptive limit shrinks (0: 1.5).
-	LatencyTolerance float64       `yaml:"latency_tolerance"`
-	MaxAttempts      int           `yaml:"max_attempts"`
-	MaxElapsed       time.Duration `yaml:"max_elapsed"`
-	MinBackoff       time.Duration `yaml:"min_backoff"`
-	MaxBackoff       time.Duration `yaml:"max_backoff"`
-	RetryAfterCap    time.Duration `yaml:"retry_after_cap"`
-	RateLimit        float64       `yaml:"rate_limit"`
-	RateBurst        int           `yaml:"rate_burst"`
+	LatencyTolerance float64 `yaml:"latency_tolerance"`
+
+	MaxAttempts   int           `yaml:"max_attempts"`
+	MaxElapsed    time.Duration `yaml:"max_elapsed"`
+	MinBackoff    time.Duration `yaml:"min_backoff"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+	RateLimit     float64       `yaml:"rate_limit"`
+	RateBurst     int           `yaml:"rate_burst"`
 	// PriorityRateLimit limits the calls per second of each routing
 	// priority besides rate_limit; 0 for none.
 	PriorityRateLimit PriorityRateLimit `yaml:"priority_rate_limit"`
