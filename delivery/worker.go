@@ -783,12 +783,14 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 		return nil
 	}
 	start := time.Now()
-	err := w.store.RecordDelivered(fctx, w.name, m)
-	w.log.Debug("delivered versions flushed", "keys", len(m), "took", time.Since(start), "err", err)
+	left, err := w.recordDelivered(fctx, m)
+	took := time.Since(start)
+	w.observeFlush(took, len(m))
+	w.log.Debug("delivered versions flushed", "keys", len(m), "took", took, "err", err)
 	if err != nil {
-		w.delivered.restore(m)
+		w.delivered.restore(left)
 		if ctx.Err() == nil {
-			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "err", err)
+			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "not_stored", len(left), "took", took, "err", err)
 		}
 		return fmt.Errorf("record delivered versions: %w", err)
 	}
@@ -818,4 +820,18 @@ func (w *Worker) fetchOpts() []kgo.Opt {
 		kgo.FetchMaxBytes(fetchMaxBytes(k.FetchMaxBytes, config.DefaultFetchMaxBytes, w.d.MaxBufferedBytes)),
 		kgo.FetchMaxPartitionBytes(fetchMaxBytes(k.FetchMaxPartitionBytes, config.DefaultFetchMaxPartitionBytes, w.d.MaxBufferedBytes)),
 	}
+}
+
+// unflushed returns the number of keys whose delivered version is not
+// stored yet.
+func (t *deliveredTracker) unflushed() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.pending)
+	for k := range t.flushing {
+		if _, ok := t.pending[k]; !ok {
+			n++
+		}
+	}
+	return n
 }

@@ -102,10 +102,10 @@ func RenderMarkdown(rep *Report) string {
 				d, after.ProjectorReadsPerEvent(), msLabel(after.ProjectorVersions.P50), before.ProjectorReadsPerEvent(), msLabel(before.ProjectorVersions.P50))
 		}
 	}
-	if b8 := rep.B8; b8 != nil {
-		for _, run := range b8.Runs {
+	if b9 := rep.B9; b9 != nil {
+		for _, run := range b9.Runs {
 			if run.Trace {
-				p("| B8 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
+				p("| B9 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
 			}
 		}
 	}
@@ -219,15 +219,15 @@ func RenderMarkdown(rep *Report) string {
 		}
 	}
 	b.WriteString(chaosSection)
-	if b8 := rep.B8; b8 != nil {
-		p("\n## B8: store cost of the per-notification trace\n\n")
+	if b9 := rep.B9; b9 != nil {
+		p("\n## B9: store cost of the per-notification trace\n\n")
 		p("The whole pipeline in one process (projector, relay, Logic Apps and Salesforce workers, one trace recorder with the default `trace` block: batches of 500, flushed every second) delivers a workload to both simulators, once with `trace.enabled: false` and once with it on. Store commands are counted with the driver's command monitor from the first event produced until both simulators accepted every event and the recorder flushed. The trace's own commands are its inserts plus one `createIndexes` per day collection; the total includes every role's polls, which vary from run to run (at a steady rate, the relay's polls per event depend on how events fall into its iterations), so compare the trace's own figure with the 0.05 goal.\n\n")
 		p("| workload | trace | events | seconds | store cmds/event | trace entries | trace batches | dropped | trace cmds/event |\n|---|---|---|---|---|---|---|---|---|\n")
-		for _, run := range b8.Runs {
+		for _, run := range b9.Runs {
 			p("| %s | %v | %d | %.1f | %.3f | %d | %d | %d | %.4f |\n", workloadName(run.Rate), run.Trace, run.Events, run.Seconds, run.StoreCmdsPerEvent, run.TraceEntries, run.TraceBatches, run.TraceDropped, run.TraceCmdsPerEvent)
 		}
 	}
-	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B8 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
+	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B9 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
 	return b.String()
 }
 
@@ -363,7 +363,7 @@ func findB7(runs []StoreCostRun, docs int, idReads string, cache bool) *StoreCos
 	return nil
 }
 
-// workloadName names a B8 workload by its rate.
+// workloadName names a B9 workload by its rate.
 func workloadName(rate float64) string {
 	if rate <= 0 {
 		return "backlog"

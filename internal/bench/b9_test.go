@@ -12,13 +12,13 @@ import (
 	"github.com/fanout-dev/fanout/internal/testenv"
 )
 
-// TestTraceCost runs B8 (store commands per event with the trace off and
+// TestTraceCost runs B9 (store commands per event with the trace off and
 // on) against the test services, at a small scale, and logs the figures.
 // It asserts nothing about them: docs/benchmarks.md reports them from
-// `make bench`. Set FANOUT_BENCH_B8=1 to run it (a few minutes).
+// `make bench`. Set FANOUT_BENCH_B9=1 to run it (a few minutes).
 func TestTraceCost(t *testing.T) {
-	if os.Getenv("FANOUT_BENCH_B8") == "" {
-		t.Skip("set FANOUT_BENCH_B8=1 to measure the trace's store cost (a few minutes of load)")
+	if os.Getenv("FANOUT_BENCH_B9") == "" {
+		t.Skip("set FANOUT_BENCH_B9=1 to measure the trace's store cost (a few minutes of load)")
 	}
 	scale := 0.4
 	if v, err := strconv.ParseFloat(os.Getenv("FANOUT_BENCH_SCALE"), 64); err == nil && v > 0 {
@@ -26,14 +26,14 @@ func TestTraceCost(t *testing.T) {
 	}
 	r := &runner{o: BenchOptions{Scale: scale, Log: io.Discard}, svc: &Services{Brokers: testenv.Kafka(t), MongoURI: testenv.Mongo(t)},
 		run: time.Now().UTC().Format("150405") + "-" + randomHex(2), logger: slog.New(slog.DiscardHandler), rep: &Report{}}
-	if err := r.b8(context.Background()); err != nil {
+	if err := r.b9(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, run := range r.rep.B8.Runs {
+	for _, run := range r.rep.B9.Runs {
 		t.Logf("trace=%v rate=%v events=%d: %.4f store commands/event in %.1fs (trace: %d batches, %d entries, %d dropped, %.4f trace commands/event) %v",
 			run.Trace, run.Rate, run.Events, run.StoreCmdsPerEvent, run.Seconds, run.TraceBatches, run.TraceEntries, run.TraceDropped, run.TraceCmdsPerEvent, run.Commands)
 	}
-	for w, d := range r.rep.B8.ExtraCmdsPerEvent {
+	for w, d := range r.rep.B9.ExtraCmdsPerEvent {
 		t.Logf("%s: %+.4f store commands per event with the trace", w, d)
 	}
 }
