@@ -51,6 +51,8 @@ type B3Result struct {
 	// it has to find the capacity without duplicates.
 	AdaptiveCapacity int             `json:"adaptive_target_capacity,omitempty"`
 	Adaptive         *ConcurrencyRun `json:"adaptive,omitempty"`
+	// Process is the worker as its own process with its store.
+	Process *ProcessRun `json:"process,omitempty"`
 }
 
 // B4Result is B4: Salesforce API calls per event.
@@ -102,6 +104,12 @@ func (r *runner) b3(ctx context.Context) error {
 	}
 	res.Adaptive = &ad
 	r.logf("B3 capacity %d: %s", res.AdaptiveCapacity, fmtConcurrency(ad))
+	pr, err := r.processRun(ctx, keys, 256, 20*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	res.Process = &pr
+	r.logf("B3 %s", fmtProcess(pr))
 	return nil
 }
 
