@@ -83,6 +83,21 @@ func RenderMarkdown(rep *Report) string {
 		p("| B3 | worker deliveries/s (Logic Apps sim %d ms, %d keys) | %.0f | %.0f (`Sequential()`) |\n",
 			b3.SimLatencyMS, b3.Concurrent.Keys, b3.Concurrent.PerSec, b3.Sequential.PerSec)
 		p("| B3 | per-key order violations | %d | %d |\n", b3.Concurrent.OrderViolations, b3.Sequential.OrderViolations)
+		if ad := b3.Adaptive; ad != nil {
+			p("| B3 | adaptive (cap %d) against a %d-call target: deliveries/s, duplicates, limit at the end | %.0f, %d, %d | capacity %d |\n",
+				ad.MaxInFlight, b3.AdaptiveCapacity, ad.PerSec, ad.Duplicates, ad.FinalLimit, b3.AdaptiveCapacity)
+		}
+		if pr := b3.Process; pr != nil {
+			p("| B3 | worker process: deliveries/s; delivered-version flush mean / longest | %.0f; %.0f / %.0f ms | flush every 1,000 ms |\n",
+				pr.PerSec, pr.FlushMeanMS, pr.FlushMaxMS)
+		}
+	}
+	if b8 := rep.B8; b8 != nil {
+		ad, fx := findConcurrency(b8.Runs, "adaptive", 1024), findConcurrency(b8.Runs, "fixed", 1024)
+		if ad != nil && fx != nil {
+			p("| B8 | slowing target: deliveries/s, p99, duplicates, timeouts | %.0f/s, %.0f ms, %d, %d (adaptive) | %.0f/s, %.0f ms, %d, %d (fixed 1024) |\n",
+				ad.PerSec, ad.P99MS, ad.Duplicates, ad.Timeouts, fx.PerSec, fx.P99MS, fx.Duplicates, fx.Timeouts)
+		}
 	}
 	if b4 := rep.B4; b4 != nil {
 		p("| B4 | Salesforce API calls per event | %.3f | %.3f (max_records 1) |\n", b4.Batched.CallsPerEvent, b4.Single.CallsPerEvent)
@@ -164,6 +179,22 @@ func RenderMarkdown(rep *Report) string {
 		p("Notifications (two versions for each of %d keys, routed to Logic Apps) are produced to the notifications topic before the worker starts; one `delivery.Worker` (max_in_flight %d) delivers them to the Logic Apps simulator answering after %d ms. Rate = deliveries / (last acknowledgement − first call). Order is checked at the simulator: per key, the first delivery of each id must carry a higher version than every earlier one. \"at once\" is the most calls the simulator served concurrently. The `Sequential()` run is stopped after its time limit. Partition-sequential delivery could at best reach %d partitions / %d ms = %.0f deliveries/s; with a backlog it stays far below that, because the worker pauses fetching for the whole topic once %d records are buffered, and the first fetches fill that buffer from one or two partitions: the others wait, and their one-at-a-time queues idle.\n\n",
 			b3.Concurrent.Keys, b3.MaxInFlight, b3.SimLatencyMS, Partitions, b3.SimLatencyMS, float64(Partitions)*1000/float64(max(b3.SimLatencyMS, 1)), 1000)
 		workerTable(&b, []WorkerRun{b3.Concurrent, b3.Sequential}, false)
+		if ad := b3.Adaptive; ad != nil {
+			p("\nWith `delivery.concurrency: adaptive` under `max_in_flight: %d`, against the same notifications and a target that serves %d calls at %d ms and slows down past that (B8's model, 429 from 4×, default `call_timeout`), the limit has to find the capacity on its own:\n\n", ad.MaxInFlight, b3.AdaptiveCapacity, B8LatencyMS)
+			concurrencyTable(&b, []ConcurrencyRun{*ad})
+		}
+		if pr := b3.Process; pr != nil {
+			p("\nThe worker as its own process (`fanout worker`, max_in_flight %d, default concurrency), with its store, %d notifications over %d keys, Logic Apps simulator at %d ms. The delivered-version flush figures come from the worker's `/metrics` (`fanout_delivery_delivered_flush_*`, polled every 250 ms); every offset commit waits for a flush.\n\n| deliveries | seconds | deliveries/s | duplicates | flushes | keys written | flush mean | flush longest | backlog at most |\n|---|---|---|---|---|---|---|---|---|\n",
+				pr.MaxInFlight, pr.Notifications, pr.Keys, pr.SimLatencyMS)
+			p("| %d/%d | %.1f | %.0f | %d | %d | %d | %.0f ms | %.0f ms | %d keys |\n", pr.Delivered, pr.Notifications, pr.Seconds, pr.PerSec, pr.Duplicates,
+				pr.Flushes, pr.FlushKeys, pr.FlushMeanMS, pr.FlushMaxMS, pr.MaxUnflushed)
+		}
+	}
+	if b8 := rep.B8; b8 != nil {
+		p("\n## B8: adaptive against fixed concurrency, target slowing down under load\n\n")
+		p("%d notifications (two versions of each key) to the Logic Apps simulator in its capacity mode: %d calls in flight at %d ms (plus up to 5 ms jitter), each call slower by the square of (calls in flight / %d) past that, 429 `WorkflowRequestsThrottled` with `Retry-After: 1` from %.0f× the capacity, and a workflow that still runs when its caller has given up. The worker has a %d ms `call_timeout`. Latency is the accepted calls' time at the target; timeouts are calls whose caller had gone before the answer; duplicates are accepted deliveries of an id already accepted (the retries of timed-out calls that the target processed anyway). A run stops after its time limit. The healthy pair runs the same notifications against a target at the same latency that does not slow down (no capacity), for the default's sake: adaptive under a cap should match fixed at that cap there.\n\n",
+			firstNotifications(b8.Runs), b8.Capacity, b8.SimLatencyMS, b8.Capacity, b8.CapacityThrottle, b8.CallTimeoutMS)
+		concurrencyTable(&b, b8.Runs)
 	}
 	if b4 := rep.B4; b4 != nil {
 		p("\n## B4: Salesforce API calls per event\n\n")
@@ -369,4 +400,32 @@ func workloadName(rate float64) string {
 		return "backlog"
 	}
 	return fmt.Sprintf("steady %.0f/s", rate)
+}
+
+// B8LatencyMS is the latency of B8's target below its capacity.
+const B8LatencyMS = int(b8Latency / 1e6)
+
+func findConcurrency(runs []ConcurrencyRun, conc string, maxInFlight int) *ConcurrencyRun {
+	for i := range runs {
+		if runs[i].Concurrency == conc && runs[i].MaxInFlight == maxInFlight && runs[i].Target != "healthy" {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
+func firstNotifications(runs []ConcurrencyRun) int {
+	if len(runs) == 0 {
+		return 0
+	}
+	return runs[0].Notifications
+}
+
+func concurrencyTable(b *strings.Builder, runs []ConcurrencyRun) {
+	fmt.Fprintf(b, "| target | concurrency | delivered | seconds | deliveries/s | call p50 | call p99 | duplicates | timeouts | 429s | order violations | most calls at once | limit at the end |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range runs {
+		fmt.Fprintf(b, "| %s | %s | %d/%d%s | %.1f | %.0f | %.0f ms | %.0f ms | %d | %d | %d | %d | %d | %d |\n", strOr(r.Target, "slowing"), r.Design, r.Delivered, r.Notifications,
+			map[bool]string{true: "", false: " (time limit)"}[r.Complete], r.Seconds, r.PerSec, r.P50MS, r.P99MS, r.Duplicates, r.Timeouts, r.Throttled,
+			r.OrderViolations, r.MaxConcurrent, r.FinalLimit)
+	}
 }
