@@ -7,8 +7,8 @@
 //
 //   - Samples are gathered in windows of about half a limit's worth of
 //     calls. At the end of a window its mean latency is compared with the
-//     baseline, the lowest window mean of the last two epochs (about a
-//     minute): the latency the downstream shows when it is not loaded.
+//     baseline, the lowest window mean since the last probe (below): the
+//     latency the downstream shows when it is not loaded.
 //
 //   - While the mean stays within Tolerance times the baseline and the
 //     calls were using the limit (not application-limited), the limit grows
@@ -19,8 +19,8 @@
 //     shrinks in proportion (Tolerance / ratio, between 0.5 and 0.9): the
 //     downstream is queueing our calls.
 //
-//   - An overload answer (429, 503, Salesforce's REQUEST_LIMIT_EXCEEDED, a
-//     call timeout) shrinks it at once by Backoff, at most once per
+//   - An overload answer (429, 503, 504, Salesforce's REQUEST_LIMIT_EXCEEDED,
+//     a call timeout) shrinks it at once by Backoff, at most once per
 //     smoothed round trip, so that the answers to one burst count once.
 //
 //   - Every epoch (30 s) the limit drops to a quarter for one window, a probe
