@@ -8,7 +8,10 @@ import (
 )
 
 // The delivered versions are written in chunks of deliveredChunk keys,
-// deliveredChunkWorkers chunks at a time. A chunk stored is done for good:
+// deliveredChunkWorkers chunks at a time (each chunk is itself 8
+// concurrent point upserts on FerretDB: more wedged FerretDB 1.24 once
+// its connection pool was exhausted, and bought nothing on 2 cores,
+// where its upserts are CPU-bound). A chunk stored is done for good:
 // a flush cut short by its timeout or a failed write puts back only the
 // chunks it did not store, so a backlog shrinks with every flush instead
 // of being written again in full (at 1,200 deliveries/s a single write of
@@ -17,7 +20,7 @@ import (
 // written once per flush whatever the number of deliveries.
 const (
 	deliveredChunk        = 256
-	deliveredChunkWorkers = 4
+	deliveredChunkWorkers = 1
 )
 
 // recordDelivered stores m in chunks and returns the versions it could not
