@@ -25,9 +25,10 @@ const (
 
 // recordDelivered stores m in chunks and returns the versions it could not
 // store (nil when all were) with the first error. Each stored chunk is
-// taken off the tracker's flushing set at once: the fence reads it from
-// the store from then on.
+// taken off the tracker's flushing set at once (m may be that set): the
+// fence reads it from the store from then on.
 func (w *Worker) recordDelivered(ctx context.Context, m map[string]int64) (map[string]int64, error) {
+	total := len(m)
 	chunks := make([]map[string]int64, 0, len(m)/deliveredChunk+1)
 	cur := make(map[string]int64, min(len(m), deliveredChunk))
 	for k, v := range m {
@@ -80,7 +81,7 @@ func (w *Worker) recordDelivered(ctx context.Context, m map[string]int64) (map[s
 	close(next)
 	wg.Wait()
 	if firstErr != nil {
-		return left, fmt.Errorf("%d of %d keys not stored: %w", len(left), len(m), firstErr)
+		return left, fmt.Errorf("%d of %d keys not stored: %w", len(left), total, firstErr)
 	}
 	return nil, nil
 }

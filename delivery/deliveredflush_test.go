@@ -69,6 +69,9 @@ func TestDeliveredFlushKeepsProgress(t *testing.T) {
 	if len(stored)+left != keys {
 		t.Fatalf("%d stored + %d left to flush != %d keys", len(stored), left, keys)
 	}
+	if got := w.stats.DeliveredFlushKeys.Load(); got != keys {
+		t.Fatalf("the flush counted %d keys, want %d", got, keys)
+	}
 	// The next flush stores the rest.
 	if err := w.flushDelivered(context.Background(), time.Minute); err != nil {
 		t.Fatal(err)

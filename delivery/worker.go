@@ -782,15 +782,17 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	if len(m) == 0 {
 		return nil
 	}
+	// m is the tracker's flushing set: stored chunks leave it as they go.
+	n := len(m)
 	start := time.Now()
 	left, err := w.recordDelivered(fctx, m)
 	took := time.Since(start)
-	w.observeFlush(took, len(m))
-	w.log.Debug("delivered versions flushed", "keys", len(m), "took", took, "err", err)
+	w.observeFlush(took, n)
+	w.log.Debug("delivered versions flushed", "keys", n, "took", took, "err", err)
 	if err != nil {
 		w.delivered.restore(left)
 		if ctx.Err() == nil {
-			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "not_stored", len(left), "took", took, "err", err)
+			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", n, "not_stored", len(left), "took", took, "err", err)
 		}
 		return fmt.Errorf("record delivered versions: %w", err)
 	}
