@@ -565,31 +565,46 @@ func TestCapacityDelay(t *testing.T) {
 
 // TestCapacityThrottles: past Capacity × CapacityThrottle calls in flight
 // the trigger answers 429 WorkflowRequestsThrottled with a Retry-After.
+// Two calls are sent together until one arrives while the other is in
+// flight (each takes 3 s, so the first pair normally does).
 func TestCapacityThrottles(t *testing.T) {
-	s, base := startSim(t, Config{Faults: Faults{Latency: Duration(time.Second), Capacity: 1, CapacityThrottle: 1,
+	s, base := startSim(t, Config{Faults: Faults{Latency: Duration(3 * time.Second), Capacity: 1, CapacityThrottle: 1,
 		RetryAfter: true, RetryAfterSeconds: 3}})
 	u := SignURL(base, testKey, "wf1", "manual", false)
-	done := make(chan int, 1)
-	go func() { done <- post(t, u, `{}`, nil).status }()
-	var r result
-	for range 20 { // until a call finds the first one in flight
-		if r = post(t, u, `{}`, nil); r.status == 429 {
+	var throttled *result
+	for range 5 {
+		var wg sync.WaitGroup
+		res := make([]result, 2)
+		for i := range res {
+			wg.Add(1)
+			go func() { defer wg.Done(); res[i] = post(t, u, `{}`, nil) }()
+		}
+		wg.Wait()
+		for i := range res {
+			if res[i].status == 429 {
+				throttled = &res[i]
+				if other := res[1-i].status; other != 202 {
+					t.Fatalf("the call in flight got %d", other)
+				}
+			}
+		}
+		if throttled != nil {
 			break
 		}
 	}
-	if r.status != 429 || r.code != "WorkflowRequestsThrottled" || r.header.Get("Retry-After") != "3" {
-		t.Fatalf("got %d %q Retry-After %q, want 429 WorkflowRequestsThrottled with Retry-After 3", r.status, r.code, r.header.Get("Retry-After"))
+	if throttled == nil {
+		t.Fatal("no call throttled in 5 pairs of concurrent calls")
 	}
-	if st := <-done; st != 202 {
-		t.Fatalf("the call in flight got %d", st)
+	if throttled.code != "WorkflowRequestsThrottled" || throttled.header.Get("Retry-After") != "3" {
+		t.Fatalf("got %q Retry-After %q, want WorkflowRequestsThrottled with Retry-After 3", throttled.code, throttled.header.Get("Retry-After"))
 	}
-	var throttled int
+	var n int
 	for _, c := range s.Calls() {
 		if c.Reason == "capacity" {
-			throttled++
+			n++
 		}
 	}
-	if throttled == 0 {
+	if n == 0 {
 		t.Fatal("no call recorded with reason capacity")
 	}
 }
