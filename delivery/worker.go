@@ -105,6 +105,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/limiter"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -229,6 +230,9 @@ type Worker struct {
 	breakerCh chan struct{} // signalled on every breaker state change
 	haltTrip  atomic.Bool   // a halt was reported: open the breaker at once
 	limiter   *rate.Limiter // nil without rate_limit
+	// conc is the adaptive concurrency limit; nil with concurrency: fixed
+	// (concurrency.go).
+	conc *limiter.Limiter
 	// laneLimiters are the priorities' own rate limits (priority.go).
 	laneLimiters [lanes]*rate.Limiter
 	delivered    deliveredTracker
@@ -277,6 +281,7 @@ func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Opt
 		}
 		w.limiter = rate.NewLimiter(rate.Limit(w.d.RateLimit), burst)
 	}
+	w.conc = newConcurrencyLimiter(w.d)
 	w.laneLimiters = laneLimiters(w.d.PriorityRateLimit.High, w.d.PriorityRateLimit.Normal)
 	b := w.d.Breaker
 	w.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
@@ -306,6 +311,13 @@ func withDefaults(d config.Delivery) config.Delivery {
 	}
 	if d.MaxInFlight <= 0 {
 		d.MaxInFlight = def.MaxInFlight
+	}
+	if d.Concurrency == "" {
+		d.Concurrency = def.Concurrency
+	}
+	d.MinInFlight = min(max(d.MinInFlight, 1), d.MaxInFlight)
+	if d.InitialInFlight > 0 {
+		d.InitialInFlight = min(max(d.InitialInFlight, d.MinInFlight), d.MaxInFlight)
 	}
 	if d.MaxAttempts <= 0 {
 		d.MaxAttempts = def.MaxAttempts
@@ -449,7 +461,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.client.Store(nil)
 	w.log.Info("worker started", "topic", w.topic, "retry_topic", w.retryTopic, "group", w.group, "dlq", w.dlqTopic,
 		"instance", w.instance, "paused", l.opPaused,
-		"max_in_flight", w.d.MaxInFlight, "batch", max(w.maxBatch, 1), "sequential", w.sequential)
+		"max_in_flight", w.d.MaxInFlight, "concurrency", w.d.Concurrency, "batch", max(w.maxBatch, 1), "sequential", w.sequential)
 
 	var bg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(context.Background())
@@ -770,13 +782,17 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	if len(m) == 0 {
 		return nil
 	}
+	// m is the tracker's flushing set: stored chunks leave it as they go.
+	n := len(m)
 	start := time.Now()
-	err := w.store.RecordDelivered(fctx, w.name, m)
-	w.log.Debug("delivered versions flushed", "keys", len(m), "took", time.Since(start), "err", err)
+	left, err := w.recordDelivered(fctx, m)
+	took := time.Since(start)
+	w.observeFlush(took, n)
+	w.log.Debug("delivered versions flushed", "keys", n, "took", took, "err", err)
 	if err != nil {
-		w.delivered.restore(m)
+		w.delivered.restore(left)
 		if ctx.Err() == nil {
-			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "err", err)
+			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", n, "not_stored", len(left), "took", took, "err", err)
 		}
 		return fmt.Errorf("record delivered versions: %w", err)
 	}
@@ -806,4 +822,18 @@ func (w *Worker) fetchOpts() []kgo.Opt {
 		kgo.FetchMaxBytes(fetchMaxBytes(k.FetchMaxBytes, config.DefaultFetchMaxBytes, w.d.MaxBufferedBytes)),
 		kgo.FetchMaxPartitionBytes(fetchMaxBytes(k.FetchMaxPartitionBytes, config.DefaultFetchMaxPartitionBytes, w.d.MaxBufferedBytes)),
 	}
+}
+
+// unflushed returns the number of keys whose delivered version is not
+// stored yet.
+func (t *deliveredTracker) unflushed() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.pending)
+	for k := range t.flushing {
+		if _, ok := t.pending[k]; !ok {
+			n++
+		}
+	}
+	return n
 }

@@ -83,6 +83,21 @@ func RenderMarkdown(rep *Report) string {
 		p("| B3 | worker deliveries/s (Logic Apps sim %d ms, %d keys) | %.0f | %.0f (`Sequential()`) |\n",
 			b3.SimLatencyMS, b3.Concurrent.Keys, b3.Concurrent.PerSec, b3.Sequential.PerSec)
 		p("| B3 | per-key order violations | %d | %d |\n", b3.Concurrent.OrderViolations, b3.Sequential.OrderViolations)
+		if ad := b3.Adaptive; ad != nil {
+			p("| B3 | adaptive (cap %d) against a %d-call target: deliveries/s, duplicates, limit at the end | %.0f, %d, %d | capacity %d |\n",
+				ad.MaxInFlight, b3.AdaptiveCapacity, ad.PerSec, ad.Duplicates, ad.FinalLimit, b3.AdaptiveCapacity)
+		}
+		if pr := b3.Process; pr != nil {
+			p("| B3 | worker process: deliveries/s; delivered-version flush mean / longest | %.0f; %.0f / %.0f ms | flush every 1,000 ms |\n",
+				pr.PerSec, pr.FlushMeanMS, pr.FlushMaxMS)
+		}
+	}
+	if b8 := rep.B8; b8 != nil {
+		ad, fx := findConcurrency(b8.Runs, "adaptive", 1024), findConcurrency(b8.Runs, "fixed", 1024)
+		if ad != nil && fx != nil {
+			p("| B8 | slowing target: deliveries/s, p99, duplicates, timeouts | %.0f/s, %.0f ms, %d, %d (adaptive) | %.0f/s, %.0f ms, %d, %d (fixed 1024) |\n",
+				ad.PerSec, ad.P99MS, ad.Duplicates, ad.Timeouts, fx.PerSec, fx.P99MS, fx.Duplicates, fx.Timeouts)
+		}
 	}
 	if b4 := rep.B4; b4 != nil {
 		p("| B4 | Salesforce API calls per event | %.3f | %.3f (max_records 1) |\n", b4.Batched.CallsPerEvent, b4.Single.CallsPerEvent)
@@ -102,10 +117,10 @@ func RenderMarkdown(rep *Report) string {
 				d, after.ProjectorReadsPerEvent(), msLabel(after.ProjectorVersions.P50), before.ProjectorReadsPerEvent(), msLabel(before.ProjectorVersions.P50))
 		}
 	}
-	if b8 := rep.B8; b8 != nil {
-		for _, run := range b8.Runs {
+	if b9 := rep.B9; b9 != nil {
+		for _, run := range b9.Runs {
 			if run.Trace {
-				p("| B8 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
+				p("| B9 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
 			}
 		}
 	}
@@ -161,9 +176,25 @@ func RenderMarkdown(rep *Report) string {
 	}
 	if b3 := rep.B3; b3 != nil {
 		p("\n## B3: worker throughput\n\n")
-		p("Notifications (two versions for each of %d keys, routed to Logic Apps) are produced to the notifications topic before the worker starts; one `delivery.Worker` (max_in_flight %d) delivers them to the Logic Apps simulator answering after %d ms. Rate = deliveries / (last acknowledgement − first call). Order is checked at the simulator: per key, the first delivery of each id must carry a higher version than every earlier one. \"at once\" is the most calls the simulator served concurrently. The `Sequential()` run is stopped after its time limit. Partition-sequential delivery could at best reach %d partitions / %d ms = %.0f deliveries/s; with a backlog it stays far below that, because the worker pauses fetching for the whole topic once %d records are buffered, and the first fetches fill that buffer from one or two partitions: the others wait, and their one-at-a-time queues idle.\n\n",
+		p("Notifications (two versions for each of %d keys, routed to Logic Apps) are produced to the notifications topic before the worker starts; one `delivery.Worker` (max_in_flight %d, `concurrency` at its default, adaptive) delivers them to the Logic Apps simulator answering after %d ms. Rate = deliveries / (last acknowledgement − first call). Order is checked at the simulator: per key, the first delivery of each id must carry a higher version than every earlier one. \"at once\" is the most calls the simulator served concurrently. The `Sequential()` run is stopped after its time limit. Partition-sequential delivery could at best reach %d partitions / %d ms = %.0f deliveries/s; with a backlog it stays far below that, because the worker pauses fetching for the whole topic once %d records are buffered, and the first fetches fill that buffer from one or two partitions: the others wait, and their one-at-a-time queues idle.\n\n",
 			b3.Concurrent.Keys, b3.MaxInFlight, b3.SimLatencyMS, Partitions, b3.SimLatencyMS, float64(Partitions)*1000/float64(max(b3.SimLatencyMS, 1)), 1000)
 		workerTable(&b, []WorkerRun{b3.Concurrent, b3.Sequential}, false)
+		if ad := b3.Adaptive; ad != nil {
+			p("\nWith `delivery.concurrency: adaptive` under `max_in_flight: %d`, against the same notifications and a target that serves %d calls at %d ms and slows down past that (B8's model, 429 from 4×, default `call_timeout`), the limit has to find the capacity on its own:\n\n", ad.MaxInFlight, b3.AdaptiveCapacity, B8LatencyMS)
+			concurrencyTable(&b, []ConcurrencyRun{*ad})
+		}
+		if pr := b3.Process; pr != nil {
+			p("\nThe worker as its own process (`fanout worker`, max_in_flight %d, default concurrency), with its store, %d notifications over %d keys, Logic Apps simulator at %d ms. The delivered-version flush figures come from the worker's `/metrics` (`fanout_delivery_delivered_flush_*`, polled every 250 ms); every offset commit waits for a flush.\n\n| deliveries | seconds | deliveries/s | duplicates | flushes | keys written | flush mean | flush longest | backlog at most |\n|---|---|---|---|---|---|---|---|---|\n",
+				pr.MaxInFlight, pr.Notifications, pr.Keys, pr.SimLatencyMS)
+			p("| %d/%d | %.1f | %.0f | %d | %d | %d | %.0f ms | %.0f ms | %d keys |\n", pr.Delivered, pr.Notifications, pr.Seconds, pr.PerSec, pr.Duplicates,
+				pr.Flushes, pr.FlushKeys, pr.FlushMeanMS, pr.FlushMaxMS, pr.MaxUnflushed)
+		}
+	}
+	if b8 := rep.B8; b8 != nil {
+		p("\n## B8: adaptive against fixed concurrency, target slowing down under load\n\n")
+		p("%d notifications (two versions of each key) to the Logic Apps simulator in its capacity mode: %d calls in flight at %d ms (plus up to 5 ms jitter), each call slower by the square of (calls in flight / %d) past that, 429 `WorkflowRequestsThrottled` with `Retry-After: 1` from %.0f× the capacity, and a workflow that still runs when its caller has given up. The worker has a %d ms `call_timeout`. Latency is the accepted calls' time at the target; timeouts are calls whose caller had gone before the answer; duplicates are accepted deliveries of an id already accepted (the retries of timed-out calls that the target processed anyway). A run stops after its time limit. The healthy pair runs the same notifications against a target at the same latency that does not slow down (no capacity), for the default's sake: adaptive under a cap should match fixed at that cap there.\n\n",
+			firstNotifications(b8.Runs), b8.Capacity, b8.SimLatencyMS, b8.Capacity, b8.CapacityThrottle, b8.CallTimeoutMS)
+		concurrencyTable(&b, b8.Runs)
 	}
 	if b4 := rep.B4; b4 != nil {
 		p("\n## B4: Salesforce API calls per event\n\n")
@@ -219,15 +250,15 @@ func RenderMarkdown(rep *Report) string {
 		}
 	}
 	b.WriteString(chaosSection)
-	if b8 := rep.B8; b8 != nil {
-		p("\n## B8: store cost of the per-notification trace\n\n")
+	if b9 := rep.B9; b9 != nil {
+		p("\n## B9: store cost of the per-notification trace\n\n")
 		p("The whole pipeline in one process (projector, relay, Logic Apps and Salesforce workers, one trace recorder with the default `trace` block: batches of 500, flushed every second) delivers a workload to both simulators, once with `trace.enabled: false` and once with it on. Store commands are counted with the driver's command monitor from the first event produced until both simulators accepted every event and the recorder flushed. The trace's own commands are its inserts plus one `createIndexes` per day collection; the total includes every role's polls, which vary from run to run (at a steady rate, the relay's polls per event depend on how events fall into its iterations), so compare the trace's own figure with the 0.05 goal.\n\n")
 		p("| workload | trace | events | seconds | store cmds/event | trace entries | trace batches | dropped | trace cmds/event |\n|---|---|---|---|---|---|---|---|---|\n")
-		for _, run := range b8.Runs {
+		for _, run := range b9.Runs {
 			p("| %s | %v | %d | %.1f | %.3f | %d | %d | %d | %.4f |\n", workloadName(run.Rate), run.Trace, run.Events, run.Seconds, run.StoreCmdsPerEvent, run.TraceEntries, run.TraceBatches, run.TraceDropped, run.TraceCmdsPerEvent)
 		}
 	}
-	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B8 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
+	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B9 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
 	return b.String()
 }
 
@@ -363,10 +394,38 @@ func findB7(runs []StoreCostRun, docs int, idReads string, cache bool) *StoreCos
 	return nil
 }
 
-// workloadName names a B8 workload by its rate.
+// workloadName names a B9 workload by its rate.
 func workloadName(rate float64) string {
 	if rate <= 0 {
 		return "backlog"
 	}
 	return fmt.Sprintf("steady %.0f/s", rate)
+}
+
+// B8LatencyMS is the latency of B8's target below its capacity.
+const B8LatencyMS = int(b8Latency / 1e6)
+
+func findConcurrency(runs []ConcurrencyRun, conc string, maxInFlight int) *ConcurrencyRun {
+	for i := range runs {
+		if runs[i].Concurrency == conc && runs[i].MaxInFlight == maxInFlight && runs[i].Target != "healthy" {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
+func firstNotifications(runs []ConcurrencyRun) int {
+	if len(runs) == 0 {
+		return 0
+	}
+	return runs[0].Notifications
+}
+
+func concurrencyTable(b *strings.Builder, runs []ConcurrencyRun) {
+	fmt.Fprintf(b, "| target | concurrency | delivered | seconds | deliveries/s | call p50 | call p99 | duplicates | timeouts | 429s | order violations | most calls at once | limit at the end |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range runs {
+		fmt.Fprintf(b, "| %s | %s | %d/%d%s | %.1f | %.0f | %.0f ms | %.0f ms | %d | %d | %d | %d | %d | %d |\n", strOr(r.Target, "slowing"), r.Design, r.Delivered, r.Notifications,
+			map[bool]string{true: "", false: " (time limit)"}[r.Complete], r.Seconds, r.PerSec, r.P50MS, r.P99MS, r.Duplicates, r.Timeouts, r.Throttled,
+			r.OrderViolations, r.MaxConcurrent, r.FinalLimit)
+	}
 }

@@ -392,7 +392,22 @@ type Connector struct {
 
 // Delivery tunes the workers.
 type Delivery struct {
-	MaxInFlight   int           `yaml:"max_in_flight"`
+	// MaxInFlight caps the downstream calls in flight: the limit itself
+	// with concurrency fixed, the adaptive limit's ceiling otherwise.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// Concurrency is "adaptive" (the limit grows while the downstream's
+	// latency stays flat and shrinks on 429, 503, throttling, timeouts or
+	// a latency rise; see internal/limiter) or "fixed" (always
+	// MaxInFlight).
+	Concurrency string `yaml:"concurrency"`
+	// MinInFlight is the lowest the adaptive limit goes (0: 1);
+	// InitialInFlight where it starts (0: 16, at most MaxInFlight).
+	MinInFlight     int `yaml:"min_in_flight"`
+	InitialInFlight int `yaml:"initial_in_flight"`
+	// LatencyTolerance is how many times its unloaded latency the
+	// downstream may take before the adaptive limit shrinks (0: 1.5).
+	LatencyTolerance float64 `yaml:"latency_tolerance"`
+
 	MaxAttempts   int           `yaml:"max_attempts"`
 	MaxElapsed    time.Duration `yaml:"max_elapsed"`
 	MinBackoff    time.Duration `yaml:"min_backoff"`
@@ -419,6 +434,12 @@ type Delivery struct {
 	// it, as above the record bound. 0: the default (8 MiB).
 	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
 }
+
+// Values of Delivery.Concurrency.
+const (
+	ConcurrencyAdaptive = "adaptive"
+	ConcurrencyFixed    = "fixed"
+)
 
 // PriorityRateLimit is a rate limit per routing priority, in calls per
 // second (0: none). High-priority notifications are dispatched ahead of
@@ -673,6 +694,7 @@ func Default() Config {
 		Routing: Routing{Default: RouteAction{Priority: "normal"}},
 		Delivery: Delivery{
 			MaxInFlight:   64,
+			Concurrency:   ConcurrencyAdaptive,
 			MaxAttempts:   20,
 			MaxElapsed:    24 * time.Hour,
 			MinBackoff:    200 * time.Millisecond,

@@ -348,6 +348,20 @@ func validateDelivery(e *Errors, field string, d Delivery) {
 	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
 		e.add(field+".max_in_flight", "%d is out of range", "use 1..10000 (default 64)", d.MaxInFlight)
 	}
+	switch d.Concurrency {
+	case ConcurrencyAdaptive, ConcurrencyFixed:
+	default:
+		e.add(field+".concurrency", "%q is not valid", "use adaptive (the limit follows the downstream's latency and throttling, up to max_in_flight) or fixed (always max_in_flight)", d.Concurrency)
+	}
+	if d.MinInFlight < 0 || d.MinInFlight > max(d.MaxInFlight, 1) {
+		e.add(field+".min_in_flight", "%d is out of range", fmt.Sprintf("use 0 (for 1) up to max_in_flight (%d)", d.MaxInFlight), d.MinInFlight)
+	}
+	if d.InitialInFlight < 0 || d.InitialInFlight > max(d.MaxInFlight, 1) || (d.InitialInFlight > 0 && d.InitialInFlight < d.MinInFlight) {
+		e.add(field+".initial_in_flight", "%d is out of range", fmt.Sprintf("use 0 (for 16, at most max_in_flight) or a value from min_in_flight (%d) to max_in_flight (%d)", d.MinInFlight, d.MaxInFlight), d.InitialInFlight)
+	}
+	if d.LatencyTolerance != 0 && (d.LatencyTolerance <= 1 || d.LatencyTolerance > 10) {
+		e.add(field+".latency_tolerance", "%g is out of range", "use 0 (for 1.5) or a ratio above 1 and up to 10, e.g. 1.5: the limit shrinks once calls take 1.5 times their unloaded latency", d.LatencyTolerance)
+	}
 	if d.MaxAttempts < 1 {
 		e.add(field+".max_attempts", "%d is below 1", "use at least 1 (default 20)", d.MaxAttempts)
 	}

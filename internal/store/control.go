@@ -111,6 +111,10 @@ type WorkerStatus struct {
 	// InFlight and Held are the worker's Stats.InFlight and Stats.Held.
 	InFlight int64 `bson:"in_flight" json:"in_flight"`
 	Held     int64 `bson:"held" json:"held"`
+	// ConcurrencyLimit is the calls the instance may have in flight now:
+	// its adaptive limit, or MaxInFlight with concurrency fixed.
+	ConcurrencyLimit int64 `bson:"concurrency_limit" json:"concurrency_limit"`
+	MaxInFlight      int64 `bson:"max_in_flight" json:"max_in_flight"`
 	// Halted is the reason the connector is halted (the endpoint or the
 	// credentials refused a call, whatever the record), empty when not.
 	Halted string `bson:"halted,omitempty" json:"halted,omitempty"`
