@@ -5,7 +5,9 @@
 // Per fetched batch it: reads the stored versions of the batch's
 // aggregates; skips stale events; inserts the outbox entries (their _id is
 // the event id, so a replay is a no-op); writes the READ model documents
-// with a version guard; and only then commits the offsets. Records that can
+// with a version guard; marks the entries ready (the READ model has
+// reached them, so the relay need not read it); and only then commits the
+// offsets. Records that can
 // never be projected go to the events DLQ with the reason in headers.
 package consumer
 
@@ -34,7 +36,12 @@ import (
 type Store interface {
 	Versions(ctx context.Context, ids []string) (map[string]int64, error)
 	InsertOutbox(ctx context.Context, entries []store.OutboxEntry) (int, error)
-	ApplyDomain(ctx context.Context, writes []store.DomainWrite) error
+	// ApplyDomainGuarded writes the READ model with a version guard and
+	// returns the ids of the writes the guard refused.
+	ApplyDomainGuarded(ctx context.Context, writes []store.DomainWrite) ([]string, error)
+	// MarkOutboxReady tells the relay which entries the READ model has
+	// durably reached: it publishes those without reading the READ model.
+	MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error
 }
 
 // DLQ header names on the events DLQ.
@@ -459,6 +466,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		writes    = make(map[string]*store.DomainWrite, len(ids))
 		order     []string
 		stale     int64
+		staleIDs  []*Event
 		unrouted  int64
 		projected int64
 	)
@@ -467,7 +475,10 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		if ev.Version <= cur {
 			// Stale, or already projected before a crash: its outbox
 			// entry was inserted before the domain write, so skipping it
-			// loses nothing.
+			// loses nothing. It is marked ready again below: a crash
+			// between the READ model write and the mark leaves the entry
+			// unmarked, and this re-run is what marks it.
+			staleIDs = append(staleIDs, ev)
 			stale++
 			bt.stale(ev, cur, now)
 			p.log.Debug("stale event skipped", "event_id", ev.ID, "aggregate_id", ev.AggregateID, "version", ev.Version, "stored_version", cur)
@@ -509,13 +520,53 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		w.Set = append(w.Set, setUpdatedAt(now)...)
 		dw = append(dw, *w)
 	}
-	if err := p.store.ApplyDomain(ctx, dw); err != nil {
+	refusedIDs, err := p.store.ApplyDomainGuarded(ctx, dw)
+	if err != nil {
+		return err
+	}
+	// The READ model is now at or above versions[id] for every aggregate
+	// of the batch that was written or read, except those whose write the
+	// guard refused: their document exists, but at a version the projector
+	// did not see (newer, written by another member, or not a number).
+	// Marking after the write is what lets the relay publish without
+	// reading the READ model: a mark never runs ahead of it. The refused
+	// aggregates' entries are left unmarked for the relay to check against
+	// the READ model itself (relay.ready_grace), as before marks existed.
+	//
+	// A crash before the mark leaves the entries unmarked and the batch
+	// uncommitted; the re-run finds its events stale (the stored version
+	// read is at or above them) and marks them then. A stale event's id
+	// may have no entry (never routed, already published, a true stale
+	// event): its mark matches nothing.
+	refused := make(map[string]bool, len(refusedIDs))
+	for _, id := range refusedIDs {
+		refused[id] = true
+	}
+	marks := make([]store.ReadyMark, 0, len(entries)+len(staleIDs))
+	for _, e := range entries {
+		if !refused[e.AggregateID] {
+			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.AggregateID]})
+		}
+	}
+	for _, ev := range staleIDs {
+		if !refused[ev.AggregateID] {
+			marks = append(marks, store.ReadyMark{ID: ev.ID, AggregateID: ev.AggregateID, Version: versions[ev.AggregateID]})
+		}
+	}
+	if err := p.store.MarkOutboxReady(ctx, marks); err != nil {
 		return err
 	}
 	if p.cache != nil {
 		// Every aggregate of the batch is now at versions[id] in the
-		// store (written, or read and left as it was).
+		// store (written, or read and left as it was), but those whose
+		// write was refused.
 		for _, id := range ids {
+			if refused[id] {
+				// The store holds a version this projector did not write:
+				// read it again next time.
+				p.cache.forget(id)
+				continue
+			}
 			if part, ok := parts[id]; ok {
 				p.cache.put(part, id, versions[id])
 			} else {

@@ -24,6 +24,7 @@ type fakeStore struct {
 	calls    []string
 	outbox   []store.OutboxEntry
 	writes   []store.DomainWrite
+	marks    []store.ReadyMark
 	failNext int
 }
 
@@ -48,14 +49,23 @@ func (f *fakeStore) InsertOutbox(_ context.Context, es []store.OutboxEntry) (int
 	return len(es), nil
 }
 
-func (f *fakeStore) ApplyDomain(_ context.Context, ws []store.DomainWrite) error {
+func (f *fakeStore) ApplyDomainGuarded(_ context.Context, ws []store.DomainWrite) ([]string, error) {
 	f.calls = append(f.calls, "domain")
 	f.writes = append(f.writes, ws...)
+	var refused []string
 	for _, w := range ws {
 		if w.Version > f.versions[w.ID] {
 			f.versions[w.ID] = w.Version
+		} else {
+			refused = append(refused, w.ID)
 		}
 	}
+	return refused, nil
+}
+
+func (f *fakeStore) MarkOutboxReady(_ context.Context, marks []store.ReadyMark) error {
+	f.calls = append(f.calls, "ready")
+	f.marks = append(f.marks, marks...)
 	return nil
 }
 
@@ -100,8 +110,18 @@ func TestHandleBatch(t *testing.T) {
 	if err := p.HandleBatch(context.Background(), prod, recs); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(st.calls, []string{"versions", "outbox", "domain"}) {
-		t.Fatalf("store calls %v: the outbox must be written before the READ model", st.calls)
+	if !slices.Equal(st.calls, []string{"versions", "outbox", "domain", "ready"}) {
+		t.Fatalf("store calls %v: the outbox must be written before the READ model, and marked ready after it", st.calls)
+	}
+	// Every entry of the batch is marked with its aggregate's version
+	// after the write, and so are the stale events (a re-run after a
+	// crash between the READ write and the mark marks them then).
+	var marks []string
+	for _, m := range st.marks {
+		marks = append(marks, fmt.Sprintf("%s/%s<=%d", m.ID, m.AggregateID, m.Version))
+	}
+	if want := []string{"a3/A<=4", "b1/B<=2", "a4/A<=4", "b2/B<=2", "a1/A<=4", "b0/B<=2"}; !slices.Equal(marks, want) {
+		t.Fatalf("ready marks %v, want %v", marks, want)
 	}
 	var ids []string
 	for _, e := range st.outbox {

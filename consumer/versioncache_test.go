@@ -170,8 +170,12 @@ func (l *lockedStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) 
 	return n, err
 }
 
-func (l *lockedStore) ApplyDomain(ctx context.Context, ws []store.DomainWrite) error {
-	return l.st.ApplyDomain(ctx, ws)
+func (l *lockedStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
+	return l.st.ApplyDomainGuarded(ctx, ws)
+}
+
+func (l *lockedStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
+	return l.st.MarkOutboxReady(ctx, marks)
 }
 
 // TestVersionCacheFollowsPartitions runs two projectors in one group on the

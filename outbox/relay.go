@@ -55,6 +55,10 @@ type Stats struct {
 	Iterations atomic.Int64
 	Held       atomic.Int64
 	Errors     atomic.Int64
+	// Checked counts the aggregates whose READ model version the relay
+	// read because an entry waited relay.ready_grace without the
+	// projector's ready mark (the hot path reads none).
+	Checked atomic.Int64
 	// DeadLettered counts entries sent to the relay dead-letter topic.
 	DeadLettered atomic.Int64
 	// Fenced counts iterations whose transaction the broker fenced (a
@@ -87,6 +91,11 @@ type Relay struct {
 	// cursor is the seq after which the next page starts (MinInt64: the
 	// start of the outbox); see iterate.
 	cursor int64
+	// unready tracks the entries seen without the projector's ready mark;
+	// recheck holds the aggregates whose READ version the next iteration
+	// reads because their lowest entry waited past relay.ready_grace.
+	unready *unready
+	recheck map[string]bool
 
 	// Stats are the relay's counters.
 	Stats Stats
@@ -113,7 +122,8 @@ func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
 
 // New returns a relay. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Relay {
-	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64}
+	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64,
+		unready: newUnready(), recheck: map[string]bool{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -172,6 +182,8 @@ func (r *Relay) Run(ctx context.Context) error {
 				// produce): another relay tracks the held entries, and a
 				// transactional client is fenced by the next leader.
 				r.status.reset()
+				r.unready.reset()
+				clear(r.recheck)
 				clear(r.suspects)
 				r.cursor = math.MinInt64
 				p.close()
@@ -337,23 +349,53 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		lastSeq = page[len(page)-1].Seq
 	}
 	page = r.unpublished(page)
-	ids := make([]string, 0, len(page))
+
+	// Ready entries need no READ model read: the projector marked them
+	// after its READ model write. Unmarked ones wait relay.ready_grace for
+	// the mark, then are checked against the READ model (held, with a
+	// reason, while it is missing or behind), as are the aggregates whose
+	// lowest pending entry blocked the previous iteration past its grace.
+	now := time.Now()
+	readySet := make(map[string]bool, len(page))
+	check := make([]store.OutboxEntry, 0)
+	checkIDs := make([]string, 0, len(r.recheck))
+	for id := range r.recheck {
+		checkIDs = append(checkIDs, id)
+	}
+	clear(r.recheck)
 	for _, e := range page {
-		ids = append(ids, e.AggregateID)
+		switch {
+		case e.Ready:
+			readySet[e.AggregateID] = true
+			r.status.release(e.ID)
+			r.unready.forget(e.ID)
+		case r.unready.overdue(&e, now, r.cfg.Relay.ReadyGrace):
+			check = append(check, e)
+			checkIDs = append(checkIDs, e.AggregateID)
+		}
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	versions, err := r.st.Versions(ctx, ids)
-	if err != nil {
-		return 0, err
+	var versions map[string]int64
+	if len(checkIDs) > 0 {
+		slices.Sort(checkIDs)
+		checkIDs = slices.Compact(checkIDs)
+		versions, err = r.st.Versions(ctx, checkIDs)
+		if err != nil {
+			return 0, err
+		}
+		r.Stats.Checked.Add(int64(len(checkIDs)))
+		for _, id := range checkIDs {
+			if _, ok := versions[id]; ok {
+				// Whatever the page held of it, its entries up to the READ
+				// version are publishable (Publishable decides).
+				readySet[id] = true
+			}
+		}
 	}
-	readySet := make(map[string]bool, len(ids))
 	held := 0
-	for _, e := range page {
+	for _, e := range check {
 		v, ok := versions[e.AggregateID]
 		switch {
 		case e.Version <= v:
-			readySet[e.AggregateID] = true
 			r.status.release(e.ID)
 		case !ok:
 			held++
@@ -372,6 +414,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	} else {
 		r.cursor = math.MinInt64
 		r.status.cycle()
+		r.unready.cycle()
 	}
 	if len(readySet) == 0 {
 		return 0, nil
@@ -387,11 +430,16 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	}
 	all = r.unpublished(all)
 	publish := Publishable(all, versions)
+	// An aggregate whose lowest pending entry is unmarked waits for it
+	// (the ready ones behind it are not published past it); once that
+	// entry is past its grace, the next iteration reads its READ version.
+	r.blocked(all, publish, now)
 	if len(publish) == 0 {
 		return 0, nil
 	}
 	for _, e := range publish {
 		r.status.release(e.ID)
+		r.unready.forget(e.ID)
 	}
 
 	// Never start a publish that could outlive the lease.
@@ -596,9 +644,13 @@ func (r *Relay) unpublished(es []store.OutboxEntry) []store.OutboxEntry {
 	return out
 }
 
-// Publishable returns, per aggregate in version order, the entries whose
-// version the READ model has reached. Entries are ordered by aggregate
-// first appearance in seq order, so older aggregates go first.
+// Publishable returns, per aggregate in version order, the entries that
+// may be published: a prefix of the aggregate's entries, each marked ready
+// by the projector or at most the aggregate's READ model version in
+// versions (read only for the aggregates the relay checked). The first
+// entry that is neither ends the aggregate's prefix, so a ready version
+// never overtakes an unmarked lower one. Entries are sorted by aggregate,
+// then version, in place; the result is a new slice.
 func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store.OutboxEntry {
 	slices.SortFunc(entries, func(a, b store.OutboxEntry) int {
 		if a.AggregateID != b.AggregateID {
@@ -612,13 +664,48 @@ func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	out := entries[:0]
-	for _, e := range entries {
-		if e.Version <= versions[e.AggregateID] {
-			out = append(out, e)
+	out := make([]store.OutboxEntry, 0, len(entries))
+	stopped := false
+	for i, e := range entries {
+		if i == 0 || entries[i-1].AggregateID != e.AggregateID {
+			stopped = false
 		}
+		if stopped {
+			continue
+		}
+		v, ok := versions[e.AggregateID]
+		if e.Ready || (ok && e.Version <= v) {
+			out = append(out, e)
+			continue
+		}
+		stopped = true
 	}
 	return out
+}
+
+// blocked notes, for each aggregate of all whose prefix stopped at an
+// unmarked entry, that entry's wait; an entry past relay.ready_grace gets
+// its aggregate's READ version read in the next iteration.
+func (r *Relay) blocked(all, publish []store.OutboxEntry, now time.Time) {
+	n := make(map[string]int, len(publish))
+	for _, e := range publish {
+		n[e.AggregateID]++
+	}
+	for i := range all {
+		e := &all[i]
+		// all is sorted by aggregate and version: the entry at the
+		// aggregate's published count is the one its prefix stopped at.
+		if i > 0 && all[i-1].AggregateID == e.AggregateID {
+			continue
+		}
+		j := i + n[e.AggregateID]
+		if j >= len(all) || all[j].AggregateID != e.AggregateID || all[j].Ready {
+			continue
+		}
+		if r.unready.overdue(&all[j], now, r.cfg.Relay.ReadyGrace) {
+			r.recheck[e.AggregateID] = true
+		}
+	}
 }
 
 func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {

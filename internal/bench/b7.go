@@ -363,10 +363,16 @@ func (t *timedProjectorStore) InsertOutbox(ctx context.Context, es []store.Outbo
 	return t.st.InsertOutbox(ctx, es)
 }
 
-func (t *timedProjectorStore) ApplyDomain(ctx context.Context, ws []store.DomainWrite) error {
+func (t *timedProjectorStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()
-	return t.st.ApplyDomain(ctx, ws)
+	return t.st.ApplyDomainGuarded(ctx, ws)
+}
+
+func (t *timedProjectorStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
+	t0 := time.Now()
+	defer func() { t.writes.add(time.Since(t0)) }()
+	return t.st.MarkOutboxReady(ctx, marks)
 }
 
 // timedRelayStore times the relay's READ-model reads and outbox deletes.

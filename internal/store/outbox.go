@@ -13,8 +13,10 @@ import (
 )
 
 // OutboxEntry is one notification waiting to be published. Only the
-// projector inserts entries and only the relay deletes them; nobody updates
-// one, so no document ever has two concurrent writers.
+// projector inserts entries and marks them ready, and only the relay
+// deletes them. A mark only ever sets ready to true, and the relay deletes
+// an entry only after publishing it, so the writers never need to agree on
+// anything but that one field (see MarkOutboxReady).
 type OutboxEntry struct {
 	// ID is derived from the source event id, so re-inserting the same
 	// event is a no-op.
@@ -34,6 +36,12 @@ type OutboxEntry struct {
 	TraceParent string   `bson:"traceparent,omitempty"`
 	// Value is the notification envelope (JSON) to publish as-is.
 	Value string `bson:"value"`
+	// Ready is set by the projector once the READ model has durably
+	// reached Version (MarkOutboxReady): the relay publishes a ready entry
+	// without reading the READ model. Entries written before projectors
+	// marked them have no ready field; the relay checks those against the
+	// READ model.
+	Ready bool `bson:"ready,omitempty"`
 }
 
 // InsertOutbox inserts entries, ignoring those already present (a replay).
@@ -78,7 +86,8 @@ func (s *Store) PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([
 	}
 	cur, err := hd.outbox.Find(ctx, filter,
 		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).SetBatchSize(batchSize(limit)).
-			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1}}))
+			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1},
+				{Key: "created_at", Value: 1}, {Key: "ready", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: read outbox: %w", err)
 	}
@@ -127,6 +136,74 @@ func (s *Store) OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries,
 		return nil, false, fmt.Errorf("store: read outbox by aggregate: %w", err)
 	}
 	return out, false, nil
+}
+
+// ReadyMark says that the READ model has durably reached Version for
+// AggregateID: the outbox entry ID, if it is an entry of that aggregate at
+// or below that version, may be published.
+type ReadyMark struct {
+	ID          string
+	AggregateID string
+	Version     int64
+}
+
+// MarkOutboxReady sets ready on the entries named by marks. Each update is
+// filtered by the entry's aggregate and a version at most the mark's, so a
+// mark is true of whatever entry it changes (an event id reused by another
+// aggregate, or at a higher version, marks nothing); an id without an entry
+// (published already, or never routed) matches nothing. It never inserts.
+//
+// On MongoDB it is one unordered bulk write of updateOne by _id, served by
+// the _id index. On FerretDB (mongo.id_reads: auto, see findByIDs) sets of
+// up to pointReadMax marks are concurrent point updates, the only filter it
+// pushes down; larger sets are one updateMany by _id $in, which scans the
+// outbox collection (small: published entries are deleted) once instead of
+// paying each point update's fixed cost.
+func (s *Store) MarkOutboxReady(ctx context.Context, marks []ReadyMark) error {
+	hd := s.cur()
+	if len(marks) == 0 {
+		return nil
+	}
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "ready", Value: true}}}}
+	filter := func(m ReadyMark) bson.D {
+		return bson.D{{Key: "_id", Value: m.ID}, {Key: "aggregate_id", Value: m.AggregateID},
+			{Key: "version", Value: bson.D{{Key: "$lte", Value: m.Version}}}}
+	}
+	var err error
+	switch {
+	case s.byPoint(len(marks)):
+		err = forEachConcurrently(ctx, len(marks), pointWorkers, func(ctx context.Context, i int) error {
+			if _, err := hd.outbox.UpdateOne(ctx, filter(marks[i]), set); err != nil {
+				return fmt.Errorf("mark %q: %w", marks[i].ID, err)
+			}
+			return nil
+		})
+	case s.pointReads:
+		// One scan of the outbox: _id $in, and per aggregate its bound.
+		ids := make([]string, len(marks))
+		bound := map[string]int64{}
+		for i, m := range marks {
+			ids[i] = m.ID
+			if v, ok := bound[m.AggregateID]; !ok || m.Version < v {
+				bound[m.AggregateID] = m.Version
+			}
+		}
+		or := make(bson.A, 0, len(bound))
+		for agg, v := range bound {
+			or = append(or, bson.D{{Key: "aggregate_id", Value: agg}, {Key: "version", Value: bson.D{{Key: "$lte", Value: v}}}})
+		}
+		_, err = hd.outbox.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "$or", Value: or}}, set)
+	default:
+		models := make([]mongo.WriteModel, len(marks))
+		for i, m := range marks {
+			models[i] = mongo.NewUpdateOneModel().SetFilter(filter(m)).SetUpdate(set)
+		}
+		_, err = hd.outbox.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	}
+	if err != nil {
+		return fmt.Errorf("store: mark outbox entries ready: %w", err)
+	}
+	return nil
 }
 
 // DeleteOutbox removes published entries.
