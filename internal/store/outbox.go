@@ -179,18 +179,28 @@ func (s *Store) MarkOutboxReady(ctx context.Context, marks []ReadyMark) error {
 			return nil
 		})
 	case s.pointReads:
-		// One scan of the outbox: _id $in, and per aggregate its bound.
+		// One scan of the outbox: per (aggregate, version) of the marks,
+		// its ids (the projector gives all of an aggregate's marks one
+		// version, so there is a clause per aggregate).
+		type bound struct {
+			agg string
+			v   int64
+		}
+		byBound := map[bound][]string{}
+		var order []bound
 		ids := make([]string, len(marks))
-		bound := map[string]int64{}
 		for i, m := range marks {
 			ids[i] = m.ID
-			if v, ok := bound[m.AggregateID]; !ok || m.Version < v {
-				bound[m.AggregateID] = m.Version
+			b := bound{m.AggregateID, m.Version}
+			if _, ok := byBound[b]; !ok {
+				order = append(order, b)
 			}
+			byBound[b] = append(byBound[b], m.ID)
 		}
-		or := make(bson.A, 0, len(bound))
-		for agg, v := range bound {
-			or = append(or, bson.D{{Key: "aggregate_id", Value: agg}, {Key: "version", Value: bson.D{{Key: "$lte", Value: v}}}})
+		or := make(bson.A, 0, len(order))
+		for _, b := range order {
+			or = append(or, bson.D{{Key: "aggregate_id", Value: b.agg}, {Key: "version", Value: bson.D{{Key: "$lte", Value: b.v}}},
+				{Key: "_id", Value: bson.D{{Key: "$in", Value: byBound[b]}}}})
 		}
 		_, err = hd.outbox.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}, {Key: "$or", Value: or}}, set)
 	default:
