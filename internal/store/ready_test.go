@@ -13,7 +13,7 @@ import (
 )
 
 // TestMarkOutboxReady runs the ready marks on every path (point updates,
-// one updateMany by $in, one bulk write), below and above the point limit:
+// one bulk write), below and above the point limit:
 // a mark sets ready only on an entry of its aggregate at or below its
 // version, never inserts, and ignores ids without an entry.
 func TestMarkOutboxReady(t *testing.T) {
