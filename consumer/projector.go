@@ -35,7 +35,8 @@ import (
 // Store is what the projector needs from the store.
 type Store interface {
 	Versions(ctx context.Context, ids []string) (map[string]int64, error)
-	InsertOutbox(ctx context.Context, entries []store.OutboxEntry) (int, error)
+	// InsertOutboxNew inserts entries and returns the ids already present.
+	InsertOutboxNew(ctx context.Context, entries []store.OutboxEntry) ([]string, error)
 	// ApplyDomainGuarded writes the READ model with a version guard and
 	// returns the ids of the writes the guard refused.
 	ApplyDomainGuarded(ctx context.Context, writes []store.DomainWrite) ([]string, error)
@@ -511,7 +512,8 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	// once the READ model has reached its version, so a crash between the
 	// two leaves entries that wait for the replay, never a notification
 	// ahead of its data.
-	if _, err := p.store.InsertOutbox(ctx, entries); err != nil {
+	existing, err := p.store.InsertOutboxNew(ctx, entries)
+	if err != nil {
 		return err
 	}
 	dw := make([]store.DomainWrite, 0, len(order))
@@ -543,9 +545,13 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		refused[id] = true
 	}
 	marks := make([]store.ReadyMark, 0, len(entries)+len(staleIDs))
+	present := make(map[string]bool, len(existing))
+	for _, id := range existing {
+		present[id] = true
+	}
 	for _, e := range entries {
 		if !refused[e.AggregateID] {
-			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.AggregateID]})
+			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.AggregateID], Inserted: !present[e.ID]})
 		}
 	}
 	for _, ev := range staleIDs {

@@ -39,14 +39,14 @@ func (f *fakeStore) Versions(_ context.Context, ids []string) (map[string]int64,
 	return out, nil
 }
 
-func (f *fakeStore) InsertOutbox(_ context.Context, es []store.OutboxEntry) (int, error) {
+func (f *fakeStore) InsertOutboxNew(_ context.Context, es []store.OutboxEntry) ([]string, error) {
 	f.calls = append(f.calls, "outbox")
 	if f.failNext > 0 {
 		f.failNext--
-		return 0, errors.New("store unavailable")
+		return nil, errors.New("store unavailable")
 	}
 	f.outbox = append(f.outbox, es...)
-	return len(es), nil
+	return nil, nil
 }
 
 func (f *fakeStore) ApplyDomainGuarded(_ context.Context, ws []store.DomainWrite) ([]string, error) {
@@ -118,9 +118,13 @@ func TestHandleBatch(t *testing.T) {
 	// crash between the READ write and the mark marks them then).
 	var marks []string
 	for _, m := range st.marks {
-		marks = append(marks, fmt.Sprintf("%s/%s<=%d", m.ID, m.AggregateID, m.Version))
+		s := fmt.Sprintf("%s/%s<=%d", m.ID, m.AggregateID, m.Version)
+		if m.Inserted {
+			s += " new"
+		}
+		marks = append(marks, s)
 	}
-	if want := []string{"a3/A<=4", "b1/B<=2", "a4/A<=4", "b2/B<=2", "a1/A<=4", "b0/B<=2"}; !slices.Equal(marks, want) {
+	if want := []string{"a3/A<=4 new", "b1/B<=2 new", "a4/A<=4 new", "b2/B<=2 new", "a1/A<=4", "b0/B<=2"}; !slices.Equal(marks, want) {
 		t.Fatalf("ready marks %v, want %v", marks, want)
 	}
 	var ids []string

@@ -158,8 +158,8 @@ func (l *lockedStore) Versions(ctx context.Context, ids []string) (map[string]in
 	return l.st.Versions(ctx, ids)
 }
 
-func (l *lockedStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) (int, error) {
-	n, err := l.st.InsertOutbox(ctx, es)
+func (l *lockedStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntry) ([]string, error) {
+	n, err := l.st.InsertOutboxNew(ctx, es)
 	if err == nil {
 		l.mu.Lock()
 		for _, e := range es {

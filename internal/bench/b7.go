@@ -357,10 +357,10 @@ func (t *timedProjectorStore) Versions(ctx context.Context, ids []string) (map[s
 	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.st.Versions(ctx, ids) })
 }
 
-func (t *timedProjectorStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) (int, error) {
+func (t *timedProjectorStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntry) ([]string, error) {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()
-	return t.st.InsertOutbox(ctx, es)
+	return t.st.InsertOutboxNew(ctx, es)
 }
 
 func (t *timedProjectorStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {

@@ -47,30 +47,40 @@ type OutboxEntry struct {
 // InsertOutbox inserts entries, ignoring those already present (a replay).
 // It returns how many were new.
 func (s *Store) InsertOutbox(ctx context.Context, entries []OutboxEntry) (int, error) {
+	existing, err := s.InsertOutboxNew(ctx, entries)
+	if err != nil {
+		return 0, err
+	}
+	return len(entries) - len(existing), nil
+}
+
+// InsertOutboxNew inserts entries, ignoring those already present (a
+// replay), and returns the ids of those that were already present.
+func (s *Store) InsertOutboxNew(ctx context.Context, entries []OutboxEntry) ([]string, error) {
 	hd := s.cur()
 	if len(entries) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	docs := make([]any, len(entries))
 	for i := range entries {
 		docs[i] = entries[i]
 	}
-	res, err := hd.outbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	_, err := hd.outbox.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
-		return len(res.InsertedIDs), nil
+		return nil, nil
 	}
 	var bwe mongo.BulkWriteException
 	if errors.As(err, &bwe) && bwe.WriteConcernError == nil {
-		dups := 0
+		existing := make([]string, 0, len(bwe.WriteErrors))
 		for _, we := range bwe.WriteErrors {
-			if we.Code != 11000 {
-				return 0, fmt.Errorf("store: insert outbox entries: %w", err)
+			if we.Code != 11000 || we.Index < 0 || we.Index >= len(entries) {
+				return nil, fmt.Errorf("store: insert outbox entries: %w", err)
 			}
-			dups++
+			existing = append(existing, entries[we.Index].ID)
 		}
-		return len(entries) - dups, nil
+		return existing, nil
 	}
-	return 0, fmt.Errorf("store: insert outbox entries: %w", err)
+	return nil, fmt.Errorf("store: insert outbox entries: %w", err)
 }
 
 // PendingOutbox returns up to limit entries with a seq above afterSeq,
@@ -145,33 +155,47 @@ type ReadyMark struct {
 	ID          string
 	AggregateID string
 	Version     int64
+	// Inserted says the caller inserted the entry itself just now
+	// (InsertOutboxNew did not report it as present): it is the entry of
+	// AggregateID at or below Version, so it may be marked by its _id
+	// alone. Other marks (a re-run's stale events, entries present from an
+	// earlier attempt) are checked against the stored entry.
+	Inserted bool
 }
 
-// MarkOutboxReady sets ready on the entries named by marks. Each update is
-// filtered by the entry's aggregate and a version at most the mark's, so a
-// mark is true of whatever entry it changes (an event id reused by another
-// aggregate, or at a higher version, marks nothing); an id without an entry
-// (published already, or never routed) matches nothing. It never inserts.
+// MarkOutboxReady sets ready on the entries named by marks. A mark is true
+// of whatever entry it changes: only an entry of the mark's aggregate at
+// or below its version is marked (an event id reused by another aggregate,
+// or at a higher version, marks nothing); an id without an entry
+// (published already, never routed) matches nothing. It never inserts.
 //
-// On MongoDB it is one unordered bulk write of updateOne by _id, served by
-// the _id index. On FerretDB (mongo.id_reads: auto, detected as for
-// findByIDs) sets of up to pointReadMax marks are concurrent point updates;
-// larger sets are one bulk write too, which FerretDB runs as point updates
-// inside one command. An updateMany by _id $in would scan and decode the
-// whole outbox on FerretDB: measured 1.3-1.4 s per call at 10,000 entries
-// against 27 ms (32 point updates) and 75 ms (a bulk write of 200); see
-// docs/architecture.md.
+// On MongoDB it is one unordered bulk write of updateOne by _id, aggregate
+// and version, served by the _id index. On FerretDB (mongo.id_reads: auto,
+// detected as for findByIDs) only a filter on _id alone is pushed down: any
+// other condition, or an updateMany by _id $in, scans and decodes the whole
+// outbox (measured 1.3-1.4 s per call at 10,000 entries; concurrent
+// scanning updates beside the relay's deletes exhausted FerretDB 1.24's
+// PostgreSQL pool and hung it). So there every update filters by _id
+// alone: Inserted marks as they are, the others after reading their
+// entries by _id (point reads) and keeping those of the right aggregate
+// and version; up to pointReadMax as concurrent point updates, more as one
+// bulk write (which FerretDB runs as point updates inside one command).
 func (s *Store) MarkOutboxReady(ctx context.Context, marks []ReadyMark) error {
 	hd := s.cur()
 	if len(marks) == 0 {
 		return nil
 	}
 	var err error
-	switch {
-	case s.byPoint(len(marks)):
-		err = markPoint(ctx, hd.outbox, marks)
-	default:
-		err = markBulk(ctx, hd.outbox, marks)
+	if !s.pointReads {
+		err = markBulk(ctx, hd.outbox, marks, readyFilter)
+	} else {
+		var exact []ReadyMark
+		exact, err = s.checkMarks(ctx, hd.outbox, marks)
+		if err == nil && s.byPoint(len(exact)) {
+			err = markPoint(ctx, hd.outbox, exact)
+		} else if err == nil {
+			err = markBulk(ctx, hd.outbox, exact, idFilter)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("store: mark outbox entries ready: %w", err)
@@ -179,28 +203,65 @@ func (s *Store) MarkOutboxReady(ctx context.Context, marks []ReadyMark) error {
 	return nil
 }
 
+// checkMarks returns the Inserted marks, and those of the others whose
+// stored entry is of the mark's aggregate at or below its version.
+func (s *Store) checkMarks(ctx context.Context, coll *mongo.Collection, marks []ReadyMark) ([]ReadyMark, error) {
+	exact := make([]ReadyMark, 0, len(marks))
+	want := map[string]ReadyMark{}
+	var ids []string
+	for _, m := range marks {
+		if m.Inserted {
+			exact = append(exact, m)
+		} else if _, dup := want[m.ID]; !dup {
+			want[m.ID] = m
+			ids = append(ids, m.ID)
+		}
+	}
+	err := s.findByIDs(ctx, coll, ids, bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}}, func(d bson.Raw) {
+		id, _ := d.Lookup("_id").StringValueOK()
+		agg, _ := d.Lookup("aggregate_id").StringValueOK()
+		m, ok := want[id]
+		if ok && agg == m.AggregateID && numberOf(d.Lookup("version")) <= m.Version {
+			exact = append(exact, m)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the entries to mark: %w", err)
+	}
+	return exact, nil
+}
+
 func readyUpdate() bson.D { return bson.D{{Key: "$set", Value: bson.D{{Key: "ready", Value: true}}}} }
 
+// readyFilter matches the entry of m only if it is of m's aggregate at or
+// below m's version.
 func readyFilter(m ReadyMark) bson.D {
 	return bson.D{{Key: "_id", Value: m.ID}, {Key: "aggregate_id", Value: m.AggregateID},
 		{Key: "version", Value: bson.D{{Key: "$lte", Value: m.Version}}}}
 }
 
-// markPoint marks by concurrent updateOne by _id.
+// idFilter matches the entry of m by _id alone (checked or inserted).
+func idFilter(m ReadyMark) bson.D { return bson.D{{Key: "_id", Value: m.ID}} }
+
+// markPoint marks by concurrent updateOne by _id alone.
 func markPoint(ctx context.Context, coll *mongo.Collection, marks []ReadyMark) error {
 	return forEachConcurrently(ctx, len(marks), pointWorkers, func(ctx context.Context, i int) error {
-		if _, err := coll.UpdateOne(ctx, readyFilter(marks[i]), readyUpdate()); err != nil {
+		if _, err := coll.UpdateOne(ctx, idFilter(marks[i]), readyUpdate()); err != nil {
 			return fmt.Errorf("mark %q: %w", marks[i].ID, err)
 		}
 		return nil
 	})
 }
 
-// markBulk marks by one unordered bulk write of updateOne by _id.
-func markBulk(ctx context.Context, coll *mongo.Collection, marks []ReadyMark) error {
+// markBulk marks by one unordered bulk write of updateOne, each filtered
+// by filter.
+func markBulk(ctx context.Context, coll *mongo.Collection, marks []ReadyMark, filter func(ReadyMark) bson.D) error {
+	if len(marks) == 0 {
+		return nil
+	}
 	models := make([]mongo.WriteModel, len(marks))
 	for i, m := range marks {
-		models[i] = mongo.NewUpdateOneModel().SetFilter(readyFilter(m)).SetUpdate(readyUpdate())
+		models[i] = mongo.NewUpdateOneModel().SetFilter(filter(m)).SetUpdate(readyUpdate())
 	}
 	_, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	return err

@@ -67,7 +67,7 @@ func TestReadyMarkCost(t *testing.T) {
 	for _, size := range []int{1000, 10000} {
 		fill(size)
 		for _, k := range []int{32, 200} {
-			for _, strat := range []string{"point", "in", "bulk", "watermark"} {
+			for _, strat := range []string{"point", "bulk", "guarded", "in", "watermark"} {
 				var ds []time.Duration
 				for range 7 {
 					m := marks(k)
@@ -79,7 +79,9 @@ func TestReadyMarkCost(t *testing.T) {
 					case "in":
 						err = markIn(ctx, hd.outbox, m)
 					case "bulk":
-						err = markBulk(ctx, hd.outbox, m)
+						err = markBulk(ctx, hd.outbox, m, idFilter)
+					case "guarded":
+						err = markBulk(ctx, hd.outbox, m, readyFilter)
 					case "watermark":
 						wm += int64(k)
 						_, err = watermark.UpdateOne(ctx, bson.D{{Key: "_id", Value: "p0"}, {Key: "upto", Value: bson.D{{Key: "$lt", Value: wm}}}},
