@@ -173,13 +173,15 @@ type ReadyMark struct {
 // and version, served by the _id index. On FerretDB (mongo.id_reads: auto,
 // detected as for findByIDs) only a filter on _id alone is pushed down: any
 // other condition, or an updateMany by _id $in, scans and decodes the whole
-// outbox (measured 1.3-1.4 s per call at 10,000 entries; concurrent
-// scanning updates beside the relay's deletes exhausted FerretDB 1.24's
-// PostgreSQL pool and hung it). So there every update filters by _id
-// alone: Inserted marks as they are, the others after reading their
-// entries by _id (point reads) and keeping those of the right aggregate
-// and version; up to pointReadMax as concurrent point updates, more as one
-// bulk write (which FerretDB runs as point updates inside one command).
+// outbox (measured 1.3-1.4 s per call at 10,000 entries). So there every
+// update filters by _id alone: Inserted marks as they are, the others after
+// reading their entries by _id and keeping those of the right aggregate and
+// version. They go as bulk writes of at most ferretBulkMax updates, one
+// after another: FerretDB 1.24 keeps each statement's query (a pooled
+// PostgreSQL connection) open until the whole command ends and takes
+// another connection for each statement's write, so one bulk update of as
+// many statements as its pool has connections (50) waits for ever, and
+// every later command with it.
 func (s *Store) MarkOutboxReady(ctx context.Context, marks []ReadyMark) error {
 	hd := s.cur()
 	if len(marks) == 0 {
@@ -191,10 +193,10 @@ func (s *Store) MarkOutboxReady(ctx context.Context, marks []ReadyMark) error {
 	} else {
 		var exact []ReadyMark
 		exact, err = s.checkMarks(ctx, hd.outbox, marks)
-		if err == nil && s.byPoint(len(exact)) {
-			err = markPoint(ctx, hd.outbox, exact)
-		} else if err == nil {
-			err = markBulk(ctx, hd.outbox, exact, idFilter)
+		for len(exact) > 0 && err == nil {
+			n := min(len(exact), ferretBulkMax)
+			err = markBulk(ctx, hd.outbox, exact[:n], idFilter)
+			exact = exact[n:]
 		}
 	}
 	if err != nil {
@@ -231,6 +233,10 @@ func (s *Store) checkMarks(ctx context.Context, coll *mongo.Collection, marks []
 	return exact, nil
 }
 
+// ferretBulkMax bounds the statements of one bulk update sent to FerretDB
+// (see MarkOutboxReady): it holds one pooled connection per statement.
+const ferretBulkMax = 16
+
 func readyUpdate() bson.D { return bson.D{{Key: "$set", Value: bson.D{{Key: "ready", Value: true}}}} }
 
 // readyFilter matches the entry of m only if it is of m's aggregate at or
@@ -242,16 +248,6 @@ func readyFilter(m ReadyMark) bson.D {
 
 // idFilter matches the entry of m by _id alone (checked or inserted).
 func idFilter(m ReadyMark) bson.D { return bson.D{{Key: "_id", Value: m.ID}} }
-
-// markPoint marks by concurrent updateOne by _id alone.
-func markPoint(ctx context.Context, coll *mongo.Collection, marks []ReadyMark) error {
-	return forEachConcurrently(ctx, len(marks), pointWorkers, func(ctx context.Context, i int) error {
-		if _, err := coll.UpdateOne(ctx, idFilter(marks[i]), readyUpdate()); err != nil {
-			return fmt.Errorf("mark %q: %w", marks[i].ID, err)
-		}
-		return nil
-	})
-}
 
 // markBulk marks by one unordered bulk write of updateOne, each filtered
 // by filter.
