@@ -13,6 +13,8 @@ package consumer
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -43,6 +45,11 @@ type Store interface {
 	// MarkOutboxReady tells the relay which entries the READ model has
 	// durably reached: it publishes those without reading the READ model.
 	MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error
+	// AdvanceReady marks ready, in one write, every entry this projector
+	// instance (writer) inserted up to seq.
+	AdvanceReady(ctx context.Context, writer string, seq int64) error
+	// UnclaimOutbox takes entries out of their writer's watermark.
+	UnclaimOutbox(ctx context.Context, ids []string) error
 }
 
 // DLQ header names on the events DLQ.
@@ -86,6 +93,12 @@ type Projector struct {
 	// durable: the relay in the same process wakes at once.
 	notify func()
 	seq    atomic.Int64
+	// writer names this projector instance in its outbox entries and its
+	// ready watermark (AdvanceReady). It changes after every failed store
+	// attempt: the entries that attempt inserted may never get their READ
+	// model write (the batch may be abandoned), and the next batch's
+	// watermark must not cover them.
+	writer atomic.Pointer[string]
 	// dec decodes source records; decErr is why it could not be built
 	// (a source configuration that does not compile).
 	dec     *Decoder
@@ -126,6 +139,7 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
+	p.newWriter()
 	for _, o := range opts {
 		o(p)
 	}
@@ -414,6 +428,14 @@ func (p *Projector) deadLetter(ctx context.Context, prod Producer, poisons []*kg
 // safe to call again with the same events after any failure; its counters
 // count only the attempt that succeeds.
 func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
+	writer := *p.writer.Load()
+	defer func() {
+		if err != nil {
+			// What this attempt inserted is claimed by writer and may never
+			// get its READ model write: no later watermark may cover it.
+			p.newWriter()
+		}
+	}()
 	if p.cache != nil {
 		p.cache.begin(time.Now())
 		defer func() {
@@ -544,19 +566,43 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	for _, id := range refusedIDs {
 		refused[id] = true
 	}
-	marks := make([]store.ReadyMark, 0, len(entries)+len(staleIDs))
 	present := make(map[string]bool, len(existing))
 	for _, id := range existing {
 		present[id] = true
 	}
+	// The entries this attempt inserted are ready up to the batch's
+	// highest seq: one watermark write, after the entries of refused
+	// aggregates were taken out of it. Entries present before (an earlier
+	// attempt, another member) and the stale events' entries are marked
+	// one by one, checked against the stored entry.
+	var (
+		upTo      int64
+		unclaim   []string
+		marks     []store.ReadyMark
+		watermark bool
+	)
 	for _, e := range entries {
-		if !refused[e.AggregateID] {
-			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.AggregateID], Inserted: !present[e.ID]})
+		switch {
+		case refused[e.AggregateID]:
+			unclaim = append(unclaim, e.ID)
+		case present[e.ID]:
+			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.AggregateID]})
+		default:
+			upTo = max(upTo, e.Seq)
+			watermark = true
 		}
 	}
 	for _, ev := range staleIDs {
 		if !refused[ev.AggregateID] {
 			marks = append(marks, store.ReadyMark{ID: ev.ID, AggregateID: ev.AggregateID, Version: versions[ev.AggregateID]})
+		}
+	}
+	if err := p.store.UnclaimOutbox(ctx, unclaim); err != nil {
+		return err
+	}
+	if watermark {
+		if err := p.store.AdvanceReady(ctx, writer, upTo); err != nil {
+			return err
 		}
 	}
 	if err := p.store.MarkOutboxReady(ctx, marks); err != nil {
@@ -666,6 +712,7 @@ func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.O
 		AggregateID: ev.AggregateID,
 		Version:     ev.Version,
 		Seq:         p.nextSeq(now),
+		Writer:      *p.writer.Load(),
 		CreatedAt:   now,
 		EventType:   ev.Type,
 		EventTime:   ev.Timestamp,
@@ -676,6 +723,14 @@ func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.O
 		TraceParent: ev.TraceParent,
 		Value:       string(value),
 	}, nil
+}
+
+// newWriter gives this projector a new writer name (see Projector.writer).
+func (p *Projector) newWriter() {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	w := "projector-" + hex.EncodeToString(b[:])
+	p.writer.Store(&w)
 }
 
 // nextSeq returns a strictly increasing sequence close to wall-clock

@@ -15,8 +15,8 @@ import (
 )
 
 // crashingStore is the real store with two of the projector's failure
-// points: a crash right after the READ model write, before the ready mark
-// (the mark fails and the batch is not committed), and a stale view of
+// points: a crash right after the READ model write, before the ready
+// watermark (its write fails and the batch is not committed), and a stale view of
 // the versions (what a projector paused past its session timeout, or one
 // whose partition another member also wrote, works from).
 type crashingStore struct {
@@ -33,11 +33,11 @@ func (c *crashingStore) Versions(ctx context.Context, ids []string) (map[string]
 	return vs, err
 }
 
-func (c *crashingStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
+func (c *crashingStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {
 	if c.crashBeforeMark {
 		return errors.New("projector killed after its READ model write")
 	}
-	return c.Store.MarkOutboxReady(ctx, marks)
+	return c.Store.AdvanceReady(ctx, writer, seq)
 }
 
 func openTestStore(t *testing.T) *store.Store {
@@ -57,16 +57,27 @@ func openTestStore(t *testing.T) *store.Store {
 	return st
 }
 
-// readyOf returns the ready mark of each outbox entry of aggs by id.
+// readyOf returns whether each outbox entry of aggs is ready, by id: marked,
+// or covered by its writer's watermark, as the relay decides.
 func readyOf(t *testing.T, st *store.Store, aggs ...string) map[string]bool {
 	t.Helper()
-	es, _, err := st.OutboxOf(context.Background(), aggs, 1000, 1<<20)
+	ctx := context.Background()
+	es, _, err := st.OutboxOf(ctx, aggs, 1000, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writers []string
+	for _, e := range es {
+		writers = append(writers, e.Writer)
+	}
+	wm, err := st.ReadyWatermarks(ctx, writers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]bool{}
 	for _, e := range es {
-		out[e.ID] = e.Ready
+		w, ok := wm[e.Writer]
+		out[e.ID] = e.Ready || (ok && e.Writer != "" && e.Seq <= w)
 	}
 	return out
 }
@@ -139,5 +150,43 @@ func TestRefusedWritesAreNotMarked(t *testing.T) {
 	}
 	if v, _ := st.Versions(ctx, []string{"NEWER"}); v["NEWER"] != 5 {
 		t.Fatalf("READ model NEWER at %d, want 5 (the guard kept it)", v["NEWER"])
+	}
+}
+
+// failDomainOnce fails the first READ model write, after the outbox insert:
+// a batch that is then abandoned (SIGTERM past the grace, a lost partition).
+type failDomainOnce struct {
+	*store.Store
+	failed bool
+}
+
+func (f *failDomainOnce) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
+	if !f.failed {
+		f.failed = true
+		return nil, errors.New("store unavailable")
+	}
+	return f.Store.ApplyDomainGuarded(ctx, ws)
+}
+
+// TestAbandonedAttemptIsNotCoveredByTheNextWatermark: an attempt inserts
+// its entries and fails before its READ model write; the projector then
+// handles another batch. That batch's watermark must not cover the first
+// attempt's entries (their READ model was never written): the projector
+// writes under a new writer name after any failed attempt.
+func TestAbandonedAttemptIsNotCoveredByTheNextWatermark(t *testing.T) {
+	st := openTestStore(t)
+	ctx := context.Background()
+	p := New(testConfig(), &failDomainOnce{Store: st}, WithLogger(slog.New(slog.DiscardHandler)))
+	abandoned := []*kgo.Record{rec(0, `{"id":"x1","event_type":"quote_updated","quote_id":"X","version":1,"amount":1}`)}
+	if err := p.HandleBatch(ctx, &fakeProducer{}, abandoned); err == nil {
+		t.Fatal("the READ model write failed but the batch succeeded")
+	}
+	next := []*kgo.Record{rec(1, `{"id":"y1","event_type":"quote_updated","quote_id":"Y","version":1,"amount":2}`)}
+	if err := p.HandleBatch(ctx, &fakeProducer{}, next); err != nil {
+		t.Fatal(err)
+	}
+	got := readyOf(t, st, "X", "Y")
+	if len(got) != 2 || got["x1"] || !got["y1"] {
+		t.Fatalf("entries %v: want x1 (no READ model write) not ready, y1 ready", got)
 	}
 }

@@ -174,6 +174,14 @@ func (l *lockedStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainW
 	return l.st.ApplyDomainGuarded(ctx, ws)
 }
 
+func (l *lockedStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {
+	return l.st.AdvanceReady(ctx, writer, seq)
+}
+
+func (l *lockedStore) UnclaimOutbox(ctx context.Context, ids []string) error {
+	return l.st.UnclaimOutbox(ctx, ids)
+}
+
 func (l *lockedStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
 	return l.st.MarkOutboxReady(ctx, marks)
 }

@@ -44,6 +44,7 @@ type Store interface {
 	LeaseStore
 	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error)
 	Versions(ctx context.Context, ids []string) (map[string]int64, error)
+	ReadyWatermarks(ctx context.Context, writers []string) (map[string]int64, error)
 	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error)
 	DeleteOutbox(ctx context.Context, ids []string) error
 	PublishRelayStatus(ctx context.Context, st store.RelayStatus) error
@@ -355,6 +356,31 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	// the mark, then are checked against the READ model (held, with a
 	// reason, while it is missing or behind), as are the aggregates whose
 	// lowest pending entry blocked the previous iteration past its grace.
+	// An entry is ready when marked, or when its seq is at or below its
+	// writer's watermark (one small read for the page's writers).
+	var writers []string
+	for _, e := range page {
+		if !e.Ready && e.Writer != "" {
+			writers = append(writers, e.Writer)
+		}
+	}
+	var marks map[string]int64
+	if len(writers) > 0 {
+		slices.Sort(writers)
+		writers = slices.Compact(writers)
+		if marks, err = r.st.ReadyWatermarks(ctx, writers); err != nil {
+			return 0, err
+		}
+	}
+	covered := func(es []store.OutboxEntry) {
+		for i := range es {
+			if w, ok := marks[es[i].Writer]; ok && es[i].Writer != "" && es[i].Seq <= w {
+				es[i].Ready = true
+			}
+		}
+	}
+	covered(page)
+
 	now := time.Now()
 	readySet := make(map[string]bool, len(page))
 	check := make([]store.OutboxEntry, 0)
@@ -429,6 +455,9 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		return 0, err
 	}
 	all = r.unpublished(all)
+	// Only watermarks read before this read count: an entry covered by a
+	// later one could have a lower version this read did not see.
+	covered(all)
 	publish := Publishable(all, versions)
 	// An aggregate whose lowest pending entry is unmarked waits for it
 	// (the ready ones behind it are not published past it); once that

@@ -369,6 +369,16 @@ func (t *timedProjectorStore) ApplyDomainGuarded(ctx context.Context, ws []store
 	return t.st.ApplyDomainGuarded(ctx, ws)
 }
 
+func (t *timedProjectorStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {
+	t0 := time.Now()
+	defer func() { t.writes.add(time.Since(t0)) }()
+	return t.st.AdvanceReady(ctx, writer, seq)
+}
+
+func (t *timedProjectorStore) UnclaimOutbox(ctx context.Context, ids []string) error {
+	return t.st.UnclaimOutbox(ctx, ids)
+}
+
 func (t *timedProjectorStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()

@@ -42,6 +42,11 @@ type OutboxEntry struct {
 	// marked them have no ready field; the relay checks those against the
 	// READ model.
 	Ready bool `bson:"ready,omitempty"`
+	// Writer is the projector instance that inserted the entry: the entry
+	// is ready once Seq is at or below that writer's watermark
+	// (AdvanceReady). Empty for entries of an older projector, and for
+	// those a projector unclaimed (UnclaimOutbox).
+	Writer string `bson:"writer,omitempty"`
 }
 
 // InsertOutbox inserts entries, ignoring those already present (a replay).
@@ -97,7 +102,7 @@ func (s *Store) PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([
 	cur, err := hd.outbox.Find(ctx, filter,
 		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)).SetBatchSize(batchSize(limit)).
 			SetProjection(bson.D{{Key: "aggregate_id", Value: 1}, {Key: "version", Value: 1}, {Key: "seq", Value: 1},
-				{Key: "created_at", Value: 1}, {Key: "ready", Value: 1}}))
+				{Key: "created_at", Value: 1}, {Key: "ready", Value: 1}, {Key: "writer", Value: 1}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: read outbox: %w", err)
 	}
@@ -261,6 +266,56 @@ func markBulk(ctx context.Context, coll *mongo.Collection, marks []ReadyMark, fi
 	}
 	_, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	return err
+}
+
+// AdvanceReady records that every outbox entry writer inserted with a seq
+// at or below seq is ready: the READ model has durably reached its
+// version. One guarded upsert per projector batch, on a collection of one
+// small document per projector instance, whatever the batch's size: on
+// FerretDB a per-entry mark is a read-modify-write of the entry (about as
+// costly as the READ model write itself). Only writer's own projector
+// writes its document, and seq only grows: a lower seq is a no-op.
+func (s *Store) AdvanceReady(ctx context.Context, writer string, seq int64) error {
+	hd := s.cur()
+	_, err := hd.ready.UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: writer}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}, {Key: "updated_at", Value: time.Now().UTC()}}}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("store: advance the ready watermark of %s: %w", writer, err)
+	}
+	return nil
+}
+
+// ReadyWatermarks returns the ready watermark of each of writers that has
+// one (see AdvanceReady).
+func (s *Store) ReadyWatermarks(ctx context.Context, writers []string) (map[string]int64, error) {
+	hd := s.cur()
+	out := make(map[string]int64, len(writers))
+	err := s.findByIDs(ctx, hd.ready, writers, bson.D{{Key: "seq", Value: 1}}, func(d bson.Raw) {
+		id, _ := d.Lookup("_id").StringValueOK()
+		out[id] = numberOf(d.Lookup("seq"))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read ready watermarks: %w", err)
+	}
+	return out, nil
+}
+
+// UnclaimOutbox clears the writer of the entries ids, so that no
+// watermark covers them: the projector does it for the entries of the
+// aggregates whose READ model write the guard refused, before it advances
+// its watermark past them. Updates by _id alone, a few at a time.
+func (s *Store) UnclaimOutbox(ctx context.Context, ids []string) error {
+	hd := s.cur()
+	err := forEachConcurrently(ctx, len(ids), pointWorkers, func(ctx context.Context, i int) error {
+		_, err := hd.outbox.UpdateOne(ctx, bson.D{{Key: "_id", Value: ids[i]}}, bson.D{{Key: "$set", Value: bson.D{{Key: "writer", Value: ""}}}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: unclaim outbox entries: %w", err)
+	}
+	return nil
 }
 
 // DeleteOutbox removes published entries.

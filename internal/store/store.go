@@ -90,6 +90,9 @@ type conn struct {
 	db        *mongo.Database
 	domain    *mongo.Collection
 	outbox    *mongo.Collection
+	// ready holds each projector instance's "ready up to" watermark
+	// (outbox name + "_ready"; see AdvanceReady).
+	ready *mongo.Collection
 	leases    *mongo.Collection
 	delivered *mongo.Collection
 	control   *mongo.Collection
@@ -186,6 +189,7 @@ func (s *Store) connect(ctx context.Context, o Options, uri string) (*conn, bson
 	}
 	c.domain = c.db.Collection(name(o.Domain, "quotes"))
 	c.outbox = c.db.Collection(name(o.Outbox, "outbox"))
+	c.ready = c.db.Collection(name(o.Outbox, "outbox") + "_ready")
 	c.leases = c.db.Collection(name(o.Leases, "leases"))
 	c.delivered = c.db.Collection(name(o.Delivered, "delivered"))
 	c.control = c.db.Collection(name(o.Control, "control"))
