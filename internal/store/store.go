@@ -86,13 +86,13 @@ type Store struct {
 // collections on it. A file that adds a method to Store takes it once with
 // s.cur() and uses its fields (hd.outbox, hd.db, ...).
 type conn struct {
-	client    *mongo.Client
-	db        *mongo.Database
-	domain    *mongo.Collection
-	outbox    *mongo.Collection
+	client *mongo.Client
+	db     *mongo.Database
+	domain *mongo.Collection
+	outbox *mongo.Collection
 	// ready holds each projector instance's "ready up to" watermark
 	// (outbox name + "_ready"; see AdvanceReady).
-	ready *mongo.Collection
+	ready     *mongo.Collection
 	leases    *mongo.Collection
 	delivered *mongo.Collection
 	control   *mongo.Collection
