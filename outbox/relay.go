@@ -3,20 +3,19 @@
 // version, in version order per aggregate, and deletes them after the
 // broker acknowledged them. Only the holder of the relay lease publishes.
 //
-// One relay iteration is three reads, one produce and one delete:
+// The projector marks entries ready after its READ model write (a mark per
+// entry, or its watermark: every entry it inserted up to a seq), so one
+// relay iteration is, in steady state, a page read, a read of the page's
+// writers' watermarks (a few small documents), a read of the ready
+// aggregates' entries, one produce and one delete; it reads the READ model
+// only for entries left unmarked longer than relay.ready_grace (a crashed
+// projector whose batch is never re-read, an older projector).
 //
-//  1. page: up to batch_size entries, oldest first;
-//  2. versions: the READ model version of each aggregate in the page (read
-//     concern majority);
-//  3. all entries of the aggregates that have something publishable, read
-//     after step 2.
-//
-// An entry whose version is at most the READ model's was inserted before
-// the READ model write that step 2 observed, so step 3 sees it and every
-// lower version of its aggregate not yet deleted: publishing step 3's
-// entries up to the READ model version, in version order, never skips one
-// and never runs ahead of the data, whatever order the store made the
-// inserts visible in.
+// Per aggregate, the relay publishes only the prefix of its entries, in
+// version order, that are ready (or reached by the READ version it read):
+// an entry ready by a mark or watermark read before the entries' read has
+// every lower version of its aggregate inserted before that mark, so the
+// read sees them, and an unmarked one holds back the versions above it.
 package outbox
 
 import (
