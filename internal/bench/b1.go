@@ -227,19 +227,19 @@ func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int, do
 		Commands: commands, RelayLatency: Summarize(lat.take())}, nil
 }
 
-// domainWriteCounter counts the projector's ApplyDomain calls and the
-// upserts they carry.
+// domainWriteCounter counts the projector's READ model write calls
+// (ApplyDomainGuarded) and the upserts they carry.
 type domainWriteCounter struct {
 	*store.Store
 	calls, writes atomic.Int64
 }
 
-func (d *domainWriteCounter) ApplyDomain(ctx context.Context, ws []store.DomainWrite) error {
+func (d *domainWriteCounter) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
 	if len(ws) > 0 {
 		d.calls.Add(1)
 		d.writes.Add(int64(len(ws)))
 	}
-	return d.Store.ApplyDomain(ctx, ws)
+	return d.Store.ApplyDomainGuarded(ctx, ws)
 }
 
 // seedPipeline measures the seed's design (internal/baseline) on the same

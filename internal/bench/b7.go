@@ -357,16 +357,32 @@ func (t *timedProjectorStore) Versions(ctx context.Context, ids []string) (map[s
 	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.st.Versions(ctx, ids) })
 }
 
-func (t *timedProjectorStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) (int, error) {
+func (t *timedProjectorStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntry) ([]string, error) {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()
-	return t.st.InsertOutbox(ctx, es)
+	return t.st.InsertOutboxNew(ctx, es)
 }
 
-func (t *timedProjectorStore) ApplyDomain(ctx context.Context, ws []store.DomainWrite) error {
+func (t *timedProjectorStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()
-	return t.st.ApplyDomain(ctx, ws)
+	return t.st.ApplyDomainGuarded(ctx, ws)
+}
+
+func (t *timedProjectorStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {
+	t0 := time.Now()
+	defer func() { t.writes.add(time.Since(t0)) }()
+	return t.st.AdvanceReady(ctx, writer, seq)
+}
+
+func (t *timedProjectorStore) UnclaimOutbox(ctx context.Context, ids []string) error {
+	return t.st.UnclaimOutbox(ctx, ids)
+}
+
+func (t *timedProjectorStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
+	t0 := time.Now()
+	defer func() { t.writes.add(time.Since(t0)) }()
+	return t.st.MarkOutboxReady(ctx, marks)
 }
 
 // timedRelayStore times the relay's READ-model reads and outbox deletes.

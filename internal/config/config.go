@@ -322,6 +322,13 @@ type Relay struct {
 	// missing or behind) before it shows in fanout_relay_held_alerting
 	// and in the admin API's relay status.
 	HoldAlertAfter time.Duration `yaml:"hold_alert_after"`
+	// ReadyGrace is how long an outbox entry may stay without the
+	// projector's ready mark before the relay checks it against the READ
+	// model itself (entries of a projector that crashed between its READ
+	// model write and the mark and whose batch is never re-read, entries
+	// of a projector from before the marks, writes the guard refused).
+	// Ready entries are published without reading the READ model.
+	ReadyGrace time.Duration `yaml:"ready_grace"`
 	// Transactional makes the relay produce in Kafka transactions whose
 	// transactional id derives from LeaseName, so that the broker fences
 	// a paused former leader (PRODUCER_FENCED). Needs a broker with
@@ -688,6 +695,7 @@ func Default() Config {
 			LeaseName:      "relay",
 			ProduceTimeout: 2 * time.Second,
 			HoldAlertAfter: 5 * time.Minute,
+			ReadyGrace:     10 * time.Second,
 			MaxReadBytes:   4 << 20,
 			MaxReadEntries: 5000,
 		},

@@ -46,6 +46,7 @@ routing:
 		{"bad sasl", "kafka:\n  sasl: {mechanism: GSSAPI}\n", nil, "kafka.sasl.mechanism", "SCRAM"},
 		{"bad duration from env", base, map[string]string{"FANOUT_RELAY_LEASE_TTL": "ten"}, "relay.lease_ttl", "FANOUT_RELAY_LEASE_TTL"},
 		{"produce timeout vs lease", "relay: {lease_ttl: 4s, produce_timeout: 3s}\n", nil, "relay.produce_timeout", "lease_ttl"},
+		{"negative ready grace", "relay: {ready_grace: -1s}\n", nil, "relay.ready_grace", "10s (default)"},
 		{"produce timeout over a quarter of the lease", "relay: {lease_ttl: 8s, produce_timeout: 2s}\n", nil, "relay.produce_timeout", "lease_ttl/4 - 500ms"},
 		{"transactions on event hubs", "kafka:\n  tls: {enabled: true}\n  sasl: {mechanism: PLAIN, username: $ConnectionString, password_env: X}\nrelay: {transactional: true}\n", nil, "relay.transactional", "lease-token fence"},
 		{"event cannot fit a record", "source: {max_event_bytes: 1000000}\nkafka: {max_record_bytes: 1000000}\n", nil, "source.max_event_bytes", "raise kafka.max_record_bytes"},

@@ -174,6 +174,9 @@ func (c *Config) Validate() error {
 			c.Relay.ProduceTimeout, ProduceOverhead, c.Relay.LeaseTTL)
 	}
 	positive(&e, "relay.hold_alert_after", c.Relay.HoldAlertAfter)
+	if c.Relay.ReadyGrace < 0 {
+		e.add("relay.ready_grace", "%s is negative", "use 0 (check every unmarked entry against the READ model at once) or a duration such as 10s (default)", c.Relay.ReadyGrace)
+	}
 	if c.Relay.MaxReadEntries < c.Relay.BatchSize {
 		e.add("relay.max_read_entries", "%d is below relay.batch_size (%d)", "use at least relay.batch_size (default 5000)", c.Relay.MaxReadEntries, c.Relay.BatchSize)
 	}
