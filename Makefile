@@ -68,7 +68,7 @@ services-down:
 
 # Benchmarks and chaos runs (internal/bench, cmd/fanout-bench; results in docs/benchmarks.md):
 #
-#   make bench        B1-B8 on real Apache Kafka and FerretDB-on-PostgreSQL (started with deploy/local
+#   make bench        B1-B9 on real Apache Kafka and FerretDB-on-PostgreSQL (started with deploy/local
 #                     when not running, stopped after), each figure beside its baseline from the same run;
 #                     writes docs/benchmarks.md, docs/benchmarks.json and SVG plots (about 12-15 minutes).
 #                     BENCH_ARGS='-only B3,B4 -scale 0.5' runs some, smaller

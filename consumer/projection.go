@@ -201,3 +201,24 @@ func (p *Projector) projectAll(ctx context.Context, events []*Event) error {
 	}
 	return nil
 }
+
+// outboxID is the outbox _id of an event of pj: the event id, prefixed
+// with the projection when the deployment serves several (equal event ids
+// of two projections must not collide).
+func (p *Projector) outboxID(pj *projection, eventID string) string {
+	if p.cfg.MultiProjection() {
+		return pj.name + ":" + eventID
+	}
+	return eventID
+}
+
+// outboxAggregate is the aggregate_id an outbox entry of pj stores: the
+// aggregate id, prefixed with the projection when the deployment serves
+// several, so that the relay's per-aggregate order keeps equal ids of two
+// projections apart.
+func (p *Projector) outboxAggregate(pj *projection, aggregateID string) string {
+	if p.cfg.MultiProjection() {
+		return pj.name + ":" + aggregateID
+	}
+	return aggregateID
+}

@@ -5,12 +5,16 @@
 // Per fetched batch it: reads the stored versions of the batch's
 // aggregates; skips stale events; inserts the outbox entries (their _id is
 // the event id, so a replay is a no-op); writes the READ model documents
-// with a version guard; and only then commits the offsets. Records that can
+// with a version guard; marks the entries ready (the READ model has
+// reached them, so the relay need not read it); and only then commits the
+// offsets. Records that can
 // never be projected go to the events DLQ with the reason in headers.
 package consumer
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -33,8 +37,19 @@ import (
 // Store is what the projector needs from the store.
 type Store interface {
 	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
-	InsertOutbox(ctx context.Context, entries []store.OutboxEntry) (int, error)
-	ApplyDomainIn(ctx context.Context, rm store.ReadModel, writes []store.DomainWrite) error
+	// InsertOutboxNew inserts entries and returns the ids already present.
+	InsertOutboxNew(ctx context.Context, entries []store.OutboxEntry) ([]string, error)
+	// ApplyDomainGuarded writes the READ model with a version guard and
+	// returns the ids of the writes the guard refused.
+	ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, writes []store.DomainWrite) ([]string, error)
+	// MarkOutboxReady tells the relay which entries the READ model has
+	// durably reached: it publishes those without reading the READ model.
+	MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error
+	// AdvanceReady marks ready, in one write, every entry this projector
+	// instance (writer) inserted up to seq.
+	AdvanceReady(ctx context.Context, writer string, seq int64) error
+	// UnclaimOutbox takes entries out of their writer's watermark.
+	UnclaimOutbox(ctx context.Context, ids []string) error
 }
 
 // DLQ header names on the events DLQ.
@@ -77,6 +92,12 @@ type Projector struct {
 	// durable: the relay in the same process wakes at once.
 	notify func()
 	seq    atomic.Int64
+	// writer names this projector instance in its outbox entries and its
+	// ready watermark (AdvanceReady). It changes after every failed store
+	// attempt: the entries that attempt inserted may never get their READ
+	// model write (the batch may be abandoned), and the next batch's
+	// watermark must not cover them.
+	writer atomic.Pointer[string]
 	// projs are the projections served, byTopic them per source topic;
 	// decErr is why one could not be built (a source configuration that
 	// does not compile, an unknown --projection).
@@ -117,6 +138,7 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	p := &Projector{cfg: cfg, store: st, log: slog.Default()}
+	p.newWriter()
 	for _, o := range opts {
 		o(p)
 	}
@@ -414,6 +436,14 @@ func (p *Projector) deadLetter(ctx context.Context, prod Producer, poisons []*kg
 // one projection. It is safe to call again with the same events after any
 // failure; its counters count only the attempt that succeeds.
 func (p *Projector) project(ctx context.Context, pj *projection, events []*Event) (err error) {
+	writer := *p.writer.Load()
+	defer func() {
+		if err != nil {
+			// What this attempt inserted is claimed by writer and may never
+			// get its READ model write: no later watermark may cover it.
+			p.newWriter()
+		}
+	}()
 	if pj.cache != nil {
 		pj.cache.begin(time.Now())
 		defer func() {
@@ -467,6 +497,7 @@ func (p *Projector) project(ctx context.Context, pj *projection, events []*Event
 		writes    = make(map[string]*store.DomainWrite, len(ids))
 		order     []string
 		stale     int64
+		staleIDs  []*Event
 		unrouted  int64
 		projected int64
 	)
@@ -475,7 +506,10 @@ func (p *Projector) project(ctx context.Context, pj *projection, events []*Event
 		if ev.Version <= cur {
 			// Stale, or already projected before a crash: its outbox
 			// entry was inserted before the domain write, so skipping it
-			// loses nothing.
+			// loses nothing. It is marked ready again below: a crash
+			// between the READ model write and the mark leaves the entry
+			// unmarked, and this re-run is what marks it.
+			staleIDs = append(staleIDs, ev)
 			stale++
 			bt.stale(ev, cur, now)
 			p.log.Debug("stale event skipped", "event_id", ev.ID, "aggregate_id", ev.AggregateID, "version", ev.Version, "stored_version", cur)
@@ -508,7 +542,8 @@ func (p *Projector) project(ctx context.Context, pj *projection, events []*Event
 	// once the READ model has reached its version, so a crash between the
 	// two leaves entries that wait for the replay, never a notification
 	// ahead of its data.
-	if _, err := p.store.InsertOutbox(ctx, entries); err != nil {
+	existing, err := p.store.InsertOutboxNew(ctx, entries)
+	if err != nil {
 		return err
 	}
 	dw := make([]store.DomainWrite, 0, len(order))
@@ -517,13 +552,81 @@ func (p *Projector) project(ctx context.Context, pj *projection, events []*Event
 		w.Set = append(w.Set, setUpdatedAt(now)...)
 		dw = append(dw, *w)
 	}
-	if err := p.store.ApplyDomainIn(ctx, pj.rm, dw); err != nil {
+	refusedIDs, err := p.store.ApplyDomainGuardedIn(ctx, pj.rm, dw)
+	if err != nil {
+		return err
+	}
+	// The READ model is now at or above versions[id] for every aggregate
+	// of the batch that was written or read, except those whose write the
+	// guard refused: their document exists, but at a version the projector
+	// did not see (newer, written by another member, or not a number).
+	// Marking after the write is what lets the relay publish without
+	// reading the READ model: a mark never runs ahead of it. The refused
+	// aggregates' entries are left unmarked for the relay to check against
+	// the READ model itself (relay.ready_grace), as before marks existed.
+	//
+	// A crash before the mark leaves the entries unmarked and the batch
+	// uncommitted; the re-run finds its events stale (the stored version
+	// read is at or above them) and marks them then. A stale event's id
+	// may have no entry (never routed, already published, a true stale
+	// event): its mark matches nothing.
+	refused := make(map[string]bool, len(refusedIDs))
+	for _, id := range refusedIDs {
+		refused[id] = true
+	}
+	present := make(map[string]bool, len(existing))
+	for _, id := range existing {
+		present[id] = true
+	}
+	// The entries this attempt inserted are ready up to the batch's
+	// highest seq: one watermark write, after the entries of refused
+	// aggregates were taken out of it. Entries present before (an earlier
+	// attempt, another member) and the stale events' entries are marked
+	// one by one, checked against the stored entry.
+	var (
+		upTo      int64
+		unclaim   []string
+		marks     []store.ReadyMark
+		watermark bool
+	)
+	for _, e := range entries {
+		switch {
+		case refused[e.RecordKey()]:
+			unclaim = append(unclaim, e.ID)
+		case present[e.ID]:
+			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.RecordKey()]})
+		default:
+			upTo = max(upTo, e.Seq)
+			watermark = true
+		}
+	}
+	for _, ev := range staleIDs {
+		if !refused[ev.AggregateID] {
+			marks = append(marks, store.ReadyMark{ID: p.outboxID(pj, ev.ID), AggregateID: p.outboxAggregate(pj, ev.AggregateID), Version: versions[ev.AggregateID]})
+		}
+	}
+	if err := p.store.UnclaimOutbox(ctx, unclaim); err != nil {
+		return err
+	}
+	if watermark {
+		if err := p.store.AdvanceReady(ctx, writer, upTo); err != nil {
+			return err
+		}
+	}
+	if err := p.store.MarkOutboxReady(ctx, marks); err != nil {
 		return err
 	}
 	if pj.cache != nil {
 		// Every aggregate of the batch is now at versions[id] in the
-		// store (written, or read and left as it was).
+		// store (written, or read and left as it was), but those whose
+		// write was refused.
 		for _, id := range ids {
+			if refused[id] {
+				// The store holds a version this projector did not write:
+				// read it again next time.
+				pj.cache.forget(id)
+				continue
+			}
 			if part, ok := parts[id]; ok {
 				pj.cache.put(part, id, versions[id])
 			} else {
@@ -614,19 +717,19 @@ func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now tim
 	if err != nil {
 		return store.OutboxEntry{}, fmt.Errorf("encode notification %s: %w", ev.ID, err)
 	}
-	id, aggID, eventID, key, projName := ev.ID, ev.AggregateID, "", "", ""
+	var eventID, key, projName string
 	if p.cfg.MultiProjection() {
-		id, eventID, projName = pj.name+":"+ev.ID, ev.ID, pj.name
-		aggID, key = pj.name+":"+ev.AggregateID, ev.AggregateID
+		eventID, key, projName = ev.ID, ev.AggregateID, pj.name
 	}
 	return store.OutboxEntry{
-		ID:          id,
+		ID:          p.outboxID(pj, ev.ID),
 		EventID:     eventID,
 		Projection:  projName,
 		Key:         key,
-		AggregateID: aggID,
+		AggregateID: p.outboxAggregate(pj, ev.AggregateID),
 		Version:     ev.Version,
 		Seq:         p.nextSeq(now),
+		Writer:      *p.writer.Load(),
 		CreatedAt:   now,
 		EventType:   ev.Type,
 		EventTime:   ev.Timestamp,
@@ -637,6 +740,14 @@ func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now tim
 		TraceParent: ev.TraceParent,
 		Value:       string(value),
 	}, nil
+}
+
+// newWriter gives this projector a new writer name (see Projector.writer).
+func (p *Projector) newWriter() {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	w := "projector-" + hex.EncodeToString(b[:])
+	p.writer.Store(&w)
 }
 
 // nextSeq returns a strictly increasing sequence close to wall-clock

@@ -24,7 +24,11 @@ type fakeStore struct {
 	calls    []string
 	outbox   []store.OutboxEntry
 	writes   []store.DomainWrite
-	failNext int
+	marks    []store.ReadyMark
+	// watermarks and unclaimed record AdvanceReady and UnclaimOutbox.
+	watermarks []string
+	unclaimed  []string
+	failNext   int
 }
 
 func (f *fakeStore) VersionsIn(_ context.Context, _ store.ReadModel, ids []string) (map[string]int64, error) {
@@ -38,24 +42,47 @@ func (f *fakeStore) VersionsIn(_ context.Context, _ store.ReadModel, ids []strin
 	return out, nil
 }
 
-func (f *fakeStore) InsertOutbox(_ context.Context, es []store.OutboxEntry) (int, error) {
+func (f *fakeStore) InsertOutboxNew(_ context.Context, es []store.OutboxEntry) ([]string, error) {
 	f.calls = append(f.calls, "outbox")
 	if f.failNext > 0 {
 		f.failNext--
-		return 0, errors.New("store unavailable")
+		return nil, errors.New("store unavailable")
 	}
 	f.outbox = append(f.outbox, es...)
-	return len(es), nil
+	return nil, nil
 }
 
-func (f *fakeStore) ApplyDomainIn(_ context.Context, _ store.ReadModel, ws []store.DomainWrite) error {
+func (f *fakeStore) ApplyDomainGuardedIn(_ context.Context, _ store.ReadModel, ws []store.DomainWrite) ([]string, error) {
 	f.calls = append(f.calls, "domain")
 	f.writes = append(f.writes, ws...)
+	var refused []string
 	for _, w := range ws {
 		if w.Version > f.versions[w.ID] {
 			f.versions[w.ID] = w.Version
+		} else {
+			refused = append(refused, w.ID)
 		}
 	}
+	return refused, nil
+}
+
+func (f *fakeStore) AdvanceReady(_ context.Context, writer string, seq int64) error {
+	f.calls = append(f.calls, "watermark")
+	f.watermarks = append(f.watermarks, fmt.Sprintf("%s<=%d", writer, seq))
+	return nil
+}
+
+func (f *fakeStore) UnclaimOutbox(_ context.Context, ids []string) error {
+	if len(ids) > 0 {
+		f.calls = append(f.calls, "unclaim")
+	}
+	f.unclaimed = append(f.unclaimed, ids...)
+	return nil
+}
+
+func (f *fakeStore) MarkOutboxReady(_ context.Context, marks []store.ReadyMark) error {
+	f.calls = append(f.calls, "ready")
+	f.marks = append(f.marks, marks...)
 	return nil
 }
 
@@ -100,8 +127,29 @@ func TestHandleBatch(t *testing.T) {
 	if err := p.HandleBatch(context.Background(), prod, recs); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(st.calls, []string{"versions", "outbox", "domain"}) {
-		t.Fatalf("store calls %v: the outbox must be written before the READ model", st.calls)
+	if !slices.Equal(st.calls, []string{"versions", "outbox", "domain", "watermark", "ready"}) {
+		t.Fatalf("store calls %v: the outbox must be written before the READ model, and marked ready after it", st.calls)
+	}
+	// The batch's new entries are ready through one watermark up to their
+	// highest seq, written after the READ model; the stale events are
+	// marked one by one (a re-run after a crash between the READ write and
+	// the watermark marks them then).
+	var last int64
+	for _, e := range st.outbox {
+		if e.Writer != *p.writer.Load() {
+			t.Fatalf("entry %s written by %q, want this projector's writer %q", e.ID, e.Writer, *p.writer.Load())
+		}
+		last = max(last, e.Seq)
+	}
+	if want := []string{fmt.Sprintf("%s<=%d", *p.writer.Load(), last)}; !slices.Equal(st.watermarks, want) {
+		t.Fatalf("watermarks %v, want %v", st.watermarks, want)
+	}
+	var marks []string
+	for _, m := range st.marks {
+		marks = append(marks, fmt.Sprintf("%s/%s<=%d", m.ID, m.AggregateID, m.Version))
+	}
+	if want := []string{"a1/A<=4", "b0/B<=2"}; !slices.Equal(marks, want) {
+		t.Fatalf("ready marks %v, want %v", marks, want)
 	}
 	var ids []string
 	for _, e := range st.outbox {

@@ -158,8 +158,8 @@ func (l *lockedStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []
 	return l.st.VersionsIn(ctx, rm, ids)
 }
 
-func (l *lockedStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) (int, error) {
-	n, err := l.st.InsertOutbox(ctx, es)
+func (l *lockedStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntry) ([]string, error) {
+	n, err := l.st.InsertOutboxNew(ctx, es)
 	if err == nil {
 		l.mu.Lock()
 		for _, e := range es {
@@ -170,8 +170,20 @@ func (l *lockedStore) InsertOutbox(ctx context.Context, es []store.OutboxEntry) 
 	return n, err
 }
 
-func (l *lockedStore) ApplyDomainIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) error {
-	return l.st.ApplyDomainIn(ctx, rm, ws)
+func (l *lockedStore) ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) ([]string, error) {
+	return l.st.ApplyDomainGuardedIn(ctx, rm, ws)
+}
+
+func (l *lockedStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {
+	return l.st.AdvanceReady(ctx, writer, seq)
+}
+
+func (l *lockedStore) UnclaimOutbox(ctx context.Context, ids []string) error {
+	return l.st.UnclaimOutbox(ctx, ids)
+}
+
+func (l *lockedStore) MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error {
+	return l.st.MarkOutboxReady(ctx, marks)
 }
 
 // TestVersionCacheFollowsPartitions runs two projectors in one group on the

@@ -19,7 +19,8 @@ func (l *loop) dispatch() {
 		return
 	}
 	batch := max(l.w.maxBatch, 1)
-	for l.ready.len() > 0 && l.calls < l.w.d.MaxInFlight {
+	limit := l.w.callLimit()
+	for l.ready.len() > 0 && l.calls < limit {
 		if l.w.batch != nil && l.ready.len() < batch && l.now.Before(l.lingerTil) {
 			return // wait for the batch to fill
 		}
@@ -82,6 +83,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	l.calls++
 	l.w.stats.InFlight.Add(int64(len(recs)))
 	w := l.w
+	started, inFlight := time.Now(), l.calls
 	go func() {
 		defer cancel()
 		errs := make([]error, len(ns))
@@ -112,6 +114,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 				w.haltTrip.Store(true)
 			}
 			breakerDone(outcome(errs))
+			w.noteCall(ctx, started, inFlight, errs)
 		}
 		l.resCh <- callResult{c: c, errs: errs}
 	}()
@@ -199,7 +202,8 @@ var errInCallAttempt = &connectors.Error{Class: connectors.Retryable, Message: "
 // connector would retry within its call counts against the breaker, and
 // once the breaker is not closed the retry is held (the call returns its
 // failure and the loop holds the record) rather than sent into an outage.
-func (w *Worker) inCallRetry(error) bool {
+func (w *Worker) inCallRetry(attempt error) bool {
+	w.noteAttempt(attempt)
 	done, err := w.breaker.Allow()
 	if err != nil {
 		return false // open, or half-open with its probes out

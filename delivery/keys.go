@@ -44,6 +44,7 @@ func (l *loop) ingest(recs []*kgo.Record) {
 			continue
 		}
 		st.Routed.Add(1)
+		kr = detach(kr)
 		meta := envelope.ParseMeta(kr)
 		if l.leaseFenced(p, meta) {
 			st.LeaseFenced.Add(1)
@@ -209,12 +210,23 @@ func (h *openHeap) Pop() any {
 	return r
 }
 
+// recordOverhead is what a buffered record costs besides its bytes, an
+// estimate: its kgo.Record and rec, its place in its key queue and heaps,
+// its key as a string. headerOverhead is a header's: its RecordHeader and
+// the copy of its value the parsed metadata holds (envelope.ParseMeta).
+const (
+	recordOverhead = 640
+	headerOverhead = 48
+)
+
 // recordSize is what a buffered record counts against
-// max_buffered_bytes: its key, value and headers.
+// max_buffered_bytes: its key, value and headers, and what holding it
+// costs besides (recordOverhead), so that the bound holds for many small
+// records as well as for a few large ones.
 func recordSize(r *kgo.Record) int64 {
-	n := len(r.Key) + len(r.Value)
+	n := 2*len(r.Key) + len(r.Value) + recordOverhead
 	for _, h := range r.Headers {
-		n += len(h.Key) + len(h.Value)
+		n += len(h.Key) + 2*len(h.Value) + headerOverhead
 	}
 	return int64(n)
 }
@@ -230,4 +242,36 @@ func (w *Worker) keyOf(kr *kgo.Record, meta envelope.Meta) string {
 		return string(kr.Key)
 	}
 	return meta.Projection + ":" + string(kr.Key)
+}
+
+// detach returns a copy of r whose key, value and header values live in
+// one allocation of their own. A fetched record points into its
+// decompressed batch, and franz-go allocates a batch's records together:
+// one buffered record would keep the whole batch and its neighbours alive,
+// which max_buffered_bytes does not see. The copy costs one allocation
+// per record and makes the bound count what the buffer really holds.
+func detach(r *kgo.Record) *kgo.Record {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Value)
+	}
+	buf := make([]byte, 0, n)
+	take := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		start := len(buf)
+		buf = append(buf, b...)
+		return buf[start:len(buf):len(buf)]
+	}
+	c := *r
+	c.Key, c.Value = take(r.Key), take(r.Value)
+	if len(r.Headers) > 0 {
+		c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			// Header keys are strings franz-go copied already.
+			c.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: take(h.Value)}
+		}
+	}
+	return &c
 }

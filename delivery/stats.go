@@ -16,6 +16,15 @@ import (
 // atomics on the hot path and may be read at any time from any goroutine
 // (admin API, metrics exporter, tests).
 type Stats struct {
+	// DeliveredFlushes counts flushes of delivered versions that had keys
+	// to write; DeliveredFlushKeys the keys they wrote (one per key per
+	// flush), DeliveredFlushNanos their total duration, and the Last and
+	// Max the duration of the latest and of the longest.
+	DeliveredFlushes        atomic.Int64
+	DeliveredFlushKeys      atomic.Int64
+	DeliveredFlushNanos     atomic.Int64
+	DeliveredFlushLastNanos atomic.Int64
+	DeliveredFlushMaxNanos  atomic.Int64
 	// Consumed counts records read from the notifications and retry
 	// topics, routed here or not.
 	Consumed atomic.Int64

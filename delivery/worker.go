@@ -105,6 +105,7 @@ import (
 
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/internal/limiter"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -229,6 +230,9 @@ type Worker struct {
 	breakerCh chan struct{} // signalled on every breaker state change
 	haltTrip  atomic.Bool   // a halt was reported: open the breaker at once
 	limiter   *rate.Limiter // nil without rate_limit
+	// conc is the adaptive concurrency limit; nil with concurrency: fixed
+	// (concurrency.go).
+	conc *limiter.Limiter
 	// laneLimiters are the priorities' own rate limits (priority.go).
 	laneLimiters [lanes]*rate.Limiter
 	delivered    deliveredTracker
@@ -277,6 +281,7 @@ func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Opt
 		}
 		w.limiter = rate.NewLimiter(rate.Limit(w.d.RateLimit), burst)
 	}
+	w.conc = newConcurrencyLimiter(w.d)
 	w.laneLimiters = laneLimiters(w.d.PriorityRateLimit.High, w.d.PriorityRateLimit.Normal)
 	b := w.d.Breaker
 	w.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
@@ -306,6 +311,13 @@ func withDefaults(d config.Delivery) config.Delivery {
 	}
 	if d.MaxInFlight <= 0 {
 		d.MaxInFlight = def.MaxInFlight
+	}
+	if d.Concurrency == "" {
+		d.Concurrency = def.Concurrency
+	}
+	d.MinInFlight = min(max(d.MinInFlight, 1), d.MaxInFlight)
+	if d.InitialInFlight > 0 {
+		d.InitialInFlight = min(max(d.InitialInFlight, d.MinInFlight), d.MaxInFlight)
 	}
 	if d.MaxAttempts <= 0 {
 		d.MaxAttempts = def.MaxAttempts
@@ -408,7 +420,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		l.applyParked(s)
 	}
-	opts := append(slices.Clone(w.kopts),
+	opts := append(slices.Clone(w.kopts), w.fetchOpts()...)
+	opts = append(opts,
 		kgo.ConsumerGroup(w.group),
 		kgo.ConsumeTopics(w.topic, w.retryTopic),
 		kgo.DisableAutoCommit(),
@@ -427,9 +440,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.SessionTimeout(w.cfg.Kafka.SessionTimeout),
 		// Short fetch waits: a resumed partition is fetched again soon.
 		kgo.FetchMaxWait(200*time.Millisecond),
-		// A fetch is what the buffer may overshoot max_buffered_bytes by.
-		kgo.FetchMaxBytes(fetchMaxBytes(w.d.MaxBufferedBytes)),
-		kgo.FetchMaxPartitionBytes(fetchMaxBytes(w.d.MaxBufferedBytes)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// The DLQ topic is created on first use where the broker allows
 		// it; production clusters should create it beforehand.
@@ -451,7 +461,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.client.Store(nil)
 	w.log.Info("worker started", "topic", w.topic, "retry_topic", w.retryTopic, "group", w.group, "dlq", w.dlqTopic,
 		"instance", w.instance, "paused", l.opPaused,
-		"max_in_flight", w.d.MaxInFlight, "batch", max(w.maxBatch, 1), "sequential", w.sequential)
+		"max_in_flight", w.d.MaxInFlight, "concurrency", w.d.Concurrency, "batch", max(w.maxBatch, 1), "sequential", w.sequential)
 
 	var bg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(context.Background())
@@ -772,13 +782,17 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	if len(m) == 0 {
 		return nil
 	}
+	// m is the tracker's flushing set: stored chunks leave it as they go.
+	n := len(m)
 	start := time.Now()
-	err := w.store.RecordDelivered(fctx, w.name, m)
-	w.log.Debug("delivered versions flushed", "keys", len(m), "took", time.Since(start), "err", err)
+	left, err := w.recordDelivered(fctx, m)
+	took := time.Since(start)
+	w.observeFlush(took, n)
+	w.log.Debug("delivered versions flushed", "keys", n, "took", took, "err", err)
 	if err != nil {
-		w.delivered.restore(m)
+		w.delivered.restore(left)
 		if ctx.Err() == nil {
-			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", len(m), "err", err)
+			w.log.Warn("recording delivered versions failed; retrying at the next flush", "keys", n, "not_stored", len(left), "took", took, "err", err)
 		}
 		return fmt.Errorf("record delivered versions: %w", err)
 	}
@@ -786,8 +800,40 @@ func (w *Worker) flushDelivered(ctx context.Context, timeout time.Duration) erro
 	return nil
 }
 
-// fetchMaxBytes sizes a fetch to a quarter of the buffer's byte bound,
-// within 64 KiB and franz-go's default of 50 MiB.
-func fetchMaxBytes(bufferBytes int64) int32 {
-	return int32(min(max(bufferBytes/4, 64<<10), 50<<20))
+// fetchMaxBytes sizes a fetch: kafka.fetch_max_bytes (or
+// fetch_max_partition_bytes), but no more than a sixteenth of the buffer's
+// byte bound, and at least 64 KiB. A fetch is decompressed whole and held
+// until its records are polled, and JSON notifications compress 5-10x
+// (snappy; 1 MiB fetches decompressed to about 9 MB in B6), so a sixteenth
+// of the bound decompresses to about half of it. A cap of 0 (a Config
+// built without config.Default) takes the default.
+func fetchMaxBytes(kafkaCap, def int32, bufferBytes int64) int32 {
+	if kafkaCap <= 0 {
+		kafkaCap = def
+	}
+	return int32(max(min(int64(kafkaCap), bufferBytes/16), 64<<10))
+}
+
+// fetchOpts are the worker's fetch size options; they replace those of
+// kafkaconf.Options.
+func (w *Worker) fetchOpts() []kgo.Opt {
+	k := w.cfg.Kafka
+	return []kgo.Opt{
+		kgo.FetchMaxBytes(fetchMaxBytes(k.FetchMaxBytes, config.DefaultFetchMaxBytes, w.d.MaxBufferedBytes)),
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes(k.FetchMaxPartitionBytes, config.DefaultFetchMaxPartitionBytes, w.d.MaxBufferedBytes)),
+	}
+}
+
+// unflushed returns the number of keys whose delivered version is not
+// stored yet.
+func (t *deliveredTracker) unflushed() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.pending)
+	for k := range t.flushing {
+		if _, ok := t.pending[k]; !ok {
+			n++
+		}
+	}
+	return n
 }

@@ -26,6 +26,7 @@ func (r *Relay) Collectors(st Backlogger) []prometheus.Collector {
 		counter("fanout_relay_iterations_total", "Relay polling iterations.", &s.Iterations),
 		counter("fanout_relay_held_total", "Outbox entries seen but held because the READ model had not reached their version.", &s.Held),
 		counter("fanout_relay_errors_total", "Relay iterations that failed.", &s.Errors),
+		counter("fanout_relay_read_checked_total", "Aggregates whose READ model version the relay read because an outbox entry waited relay.ready_grace without the projector's ready mark (none in steady state).", &s.Checked),
 		counter("fanout_relay_dead_lettered_total", "Outbox entries that can never be produced (too large, invalid), sent to the relay dead-letter topic.", &s.DeadLettered),
 		counter("fanout_relay_fenced_total", "Relay iterations whose transaction the broker fenced because a newer leader took over (relay.transactional).", &s.Fenced),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_relay_held_alerting", Help: "Outbox entries held longer than relay.hold_alert_after (see GET /v1/relay for their reasons)."}, func() float64 {

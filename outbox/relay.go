@@ -3,20 +3,19 @@
 // version, in version order per aggregate, and deletes them after the
 // broker acknowledged them. Only the holder of the relay lease publishes.
 //
-// One relay iteration is three reads, one produce and one delete:
+// The projector marks entries ready after its READ model write (a mark per
+// entry, or its watermark: every entry it inserted up to a seq), so one
+// relay iteration is, in steady state, a page read, a read of the page's
+// writers' watermarks (a few small documents), a read of the ready
+// aggregates' entries, one produce and one delete; it reads the READ model
+// only for entries left unmarked longer than relay.ready_grace (a crashed
+// projector whose batch is never re-read, an older projector).
 //
-//  1. page: up to batch_size entries, oldest first;
-//  2. versions: the READ model version of each aggregate in the page (read
-//     concern majority);
-//  3. all entries of the aggregates that have something publishable, read
-//     after step 2.
-//
-// An entry whose version is at most the READ model's was inserted before
-// the READ model write that step 2 observed, so step 3 sees it and every
-// lower version of its aggregate not yet deleted: publishing step 3's
-// entries up to the READ model version, in version order, never skips one
-// and never runs ahead of the data, whatever order the store made the
-// inserts visible in.
+// Per aggregate, the relay publishes only the prefix of its entries, in
+// version order, that are ready (or reached by the READ version it read):
+// an entry ready by a mark or watermark read before the entries' read has
+// every lower version of its aggregate inserted before that mark, so the
+// read sees them, and an unmarked one holds back the versions above it.
 package outbox
 
 import (
@@ -44,6 +43,7 @@ type Store interface {
 	LeaseStore
 	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error)
 	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
+	ReadyWatermarks(ctx context.Context, writers []string) (map[string]int64, error)
 	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error)
 	DeleteOutbox(ctx context.Context, ids []string) error
 	PublishRelayStatus(ctx context.Context, st store.RelayStatus) error
@@ -55,6 +55,10 @@ type Stats struct {
 	Iterations atomic.Int64
 	Held       atomic.Int64
 	Errors     atomic.Int64
+	// Checked counts the aggregates whose READ model version the relay
+	// read because an entry waited relay.ready_grace without the
+	// projector's ready mark (the hot path reads none).
+	Checked atomic.Int64
 	// DeadLettered counts entries sent to the relay dead-letter topic.
 	DeadLettered atomic.Int64
 	// Fenced counts iterations whose transaction the broker fenced (a
@@ -87,6 +91,11 @@ type Relay struct {
 	// cursor is the seq after which the next page starts (MinInt64: the
 	// start of the outbox); see iterate.
 	cursor int64
+	// unready tracks the entries seen without the projector's ready mark;
+	// recheck holds the aggregates whose READ version the next iteration
+	// reads because their lowest entry waited past relay.ready_grace.
+	unready *unready
+	recheck map[string]bool
 
 	// Stats are the relay's counters.
 	Stats Stats
@@ -113,7 +122,8 @@ func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
 
 // New returns a relay. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Relay {
-	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64}
+	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64,
+		unready: newUnready(), recheck: map[string]bool{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -172,6 +182,8 @@ func (r *Relay) Run(ctx context.Context) error {
 				// produce): another relay tracks the held entries, and a
 				// transactional client is fenced by the next leader.
 				r.status.reset()
+				r.unready.reset()
+				clear(r.recheck)
 				clear(r.suspects)
 				r.cursor = math.MinInt64
 				p.close()
@@ -337,23 +349,78 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		lastSeq = page[len(page)-1].Seq
 	}
 	page = r.unpublished(page)
-	ids := make([]string, 0, len(page))
+
+	// Ready entries need no READ model read: the projector marked them
+	// after its READ model write. Unmarked ones wait relay.ready_grace for
+	// the mark, then are checked against the READ model (held, with a
+	// reason, while it is missing or behind), as are the aggregates whose
+	// lowest pending entry blocked the previous iteration past its grace.
+	// An entry is ready when marked, or when its seq is at or below its
+	// writer's watermark (one small read for the page's writers).
+	var writers []string
 	for _, e := range page {
-		ids = append(ids, e.AggregateID)
+		if !e.Ready && e.Writer != "" {
+			writers = append(writers, e.Writer)
+		}
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	versions, err := r.readVersions(ctx, ids)
-	if err != nil {
-		return 0, err
+	var marks map[string]int64
+	if len(writers) > 0 {
+		slices.Sort(writers)
+		writers = slices.Compact(writers)
+		if marks, err = r.st.ReadyWatermarks(ctx, writers); err != nil {
+			return 0, err
+		}
 	}
-	readySet := make(map[string]bool, len(ids))
+	covered := func(es []store.OutboxEntry) {
+		for i := range es {
+			if w, ok := marks[es[i].Writer]; ok && es[i].Writer != "" && es[i].Seq <= w {
+				es[i].Ready = true
+			}
+		}
+	}
+	covered(page)
+
+	now := time.Now()
+	readySet := make(map[string]bool, len(page))
+	check := make([]store.OutboxEntry, 0)
+	checkIDs := make([]string, 0, len(r.recheck))
+	for id := range r.recheck {
+		checkIDs = append(checkIDs, id)
+	}
+	clear(r.recheck)
+	for _, e := range page {
+		switch {
+		case e.Ready:
+			readySet[e.AggregateID] = true
+			r.status.release(e.ID)
+			r.unready.forget(e.ID)
+		case r.unready.overdue(&e, now, r.cfg.Relay.ReadyGrace):
+			check = append(check, e)
+			checkIDs = append(checkIDs, e.AggregateID)
+		}
+	}
+	var versions map[string]int64
+	if len(checkIDs) > 0 {
+		slices.Sort(checkIDs)
+		checkIDs = slices.Compact(checkIDs)
+		versions, err = r.readVersions(ctx, checkIDs)
+		if err != nil {
+			return 0, err
+		}
+		r.Stats.Checked.Add(int64(len(checkIDs)))
+		for _, id := range checkIDs {
+			if _, ok := versions[id]; ok {
+				// Whatever the page held of it, its entries up to the READ
+				// version are publishable (Publishable decides).
+				readySet[id] = true
+			}
+		}
+	}
 	held := 0
-	for _, e := range page {
+	for _, e := range check {
 		v, ok := versions[e.AggregateID]
 		switch {
 		case e.Version <= v:
-			readySet[e.AggregateID] = true
 			r.status.release(e.ID)
 		case !ok:
 			held++
@@ -372,6 +439,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	} else {
 		r.cursor = math.MinInt64
 		r.status.cycle()
+		r.unready.cycle()
 	}
 	if len(readySet) == 0 {
 		return 0, nil
@@ -386,12 +454,20 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		return 0, err
 	}
 	all = r.unpublished(all)
+	// Only watermarks read before this read count: an entry covered by a
+	// later one could have a lower version this read did not see.
+	covered(all)
 	publish := Publishable(all, versions)
+	// An aggregate whose lowest pending entry is unmarked waits for it
+	// (the ready ones behind it are not published past it); once that
+	// entry is past its grace, the next iteration reads its READ version.
+	r.blocked(all, publish, now)
 	if len(publish) == 0 {
 		return 0, nil
 	}
 	for _, e := range publish {
 		r.status.release(e.ID)
+		r.unready.forget(e.ID)
 	}
 
 	// Never start a publish that could outlive the lease.
@@ -596,9 +672,13 @@ func (r *Relay) unpublished(es []store.OutboxEntry) []store.OutboxEntry {
 	return out
 }
 
-// Publishable returns, per aggregate in version order, the entries whose
-// version the READ model has reached. Entries are ordered by aggregate
-// first appearance in seq order, so older aggregates go first.
+// Publishable returns, per aggregate in version order, the entries that
+// may be published: a prefix of the aggregate's entries, each marked ready
+// by the projector or at most the aggregate's READ model version in
+// versions (read only for the aggregates the relay checked). The first
+// entry that is neither ends the aggregate's prefix, so a ready version
+// never overtakes an unmarked lower one. Entries are sorted by aggregate,
+// then version, in place; the result is a new slice.
 func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store.OutboxEntry {
 	slices.SortFunc(entries, func(a, b store.OutboxEntry) int {
 		if a.AggregateID != b.AggregateID {
@@ -612,13 +692,48 @@ func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	out := entries[:0]
-	for _, e := range entries {
-		if e.Version <= versions[e.AggregateID] {
-			out = append(out, e)
+	out := make([]store.OutboxEntry, 0, len(entries))
+	stopped := false
+	for i, e := range entries {
+		if i == 0 || entries[i-1].AggregateID != e.AggregateID {
+			stopped = false
 		}
+		if stopped {
+			continue
+		}
+		v, ok := versions[e.AggregateID]
+		if e.Ready || (ok && e.Version <= v) {
+			out = append(out, e)
+			continue
+		}
+		stopped = true
 	}
 	return out
+}
+
+// blocked notes, for each aggregate of all whose prefix stopped at an
+// unmarked entry, that entry's wait; an entry past relay.ready_grace gets
+// its aggregate's READ version read in the next iteration.
+func (r *Relay) blocked(all, publish []store.OutboxEntry, now time.Time) {
+	n := make(map[string]int, len(publish))
+	for _, e := range publish {
+		n[e.AggregateID]++
+	}
+	for i := range all {
+		e := &all[i]
+		// all is sorted by aggregate and version: the entry at the
+		// aggregate's published count is the one its prefix stopped at.
+		if i > 0 && all[i-1].AggregateID == e.AggregateID {
+			continue
+		}
+		j := i + n[e.AggregateID]
+		if j >= len(all) || all[j].AggregateID != e.AggregateID || all[j].Ready {
+			continue
+		}
+		if r.unready.overdue(&all[j], now, r.cfg.Relay.ReadyGrace) {
+			r.recheck[e.AggregateID] = true
+		}
+	}
 }
 
 func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {

@@ -22,6 +22,11 @@ func TestPublishable(t *testing.T) {
 	e := func(agg string, v int64) store.OutboxEntry {
 		return store.OutboxEntry{ID: fmt.Sprintf("%s-%d", agg, v), AggregateID: agg, Version: v}
 	}
+	r := func(agg string, v int64) store.OutboxEntry {
+		en := e(agg, v)
+		en.Ready = true
+		return en
+	}
 	cases := []struct {
 		name     string
 		entries  []store.OutboxEntry
@@ -32,6 +37,12 @@ func TestPublishable(t *testing.T) {
 		{"held above the READ model", []store.OutboxEntry{e("A", 1), e("A", 2), e("A", 3)}, map[string]int64{"A": 2}, "[A-1 A-2]"},
 		{"no READ model yet", []store.OutboxEntry{e("B", 1)}, map[string]int64{}, "[]"},
 		{"aggregates independent", []store.OutboxEntry{e("B", 2), e("A", 5), e("B", 1)}, map[string]int64{"A": 4, "B": 2}, "[B-1 B-2]"},
+		// Marked ready by the projector: no READ version needed.
+		{"ready without a READ read", []store.OutboxEntry{r("A", 2), r("A", 1)}, nil, "[A-1 A-2]"},
+		// A ready version never overtakes an unmarked lower one.
+		{"stops at the first unmarked", []store.OutboxEntry{r("A", 3), e("A", 2), r("A", 1), r("B", 1)}, nil, "[A-1 B-1]"},
+		{"unmarked covered by a checked READ version", []store.OutboxEntry{r("A", 3), e("A", 2), r("A", 1)}, map[string]int64{"A": 2}, "[A-1 A-2 A-3]"},
+		{"unmarked above a checked READ version", []store.OutboxEntry{r("A", 4), e("A", 3), e("A", 2)}, map[string]int64{"A": 2}, "[A-2]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,7 +27,7 @@ import (
 
 const usage = `usage: fanout-bench bench|chaos [flags]
 
-  bench   B1-B8 on the real broker and store, each beside its baseline;
+  bench   B1-B9 on the real broker and store, each beside its baseline;
           writes docs/benchmarks.md, docs/benchmarks.json and SVG plots
   chaos   every role as a child process, random SIGKILLs, a broker and a
           store restart, cut and slow links, faulty downstreams; prints the
@@ -83,7 +83,7 @@ func (e usageError) Error() string { return e.msg }
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	only := fs.String("only", "", "comma-separated benchmarks to run (B1,...,B7); default all")
+	only := fs.String("only", "", "comma-separated benchmarks to run (B1,...,B9); default all")
 	scale := fs.Float64("scale", 1, "multiply every count and duration (0.2 for a quick look)")
 	docs := fs.String("docs", "docs", "directory for benchmarks.md, benchmarks.json and the plots (relative to the repository root; empty: none)")
 	smoke := fs.Bool("smoke", false, "the short CI form (make bench-smoke): B1's direct pair and B7 at 1,000 documents, failing when a figure's ratio to its same-run baseline falls below half its reference; -only and -scale are ignored")

@@ -55,6 +55,7 @@ func runAdmin(ctx context.Context, e *env, args []string) error {
 		return configError{err}
 	}
 	log := newLogger(cfg, e, "admin")
+	setMemoryLimit(cfg, e, log)
 	st, err := openStore(ctx, cfg, e, "admin")
 	if err != nil {
 		return err
@@ -95,6 +96,9 @@ func startAdmin(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 		return configError{err}
 	}
 	srv.Register(obs.srv)
+	// The sampler keeps the last hour of the pipeline for the console's
+	// charts; it stops with ctx.
+	g.Go(func() error { srv.RunSampler(ctx); return nil })
 	g.Go(func() error {
 		<-ctx.Done()
 		srv.Close() // a request still in flight gets an error: we are stopping

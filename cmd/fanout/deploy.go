@@ -35,6 +35,9 @@ Without --out it prints the documents. With --out DIR (a tree laid out like
 deploy/k8s) it writes
   DIR/base/workers.yaml             Deployments and PDBs
   DIR/base/secret.example.yaml      the Secret's keys, as an example
+  DIR/monitoring/prometheusrule.yaml     the alerting rules of
+                                         deploy/prometheus/fanout-alerts.yaml
+                                         as a PrometheusRule (Prometheus Operator)
   DIR/overlays/keda/scaledobjects.yaml   with --keda
   DIR/overlays/hpa/hpa.yaml              with --hpa
 and with --check compares instead of writing (exit 1 when out of date).

@@ -24,14 +24,14 @@ func TestDeployRender(t *testing.T) {
 	// The repository's manifests are what the command writes.
 	code, out, errOut = run(t, "", nil, "deploy", "render", "--config", filepath.Join("..", "..", "deploy", "k8s", "base", "fanout.yaml"),
 		"--out", filepath.Join("..", "..", "deploy", "k8s"), "--keda", "--hpa", "--check")
-	if code != 0 || !strings.Contains(out, "4 file(s) up to date") {
+	if code != 0 || !strings.Contains(out, "5 file(s) up to date") {
 		t.Fatalf("--check on deploy/k8s: exit %d, stdout %s, stderr %s", code, out, errOut)
 	}
 	dir := t.TempDir()
 	if code, _, errOut := run(t, "", nil, "deploy", "render", "--config", example, "--out", dir); code != 0 {
 		t.Fatalf("--out: exit %d, %s", code, errOut)
 	}
-	for _, p := range []string{"base/workers.yaml", "base/secret.example.yaml"} {
+	for _, p := range []string{"base/workers.yaml", "base/secret.example.yaml", "monitoring/prometheusrule.yaml"} {
 		got, err := os.ReadFile(filepath.Join(dir, p))
 		if err != nil {
 			t.Fatal(err)

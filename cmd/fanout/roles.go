@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/fanout-dev/fanout/consumer"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
+	"github.com/fanout-dev/fanout/internal/memlimit"
 	"github.com/fanout-dev/fanout/internal/redact"
 	"github.com/fanout-dev/fanout/internal/render"
 	"github.com/fanout-dev/fanout/internal/secret"
@@ -211,6 +213,7 @@ func runProjector(ctx context.Context, e *env, args []string) error {
 	if only != "" {
 		log = log.With("projection", only)
 	}
+	setMemoryLimit(cfg, e, log)
 	return startPipeline(ctx, cfg, e, log, pipeline{projector: true, projection: only})
 }
 
@@ -236,6 +239,7 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(cfg, e, "relay")
+	setMemoryLimit(cfg, e, log)
 	return startPipeline(ctx, cfg, e, log, pipeline{relay: true})
 }
 
@@ -245,7 +249,18 @@ func runBoth(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(cfg, e, "run")
+	setMemoryLimit(cfg, e, log)
 	return startPipeline(ctx, cfg, e, log, pipeline{projector: true, relay: true})
+}
+
+// setMemoryLimit applies the role's Go memory limit (memory.limit_bytes,
+// the container's limit or GOMEMLIMIT) and logs it.
+func setMemoryLimit(cfg *config.Config, e *env, log *slog.Logger) {
+	s := memlimit.Decide(cfg.Memory, e.getenv, os.ReadFile)
+	memlimit.Apply(s)
+	if s.Bytes > 0 {
+		log.Info("memory limit", "bytes", s.Bytes, "source", s.Source, "container_bytes", s.ContainerBytes)
+	}
 }
 
 // startPipeline runs the projector, the relay or both until ctx ends.
@@ -308,6 +323,8 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		obs.srv.Registry().MustRegister(p.Collectors()...)
 		obs.srv.AddCheck("projector_assignment", assigned(p.Stats.Assigned.Load))
 		g.Go(func() error { return p.Run(ctx) })
+		plog := log.With("component", "projector")
+		g.Go(func() error { publishProjectorStatus(ctx, st, p, plog); return nil })
 	}
 	return nil
 }

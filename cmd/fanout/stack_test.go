@@ -553,14 +553,52 @@ func consoleReplay(t *testing.T, s *testStack) {
 		return chromedp.Poll[chromedp.Void](fmt.Sprintf(`(function(){ const e = document.querySelector(%q); return !!e && e.textContent.includes(%q); })()`, sel, substr),
 			chromedp.WithPollingTimeout(30*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))
 	}
-	la := `tr[data-connector="logic_apps"]`
+	la := `#connectors tr[data-connector="logic_apps"]`
+	shot := screenshotter(t, bctx)
 	step("enter the token",
+		chromedp.EmulateViewport(1400, 1000),
 		chromedp.WaitVisible(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), stackAdminToken),
 		chromedp.Click(chromedp.ID("save-token")),
 		chromedp.WaitVisible(chromedp.CSS(la+" button.show-dlq")),
 		textHas(la+" td.dead-letters", "2"),
 	)
+	// The pipeline view: a row per stage, the figures as the roles
+	// published them (the projector and relay statuses, the workers'
+	// ledgers by class) and the broker reports them.
+	pl := `#pipeline tr.stage`
+	step("the pipeline view",
+		textHas(pl+`[data-stage="source"] td.figures`, "lag 0"),
+		textHas(pl+`[data-stage="source"] td.figures`, "per partition p0: 0, p1: 0, p2: 0"),
+		textHas(pl+`[data-stage="projector"] td.figures`, "projected 2"),
+		textHas(pl+`[data-stage="projector"] td.figures`, "stale 0"),
+		textHas(pl+`[data-stage="outbox"] td.figures`, "backlog 0"),
+		textHas(pl+`[data-stage="relay"] td.state`, "leading"),
+		textHas(pl+`[data-stage="relay"] td.figures`, "holder "),
+		textHas(pl+`[data-stage="connector"][data-connector="logic_apps"] td.figures`, "dead letters 2 (since start: permanent 2)"),
+		textHas(pl+`[data-stage="connector"][data-connector="logic_apps"] td.state`, "breaker closed"),
+		textHas(pl+`[data-stage="connector"][data-connector="salesforce"] td.figures`, " ms (last "),
+	)
+	shot("01-pipeline")
+	// The charts are SVG the admin draws from its samples (every 5 s):
+	// wait until the lines have points.
+	chartHas := func(connector string, minPoints int, series ...string) chromedp.Action[chromedp.Void] {
+		b, _ := json.Marshal(series)
+		return chromedp.Poll[chromedp.Void](fmt.Sprintf(`(function(){
+			const svg = document.querySelector('#charts div.chart[data-connector=%q] svg');
+			if (!svg) return false;
+			return %s.every(name => { const p = svg.querySelector('path.series[data-series="' + name + '"]');
+				if (!p) return false;
+				const n = +p.dataset.points, d = p.getAttribute("d");
+				return n >= %d && /^M[0-9.]+ [0-9.]+/.test(d) && d.split(/[ML]/).length - 1 === n; }); })()`, connector, b, minPoints),
+			chromedp.WithPollingTimeout(40*time.Second), chromedp.WithPollingInterval(250*time.Millisecond))
+	}
+	step("the charts",
+		chartHas("logic_apps", 2, "deliveries", "dead_letters", "lag"),
+		chartHas("salesforce", 2, "deliveries", "lag"),
+		textHas(`#charts div.chart[data-connector="logic_apps"] svg`, "dead letters per second"),
+	)
+	shot("02-charts")
 	step("pause and resume",
 		chromedp.Click(chromedp.CSS(la+" button.pause")),
 		chromedp.WaitVisible(chromedp.CSS(la+" button.resume")),
@@ -578,6 +616,7 @@ func consoleReplay(t *testing.T, s *testStack) {
 		chromedp.Click(chromedp.CSS(la+" button.show-dlq")),
 		chromedp.WaitVisible(chromedp.CSS("#dlq tr.dead-letter")),
 		chromedp.SendKeys(chromedp.ID("f-key"), "SQ1"),
+		chromedp.SendKeys(chromedp.ID("f-reason"), "invalidquote"),
 		chromedp.Click(chromedp.ID("dlq-load")),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#dlq tr.dead-letter").length === 1 && document.querySelector("#dlq td.key").textContent === "SQ1"`,
 			chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(100*time.Millisecond)),
@@ -586,13 +625,17 @@ func consoleReplay(t *testing.T, s *testStack) {
 		chromedp.Click(chromedp.CSS("#dlq tr.dead-letter button.inspect")),
 		textHas("#detail", `"id": "st-1"`),
 		textHas("#detail", `"error_class": "permanent"`),
+		textHas("#detail-error", "permanent, HTTP 400"),
+		textHas("#detail-record", `"quote_id": "SQ1"`),
 	)
+	shot("03-dead-letter")
 	step("dry run",
 		chromedp.Click(chromedp.CSS("#dlq input.pick")),
 		chromedp.Click(chromedp.ID("dry-run")),
 		textHas("#replay-summary", "1 of 1 would be replayed"),
 		chromedp.Poll[chromedp.Void](`!document.getElementById("confirm-replay").disabled`, chromedp.WithPollingTimeout(10*time.Second)),
 	)
+	shot("04-dry-run")
 	time.Sleep(500 * time.Millisecond)
 	if s.laDelivered()["st-1"] != 0 {
 		t.Fatal("the dry run delivered st-1")
@@ -609,6 +652,9 @@ func consoleReplay(t *testing.T, s *testStack) {
 	step("the dead letter shows as replayed",
 		textHas("#dlq tr.dead-letter td.replayed", "yes (ops)"),
 	)
+	shot("05-replayed")
+	// The replayed delivery's latency reaches the chart once sampled.
+	step("the replayed delivery in the chart", chartHas("logic_apps", 1, "p99"))
 	// The trace is written about every second: search again until the
 	// replayed delivery shows.
 	step("trace st-1 from its dead letter",
@@ -621,4 +667,38 @@ func consoleReplay(t *testing.T, s *testStack) {
 		textHas("#trace", "HTTP 400"),
 		textHas("#trace", "published"),
 	)
+	shot("06-trace")
+}
+
+// screenshotter returns a function that saves a full-page screenshot of
+// the browser of ctx as NAME.png in $FANOUT_TEST_ARTIFACTS (created if
+// need be; .ci/run sets it) or else in a temporary directory of the
+// test. A screenshot that fails is logged, not fatal: it is evidence, not
+// the test.
+func screenshotter(t *testing.T, ctx context.Context) func(name string) {
+	dir := os.Getenv("FANOUT_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	} else {
+		dir = filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("screenshots: %v", err)
+	}
+	return func(name string) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+			return
+		}
+		path := filepath.Join(dir, "console-"+name+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+			return
+		}
+		t.Logf("screenshot %s", path)
+	}
 }

@@ -59,6 +59,7 @@ func runWorker(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := newLogger(cfg, e, "worker")
+	setMemoryLimit(cfg, e, log)
 	st, err := openStore(ctx, cfg, e, "worker-"+name)
 	if err != nil {
 		return err
@@ -93,8 +94,11 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 		delivery.WithLogger(log),
 		delivery.WithKafkaOptions(append(append(kopts, readIsolation(cfg)...), obs.kafkaHooks())...),
 		delivery.WithDeliveredStore(st),
-		delivery.WithControl(st),
 	}
+	// The status the worker publishes carries its latency histogram too
+	// (the admin's pipeline view and charts take percentiles from it).
+	ctl := &statusStore{Store: st}
+	opts = append(opts, delivery.WithControl(ctl))
 	if obs.tracer != nil {
 		opts = append(opts, delivery.WithTracerProvider(obs.tracer))
 	}
@@ -102,6 +106,7 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 		opts = append(opts, delivery.WithTrace(obs.trace))
 	}
 	w := delivery.New(cfg, name, conn, opts...)
+	ctl.worker.Store(w)
 	for _, c := range w.Collectors() {
 		if err := obs.srv.Registry().Register(c); err != nil {
 			conn.Close()

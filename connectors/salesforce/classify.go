@@ -47,7 +47,7 @@ func parseErrors(body []byte) []apiError {
 // Salesforce error codes the connector acts on.
 const (
 	codeInvalidSession       = "INVALID_SESSION_ID"
-	codeRequestLimitExceeded = "REQUEST_LIMIT_EXCEEDED"
+	codeRequestLimitExceeded = connectors.CodeRequestLimitExceeded
 	codeLimitExceeded        = "LIMIT_EXCEEDED"
 	codeUnableToLockRow      = "UNABLE_TO_LOCK_ROW"
 	codeServerUnavailable    = "SERVER_UNAVAILABLE"

@@ -76,6 +76,10 @@ type Options struct {
 	// LiveWindow is how recent a worker's status must be to count as live
 	// (default 30s).
 	LiveWindow time.Duration
+	// SampleEvery and History shape the pipeline history that
+	// RunSampler keeps in memory for the console's charts: a sample every
+	// SampleEvery (default 5s) for the last History (default 1h).
+	SampleEvery, History time.Duration
 }
 
 // Server serves the admin API. Register its routes on a mux, and Close it
@@ -90,6 +94,7 @@ type Server struct {
 	tokens []*token
 	live   time.Duration
 	trace  TraceRecorder
+	hist   *history
 }
 
 // New returns an admin server. It fails when a configured token's
@@ -127,6 +132,14 @@ func New(o Options) (*Server, error) {
 	if s.live <= 0 {
 		s.live = 30 * time.Second
 	}
+	every, span := o.SampleEvery, o.History
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	if span < every {
+		span = time.Hour
+	}
+	s.hist = newHistory(every, span)
 	if len(tokens) == 0 {
 		log.Warn("admin API: no admin.tokens configured; it answers clients of its loopback listener only", "listen", o.Config.Admin.Listen)
 	}
@@ -209,6 +222,9 @@ func routeTable() []route {
 		{"POST", "/v1/connectors/{name}/parked/release", config.ScopeReplay, (*Server).releaseParked},
 		{"GET", "/v1/audit", config.ScopeRead, (*Server).listAudit},
 		{"GET", "/v1/relay", config.ScopeRead, (*Server).getRelay},
+		{"GET", "/v1/pipeline", config.ScopeRead, (*Server).getPipeline},
+		{"GET", "/v1/pipeline/history", config.ScopeRead, (*Server).getHistory},
+		{"GET", "/v1/pipeline/charts/{name}", config.ScopeRead, (*Server).getChart},
 		{"GET", "/v1/events/{id}", config.ScopeRead, (*Server).getEventTrace},
 		{"GET", "/v1/aggregates/{id}/events", config.ScopeRead, (*Server).getAggregateTrace},
 	}

@@ -61,6 +61,10 @@ type ConnectorView struct {
 	Workers []store.WorkerStatus `json:"workers,omitempty"`
 	// Errors lists what could not be read (store or broker).
 	Errors []string `json:"errors,omitempty"`
+
+	// statuses are the live window's statuses, stopped ones included, for
+	// the pipeline view and its history.
+	statuses []store.WorkerStatus
 }
 
 // view gathers a connector's status; detail adds the workers and the lag
@@ -81,6 +85,7 @@ func (s *Server) view(ctx context.Context, name string, detail bool) ConnectorVi
 	if err != nil {
 		v.Errors = append(v.Errors, err.Error())
 	}
+	v.statuses = sts
 	rank := map[string]int{"closed": 1, "half-open": 2, "open": 3}
 	var usageAt time.Time
 	for _, st := range sts {

@@ -28,6 +28,8 @@ type Filter struct {
 	ErrorClass string `json:"error_class,omitempty" bson:"error_class,omitempty"`
 	// HTTPStatus is the last HTTP status (0: no response came).
 	HTTPStatus *int `json:"http_status,omitempty" bson:"http_status,omitempty"`
+	// Reason is text in the error or the error code, case-insensitive.
+	Reason string `json:"reason,omitempty" bson:"reason,omitempty"`
 	// Since and Until bound fanout_dlq_last_failure: Since <= t < Until.
 	Since *time.Time `json:"since,omitempty" bson:"since,omitempty"`
 	Until *time.Time `json:"until,omitempty" bson:"until,omitempty"`
@@ -51,7 +53,7 @@ func (f *Filter) validate() error {
 
 // filterFromQuery reads a Filter from query parameters.
 func filterFromQuery(q url.Values) (Filter, error) {
-	f := Filter{Key: q.Get("key"), ErrorClass: q.Get("error_class")}
+	f := Filter{Key: q.Get("key"), ErrorClass: q.Get("error_class"), Reason: q.Get("reason")}
 	if v := q.Get("http_status"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -83,12 +85,19 @@ func (f *Filter) matches(d *deadLetterInfo) bool {
 		return false
 	case f.HTTPStatus != nil && d.HTTPStatus != *f.HTTPStatus:
 		return false
+	case f.Reason != "" && !containsFold(d.Error, f.Reason) && !containsFold(d.ErrorCode, f.Reason):
+		return false
 	case f.Since != nil && d.LastFailure.Before(*f.Since):
 		return false
 	case f.Until != nil && !d.LastFailure.Before(*f.Until):
 		return false
 	}
 	return true
+}
+
+// containsFold reports whether sub is in s, ignoring case.
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
 
 // deadLetterInfo is what the admin API shows of a dead letter.

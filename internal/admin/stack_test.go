@@ -41,6 +41,7 @@ type stack struct {
 	workers map[string]*runningWorker
 	url     string
 	log     *slog.Logger
+	srv     *admin.Server
 }
 
 // newStack starts everything but the workers.
@@ -94,7 +95,8 @@ func newStack(t *testing.T) *stack {
 	}
 
 	srv, err := admin.New(admin.Options{Config: s.cfg, Store: st, KafkaOptions: []kgo.Opt{kgo.SeedBrokers(s.brokers...)},
-		Getenv: func(k string) string { return tokenEnv[k] }, Logger: s.log.With("role", "admin"), LiveWindow: 30 * time.Second})
+		Getenv: func(k string) string { return tokenEnv[k] }, Logger: s.log.With("role", "admin"), LiveWindow: 30 * time.Second,
+		SampleEvery: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func newStack(t *testing.T) *stack {
 	srv.Register(obs)
 	hs := httptest.NewServer(obs.Handler())
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	s.url = hs.URL
+	s.url, s.srv = hs.URL, srv
 	return s
 }
 

@@ -46,6 +46,13 @@ type B3Result struct {
 	MaxInFlight  int       `json:"max_in_flight"`
 	Concurrent   WorkerRun `json:"concurrent"`
 	Sequential   WorkerRun `json:"sequential"`
+	// Adaptive is the adaptive limit under max_in_flight 1024 against a
+	// target of AdaptiveCapacity calls (B8's model; default call_timeout):
+	// it has to find the capacity without duplicates.
+	AdaptiveCapacity int             `json:"adaptive_target_capacity,omitempty"`
+	Adaptive         *ConcurrencyRun `json:"adaptive,omitempty"`
+	// Process is the worker as its own process with its store.
+	Process *ProcessRun `json:"process,omitempty"`
 }
 
 // B4Result is B4: Salesforce API calls per event.
@@ -90,6 +97,19 @@ func (r *runner) b3(ctx context.Context) error {
 		return err
 	}
 	r.logf("B3 %s", fmtWorker(res.Sequential))
+	res.AdaptiveCapacity = 256
+	ad, err := r.concurrencyRun(ctx, "adaptive", 1024, evs, capacityTarget(res.AdaptiveCapacity, 4), 30*time.Second, 5*time.Minute)
+	if err != nil {
+		return err
+	}
+	res.Adaptive = &ad
+	r.logf("B3 capacity %d: %s", res.AdaptiveCapacity, fmtConcurrency(ad))
+	pr, err := r.processRun(ctx, keys, 256, 20*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	res.Process = &pr
+	r.logf("B3 %s", fmtProcess(pr))
 	return nil
 }
 

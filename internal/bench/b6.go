@@ -98,8 +98,8 @@ func (r *runner) b6(ctx context.Context) error {
 	return nil
 }
 
-// b6Run prepares a scenario with prepare, runs the projector, the relay
-// and both workers as child processes for window, and returns their
+// b6Run prepares a scenario with prepare, runs the projector, the relay,
+// both workers and the admin API as child processes for window, and returns their
 // memory; after, if given, runs before the roles stop.
 func (r *runner) b6Run(ctx context.Context, name string, window time.Duration, so SimOptions, prepare func(*scenario) error,
 	after ...func(*scenario, *Sims) error) ([]RoleMemory, error) {
@@ -131,6 +131,7 @@ func (r *runner) b6Run(ctx context.Context, name string, window time.Duration, s
 		NewRole(name+"-relay", r.bin, r.dir, env, "relay", "--config", cfgPath),
 		NewRole(name+"-worker-logic_apps", r.bin, r.dir, env, "worker", "--connector", RouteLogicApps, "--config", cfgPath),
 		NewRole(name+"-worker-salesforce", r.bin, r.dir, env, "worker", "--connector", RouteSalesforce, "--config", cfgPath),
+		NewRole(name+"-admin", r.bin, r.dir, env, "admin", "--config", cfgPath),
 	}
 	defer func() {
 		for _, ro := range roles {

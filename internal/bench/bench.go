@@ -32,7 +32,7 @@ type BenchOptions struct {
 	Root, Bin, DocsDir string
 	// Command is the command line, for the report.
 	Command string
-	// Only runs these benchmarks (B1..B8); empty runs all.
+	// Only runs these benchmarks (B1..B9); empty runs all.
 	Only []string
 	// Scale multiplies every count and duration (1 = default); the report
 	// says which scale ran.
@@ -62,7 +62,8 @@ type Report struct {
 	B5      *B5Result `json:"b5_end_to_end,omitempty"`
 	B6      *B6Result `json:"b6_memory,omitempty"`
 	B7      *B7Result `json:"b7_store_cost_vs_read_size,omitempty"`
-	B8      *B8Result `json:"b8_trace_cost,omitempty"`
+	B8      *B8Result `json:"b8_adaptive_concurrency,omitempty"`
+	B9      *B9Result `json:"b9_trace_cost,omitempty"`
 	// Smoke holds the checks of a smoke run.
 	Smoke    []SmokeCheck `json:"smoke,omitempty"`
 	Failures []string     `json:"failures,omitempty"`
@@ -129,7 +130,7 @@ func RunBench(ctx context.Context, o BenchOptions) (*Report, error) {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6}, {"B7", r.b7}, {"B8", r.b8},
+		{"B1", r.b1}, {"B2", r.b2}, {"B3", r.b3}, {"B4", r.b4}, {"B5", r.b5}, {"B6", r.b6}, {"B7", r.b7}, {"B8", r.b8}, {"B9", r.b9},
 	}
 	if o.Smoke {
 		o.Only, r.o.Only, r.o.Scale = []string{"B1", "B7"}, []string{"B1", "B7"}, 1
@@ -251,7 +252,9 @@ func (s *scenario) close() {
 // startPipeline runs a projector and a relay in this process (the relay
 // woken by the projector, as in `fanout run`) until the scenario closes,
 // and waits until the projector owns every partition.
-func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublished func([]store.OutboxEntry, time.Time)) (*consumer.Projector, *outbox.Relay, error) {
+//
+// projStore, if given, is the projector's store instead of st.
+func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublished func([]store.OutboxEntry, time.Time), projStore ...consumer.Store) (*consumer.Projector, *outbox.Relay, error) {
 	cfg := s.cfg
 	ropts := []outbox.Option{outbox.WithLogger(s.r.logger), outbox.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...))}
 	if onPublished != nil {
@@ -266,7 +269,11 @@ func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublish
 	if s.trace != nil {
 		popts = append(popts, consumer.WithTrace(s.trace))
 	}
-	proj := consumer.New(cfg, st, popts...)
+	var pst consumer.Store = st
+	if len(projStore) > 0 {
+		pst = projStore[0]
+	}
+	proj := consumer.New(cfg, pst, popts...)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {

@@ -65,6 +65,9 @@ type Receipt struct {
 	ReadModel int64
 	CheckLag  time.Duration
 	Checked   bool
+	// CallerGone: the caller had given up (its timeout) before the
+	// simulator answered; the target may still have done the work.
+	CallerGone bool
 }
 
 // Faults are the failures the driver injects in front of a simulator, on
@@ -320,11 +323,12 @@ func (r *Recorder) forward(cw *captureWriter, req *http.Request, body []byte, it
 	req.ContentLength = int64(len(body))
 	r.next.ServeHTTP(cw, req)
 	done := time.Now()
+	gone := req.Context().Err() != nil
 	ok := r.results(cw.status(), cw.buf.Bytes(), len(items))
 	r.mu.Lock()
 	for i := range items {
 		rc := &r.receipts[first+i]
-		rc.Done, rc.OK, rc.Status = done, ok[i], cw.status()
+		rc.Done, rc.OK, rc.Status, rc.CallerGone = done, ok[i], cw.status(), gone
 		if rc.OK {
 			r.accepted[rc.ID] = struct{}{}
 		}

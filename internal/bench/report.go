@@ -70,6 +70,9 @@ func RenderMarkdown(rep *Report) string {
 			p("| B1 | projector + relay, events/s (store %s) | %.0f | %.0f (seed) |\n", link, f.EventsPerSec, s.EventsPerSec)
 			p("| B1 | store commands per event (store %s) | %.3f | %.2f (seed) |\n", link, f.StoreCmdsPerEvent, s.StoreCmdsPerEvent)
 		}
+		if m, sd := findRun(b1.Runs, DesignFanoutMongo, LinkDirect), findRun(b1.Runs, DesignSeed, LinkDirect); m != nil && sd != nil {
+			p("| B1 | store commands per event, MongoDB code path (`id_reads: in`, a batch's READ upserts counted as one bulkWrite; store %s) | %.3f | %.2f (seed) |\n", LinkDirect, m.StoreCmdsPerEvent, sd.StoreCmdsPerEvent)
+		}
 	}
 	if b2 := rep.B2; b2 != nil && b2.Fanout != nil && b2.Seed != nil {
 		p("| B2 | relay latency p50 / p99 | %s / %s at %.0f/s%s | %s / %s at %.0f/s (seed, 5 s poller) |\n",
@@ -80,6 +83,21 @@ func RenderMarkdown(rep *Report) string {
 		p("| B3 | worker deliveries/s (Logic Apps sim %d ms, %d keys) | %.0f | %.0f (`Sequential()`) |\n",
 			b3.SimLatencyMS, b3.Concurrent.Keys, b3.Concurrent.PerSec, b3.Sequential.PerSec)
 		p("| B3 | per-key order violations | %d | %d |\n", b3.Concurrent.OrderViolations, b3.Sequential.OrderViolations)
+		if ad := b3.Adaptive; ad != nil {
+			p("| B3 | adaptive (cap %d) against a %d-call target: deliveries/s, duplicates, limit at the end | %.0f, %d, %d | capacity %d |\n",
+				ad.MaxInFlight, b3.AdaptiveCapacity, ad.PerSec, ad.Duplicates, ad.FinalLimit, b3.AdaptiveCapacity)
+		}
+		if pr := b3.Process; pr != nil {
+			p("| B3 | worker process: deliveries/s; delivered-version flush mean / longest | %.0f; %.0f / %.0f ms | flush every 1,000 ms |\n",
+				pr.PerSec, pr.FlushMeanMS, pr.FlushMaxMS)
+		}
+	}
+	if b8 := rep.B8; b8 != nil {
+		ad, fx := findConcurrency(b8.Runs, "adaptive", 1024), findConcurrency(b8.Runs, "fixed", 1024)
+		if ad != nil && fx != nil {
+			p("| B8 | slowing target: deliveries/s, p99, duplicates, timeouts | %.0f/s, %.0f ms, %d, %d (adaptive) | %.0f/s, %.0f ms, %d, %d (fixed 1024) |\n",
+				ad.PerSec, ad.P99MS, ad.Duplicates, ad.Timeouts, fx.PerSec, fx.P99MS, fx.Duplicates, fx.Timeouts)
+		}
 	}
 	if b4 := rep.B4; b4 != nil {
 		p("| B4 | Salesforce API calls per event | %.3f | %.3f (max_records 1) |\n", b4.Batched.CallsPerEvent, b4.Single.CallsPerEvent)
@@ -99,10 +117,10 @@ func RenderMarkdown(rep *Report) string {
 				d, after.ProjectorReadsPerEvent(), msLabel(after.ProjectorVersions.P50), before.ProjectorReadsPerEvent(), msLabel(before.ProjectorVersions.P50))
 		}
 	}
-	if b8 := rep.B8; b8 != nil {
-		for _, run := range b8.Runs {
+	if b9 := rep.B9; b9 != nil {
+		for _, run := range b9.Runs {
 			if run.Trace {
-				p("| B8 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
+				p("| B9 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
 			}
 		}
 	}
@@ -158,9 +176,25 @@ func RenderMarkdown(rep *Report) string {
 	}
 	if b3 := rep.B3; b3 != nil {
 		p("\n## B3: worker throughput\n\n")
-		p("Notifications (two versions for each of %d keys, routed to Logic Apps) are produced to the notifications topic before the worker starts; one `delivery.Worker` (max_in_flight %d) delivers them to the Logic Apps simulator answering after %d ms. Rate = deliveries / (last acknowledgement − first call). Order is checked at the simulator: per key, the first delivery of each id must carry a higher version than every earlier one. \"at once\" is the most calls the simulator served concurrently. The `Sequential()` run is stopped after its time limit. Partition-sequential delivery could at best reach %d partitions / %d ms = %.0f deliveries/s; with a backlog it stays far below that, because the worker pauses fetching for the whole topic once %d records are buffered, and the first fetches fill that buffer from one or two partitions: the others wait, and their one-at-a-time queues idle.\n\n",
+		p("Notifications (two versions for each of %d keys, routed to Logic Apps) are produced to the notifications topic before the worker starts; one `delivery.Worker` (max_in_flight %d, `concurrency` at its default, adaptive) delivers them to the Logic Apps simulator answering after %d ms. Rate = deliveries / (last acknowledgement − first call). Order is checked at the simulator: per key, the first delivery of each id must carry a higher version than every earlier one. \"at once\" is the most calls the simulator served concurrently. The `Sequential()` run is stopped after its time limit. Partition-sequential delivery could at best reach %d partitions / %d ms = %.0f deliveries/s; with a backlog it stays far below that, because the worker pauses fetching for the whole topic once %d records are buffered, and the first fetches fill that buffer from one or two partitions: the others wait, and their one-at-a-time queues idle.\n\n",
 			b3.Concurrent.Keys, b3.MaxInFlight, b3.SimLatencyMS, Partitions, b3.SimLatencyMS, float64(Partitions)*1000/float64(max(b3.SimLatencyMS, 1)), 1000)
 		workerTable(&b, []WorkerRun{b3.Concurrent, b3.Sequential}, false)
+		if ad := b3.Adaptive; ad != nil {
+			p("\nWith `delivery.concurrency: adaptive` under `max_in_flight: %d`, against the same notifications and a target that serves %d calls at %d ms and slows down past that (B8's model, 429 from 4×, default `call_timeout`), the limit has to find the capacity on its own:\n\n", ad.MaxInFlight, b3.AdaptiveCapacity, B8LatencyMS)
+			concurrencyTable(&b, []ConcurrencyRun{*ad})
+		}
+		if pr := b3.Process; pr != nil {
+			p("\nThe worker as its own process (`fanout worker`, max_in_flight %d, default concurrency), with its store, %d notifications over %d keys, Logic Apps simulator at %d ms. The delivered-version flush figures come from the worker's `/metrics` (`fanout_delivery_delivered_flush_*`, polled every 250 ms); every offset commit waits for a flush.\n\n| deliveries | seconds | deliveries/s | duplicates | flushes | keys written | flush mean | flush longest | backlog at most |\n|---|---|---|---|---|---|---|---|---|\n",
+				pr.MaxInFlight, pr.Notifications, pr.Keys, pr.SimLatencyMS)
+			p("| %d/%d | %.1f | %.0f | %d | %d | %d | %.0f ms | %.0f ms | %d keys |\n", pr.Delivered, pr.Notifications, pr.Seconds, pr.PerSec, pr.Duplicates,
+				pr.Flushes, pr.FlushKeys, pr.FlushMeanMS, pr.FlushMaxMS, pr.MaxUnflushed)
+		}
+	}
+	if b8 := rep.B8; b8 != nil {
+		p("\n## B8: adaptive against fixed concurrency, target slowing down under load\n\n")
+		p("%d notifications (two versions of each key) to the Logic Apps simulator in its capacity mode: %d calls in flight at %d ms (plus up to 5 ms jitter), each call slower by the square of (calls in flight / %d) past that, 429 `WorkflowRequestsThrottled` with `Retry-After: 1` from %.0f× the capacity, and a workflow that still runs when its caller has given up. The worker has a %d ms `call_timeout`. Latency is the accepted calls' time at the target; timeouts are calls whose caller had gone before the answer; duplicates are accepted deliveries of an id already accepted (the retries of timed-out calls that the target processed anyway). A run stops after its time limit. The healthy pair runs the same notifications against a target at the same latency that does not slow down (no capacity), for the default's sake: adaptive under a cap should match fixed at that cap there.\n\n",
+			firstNotifications(b8.Runs), b8.Capacity, b8.SimLatencyMS, b8.Capacity, b8.CapacityThrottle, b8.CallTimeoutMS)
+		concurrencyTable(&b, b8.Runs)
 	}
 	if b4 := rep.B4; b4 != nil {
 		p("\n## B4: Salesforce API calls per event\n\n")
@@ -188,9 +222,9 @@ func RenderMarkdown(rep *Report) string {
 	}
 	if b6 := rep.B6; b6 != nil {
 		p("\n## B6: memory with a backlog and the breakers open\n\n")
-		p("%d source events and %d notifications (routed to both targets) wait in their topics; then the projector, the relay and one worker per connector start as child processes of the built binary, with both simulators in an outage (Logic Apps answers 503 by script, Salesforce by `OutageUntil`), so the breakers open and the workers must hold their backlog without reading it all. After %.0f s each role's peak resident set is read from `VmHWM` in `/proc/<pid>/status`.\n\n",
+		p("%d source events and %d notifications (routed to both targets) wait in their topics; then the projector, the relay, one worker per connector and the admin API start as child processes of the built binary, with the defaults of every memory bound (docs/operations.md, \"Memory: what bounds what\"), with both simulators in an outage (Logic Apps answers 503 by script, Salesforce by `OutageUntil`), so the breakers open and the workers must hold their backlog without reading it all. After %.0f s each role's peak resident set is read from `VmHWM` in `/proc/<pid>/status`.\n\n",
 			b6.EventsBacklog, b6.NotificationsBacklog, b6.Seconds)
-		p("The baseline is the same four roles for %.0f s with empty topics and healthy simulators.\n\n", b6.IdleSeconds)
+		p("The baseline is the same roles for %.0f s with empty topics and healthy simulators.\n\n", b6.IdleSeconds)
 		p("| role | peak RSS (VmHWM) | highest sampled RSS | RSS at the end | idle peak RSS (baseline) |\n|---|---|---|---|---|\n")
 		for i, ro := range b6.Roles {
 			idle := "n/a"
@@ -199,7 +233,7 @@ func RenderMarkdown(rep *Report) string {
 			}
 			p("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %s |\n", ro.Role, ro.PeakRSSMiB, ro.MaxSampledMiB, ro.FinalRSSMiB, idle)
 		}
-		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Where the workers' extra memory goes was not investigated: their own buffer is bounded at 1,000 records, so the Kafka client's fetch buffers (franz-go fetches up to 50 MB per request by default) are the first place to look.\n",
+		p("\nDuring the window the relay published %d notifications, and the simulators saw %d (Logic Apps) and %d (Salesforce) calls with notifications, all refused: the breakers held everything else (Salesforce's token endpoint is in the outage too, so its worker never got as far as a data call). Each worker holds what `delivery.max_buffered_bytes` lets it buffer (records copied out of their fetched batches) and fetches within `kafka.fetch_max_bytes`; before these bounds the workers peaked at 380-460 MiB, from 16 MiB fetches decompressed whole and kept alive by the records pointing into them.\n",
 			b6.RelayPublished, b6.LogicAppsCalls, b6.SFCalls)
 	}
 	if b7 := rep.B7; b7 != nil {
@@ -216,15 +250,15 @@ func RenderMarkdown(rep *Report) string {
 		}
 	}
 	b.WriteString(chaosSection)
-	if b8 := rep.B8; b8 != nil {
-		p("\n## B8: store cost of the per-notification trace\n\n")
+	if b9 := rep.B9; b9 != nil {
+		p("\n## B9: store cost of the per-notification trace\n\n")
 		p("The whole pipeline in one process (projector, relay, Logic Apps and Salesforce workers, one trace recorder with the default `trace` block: batches of 500, flushed every second) delivers a workload to both simulators, once with `trace.enabled: false` and once with it on. Store commands are counted with the driver's command monitor from the first event produced until both simulators accepted every event and the recorder flushed. The trace's own commands are its inserts plus one `createIndexes` per day collection; the total includes every role's polls, which vary from run to run (at a steady rate, the relay's polls per event depend on how events fall into its iterations), so compare the trace's own figure with the 0.05 goal.\n\n")
 		p("| workload | trace | events | seconds | store cmds/event | trace entries | trace batches | dropped | trace cmds/event |\n|---|---|---|---|---|---|---|---|---|\n")
-		for _, run := range b8.Runs {
+		for _, run := range b9.Runs {
 			p("| %s | %v | %d | %.1f | %.3f | %d | %d | %d | %.4f |\n", workloadName(run.Rate), run.Trace, run.Events, run.Seconds, run.StoreCmdsPerEvent, run.TraceEntries, run.TraceBatches, run.TraceDropped, run.TraceCmdsPerEvent)
 		}
 	}
-	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B8 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
+	p("\n## Reproducing\n\n`make bench` builds `cmd/fanout`, starts Apache Kafka and FerretDB on PostgreSQL with `deploy/local` when they are not running (and stops what it started), runs B1-B9 and rewrites this file, `benchmarks.json` and the SVG plots. `make bench BENCH_ARGS='-only B3,B4'` runs some; `-scale 0.5` halves every count and duration. The plots are drawn by the driver itself (no external tool).\n")
 	return b.String()
 }
 
@@ -311,16 +345,17 @@ func RenderB7(b7 *B7Result) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("\n## B7: store cost against the READ model's size\n\n")
-	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through %d events (5%% duplicates, 5%% stale) over %d of those aggregates, offered at %.0f/s so that batches stay as small as in steady state, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role that had something to do, in ms (p50 / p99, count in brackets). Commands per event count everything the role's client sent, lease and status writes included; in brackets its read commands (`find` and `getMore`) alone. The projector's writes (an `insert` per batch, an `update` per aggregate per batch on FerretDB) and the relay's polls depend on how events fall into batches, which follows the machine's speed: compare reads for what the cache and the id-read mode change. Load is the 1-minute load average when the run ended.\n\n",
+	p("The READ model is seeded with N documents; then, for each variant in turn, a projector and a relay (each on its own store client, whose commands are counted) work through %d events (5%% duplicates, 5%% stale) over %d of those aggregates, offered at %.0f/s so that batches stay as small as in steady state, and the READ versions are put back before the next variant. `in`: small id sets read and deleted with one `$in` command (MongoDB's path; FerretDB scans the collection for it); `point`: concurrent `_id` equality commands for sets of up to 32 ids (`mongo.id_reads`). Cache: the projector's per-partition version cache (`projector.version_cache_size`). Latencies are per store call of the role that had something to do, in ms (p50 / p99, count in brackets). Commands per event count everything the role's client sent, lease and status writes included; in brackets its read commands (`find` and `getMore`) alone. The projector's writes (an `insert` per batch, an `update` per aggregate per batch on FerretDB) and the relay's polls depend on how events fall into batches, which follows the machine's speed: compare reads for what the cache and the id-read mode change. Store ms per event is the time the role spent in those calls (their count times their mean) over the events: the projector's version reads and writes, the relay's READ-model reads, the relay's deletes; flat across READ sizes is the goal. Load is the 1-minute load average when the run ended.\n\n",
 		b7Events(b7), b7.Aggregates, b7.Rate)
-	p("| READ documents | id reads | version cache | projector cmds/event (reads) | relay cmds/event (reads) | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| READ documents | id reads | version cache | store ms/event: projector / relay Versions / relay deletes | projector cmds/event (reads) | relay cmds/event (reads) | projector Versions p50 / p99 | projector writes p50 / p99 | relay Versions p50 / p99 | relay deletes p50 / p99 | cache hits | seconds | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range b7.Runs {
 		cache := "off"
 		if r.Cache {
 			cache = "on"
 		}
-		p("| %d | %s | %s | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
-			r.ProjectorCmdsPerEvent, r.ProjectorReadsPerEvent(), r.RelayCmdsPerEvent, r.RelayReadsPerEvent(), distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
+		pm, rv, rd := r.PerEventMs()
+		p("| %d | %s | %s | %.2f / %.2f / %.2f | %.3f (%.3f) | %.3f (%.3f) | %s | %s | %s | %s | %.0f%% | %.1f | %s |\n", r.Documents, r.IDReads, cache,
+			pm, rv, rd, r.ProjectorCmdsPerEvent, r.ProjectorReadsPerEvent(), r.RelayCmdsPerEvent, r.RelayReadsPerEvent(), distPair(r.ProjectorVersions), distPair(r.ProjectorWrites),
 			distPair(r.RelayVersions), distPair(r.RelayDeletes), r.CacheHitPct, r.Seconds, r.Load)
 	}
 	return b.String()
@@ -359,10 +394,38 @@ func findB7(runs []StoreCostRun, docs int, idReads string, cache bool) *StoreCos
 	return nil
 }
 
-// workloadName names a B8 workload by its rate.
+// workloadName names a B9 workload by its rate.
 func workloadName(rate float64) string {
 	if rate <= 0 {
 		return "backlog"
 	}
 	return fmt.Sprintf("steady %.0f/s", rate)
+}
+
+// B8LatencyMS is the latency of B8's target below its capacity.
+const B8LatencyMS = int(b8Latency / 1e6)
+
+func findConcurrency(runs []ConcurrencyRun, conc string, maxInFlight int) *ConcurrencyRun {
+	for i := range runs {
+		if runs[i].Concurrency == conc && runs[i].MaxInFlight == maxInFlight && runs[i].Target != "healthy" {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
+func firstNotifications(runs []ConcurrencyRun) int {
+	if len(runs) == 0 {
+		return 0
+	}
+	return runs[0].Notifications
+}
+
+func concurrencyTable(b *strings.Builder, runs []ConcurrencyRun) {
+	fmt.Fprintf(b, "| target | concurrency | delivered | seconds | deliveries/s | call p50 | call p99 | duplicates | timeouts | 429s | order violations | most calls at once | limit at the end |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range runs {
+		fmt.Fprintf(b, "| %s | %s | %d/%d%s | %.1f | %.0f | %.0f ms | %.0f ms | %d | %d | %d | %d | %d | %d |\n", strOr(r.Target, "slowing"), r.Design, r.Delivered, r.Notifications,
+			map[bool]string{true: "", false: " (time limit)"}[r.Complete], r.Seconds, r.PerSec, r.P50MS, r.P99MS, r.Duplicates, r.Timeouts, r.Throttled,
+			r.OrderViolations, r.MaxConcurrent, r.FinalLimit)
+	}
 }

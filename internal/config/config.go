@@ -44,6 +44,8 @@ type Config struct {
 	Observability Observability `yaml:"observability"`
 	// Trace configures the per-notification trace (fanout trace ID).
 	Trace Trace `yaml:"trace"`
+	// Memory sets the Go runtime's soft memory limit of every role.
+	Memory Memory `yaml:"memory"`
 
 	// deliveryNodes are the connectors' delivery blocks as written, merged
 	// over Delivery by mergeDeliveryOverrides (override.go).
@@ -329,6 +331,13 @@ type Relay struct {
 	// missing or behind) before it shows in fanout_relay_held_alerting
 	// and in the admin API's relay status.
 	HoldAlertAfter time.Duration `yaml:"hold_alert_after"`
+	// ReadyGrace is how long an outbox entry may stay without the
+	// projector's ready mark before the relay checks it against the READ
+	// model itself (entries of a projector that crashed between its READ
+	// model write and the mark and whose batch is never re-read, entries
+	// of a projector from before the marks, writes the guard refused).
+	// Ready entries are published without reading the READ model.
+	ReadyGrace time.Duration `yaml:"ready_grace"`
 	// Transactional makes the relay produce in Kafka transactions whose
 	// transactional id derives from LeaseName, so that the broker fences
 	// a paused former leader (PRODUCER_FENCED). Needs a broker with
@@ -399,7 +408,22 @@ type Connector struct {
 
 // Delivery tunes the workers.
 type Delivery struct {
-	MaxInFlight   int           `yaml:"max_in_flight"`
+	// MaxInFlight caps the downstream calls in flight: the limit itself
+	// with concurrency fixed, the adaptive limit's ceiling otherwise.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// Concurrency is "adaptive" (the limit grows while the downstream's
+	// latency stays flat and shrinks on 429, 503, throttling, timeouts or
+	// a latency rise; see internal/limiter) or "fixed" (always
+	// MaxInFlight).
+	Concurrency string `yaml:"concurrency"`
+	// MinInFlight is the lowest the adaptive limit goes (0: 1);
+	// InitialInFlight where it starts (0: 16, at most MaxInFlight).
+	MinInFlight     int `yaml:"min_in_flight"`
+	InitialInFlight int `yaml:"initial_in_flight"`
+	// LatencyTolerance is how many times its unloaded latency the
+	// downstream may take before the adaptive limit shrinks (0: 1.5).
+	LatencyTolerance float64 `yaml:"latency_tolerance"`
+
 	MaxAttempts   int           `yaml:"max_attempts"`
 	MaxElapsed    time.Duration `yaml:"max_elapsed"`
 	MinBackoff    time.Duration `yaml:"min_backoff"`
@@ -423,9 +447,15 @@ type Delivery struct {
 	TakeoverGrace time.Duration `yaml:"takeover_grace"`
 	// MaxBufferedBytes bounds the bytes (keys, values and headers) of the
 	// records a worker has read and not finished; fetching pauses above
-	// it, as above the record bound. 0: the default (64 MiB).
+	// it, as above the record bound. 0: the default (8 MiB).
 	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
 }
+
+// Values of Delivery.Concurrency.
+const (
+	ConcurrencyAdaptive = "adaptive"
+	ConcurrencyFixed    = "fixed"
+)
 
 // PriorityRateLimit is a rate limit per routing priority, in calls per
 // second (0: none). High-priority notifications are dispatched ahead of
@@ -568,17 +598,41 @@ type Trace struct {
 	Buffer int `yaml:"buffer"`
 }
 
+// Memory sets the Go runtime's soft memory limit (runtime/debug
+// SetMemoryLimit, what GOMEMLIMIT sets): as the process nears it the
+// garbage collector runs more often, so a burst of fetched or buffered
+// data is collected instead of letting the heap grow to twice what is
+// live. It is a soft limit: what is live is never freed for it, so the
+// fetch caps and buffer bounds (docs/operations.md, "Memory") are what
+// bound a role's memory; the limit keeps the garbage on top of them small.
+type Memory struct {
+	// LimitBytes is the limit in bytes. 0 (default): ContainerRatio of
+	// the container's memory limit (cgroup v2 memory.max, or v1
+	// memory.limit_in_bytes), none when there is none; -1: none. A
+	// GOMEMLIMIT environment variable takes precedence over both.
+	LimitBytes int64 `yaml:"limit_bytes"`
+	// ContainerRatio is the share of the container's limit taken when
+	// LimitBytes is 0 (default 0.8): the rest is for what the Go runtime
+	// does not count, chiefly the mapped binary.
+	ContainerRatio float64 `yaml:"container_ratio"`
+}
+
+// MinMemoryLimit is the smallest memory.limit_bytes: below it the garbage
+// collector would run nearly all the time.
+const MinMemoryLimit = 16 << 20
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
 }
 
-// Fetch caps: the defaults keep a consuming role's fetched data near a
-// megabyte per broker; MaxFetchBytes is franz-go's default limit on one
-// broker response (BrokerMaxReadBytes), which a fetch must stay under.
+// Fetch caps: the defaults keep a consuming role's fetched data near half a
+// megabyte per broker (several times that once decompressed);
+// MaxFetchBytes is franz-go's default limit on one broker response
+// (BrokerMaxReadBytes), which a fetch must stay under.
 const (
-	DefaultFetchMaxBytes          = 1 << 20
+	DefaultFetchMaxBytes          = 512 << 10
 	DefaultFetchMaxPartitionBytes = 256 << 10
 	MinFetchBytes                 = 1024
 	MaxFetchBytes                 = 100 << 20
@@ -650,12 +704,14 @@ func Default() Config {
 			LeaseName:      "relay",
 			ProduceTimeout: 2 * time.Second,
 			HoldAlertAfter: 5 * time.Minute,
-			MaxReadBytes:   16 << 20,
+			ReadyGrace:     10 * time.Second,
+			MaxReadBytes:   4 << 20,
 			MaxReadEntries: 5000,
 		},
 		Routing: Routing{Default: RouteAction{Priority: "normal"}},
 		Delivery: Delivery{
 			MaxInFlight:   64,
+			Concurrency:   ConcurrencyAdaptive,
 			MaxAttempts:   20,
 			MaxElapsed:    24 * time.Hour,
 			MinBackoff:    200 * time.Millisecond,
@@ -671,12 +727,13 @@ func Default() Config {
 			BatchLinger:      5 * time.Millisecond,
 			CallTimeout:      30 * time.Second,
 			DeliveredFlush:   time.Second,
-			MaxBufferedBytes: 64 << 20,
+			MaxBufferedBytes: 8 << 20,
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464", ReplayRate: 50, ReplayMaxRecords: 10000,
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
 			IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20},
 		Log:           Log{Level: "info", Format: "json"},
+		Memory:        Memory{ContainerRatio: 0.8},
 		Observability: Observability{SampleRatio: 1, ServiceName: "fanout"},
 		Trace:         Trace{Enabled: true, Sample: 1, Retention: 7 * 24 * time.Hour, FlushInterval: time.Second, BatchSize: 500, Buffer: 10000},
 	}

@@ -154,11 +154,14 @@ func (c *Config) Validate() error {
 			c.Relay.ProduceTimeout, ProduceOverhead, c.Relay.LeaseTTL)
 	}
 	positive(&e, "relay.hold_alert_after", c.Relay.HoldAlertAfter)
+	if c.Relay.ReadyGrace < 0 {
+		e.add("relay.ready_grace", "%s is negative", "use 0 (check every unmarked entry against the READ model at once) or a duration such as 10s (default)", c.Relay.ReadyGrace)
+	}
 	if c.Relay.MaxReadEntries < c.Relay.BatchSize {
 		e.add("relay.max_read_entries", "%d is below relay.batch_size (%d)", "use at least relay.batch_size (default 5000)", c.Relay.MaxReadEntries, c.Relay.BatchSize)
 	}
 	if c.Relay.MaxReadBytes < int(c.Kafka.MaxRecordBytes) {
-		e.add("relay.max_read_bytes", "%d is below kafka.max_record_bytes (%d): one entry could not be read", "use at least kafka.max_record_bytes (default 16777216)", c.Relay.MaxReadBytes, c.Kafka.MaxRecordBytes)
+		e.add("relay.max_read_bytes", "%d is below kafka.max_record_bytes (%d): one entry could not be read", "use at least kafka.max_record_bytes (default 4194304)", c.Relay.MaxReadBytes, c.Kafka.MaxRecordBytes)
 	}
 	if c.Relay.Transactional && c.Kafka.SASL.Username == "$ConnectionString" {
 		e.add("relay.transactional", "is true but the SASL user is $ConnectionString (Azure Event Hubs), which has no Kafka transactions", "set relay.transactional: false; on Event Hubs the workers' lease-token fence drops a former leader's late records")
@@ -211,6 +214,12 @@ func (c *Config) Validate() error {
 		e.add("observability.sample_ratio", "%v is out of range", "use a share between 0 and 1 (default 1)", o.SampleRatio)
 	}
 	validateTrace(&e, c.Trace)
+	if l := c.Memory.LimitBytes; l != 0 && l != -1 && l < MinMemoryLimit {
+		e.add("memory.limit_bytes", "%d is below %d: the garbage collector would run nearly all the time", fmt.Sprintf("use 0 (derived from the container's limit), -1 (none) or at least %d", MinMemoryLimit), l)
+	}
+	if r := c.Memory.ContainerRatio; !(r > 0 && r <= 1) {
+		e.add("memory.container_ratio", "%v is out of range", "use a share above 0 and at most 1 (default 0.8)", r)
+	}
 	if ep := c.Observability.OTLPEndpoint; ep != "" && !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
 		e.add("observability.otlp_endpoint", "%q is not an http:// or https:// URL", "write the OTLP/HTTP endpoint URL, e.g. http://otel-collector:4318, or leave it empty to export nothing", ep)
 	}
@@ -335,6 +344,20 @@ func validateDelivery(e *Errors, field string, d Delivery) {
 	if d.MaxInFlight < 1 || d.MaxInFlight > 10000 {
 		e.add(field+".max_in_flight", "%d is out of range", "use 1..10000 (default 64)", d.MaxInFlight)
 	}
+	switch d.Concurrency {
+	case ConcurrencyAdaptive, ConcurrencyFixed:
+	default:
+		e.add(field+".concurrency", "%q is not valid", "use adaptive (the limit follows the downstream's latency and throttling, up to max_in_flight) or fixed (always max_in_flight)", d.Concurrency)
+	}
+	if d.MinInFlight < 0 || d.MinInFlight > max(d.MaxInFlight, 1) {
+		e.add(field+".min_in_flight", "%d is out of range", fmt.Sprintf("use 0 (for 1) up to max_in_flight (%d)", d.MaxInFlight), d.MinInFlight)
+	}
+	if d.InitialInFlight < 0 || d.InitialInFlight > max(d.MaxInFlight, 1) || (d.InitialInFlight > 0 && d.InitialInFlight < d.MinInFlight) {
+		e.add(field+".initial_in_flight", "%d is out of range", fmt.Sprintf("use 0 (for 16, at most max_in_flight) or a value from min_in_flight (%d) to max_in_flight (%d)", d.MinInFlight, d.MaxInFlight), d.InitialInFlight)
+	}
+	if d.LatencyTolerance != 0 && (d.LatencyTolerance <= 1 || d.LatencyTolerance > 10) {
+		e.add(field+".latency_tolerance", "%g is out of range", "use 0 (for 1.5) or a ratio above 1 and up to 10, e.g. 1.5: the limit shrinks once calls take 1.5 times their unloaded latency", d.LatencyTolerance)
+	}
 	if d.MaxAttempts < 1 {
 		e.add(field+".max_attempts", "%d is below 1", "use at least 1 (default 20)", d.MaxAttempts)
 	}
@@ -363,7 +386,7 @@ func validateDelivery(e *Errors, field string, d Delivery) {
 	positive(e, field+".breaker.open_timeout", d.Breaker.OpenTimeout)
 	positive(e, field+".call_timeout", d.CallTimeout)
 	if d.MaxBufferedBytes < 0 {
-		e.add(field+".max_buffered_bytes", "is negative", "use 0 for the default (64 MiB) or a size in bytes, e.g. 67108864")
+		e.add(field+".max_buffered_bytes", "is negative", "use 0 for the default (8 MiB) or a size in bytes, e.g. 8388608")
 	}
 }
 

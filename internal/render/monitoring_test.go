@@ -17,6 +17,7 @@ import (
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/eventtrace"
+	"github.com/fanout-dev/fanout/internal/render"
 	"github.com/fanout-dev/fanout/outbox"
 )
 
@@ -196,6 +197,77 @@ func TestMonitoring(t *testing.T) {
 		}
 	})
 
+	// The PrometheusRule of deploy/k8s/monitoring carries the rule file's
+	// groups unchanged, and the PodMonitor next to it scrapes every pod
+	// of the base on the port the pods name.
+	t.Run("prometheusrule", func(t *testing.T) {
+		raw, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "fanout-alerts.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var file map[string]any
+		if err := yaml.Unmarshal(raw, &file); err != nil {
+			t.Fatal(err)
+		}
+		objs := kustomize(t, "monitoring")
+		rules := ofKind(objs, "PrometheusRule")
+		pr, ok := rules[render.PrometheusRuleName]
+		if !ok || len(rules) != 1 {
+			t.Fatalf("deploy/k8s/monitoring has PrometheusRules %v, want one named %s", keys(rules), render.PrometheusRuleName)
+		}
+		if v := str(pr, "apiVersion"); v != "monitoring.coreos.com/v1" {
+			t.Errorf("PrometheusRule apiVersion %q, want monitoring.coreos.com/v1", v)
+		}
+		if str(pr, "metadata", "labels", "app.kubernetes.io/part-of") != "fanout" {
+			t.Errorf("PrometheusRule labels %v: want app.kubernetes.io/part-of: fanout", dict(pr, "metadata", "labels"))
+		}
+		if got, want := asJSON(t, dict(pr, "spec")["groups"]), asJSON(t, file["groups"]); got != want {
+			t.Errorf("the PrometheusRule's groups differ from deploy/prometheus/fanout-alerts.yaml:\n got %s\nwant %s", got, want)
+		}
+		for _, g := range list(pr, "spec", "groups") {
+			for _, r := range list(g, "rules") {
+				checkExpr(t, "PrometheusRule "+str(r, "alert"), str(r, "expr"), known)
+			}
+		}
+
+		mons := ofKind(objs, "PodMonitor")
+		if len(mons) != 1 {
+			t.Fatalf("deploy/k8s/monitoring has PodMonitors %v, want one", keys(mons))
+		}
+		var pm map[string]any
+		for _, m := range mons {
+			pm = m
+		}
+		sel := dict(pm, "spec", "selector", "matchLabels")
+		var ports []string
+		for _, e := range list(pm, "spec", "podMetricsEndpoints") {
+			if str(e, "path") != "/metrics" {
+				t.Errorf("PodMonitor endpoint %v: path, want /metrics", e)
+			}
+			ports = append(ports, str(e, "port"))
+		}
+		deps := ofKind(kustomize(t, "base"), "Deployment")
+		if len(deps) < 4 {
+			t.Fatalf("base has %d Deployments, want the projector, the relay, the admin and a worker at least", len(deps))
+		}
+		for name, d := range deps {
+			if !selects(sel, dict(d, "spec", "template", "metadata", "labels")) {
+				t.Errorf("the PodMonitor's selector %v does not select the pods of %s", sel, name)
+			}
+			named := map[string]bool{}
+			for _, c := range list(d, "spec", "template", "spec", "containers") {
+				for _, p := range list(c, "ports") {
+					named[str(p, "name")] = true
+				}
+			}
+			for _, p := range ports {
+				if !named[p] {
+					t.Errorf("%s has no container port named %q (the PodMonitor's)", name, p)
+				}
+			}
+		}
+	})
+
 	t.Run("dashboard", func(t *testing.T) {
 		raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "fanout.json"))
 		if err != nil {
@@ -289,4 +361,14 @@ func TestMonitoring(t *testing.T) {
 			t.Errorf("dashboard panels do not show %v", missing)
 		}
 	})
+}
+
+// asJSON is v as JSON, to compare YAML decoded by different libraries.
+func asJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

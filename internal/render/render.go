@@ -406,8 +406,8 @@ func SecretExample(cfg *config.Config, opts Options) ([]byte, error) {
 }
 
 // Files returns the rendered files, by path relative to a kustomize tree
-// laid out like deploy/k8s: base/workers.yaml and base/secret.example.yaml
-// always, overlays/keda/scaledobjects.yaml with opts.KEDA and
+// laid out like deploy/k8s: base/workers.yaml, base/secret.example.yaml
+// and monitoring/prometheusrule.yaml (the alerting rules) always, overlays/keda/scaledobjects.yaml with opts.KEDA and
 // overlays/hpa/hpa.yaml with opts.HPA.
 func Files(cfg *config.Config, opts Options) (map[string][]byte, error) {
 	base := opts
@@ -418,6 +418,9 @@ func Files(cfg *config.Config, opts Options) (map[string][]byte, error) {
 		return nil, err
 	}
 	if files["base/secret.example.yaml"], err = SecretExample(cfg, opts); err != nil {
+		return nil, err
+	}
+	if files["monitoring/prometheusrule.yaml"], err = PrometheusRule(); err != nil {
 		return nil, err
 	}
 	if opts.KEDA {

@@ -27,7 +27,7 @@ func TestCommittedManifestsUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"base/workers.yaml", "base/secret.example.yaml", "overlays/keda/scaledobjects.yaml", "overlays/hpa/hpa.yaml"} {
+	for _, p := range []string{"base/workers.yaml", "base/secret.example.yaml", "monitoring/prometheusrule.yaml", "overlays/keda/scaledobjects.yaml", "overlays/hpa/hpa.yaml"} {
 		if files[p] == nil {
 			t.Fatalf("Files rendered no %s", p)
 		}

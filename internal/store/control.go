@@ -111,6 +111,10 @@ type WorkerStatus struct {
 	// InFlight and Held are the worker's Stats.InFlight and Stats.Held.
 	InFlight int64 `bson:"in_flight" json:"in_flight"`
 	Held     int64 `bson:"held" json:"held"`
+	// ConcurrencyLimit is the calls the instance may have in flight now:
+	// its adaptive limit, or MaxInFlight with concurrency fixed.
+	ConcurrencyLimit int64 `bson:"concurrency_limit" json:"concurrency_limit"`
+	MaxInFlight      int64 `bson:"max_in_flight" json:"max_in_flight"`
 	// Halted is the reason the connector is halted (the endpoint or the
 	// credentials refused a call, whatever the record), empty when not.
 	Halted string `bson:"halted,omitempty" json:"halted,omitempty"`
@@ -136,6 +140,19 @@ type WorkerStatus struct {
 	// LatencyMeanMS and LatencyMaxMS summarize end-to-end latency.
 	LatencyMeanMS float64 `bson:"latency_mean_ms" json:"latency_mean_ms"`
 	LatencyMaxMS  float64 `bson:"latency_max_ms" json:"latency_max_ms"`
+	// Latency is the end-to-end latency histogram since the instance
+	// started: the admin takes percentiles over an interval from the
+	// difference of two statuses. Nil from workers that do not publish it.
+	Latency *LatencyHistogram `bson:"latency,omitempty" json:"latency,omitempty"`
+}
+
+// LatencyHistogram is a fixed-bucket histogram: Counts[i] observations at
+// or below BoundsMS[i] and above the bound before it; the last of Counts,
+// one more than BoundsMS, counts those above every bound. Counts are not
+// cumulative across buckets.
+type LatencyHistogram struct {
+	BoundsMS []float64 `bson:"bounds_ms" json:"bounds_ms"`
+	Counts   []int64   `bson:"counts" json:"counts"`
 }
 
 // Ledger accounts for a worker's records: Consumed = SkippedNotRouted +

@@ -22,6 +22,10 @@ const pointReadMax = 32
 // pointWorkers bounds the point commands in flight for one call.
 const pointWorkers = 8
 
+// batchSize is a find's batch size for at most n documents: all of them in
+// the first reply, within the int32 the protocol takes.
+func batchSize(n int) int32 { return int32(min(max(n, 1), 1<<20)) }
+
 // byPoint reports whether a set of n ids is read by point commands.
 func (s *Store) byPoint(n int) bool {
 	return s.pointReads && n > 0 && n <= pointReadMax
@@ -35,8 +39,11 @@ func (s *Store) findByIDs(ctx context.Context, coll *mongo.Collection, ids []str
 		return nil
 	}
 	if !s.byPoint(len(ids)) {
+		// One batch for the whole set: the server's default first batch
+		// (101 documents) would add a getMore round trip, and so would a
+		// batch of exactly len(ids), which leaves the cursor open.
 		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-			options.Find().SetProjection(proj))
+			options.Find().SetProjection(proj).SetBatchSize(batchSize(len(ids)+1)))
 		if err != nil {
 			return err
 		}

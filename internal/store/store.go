@@ -86,10 +86,13 @@ type Store struct {
 // collections on it. A file that adds a method to Store takes it once with
 // s.cur() and uses its fields (hd.outbox, hd.db, ...).
 type conn struct {
-	client    *mongo.Client
-	db        *mongo.Database
-	domain    *mongo.Collection
-	outbox    *mongo.Collection
+	client *mongo.Client
+	db     *mongo.Database
+	domain *mongo.Collection
+	outbox *mongo.Collection
+	// ready holds each projector instance's "ready up to" watermark
+	// (outbox name + "_ready"; see AdvanceReady).
+	ready     *mongo.Collection
 	leases    *mongo.Collection
 	delivered *mongo.Collection
 	control   *mongo.Collection
@@ -186,6 +189,7 @@ func (s *Store) connect(ctx context.Context, o Options, uri string) (*conn, bson
 	}
 	c.domain = c.db.Collection(name(o.Domain, "quotes"))
 	c.outbox = c.db.Collection(name(o.Outbox, "outbox"))
+	c.ready = c.db.Collection(name(o.Outbox, "outbox") + "_ready")
 	c.leases = c.db.Collection(name(o.Leases, "leases"))
 	c.delivered = c.db.Collection(name(o.Delivered, "delivered"))
 	c.control = c.db.Collection(name(o.Control, "control"))
@@ -368,16 +372,40 @@ type DomainWrite struct {
 // change's version. A guarded upsert that finds a newer document fails with
 // a duplicate-key error on its _id; that is the guard working, not an error.
 func (s *Store) ApplyDomain(ctx context.Context, writes []DomainWrite) error {
-	return s.ApplyDomainIn(ctx, ReadModel{}, writes)
+	_, err := s.ApplyDomainGuardedIn(ctx, ReadModel{}, writes)
+	return err
 }
 
 // ApplyDomainIn is ApplyDomain on rm.
 func (s *Store) ApplyDomainIn(ctx context.Context, rm ReadModel, writes []DomainWrite) error {
+	_, err := s.ApplyDomainGuardedIn(ctx, rm, writes)
+	return err
+}
+
+// ApplyDomainGuarded is ApplyDomain, and returns the ids of the changes the
+// guard refused: their document exists with a version at or above the
+// change's, or with a version field that is missing or not a number (the
+// guard's $lt matches neither, and the upsert meets the _id). Of those, the
+// caller knows only that a document exists, not its version.
+func (s *Store) ApplyDomainGuarded(ctx context.Context, writes []DomainWrite) ([]string, error) {
+	return s.ApplyDomainGuardedIn(ctx, ReadModel{}, writes)
+}
+
+// ApplyDomainGuardedIn is ApplyDomainGuarded on rm.
+func (s *Store) ApplyDomainGuardedIn(ctx context.Context, rm ReadModel, writes []DomainWrite) ([]string, error) {
 	hd := s.cur()
 	coll, vf := s.domainOf(hd, rm)
-	return s.guardedUpserts(ctx, coll, len(writes), func(i int) (bson.D, bson.D) {
+	refused, err := s.guardedUpsertsRefused(ctx, coll, len(writes), func(i int) (bson.D, bson.D) {
 		return guard(vf, writes[i]), update(vf, writes[i])
 	}, "write domain documents")
+	if err != nil || len(refused) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(refused))
+	for i, r := range refused {
+		ids[i] = writes[r].ID
+	}
+	return ids, nil
 }
 
 // guardedUpserts applies n version-guarded upserts: one unordered bulk
@@ -385,8 +413,15 @@ func (s *Store) ApplyDomainIn(ctx context.Context, rm ReadModel, writes []Domain
 // fails part way, one by one on a few goroutines. Every write is
 // idempotent, so redoing the whole batch is safe.
 func (s *Store) guardedUpserts(ctx context.Context, coll *mongo.Collection, n int, model func(i int) (filter, update bson.D), what string) error {
+	_, err := s.guardedUpsertsRefused(ctx, coll, n, model, what)
+	return err
+}
+
+// guardedUpsertsRefused is guardedUpserts, and returns the indexes of the
+// writes the guard refused (a duplicate key on _id).
+func (s *Store) guardedUpsertsRefused(ctx context.Context, coll *mongo.Collection, n int, model func(i int) (filter, update bson.D), what string) ([]int, error) {
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	if !s.parallel {
 		models := make([]mongo.WriteModel, 0, n)
@@ -396,26 +431,45 @@ func (s *Store) guardedUpserts(ctx context.Context, coll *mongo.Collection, n in
 		}
 		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 		if err == nil {
-			return nil
+			return nil, nil
 		}
 		var bwe mongo.BulkWriteException
 		if !errors.As(err, &bwe) {
-			return fmt.Errorf("store: %s: %w", what, err)
+			return nil, fmt.Errorf("store: %s: %w", what, err)
 		}
 		// Duplicates alone are the guard working, but only if the server
 		// went on after them: FerretDB stops an unordered bulk write at
 		// the first error, so check that the counts add up.
 		if onlyDuplicates(err) && res != nil && res.MatchedCount+res.UpsertedCount+int64(len(bwe.WriteErrors)) >= int64(n) {
-			return nil
+			refused := make([]int, 0, len(bwe.WriteErrors))
+			for _, we := range bwe.WriteErrors {
+				refused = append(refused, we.Index)
+			}
+			return refused, nil
 		}
 	}
-	return upsertEach(ctx, n, func(ctx context.Context, i int) error {
+	var (
+		mu      sync.Mutex
+		refused []int
+	)
+	err := upsertEach(ctx, n, func(ctx context.Context, i int) error {
 		f, u := model(i)
-		if _, err := coll.UpdateOne(ctx, f, u, options.UpdateOne().SetUpsert(true)); err != nil && !mongo.IsDuplicateKeyError(err) {
+		_, err := coll.UpdateOne(ctx, f, u, options.UpdateOne().SetUpsert(true))
+		switch {
+		case err == nil:
+		case mongo.IsDuplicateKeyError(err):
+			mu.Lock()
+			refused = append(refused, i)
+			mu.Unlock()
+		default:
 			return fmt.Errorf("store: %s: %w", what, err)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return refused, nil
 }
 
 func guard(versionField string, w DomainWrite) bson.D {

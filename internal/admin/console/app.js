@@ -2,7 +2,7 @@
 // stays in this tab's sessionStorage and goes out as a bearer token.
 "use strict";
 
-const state = { connector: "", cursor: "", lastDryRun: null, lastSelection: "" };
+const state = { connector: "", cursor: "", lastDryRun: null, lastSelection: "", chartsLoaded: false, traceSeq: 0 };
 
 function $(id) { return document.getElementById(id); }
 
@@ -88,6 +88,108 @@ async function refreshConnectors() {
   }
 }
 
+// fmtMS formats a latency in milliseconds, "-" without one.
+function fmtMS(v) {
+  if (v === null || v === undefined) return "-";
+  return v >= 100 ? Math.round(v) + " ms" : v.toFixed(1) + " ms";
+}
+
+function fmtAge(s) {
+  if (!s) return "0 s";
+  if (s < 120) return s.toFixed(0) + " s";
+  if (s < 7200) return (s / 60).toFixed(0) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+// stageRow adds one row of the pipeline view; every value goes in as
+// text.
+function stageRow(tbody, stage, what, stateText, stateClass, figures, problems, connector) {
+  const tr = document.createElement("tr");
+  tr.className = "stage";
+  tr.dataset.stage = stage;
+  if (connector) tr.dataset.connector = connector;
+  const th = document.createElement("th");
+  th.textContent = stage;
+  tr.appendChild(th);
+  cell(tr, what);
+  cell(tr, stateText, "state " + (stateClass || ""));
+  cell(tr, figures.filter(Boolean).join(" \u00b7 "), "figures");
+  cell(tr, (problems || []).join("; "), "error");
+  tbody.appendChild(tr);
+}
+
+async function refreshPipeline() {
+  let p;
+  try {
+    p = await api("GET", "/v1/pipeline");
+  } catch (e) { return; } // refreshConnectors reports the error
+  const tbody = $("pipeline");
+  tbody.replaceChildren();
+  const lagParts = p.source.lag.map(l => "p" + l.partition + ": " + l.lag);
+  stageRow(tbody, "source", p.source.topic + " (group " + p.source.group + ")", p.source.lag_total > 0 ? "behind" : "caught up", "",
+    ["lag " + p.source.lag_total, lagParts.length ? "per partition " + lagParts.join(", ") : "no partitions read yet"], p.source.errors);
+  const pr = p.projector;
+  stageRow(tbody, "projector", pr.instances + " instance(s), " + pr.assigned_partitions + " partition(s)", pr.instances > 0 ? "running" : "no live instance", pr.instances > 0 ? "" : "warn",
+    [pr.rate.toFixed(1) + " records/s", "projected " + pr.projected, "stale " + pr.stale, "duplicate " + pr.duplicate, "poison " + pr.poison, pr.store_errors ? "store errors " + pr.store_errors : ""], pr.errors);
+  stageRow(tbody, "outbox", "entries not yet published", p.outbox.backlog > 0 ? "backlog" : "empty", "",
+    ["backlog " + p.outbox.backlog, "oldest " + fmtAge(p.outbox.oldest_age_seconds)], p.outbox.errors);
+  const r = p.relay;
+  stageRow(tbody, "relay", "lease " + r.lease, r.holder ? (r.stale ? "stale (no publish for 30 s)" : "leading") : "no leader seen", r.stale ? "warn" : "",
+    [r.holder ? "holder " + r.holder : "", "token " + r.token, r.held_total ? "held " + r.held_total : "", r.dead_lettered_total ? "dead-lettered " + r.dead_lettered_total : ""], r.errors);
+  for (const c of p.connectors) {
+    let st = "breaker " + c.breaker;
+    let cls = "breaker breaker-" + c.breaker;
+    if (c.halted) { st = "HALTED (" + c.halted + "), " + st; cls += " halted"; }
+    if (c.paused) { st = "PAUSED, " + st; cls += " paused"; }
+    const classes = Object.entries(c.dead_letters_by_class || {}).filter(([, n]) => n > 0).map(([k, n]) => k + " " + n);
+    stageRow(tbody, "connector", c.name + " (" + c.type + ", " + c.instances + " worker(s))", st, cls, [
+      c.rate.toFixed(1) + " deliveries/s",
+      "p50 " + fmtMS(c.latency_p50_ms) + ", p99 " + fmtMS(c.latency_p99_ms) + " (last " + Math.round(c.latency_window_seconds) + " s)",
+      "in flight " + c.in_flight, "held " + c.held, "lag " + c.lag,
+      "dead letters " + c.dead_letters + (classes.length ? " (since start: " + classes.join(", ") + ")" : ""),
+    ], c.errors, c.name);
+  }
+  $("pipeline-refreshed").textContent = "updated " + new Date().toLocaleTimeString();
+  ensureCharts(p.connectors.map(c => c.name));
+}
+
+// ensureCharts keeps one chart box per connector.
+function ensureCharts(names) {
+  const box = $("charts");
+  for (const n of names) {
+    if (box.querySelector('div.chart[data-connector="' + CSS.escape(n) + '"]')) continue;
+    const div = document.createElement("div");
+    div.className = "chart";
+    div.dataset.connector = n;
+    const h = document.createElement("h3");
+    h.textContent = n;
+    div.appendChild(h);
+    box.appendChild(div);
+  }
+  if (!state.chartsLoaded) { state.chartsLoaded = true; refreshCharts(); }
+}
+
+// refreshCharts fetches each connector's chart, an SVG the admin draws,
+// and puts it in the page (fetched with the token, so no <img>).
+async function refreshCharts() {
+  const minutes = $("chart-window").value;
+  for (const div of document.querySelectorAll("#charts div.chart")) {
+    const name = div.dataset.connector;
+    const headers = {};
+    if (token()) headers["Authorization"] = "Bearer " + token();
+    try {
+      const resp = await fetch("/v1/pipeline/charts/" + encodeURIComponent(name) + "?minutes=" + minutes, { headers });
+      if (!resp.ok) continue;
+      const doc = new DOMParser().parseFromString(await resp.text(), "image/svg+xml");
+      const svg = doc.documentElement;
+      if (svg.nodeName !== "svg") continue;
+      const old = div.querySelector("svg");
+      const node = document.importNode(svg, true);
+      if (old) old.replaceWith(node); else div.appendChild(node);
+    } catch (e) { /* the next refresh tries again */ }
+  }
+}
+
 async function setPaused(name, paused) {
   try {
     await api("POST", "/v1/connectors/" + encodeURIComponent(name) + (paused ? "/pause" : "/resume"), {});
@@ -101,7 +203,9 @@ function filterParams() {
   if ($("f-key").value.trim()) p.set("key", $("f-key").value.trim());
   if ($("f-class").value) p.set("error_class", $("f-class").value);
   if ($("f-status").value.trim()) p.set("http_status", $("f-status").value.trim());
+  if ($("f-reason").value.trim()) p.set("reason", $("f-reason").value.trim());
   if ($("f-since").value.trim()) p.set("since", $("f-since").value.trim());
+  if ($("f-until").value.trim()) p.set("until", $("f-until").value.trim());
   return p;
 }
 
@@ -110,7 +214,9 @@ function filterObject() {
   if ($("f-key").value.trim()) f.key = $("f-key").value.trim();
   if ($("f-class").value) f.error_class = $("f-class").value;
   if ($("f-status").value.trim()) f.http_status = parseInt($("f-status").value.trim(), 10);
+  if ($("f-reason").value.trim()) f.reason = $("f-reason").value.trim();
   if ($("f-since").value.trim()) f.since = $("f-since").value.trim();
+  if ($("f-until").value.trim()) f.until = $("f-until").value.trim();
   return f;
 }
 
@@ -149,6 +255,7 @@ async function loadDLQ(more) {
       cell(tr, d.version, "num");
       cell(tr, d.error_class);
       cell(tr, d.http_status, "num");
+      cell(tr, d.error || "", "error dlq-error");
       cell(tr, d.attempts, "num");
       cell(tr, d.last_failure || "");
       cell(tr, d.replay ? "yes (" + d.replay.by + ")" : "", "replayed");
@@ -173,6 +280,14 @@ async function loadDLQ(more) {
 async function inspect(p, o) {
   try {
     const d = await api("GET", "/v1/connectors/" + encodeURIComponent(state.connector) + "/dead-letters/" + p + "/" + o);
+    $("detail-summary").textContent = "Dead letter " + d.partition + "/" + d.offset + " of " + state.connector +
+      ": key " + d.key + ", event " + (d.id || "(no id)") + ", version " + d.version + ", " + d.attempts + " attempt(s)" +
+      (d.source ? ", read from " + d.source.topic + "/" + d.source.partition + "@" + d.source.offset : "");
+    const err = [d.error_class + (d.http_status ? ", HTTP " + d.http_status : ", no HTTP response") + (d.error_code ? ", " + d.error_code : "")];
+    if (d.error) err.push(d.error);
+    if (d.first_failure) err.push("first failure " + d.first_failure + ", last " + (d.last_failure || "?"));
+    $("detail-error").textContent = err.join("\n");
+    $("detail-record").textContent = d.payload !== undefined ? JSON.stringify(d.payload, null, 2) : (d.payload_text || "(no value)");
     $("detail").textContent = JSON.stringify(d, null, 2);
   } catch (e) { setStatus(e.message, true); }
 }
@@ -272,11 +387,15 @@ async function traceSearch() {
   const path = kind === "aggregate"
     ? "/v1/aggregates/" + encodeURIComponent(id) + "/events"
     : "/v1/events/" + encodeURIComponent(id);
+  // Only the latest search shows: an earlier one that answers later
+  // would add its rows to the new ones.
+  const seq = ++state.traceSeq;
   const tbody = $("trace");
-  tbody.replaceChildren();
-  $("trace-table").hidden = true;
   try {
     const data = await api("GET", path);
+    if (seq !== state.traceSeq) return;
+    tbody.replaceChildren();
+    $("trace-table").hidden = true;
     const events = kind === "aggregate" ? data.events : [data];
     const lines = [];
     for (const ev of events) {
@@ -299,6 +418,9 @@ async function traceSearch() {
     $("trace-summary").textContent = lines.join(" | ");
     $("trace-table").hidden = false;
   } catch (e) {
+    if (seq !== state.traceSeq) return;
+    tbody.replaceChildren();
+    $("trace-table").hidden = true;
     $("trace-summary").textContent = e.message;
   }
 }
@@ -311,6 +433,8 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.setItem("fanout-token", $("token").value.trim());
     setStatus("token set for this tab", false);
     refreshConnectors();
+    refreshPipeline();
+    refreshCharts();
   });
   $("clear-token").addEventListener("click", () => {
     sessionStorage.removeItem("fanout-token");
@@ -323,11 +447,14 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const cb of document.querySelectorAll("#dlq input.pick")) cb.checked = ev.target.checked;
     resetReplay();
   });
-  for (const id of ["force", "rate", "f-key", "f-class", "f-status", "f-since"]) {
+  for (const id of ["force", "rate", "f-key", "f-class", "f-status", "f-reason", "f-since", "f-until"]) {
     $(id).addEventListener("change", resetReplay);
   }
   $("dry-run").addEventListener("click", dryRun);
   $("confirm-replay").addEventListener("click", confirmReplay);
+  $("chart-window").addEventListener("change", refreshCharts);
   refreshConnectors();
-  setInterval(refreshConnectors, 3000);
+  refreshPipeline();
+  setInterval(() => { refreshConnectors(); refreshPipeline(); }, 3000);
+  setInterval(refreshCharts, 5000);
 });

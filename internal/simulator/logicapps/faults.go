@@ -80,8 +80,47 @@ type Faults struct {
 	// RetryAfterSeconds is the value sent when no better one is known
 	// (default 1). Budget throttling sends the time until a slot frees up.
 	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+	// Capacity models a workflow (and the systems it calls) that slows
+	// down under load: with more than Capacity calls of the workflow in
+	// flight, a call's latency (Latency plus jitter) is multiplied by the
+	// square of (calls in flight / Capacity), counted when it arrives.
+	// Every extra call slows the others down, as lock and CPU contention
+	// do, so the workflow's throughput falls past its capacity instead of
+	// staying flat. 0 turns it off.
+	Capacity int `json:"capacity,omitempty"`
+	// CapacityThrottle is how far over Capacity the service starts to
+	// throttle: a call arriving with Capacity × CapacityThrottle calls in
+	// flight is answered 429 WorkflowRequestsThrottled at once, with a
+	// Retry-After when RetryAfter is set (default 4).
+	CapacityThrottle float64 `json:"capacity_throttle,omitempty"`
 	// Script answers the next calls in order, before any random fault.
 	Script []Step `json:"script,omitempty"`
+}
+
+// DefaultCapacityThrottle is Faults.CapacityThrottle when left zero.
+const DefaultCapacityThrottle = 4
+
+// capacityDelay scales delay for a call arriving with n calls of its
+// workflow in flight (itself included).
+func (f *Faults) capacityDelay(delay time.Duration, n int) time.Duration {
+	if f.Capacity <= 0 || n <= f.Capacity {
+		return delay
+	}
+	r := float64(n) / float64(f.Capacity)
+	return time.Duration(float64(delay) * r * r)
+}
+
+// capacityThrottled reports whether a call arriving with inFlight calls
+// already in flight is throttled.
+func (f *Faults) capacityThrottled(inFlight int) bool {
+	if f.Capacity <= 0 {
+		return false
+	}
+	t := f.CapacityThrottle
+	if t <= 0 {
+		t = DefaultCapacityThrottle
+	}
+	return float64(inFlight) >= float64(f.Capacity)*t
 }
 
 // Step is one entry of a fault script: it answers the calls that reach it
@@ -125,6 +164,9 @@ func (f *Faults) validate() error {
 	}
 	if f.Latency < 0 || f.Jitter < 0 || f.RetryAfterSeconds < 0 {
 		return fmt.Errorf("latency, jitter and retry_after_seconds must not be negative")
+	}
+	if f.Capacity < 0 || f.CapacityThrottle < 0 || (f.CapacityThrottle > 0 && f.CapacityThrottle < 1) {
+		return fmt.Errorf("capacity must not be negative and capacity_throttle must be 0 (for %d) or at least 1", DefaultCapacityThrottle)
 	}
 	for i, s := range f.Script {
 		if s.Status != 0 && !responseStatus(s.Status) {

@@ -21,7 +21,7 @@
 // route (404), api-version (400 MissingApiVersionParameter), workflow (404
 // WorkflowNotFound), authentication (400 when both sig and Authorization
 // are sent, 401 otherwise), body size (413), invoke budget and concurrency
-// (429 WorkflowRequestsThrottled), scripted then random faults, schema (400
+// (429 WorkflowRequestsThrottled, also past Faults.Capacity), scripted then random faults, schema (400
 // TriggerInputSchemaMismatch), latency (504 past the timeout), answer.
 package logicapps
 
@@ -628,7 +628,17 @@ func (s *Server) decide(r *http.Request, call *Call) (answer, func()) {
 		}
 		return a, nil
 	}
+	if n := s.inflight[key]; faults.capacityThrottled(n) {
+		s.mu.Unlock()
+		a := errorAnswer(http.StatusTooManyRequests, "WorkflowRequestsThrottled",
+			fmt.Sprintf("Number of concurrent requests for workflow '%s' exceeded the limit of '%d'.", rt.workflow, n), "capacity")
+		if faults.RetryAfter {
+			a.retryAfter = strconv.Itoa(max(faults.RetryAfterSeconds, 1))
+		}
+		return a, nil
+	}
 	s.inflight[key]++
+	inFlight := s.inflight[key]
 	release := func() {
 		s.mu.Lock()
 		s.inflight[key]--
@@ -639,6 +649,7 @@ func (s *Server) decide(r *http.Request, call *Call) (answer, func()) {
 	if faults.Jitter > 0 {
 		delay += time.Duration(s.rnd.Int64N(int64(faults.Jitter) + 1))
 	}
+	delay = faults.capacityDelay(delay, inFlight)
 	randomStatus, randomReason := 0, ""
 	if !scripted || step.Status == 0 {
 		switch {

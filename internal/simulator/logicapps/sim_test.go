@@ -521,3 +521,90 @@ func TestOperatorActions(t *testing.T) {
 		t.Fatalf("unknown field accepted: %d", r.status)
 	}
 }
+
+func TestCapacityDelay(t *testing.T) {
+	base := 100 * time.Millisecond
+	tests := []struct {
+		name     string
+		f        Faults
+		inFlight int
+		want     time.Duration
+	}{
+		{"off", Faults{}, 1000, base},
+		{"at capacity", Faults{Capacity: 10}, 10, base},
+		{"twice the capacity: four times slower", Faults{Capacity: 10}, 20, 4 * base},
+		{"three times: nine times slower", Faults{Capacity: 10}, 30, 9 * base},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.f.capacityDelay(base, tt.inFlight); got != tt.want {
+				t.Fatalf("delay %v, want %v", got, tt.want)
+			}
+		})
+	}
+	throttle := []struct {
+		f        Faults
+		inFlight int
+		want     bool
+	}{
+		{Faults{}, 1 << 20, false},
+		{Faults{Capacity: 10}, 39, false},
+		{Faults{Capacity: 10}, 40, true}, // the default: 4x capacity
+		{Faults{Capacity: 10, CapacityThrottle: 1.5}, 15, true},
+		{Faults{Capacity: 10, CapacityThrottle: 1.5}, 14, false},
+	}
+	for _, tt := range throttle {
+		if got := tt.f.capacityThrottled(tt.inFlight); got != tt.want {
+			t.Errorf("%+v with %d in flight: throttled %v, want %v", tt.f, tt.inFlight, got, tt.want)
+		}
+	}
+	if err := (&Faults{CapacityThrottle: 0.5}).validate(); err == nil {
+		t.Error("capacity_throttle 0.5 accepted")
+	}
+}
+
+// TestCapacityThrottles: past Capacity × CapacityThrottle calls in flight
+// the trigger answers 429 WorkflowRequestsThrottled with a Retry-After.
+// Two calls are sent together until one arrives while the other is in
+// flight (each takes 3 s, so the first pair normally does).
+func TestCapacityThrottles(t *testing.T) {
+	s, base := startSim(t, Config{Faults: Faults{Latency: Duration(3 * time.Second), Capacity: 1, CapacityThrottle: 1,
+		RetryAfter: true, RetryAfterSeconds: 3}})
+	u := SignURL(base, testKey, "wf1", "manual", false)
+	var throttled *result
+	for range 5 {
+		var wg sync.WaitGroup
+		res := make([]result, 2)
+		for i := range res {
+			wg.Add(1)
+			go func() { defer wg.Done(); res[i] = post(t, u, `{}`, nil) }()
+		}
+		wg.Wait()
+		for i := range res {
+			if res[i].status == 429 {
+				throttled = &res[i]
+				if other := res[1-i].status; other != 202 {
+					t.Fatalf("the call in flight got %d", other)
+				}
+			}
+		}
+		if throttled != nil {
+			break
+		}
+	}
+	if throttled == nil {
+		t.Fatal("no call throttled in 5 pairs of concurrent calls")
+	}
+	if throttled.code != "WorkflowRequestsThrottled" || throttled.header.Get("Retry-After") != "3" {
+		t.Fatalf("got %q Retry-After %q, want WorkflowRequestsThrottled with Retry-After 3", throttled.code, throttled.header.Get("Retry-After"))
+	}
+	var n int
+	for _, c := range s.Calls() {
+		if c.Reason == "capacity" {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no call recorded with reason capacity")
+	}
+}
