@@ -53,6 +53,10 @@ type Notification struct {
 	Attempt int
 	// TraceParent is the W3C traceparent of the notification, if any.
 	TraceParent string
+	// Projection names the projection the notification comes from
+	// (quotes, orders, ...); Key is unique within it. Connectors may map
+	// each projection to its own endpoint or object.
+	Projection string
 }
 
 // Class says what the delivery layer should do with a failed delivery.

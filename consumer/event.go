@@ -40,6 +40,8 @@ type Event struct {
 	Set bson.D
 
 	Record *kgo.Record
+	// proj is the projection the event belongs to.
+	proj *projection
 }
 
 // Poison reasons, written to the events DLQ in the fanout_dlq_reason

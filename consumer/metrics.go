@@ -24,5 +24,30 @@ func (p *Projector) Collectors() []prometheus.Collector {
 		counter("fanout_projector_store_errors_total", "Batch attempts that failed on the store, the events DLQ produce or the schema registry, and were retried.", &s.StoreErrs),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_projector_assigned_partitions", Help: "Source partitions this projector holds."},
 			func() float64 { return float64(s.Assigned.Load()) }),
+		projectionCollector{p.projs},
+	}
+}
+
+var (
+	projectedDesc = prometheus.NewDesc("fanout_projection_projected_total",
+		"Events written to the READ model, per projection.", []string{"projection"}, nil)
+	staleDesc = prometheus.NewDesc("fanout_projection_stale_skipped_total",
+		"Events skipped as stale, per projection.", []string{"projection"}, nil)
+)
+
+// projectionCollector exports the per-projection counters.
+type projectionCollector struct{ projs []*projection }
+
+// Describe implements prometheus.Collector.
+func (c projectionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- projectedDesc
+	ch <- staleDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c projectionCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, pj := range c.projs {
+		ch <- prometheus.MustNewConstMetric(projectedDesc, prometheus.CounterValue, float64(pj.projected.Load()), pj.name)
+		ch <- prometheus.MustNewConstMetric(staleDesc, prometheus.CounterValue, float64(pj.stale.Load()), pj.name)
 	}
 }

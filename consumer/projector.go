@@ -36,12 +36,12 @@ import (
 
 // Store is what the projector needs from the store.
 type Store interface {
-	Versions(ctx context.Context, ids []string) (map[string]int64, error)
+	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
 	// InsertOutboxNew inserts entries and returns the ids already present.
 	InsertOutboxNew(ctx context.Context, entries []store.OutboxEntry) ([]string, error)
 	// ApplyDomainGuarded writes the READ model with a version guard and
 	// returns the ids of the writes the guard refused.
-	ApplyDomainGuarded(ctx context.Context, writes []store.DomainWrite) ([]string, error)
+	ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, writes []store.DomainWrite) ([]string, error)
 	// MarkOutboxReady tells the relay which entries the READ model has
 	// durably reached: it publishes those without reading the READ model.
 	MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error
@@ -84,11 +84,10 @@ type Stats struct {
 
 // Projector consumes the events topic.
 type Projector struct {
-	cfg    *config.Config
-	store  Store
-	router *routing.Router
-	log    *slog.Logger
-	opts   []kgo.Opt
+	cfg   *config.Config
+	store Store
+	log   *slog.Logger
+	opts  []kgo.Opt
 	// Notify, if set, is called after each batch whose outbox entries are
 	// durable: the relay in the same process wakes at once.
 	notify func()
@@ -99,17 +98,17 @@ type Projector struct {
 	// model write (the batch may be abandoned), and the next batch's
 	// watermark must not cover them.
 	writer atomic.Pointer[string]
-	// dec decodes source records; decErr is why it could not be built
-	// (a source configuration that does not compile).
-	dec     *Decoder
+	// projs are the projections served, byTopic them per source topic;
+	// decErr is why one could not be built (a source configuration that
+	// does not compile, an unknown --projection).
+	projs   []*projection
+	byTopic map[string][]*projection
 	decErr  error
+	// only names the one projection served (WithProjection); empty: all.
+	only    string
 	getenv  func(string) string
 	secrets *secret.Store
-	// cache holds the versions of the aggregates of the partitions this
-	// projector owns; nil outside Run (HandleBatch alone owns nothing) or
-	// when projector.version_cache_size is 0.
-	cache *versionCache
-	trace TraceRecorder // nil: no per-notification trace
+	trace   TraceRecorder // nil: no per-notification trace
 	// Stats are the projector's counters.
 	Stats Stats
 }
@@ -138,7 +137,7 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 
 // New returns a projector. cfg must be validated.
 func New(cfg *config.Config, st Store, opts ...Option) *Projector {
-	p := &Projector{cfg: cfg, store: st, router: routing.New(cfg.Routing), log: slog.Default()}
+	p := &Projector{cfg: cfg, store: st, log: slog.Default()}
 	p.newWriter()
 	for _, o := range opts {
 		o(p)
@@ -147,7 +146,7 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	if p.getenv != nil {
 		dopts = append(dopts, DecoderGetenv(p.getenv))
 	}
-	p.dec, p.decErr = NewDecoder(cfg.Source, dopts...)
+	p.projs, p.byTopic, p.decErr = newProjections(cfg, p.only, dopts)
 	return p
 }
 
@@ -159,8 +158,8 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("projector: %w", p.decErr)
 	}
 	opts := append(slices.Clone(p.opts),
-		kgo.ConsumerGroup(p.cfg.Groups.Projector),
-		kgo.ConsumeTopics(p.cfg.Topics.Events),
+		kgo.ConsumerGroup(p.group()),
+		kgo.ConsumeTopics(p.topics()...),
 		kgo.DisableAutoCommit(),
 		// A rebalance waits until the batch in hand is durable and
 		// committed, so no other member re-projects it concurrently.
@@ -177,14 +176,14 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		return int64(n)
 	}
-	if n := p.cfg.Projector.VersionCacheSize; n > 0 {
-		p.cache = newVersionCache(n, p.cfg.Kafka.SessionTimeout/3)
-	}
+	p.startCaches()
 	// A partition that leaves (or joins: a missed revoke must not leave
 	// old versions behind) takes its cached versions with it.
 	drop := func(m map[string][]int32) {
-		if p.cache != nil {
-			p.cache.dropPartitions(m[p.cfg.Topics.Events])
+		for _, pj := range p.projs {
+			if pj.cache != nil {
+				pj.cache.dropPartitions(m[pj.topics[0]])
+			}
 		}
 	}
 	opts = append(opts,
@@ -312,7 +311,7 @@ func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kg
 	if err := p.retry(ctx, "dead-letter", func() error { return p.deadLetter(ctx, cl, poisons) }); err != nil {
 		return err
 	}
-	if err := p.retry(ctx, "store", func() error { return p.project(ctx, events) }); err != nil {
+	if err := p.retry(ctx, "store", func() error { return p.projectAll(ctx, events) }); err != nil {
 		return err
 	}
 	p.Stats.Consumed.Add(int64(len(recs)))
@@ -364,7 +363,7 @@ func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.
 	if err := p.deadLetter(ctx, prod, poisons); err != nil {
 		return err
 	}
-	if err := p.project(ctx, events); err != nil {
+	if err := p.projectAll(ctx, events); err != nil {
 		return err
 	}
 	p.Stats.Consumed.Add(int64(len(recs)))
@@ -385,20 +384,29 @@ func (p *Projector) decode(ctx context.Context, recs []*kgo.Record) ([]*Event, [
 		dupEvents []*Event
 	)
 	for _, r := range recs {
-		ev, pe, err := p.dec.DecodeContext(ctx, r)
+		pj, pe := p.projectionOf(r)
+		if pe != nil {
+			poisons = append(poisons, p.dlqRecord(r, pe))
+			continue
+		}
+		if pj == nil {
+			continue // another deployment's projection (--projection)
+		}
+		ev, pe, err := pj.dec.DecodeContext(ctx, r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("decode the record at partition %d offset %d: %w", r.Partition, r.Offset, err)
+			return nil, nil, fmt.Errorf("decode the record at %s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
 		if pe != nil {
 			poisons = append(poisons, p.dlqRecord(r, pe))
 			continue
 		}
-		if _, dup := seen[ev.ID]; dup {
+		ev.proj = pj
+		if _, dup := seen[pj.name+"\x00"+ev.ID]; dup {
 			dups++
 			dupEvents = append(dupEvents, ev)
 			continue
 		}
-		seen[ev.ID] = struct{}{}
+		seen[pj.name+"\x00"+ev.ID] = struct{}{}
 		events = append(events, ev)
 	}
 	p.Stats.Duplicate.Add(dups)
@@ -424,10 +432,10 @@ func (p *Projector) deadLetter(ctx context.Context, prod Producer, poisons []*kg
 	return nil
 }
 
-// project writes the events' outbox entries, then the READ model. It is
-// safe to call again with the same events after any failure; its counters
-// count only the attempt that succeeds.
-func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
+// project writes the events' outbox entries, then the READ model, for
+// one projection. It is safe to call again with the same events after any
+// failure; its counters count only the attempt that succeeds.
+func (p *Projector) project(ctx context.Context, pj *projection, events []*Event) (err error) {
 	writer := *p.writer.Load()
 	defer func() {
 		if err != nil {
@@ -436,13 +444,13 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 			p.newWriter()
 		}
 	}()
-	if p.cache != nil {
-		p.cache.begin(time.Now())
+	if pj.cache != nil {
+		pj.cache.begin(time.Now())
 		defer func() {
 			if err != nil {
 				// What reached the store is unknown: trust it again only
 				// after reading it.
-				p.cache.reset()
+				pj.cache.reset()
 			}
 		}()
 	}
@@ -452,16 +460,16 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	parts := p.cachePartitions(events)
+	parts := pj.cachePartitions(events)
 	versions := make(map[string]int64, len(ids))
 	missing := ids
-	if p.cache != nil {
+	if pj.cache != nil {
 		missing = make([]string, 0, len(ids))
 		for _, id := range ids {
 			part, ok := parts[id]
 			if ok {
 				var v int64
-				if v, ok = p.cache.get(part, id); ok {
+				if v, ok = pj.cache.get(part, id); ok {
 					versions[id] = v
 				}
 			}
@@ -473,7 +481,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	}
 	p.Stats.CacheMisses.Add(int64(len(missing)))
 	if len(missing) > 0 {
-		read, err := p.store.Versions(ctx, missing)
+		read, err := p.store.VersionsIn(ctx, pj.rm, missing)
 		if err != nil {
 			return err
 		}
@@ -508,9 +516,9 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 			continue
 		}
 		versions[ev.AggregateID] = ev.Version
-		decision := p.router.Route(ev.Type, ev.Fields)
+		decision := pj.router.Route(ev.Type, ev.Fields)
 		if len(decision.Targets) > 0 {
-			e, err := p.entry(ev, decision, now)
+			e, err := p.entry(pj, ev, decision, now)
 			if err != nil {
 				return err
 			}
@@ -544,7 +552,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 		w.Set = append(w.Set, setUpdatedAt(now)...)
 		dw = append(dw, *w)
 	}
-	refusedIDs, err := p.store.ApplyDomainGuarded(ctx, dw)
+	refusedIDs, err := p.store.ApplyDomainGuardedIn(ctx, pj.rm, dw)
 	if err != nil {
 		return err
 	}
@@ -583,10 +591,10 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	)
 	for _, e := range entries {
 		switch {
-		case refused[e.AggregateID]:
+		case refused[e.RecordKey()]:
 			unclaim = append(unclaim, e.ID)
 		case present[e.ID]:
-			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.AggregateID]})
+			marks = append(marks, store.ReadyMark{ID: e.ID, AggregateID: e.AggregateID, Version: versions[e.RecordKey()]})
 		default:
 			upTo = max(upTo, e.Seq)
 			watermark = true
@@ -594,7 +602,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	}
 	for _, ev := range staleIDs {
 		if !refused[ev.AggregateID] {
-			marks = append(marks, store.ReadyMark{ID: ev.ID, AggregateID: ev.AggregateID, Version: versions[ev.AggregateID]})
+			marks = append(marks, store.ReadyMark{ID: p.outboxID(pj, ev.ID), AggregateID: p.outboxAggregate(pj, ev.AggregateID), Version: versions[ev.AggregateID]})
 		}
 	}
 	if err := p.store.UnclaimOutbox(ctx, unclaim); err != nil {
@@ -608,7 +616,7 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 	if err := p.store.MarkOutboxReady(ctx, marks); err != nil {
 		return err
 	}
-	if p.cache != nil {
+	if pj.cache != nil {
 		// Every aggregate of the batch is now at versions[id] in the
 		// store (written, or read and left as it was), but those whose
 		// write was refused.
@@ -616,19 +624,21 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 			if refused[id] {
 				// The store holds a version this projector did not write:
 				// read it again next time.
-				p.cache.forget(id)
+				pj.cache.forget(id)
 				continue
 			}
 			if part, ok := parts[id]; ok {
-				p.cache.put(part, id, versions[id])
+				pj.cache.put(part, id, versions[id])
 			} else {
-				p.cache.forget(id)
+				pj.cache.forget(id)
 			}
 		}
 	}
 	p.Stats.Stale.Add(stale)
 	p.Stats.Unrouted.Add(unrouted)
 	p.Stats.Projected.Add(projected)
+	pj.stale.Add(stale)
+	pj.projected.Add(projected)
 	p.traceDone(bt)
 	if p.notify != nil && len(entries) > 0 {
 		p.notify()
@@ -640,8 +650,8 @@ func (p *Projector) project(ctx context.Context, events []*Event) (err error) {
 // cache may answer for, the partition of its events: all of them must have
 // come from one partition with the aggregate id as their record key, the
 // key that pins the aggregate to that partition. nil without a cache.
-func (p *Projector) cachePartitions(events []*Event) map[string]int32 {
-	if p.cache == nil {
+func (pj *projection) cachePartitions(events []*Event) map[string]int32 {
+	if pj.cache == nil {
 		return nil
 	}
 	parts := make(map[string]int32, len(events))
@@ -691,12 +701,12 @@ func mergeSet(prev, next bson.D) bson.D {
 	return prev
 }
 
-func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.OutboxEntry, error) {
+func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now time.Time) (store.OutboxEntry, error) {
 	n := envelope.Notification{
 		ID:               ev.ID,
 		EventType:        ev.Type,
-		AggregateType:    p.cfg.Source.AggregateType,
-		AggregateIDField: p.cfg.Source.IDField,
+		AggregateType:    pj.cfg.AggregateType,
+		AggregateIDField: pj.cfg.IDField,
 		AggregateID:      ev.AggregateID,
 		Version:          ev.Version,
 		Timestamp:        ev.Timestamp,
@@ -707,9 +717,16 @@ func (p *Projector) entry(ev *Event, d routing.Decision, now time.Time) (store.O
 	if err != nil {
 		return store.OutboxEntry{}, fmt.Errorf("encode notification %s: %w", ev.ID, err)
 	}
+	var eventID, key, projName string
+	if p.cfg.MultiProjection() {
+		eventID, key, projName = ev.ID, ev.AggregateID, pj.name
+	}
 	return store.OutboxEntry{
-		ID:          ev.ID,
-		AggregateID: ev.AggregateID,
+		ID:          p.outboxID(pj, ev.ID),
+		EventID:     eventID,
+		Projection:  projName,
+		Key:         key,
+		AggregateID: p.outboxAggregate(pj, ev.AggregateID),
 		Version:     ev.Version,
 		Seq:         p.nextSeq(now),
 		Writer:      *p.writer.Load(),

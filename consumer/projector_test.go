@@ -31,7 +31,7 @@ type fakeStore struct {
 	failNext   int
 }
 
-func (f *fakeStore) Versions(_ context.Context, ids []string) (map[string]int64, error) {
+func (f *fakeStore) VersionsIn(_ context.Context, _ store.ReadModel, ids []string) (map[string]int64, error) {
 	f.calls = append(f.calls, "versions")
 	out := map[string]int64{}
 	for _, id := range ids {
@@ -52,7 +52,7 @@ func (f *fakeStore) InsertOutboxNew(_ context.Context, es []store.OutboxEntry) (
 	return nil, nil
 }
 
-func (f *fakeStore) ApplyDomainGuarded(_ context.Context, ws []store.DomainWrite) ([]string, error) {
+func (f *fakeStore) ApplyDomainGuardedIn(_ context.Context, _ store.ReadModel, ws []store.DomainWrite) ([]string, error) {
 	f.calls = append(f.calls, "domain")
 	f.writes = append(f.writes, ws...)
 	var refused []string

@@ -25,8 +25,8 @@ type crashingStore struct {
 	hideVersions    map[string]bool
 }
 
-func (c *crashingStore) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
-	vs, err := c.Store.Versions(ctx, ids)
+func (c *crashingStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error) {
+	vs, err := c.Store.VersionsIn(ctx, rm, ids)
 	for id := range c.hideVersions {
 		delete(vs, id)
 	}
@@ -160,12 +160,12 @@ type failDomainOnce struct {
 	failed bool
 }
 
-func (f *failDomainOnce) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
+func (f *failDomainOnce) ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) ([]string, error) {
 	if !f.failed {
 		f.failed = true
 		return nil, errors.New("store unavailable")
 	}
-	return f.Store.ApplyDomainGuarded(ctx, ws)
+	return f.Store.ApplyDomainGuardedIn(ctx, rm, ws)
 }
 
 // TestAbandonedAttemptIsNotCoveredByTheNextWatermark: an attempt inserts

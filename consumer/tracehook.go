@@ -32,6 +32,9 @@ func (b *batchTrace) add(ev *Event, what, reason string, at time.Time) {
 	}
 	e := store.TraceEntry{Event: ev.ID, Aggregate: ev.AggregateID, At: at, Stage: "projector", What: what,
 		Version: ev.Version, Reason: reason}
+	if ev.proj != nil {
+		e.Projection = ev.proj.name
+	}
 	if r := ev.Record; r != nil {
 		e.Topic, e.Partition, e.Offset = r.Topic, r.Partition, r.Offset
 	}

@@ -25,7 +25,7 @@ func keyed(part int32, offset int64, id, evID string, version int64) *kgo.Record
 
 func cachedProjector(st Store) *Projector {
 	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
-	p.cache = newVersionCache(1000, time.Hour)
+	p.projs[0].cache = newVersionCache(1000, time.Hour)
 	return p
 }
 
@@ -70,7 +70,7 @@ func TestVersionCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Another member owned partition 0 meanwhile and wrote A v5.
-		p.cache.dropPartitions([]int32{0})
+		p.projs[0].cache.dropPartitions([]int32{0})
 		st.versions["A"] = 5
 		if err := p.HandleBatch(ctx, prod, []*kgo.Record{keyed(0, 1, "A", "a4", 4), keyed(1, 1, "B", "b2", 2)}); err != nil {
 			t.Fatal(err)
@@ -92,7 +92,7 @@ func TestVersionCache(t *testing.T) {
 		if err := p.HandleBatch(ctx, prod, []*kgo.Record{keyed(0, 1, "A", "a2", 2)}); err == nil {
 			t.Fatal("want the store error")
 		}
-		if n := p.cache.len(); n != 0 {
+		if n := p.projs[0].cache.len(); n != 0 {
 			t.Fatalf("%d cached versions after a store error, want none", n)
 		}
 	})
@@ -105,11 +105,11 @@ func TestVersionCache(t *testing.T) {
 		if err := p.HandleBatch(ctx, prod, append([]*kgo.Record{other}, split...)); err != nil {
 			t.Fatal(err)
 		}
-		if n := p.cache.len(); n != 0 {
+		if n := p.projs[0].cache.len(); n != 0 {
 			t.Fatalf("%d cached versions, want none: A's key is not its id, B came from two partitions", n)
 		}
 		// Cached on partition 0, asked for partition 1: a miss.
-		p.cache.put(0, "C", 9)
+		p.projs[0].cache.put(0, "C", 9)
 		if err := p.HandleBatch(ctx, prod, []*kgo.Record{keyed(1, 2, "C", "c1", 1)}); err != nil {
 			t.Fatal(err)
 		}
@@ -151,11 +151,11 @@ type lockedStore struct {
 	reads    int
 }
 
-func (l *lockedStore) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
+func (l *lockedStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error) {
 	l.mu.Lock()
 	l.reads++
 	l.mu.Unlock()
-	return l.st.Versions(ctx, ids)
+	return l.st.VersionsIn(ctx, rm, ids)
 }
 
 func (l *lockedStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntry) ([]string, error) {
@@ -170,8 +170,8 @@ func (l *lockedStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntr
 	return n, err
 }
 
-func (l *lockedStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
-	return l.st.ApplyDomainGuarded(ctx, ws)
+func (l *lockedStore) ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) ([]string, error) {
+	return l.st.ApplyDomainGuardedIn(ctx, rm, ws)
 }
 
 func (l *lockedStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {

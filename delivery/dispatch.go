@@ -69,7 +69,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 		r.p.busy++
 		r.p.calls[c] = struct{}{}
 		ns[i] = &connectors.Notification{
-			ID: r.meta.ID, Key: r.key, Type: r.meta.Type, Source: r.meta.Source, Version: r.meta.Version,
+			ID: r.meta.ID, Key: string(r.r.Key), Projection: r.meta.Projection, Type: r.meta.Type, Source: r.meta.Source, Version: r.meta.Version,
 			Time: r.meta.CommitTime, Priority: r.meta.Priority, TriggerType: r.meta.TriggerType,
 			Body: r.r.Value, Attempt: r.prior + r.attempts, TraceParent: r.meta.TraceParent,
 		}

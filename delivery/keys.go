@@ -55,7 +55,7 @@ func (l *loop) ingest(recs []*kgo.Record) {
 		}
 		r := &rec{r: kr, p: p, heapIdx: -1, meta: meta}
 		heap.Push(&p.open, r)
-		r.key = string(kr.Key)
+		r.key = l.w.keyOf(kr, meta)
 		r.prior = envelope.PriorAttempts(kr)
 		r.force = envelope.ReplayForced(kr)
 		qid := r.key
@@ -229,6 +229,19 @@ func recordSize(r *kgo.Record) int64 {
 		n += len(h.Key) + 2*len(h.Value) + headerOverhead
 	}
 	return int64(n)
+}
+
+// keyOf returns the key a record's order, version fence, holds and parks
+// go by: its aggregate id, prefixed with its projection when the
+// deployment serves several (an aggregate id is unique only within its
+// projection; a projection name holds no ':'). A single projection keeps
+// plain aggregate ids, as before projections existed, so the delivered
+// versions stored by earlier workers still apply.
+func (w *Worker) keyOf(kr *kgo.Record, meta envelope.Meta) string {
+	if len(kr.Key) == 0 || meta.Projection == "" || !w.cfg.MultiProjection() {
+		return string(kr.Key)
+	}
+	return meta.Projection + ":" + string(kr.Key)
 }
 
 // detach returns a copy of r whose key, value and header values live in

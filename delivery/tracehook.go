@@ -21,7 +21,7 @@ type TraceRecorder interface {
 func WithTrace(t TraceRecorder) Option { return func(w *Worker) { w.trace = t } }
 
 func (w *Worker) traceEntry(r *rec, what string) store.TraceEntry {
-	e := store.TraceEntry{Event: r.meta.ID, Aggregate: r.key, At: time.Now(), Stage: "worker", What: what,
+	e := store.TraceEntry{Event: r.meta.ID, Aggregate: string(r.r.Key), Projection: r.meta.Projection, At: time.Now(), Stage: "worker", What: what,
 		Connector: w.name, Instance: w.instance, Version: r.meta.Version,
 		Topic: r.r.Topic, Partition: r.r.Partition, Offset: r.r.Offset, Attempt: r.prior + r.attempts}
 	if by, ok := envelope.Header(r.r, envelope.HeaderReplayBy); ok {

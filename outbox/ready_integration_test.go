@@ -23,9 +23,9 @@ type countingStore struct {
 	versionReads atomic.Int64
 }
 
-func (c *countingStore) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
+func (c *countingStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error) {
 	c.versionReads.Add(1)
-	return c.Store.Versions(ctx, ids)
+	return c.Store.VersionsIn(ctx, rm, ids)
 }
 
 func (e *relayEnv) mark(t *testing.T, agg string, v int64) {

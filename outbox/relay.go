@@ -42,7 +42,7 @@ import (
 type Store interface {
 	LeaseStore
 	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error)
-	Versions(ctx context.Context, ids []string) (map[string]int64, error)
+	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
 	ReadyWatermarks(ctx context.Context, writers []string) (map[string]int64, error)
 	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error)
 	DeleteOutbox(ctx context.Context, ids []string) error
@@ -403,7 +403,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	if len(checkIDs) > 0 {
 		slices.Sort(checkIDs)
 		checkIDs = slices.Compact(checkIDs)
-		versions, err = r.st.Versions(ctx, checkIDs)
+		versions, err = r.readVersions(ctx, checkIDs)
 		if err != nil {
 			return 0, err
 		}
@@ -745,12 +745,12 @@ func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {
 		ceTime = e.CreatedAt.UTC().Format(time.RFC3339Nano)
 	}
 	h := []kgo.RecordHeader{
-		{Key: envelope.HeaderID, Value: []byte(e.ID)},
+		{Key: envelope.HeaderID, Value: []byte(e.NotificationID())},
 		{Key: envelope.HeaderType, Value: []byte(e.EventType)},
-		{Key: envelope.HeaderSource, Value: []byte(r.cfg.Source.CloudEventsSource)},
+		{Key: envelope.HeaderSource, Value: []byte(r.ceSource(e))},
 		{Key: envelope.HeaderSpecVersion, Value: []byte(envelope.SpecVersion)},
 		{Key: envelope.HeaderTime, Value: []byte(ceTime)},
-		{Key: envelope.HeaderSubject, Value: []byte(e.AggregateID)},
+		{Key: envelope.HeaderSubject, Value: []byte(e.RecordKey())},
 		{Key: envelope.HeaderContentType, Value: []byte("application/json")},
 		{Key: envelope.HeaderTargets, Value: []byte(strings.Join(e.Targets, ","))},
 		{Key: envelope.HeaderPriority, Value: []byte(e.Priority)},
@@ -758,13 +758,14 @@ func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {
 		{Key: envelope.HeaderVersion, Value: []byte(strconv.FormatInt(e.Version, 10))},
 		{Key: envelope.HeaderCommitTime, Value: []byte(e.CreatedAt.UTC().Format(time.RFC3339Nano))},
 		{Key: envelope.HeaderLeaseToken, Value: []byte(strconv.FormatInt(token, 10))},
+		{Key: envelope.HeaderProjection, Value: []byte(r.projectionOf(e))},
 	}
 	if e.TraceParent != "" {
 		h = append(h, kgo.RecordHeader{Key: envelope.HeaderTraceParent, Value: []byte(e.TraceParent)})
 	}
 	return &kgo.Record{
 		Topic:   r.cfg.Topics.Notifications,
-		Key:     []byte(e.AggregateID),
+		Key:     []byte(e.RecordKey()),
 		Value:   []byte(e.Value),
 		Headers: h,
 	}

@@ -22,7 +22,7 @@ func (r *Relay) tracePublished(e *store.OutboxEntry, rec *kgo.Record, token int6
 	if r.trace == nil {
 		return
 	}
-	t := store.TraceEntry{Event: e.ID, Aggregate: e.AggregateID, At: time.Now(), Stage: "relay", What: "published",
+	t := store.TraceEntry{Event: e.NotificationID(), Aggregate: e.RecordKey(), Projection: r.projectionOf(e), At: time.Now(), Stage: "relay", What: "published",
 		Version: e.Version, Token: token, Instance: r.holder}
 	if rec != nil {
 		t.Topic, t.Partition, t.Offset = rec.Topic, rec.Partition, rec.Offset
@@ -34,7 +34,7 @@ func (r *Relay) traceDeadLettered(e *store.OutboxEntry, reason string, cause err
 	if r.trace == nil {
 		return
 	}
-	t := store.TraceEntry{Event: e.ID, Aggregate: e.AggregateID, At: time.Now(), Stage: "relay", What: "dead_lettered",
+	t := store.TraceEntry{Event: e.NotificationID(), Aggregate: e.RecordKey(), Projection: r.projectionOf(e), At: time.Now(), Stage: "relay", What: "dead_lettered",
 		Version: e.Version, Instance: r.holder, Reason: ReasonUnproducible + ": " + reason}
 	if cause != nil {
 		t.Error = cause.Error()

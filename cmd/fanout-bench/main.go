@@ -154,6 +154,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&d.Blackholes, "blackholes", d.Blackholes, "also blackhole links (toxiproxy timeout toxic: bytes lost mid-stream, which TCP never does)")
 	fs.BoolVar(&d.Transactional, "transactional", d.Transactional, "run the relays with relay.transactional (the broker fences a zombie leader)")
 	fs.StringVar(&d.LogLevel, "log-level", "info", "log level of the roles (debug logs every skipped stale event)")
+	fs.BoolVar(&d.SingleProjection, "single-projection", d.SingleProjection, "one projection from the top-level source: and routing: (no projections: list), as before projections; default: quotes, orders and invoices")
 	bin := fs.String("bin", "", "fanout binary (default: build ./cmd/fanout)")
 	keep := fs.Bool("keep", false, "keep the run directory (logs of every role, broker and store)")
 	if err := fs.Parse(args); err != nil {

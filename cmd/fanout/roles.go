@@ -23,13 +23,18 @@ import (
 	"github.com/fanout-dev/fanout/outbox"
 )
 
-const helpProjector = `usage: fanout projector [--config FILE]
+const helpProjector = `usage: fanout projector [--config FILE] [--projection NAME]
 
-Consumes the source events topic in the projector's consumer group and, per
+Consumes the source events topics in the projector's consumer group and, per
 fetched batch, writes the outbox entries and then the READ model documents
 (version-guarded, write concern majority) before committing offsets.
 Records that can never be projected go to the events DLQ with the reason.
 SIGTERM finishes or abandons the batch in hand and leaves the group.
+
+One projector serves every projection of the configuration (projections:,
+or the one made of source: and routing:). --projection NAME serves only
+that one, in a consumer group of its own (groups.projector-NAME), so a
+projection can run as its own deployment.
 `
 
 const helpRelay = `usage: fanout relay [--config FILE]
@@ -64,10 +69,13 @@ func (c *commonFlags) register(fs *flag.FlagSet, e *env) {
 	fs.StringVar(&c.config, "config", def, "configuration file (YAML); default $FANOUT_CONFIG, else built-in defaults plus environment")
 }
 
-func parseRole(name, help string, e *env, args []string) (*config.Config, error) {
+func parseRole(name, help string, e *env, args []string, extra ...func(*flag.FlagSet)) (*config.Config, error) {
 	fs := newFlagSet(name, e, help)
 	var cf commonFlags
 	cf.register(fs, e)
+	for _, f := range extra {
+		f(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -189,13 +197,40 @@ func openStore(ctx context.Context, cfg *config.Config, e *env, app string) (*st
 }
 
 func runProjector(ctx context.Context, e *env, args []string) error {
-	cfg, err := parseRole("projector", helpProjector, e, args)
+	var only string
+	cfg, err := parseRole("projector", helpProjector, e, args, func(fs *flag.FlagSet) {
+		fs.StringVar(&only, "projection", "", "serve only this projection, in a consumer group of its own")
+	})
 	if err != nil {
 		return err
 	}
+	if only != "" {
+		if _, ok := cfg.Projection(only); !ok {
+			return usageError{fmt.Sprintf("--projection %q: no such projection; the configuration has: %s", only, projectionNames(cfg))}
+		}
+	}
 	log := newLogger(cfg, e, "projector")
+	if only != "" {
+		log = log.With("projection", only)
+	}
 	setMemoryLimit(cfg, e, log)
-	return startPipeline(ctx, cfg, e, log, true, false)
+	return startPipeline(ctx, cfg, e, log, pipeline{projector: true, projection: only})
+}
+
+// projectionNames lists the configuration's projections for messages.
+func projectionNames(cfg *config.Config) string {
+	var names []string
+	for _, p := range cfg.ProjectionList() {
+		names = append(names, p.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// pipeline says which of the projector and the relay a process runs, and
+// which projection its projector serves (empty: all).
+type pipeline struct {
+	projector, relay bool
+	projection       string
 }
 
 func runRelay(ctx context.Context, e *env, args []string) error {
@@ -205,7 +240,7 @@ func runRelay(ctx context.Context, e *env, args []string) error {
 	}
 	log := newLogger(cfg, e, "relay")
 	setMemoryLimit(cfg, e, log)
-	return startPipeline(ctx, cfg, e, log, false, true)
+	return startPipeline(ctx, cfg, e, log, pipeline{relay: true})
 }
 
 func runBoth(ctx context.Context, e *env, args []string) error {
@@ -215,7 +250,7 @@ func runBoth(ctx context.Context, e *env, args []string) error {
 	}
 	log := newLogger(cfg, e, "run")
 	setMemoryLimit(cfg, e, log)
-	return startPipeline(ctx, cfg, e, log, true, true)
+	return startPipeline(ctx, cfg, e, log, pipeline{projector: true, relay: true})
 }
 
 // setMemoryLimit applies the role's Go memory limit (memory.limit_bytes,
@@ -229,7 +264,7 @@ func setMemoryLimit(cfg *config.Config, e *env, log *slog.Logger) {
 }
 
 // startPipeline runs the projector, the relay or both until ctx ends.
-func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Logger, withProjector, withRelay bool) error {
+func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Logger, pl pipeline) error {
 	st, err := openStore(ctx, cfg, e, "pipeline")
 	if err != nil {
 		return err
@@ -240,7 +275,7 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 	if err != nil {
 		return err
 	}
-	if err := startPipelineRoles(gctx, g, cfg, e, st, obs, log, withProjector, withRelay); err != nil {
+	if err := startPipelineRoles(gctx, g, cfg, e, st, obs, log, pl); err != nil {
 		return err
 	}
 	log.Info("started", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "events", cfg.Topics.Events, "notifications", cfg.Topics.Notifications)
@@ -251,12 +286,12 @@ func startPipeline(ctx context.Context, cfg *config.Config, e *env, log *slog.Lo
 
 // startPipelineRoles starts the projector and/or the relay in g; when both
 // run, the projector wakes the relay after every batch.
-func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, obs *observer, log *slog.Logger, withProjector, withRelay bool) error {
+func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *env, st *store.Store, obs *observer, log *slog.Logger, pl pipeline) error {
 	if st.IsFerretDB() {
 		log.Info("store is FerretDB: domain writes run as parallel single updates; see docs/architecture.md for its limits")
 	}
 	var relay *outbox.Relay
-	if withRelay {
+	if pl.relay {
 		kopts, err := kafkaconf.Options(cfg, "relay", e.getenv, obs.secrets)
 		if err != nil {
 			return configError{err}
@@ -269,12 +304,15 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		obs.srv.Registry().MustRegister(relay.Collectors(st)...)
 		g.Go(func() error { return relay.Run(ctx) })
 	}
-	if withProjector {
+	if pl.projector {
 		kopts, err := kafkaconf.Options(cfg, "projector", e.getenv, obs.secrets)
 		if err != nil {
 			return configError{err}
 		}
 		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv), consumer.WithSecrets(obs.secrets)}
+		if pl.projection != "" {
+			popts = append(popts, consumer.WithProjection(pl.projection))
+		}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}
@@ -299,7 +337,7 @@ func startRoles(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *e
 	if err != nil {
 		return nil, err
 	}
-	if err := startPipelineRoles(ctx, g, cfg, e, st, obs, log, true, true); err != nil {
+	if err := startPipelineRoles(ctx, g, cfg, e, st, obs, log, pipeline{projector: true, relay: true}); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(cfg.Connectors))
@@ -354,6 +392,6 @@ func runConfig(_ context.Context, e *env, args []string) error {
 	for _, field := range render.InlineSecrets(cfg) {
 		fmt.Fprintf(e.stderr, "fanout config: warning: %s holds a secret value in the file itself; put it in a Kubernetes Secret and name its file in the matching *_file field (followed: rotates with no restart) or its variable in the *_env field (for a header, ${NAME})\n", field)
 	}
-	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %d routing rule(s)\n", len(cfg.Connectors), len(cfg.Routing.Rules))
+	fmt.Fprintf(e.stdout, "configuration is valid: %d connector(s), %s", len(cfg.Connectors), cfg.DescribeProjections())
 	return nil
 }

@@ -122,6 +122,9 @@ func printTrace(w io.Writer, t admin.EventTrace) {
 // traceDetail is the DETAIL column of one entry.
 func traceDetail(e store.TraceEntry) string {
 	var parts []string
+	if e.Projection != "" {
+		parts = append(parts, "projection "+e.Projection)
+	}
 	if e.Topic != "" {
 		parts = append(parts, e.Topic+"/"+strconv.Itoa(int(e.Partition))+"@"+strconv.FormatInt(e.Offset, 10))
 	}

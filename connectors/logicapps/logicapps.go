@@ -6,7 +6,9 @@
 // URL, with the notification id as x-ms-client-tracking-id (Logic Apps has
 // no deduplication: a workflow that must not run twice for one change
 // dedupes on it) and the CloudEvents HTTP binary-mode headers ce-id,
-// ce-type, ce-source, ce-specversion and ce-time, plus traceparent.
+// ce-type, ce-source, ce-specversion and ce-time (and the extension
+// ce-fanoutprojection when the notification has a projection), plus
+// traceparent.
 //
 // SAS (default): the callback URL carries the credential in its sig query
 // parameter; keep it out of the file with url_env, or url_file (a mounted
@@ -33,6 +35,24 @@
 //	  # scope: https://logic.azure.com/.default
 //
 // The Entra settings may also be nested: auth: {type: entra, tenant_id: ...}.
+//
+// Notifications of some projections or trigger types may go to other
+// workflows, each URL given as url, url_env or url_file with the same
+// rules; the most specific wins (the projection's URL for the trigger
+// type, the projection's, the trigger type's, then url):
+//
+//	settings:
+//	  url_env: QUOTES_LA_URL                 # everything else
+//	  trigger_types:
+//	    quote_lifecycle: {url_env: LIFECYCLE_LA_URL}
+//	  projections:
+//	    orders:
+//	      url_file: /etc/fanout/orders-la-url
+//	      trigger_types:
+//	        order_cancelled: {url_env: ORDERS_CANCEL_LA_URL}
+//
+// Messages name the setting of the URL concerned; every call scrubs the
+// sig of every URL. The projection also travels as ce-fanoutprojection.
 //
 // Classification: any 2xx is delivered (202 without a Response action);
 // 408, 429 and 5xx are Retryable, with the server's Retry-After when it
@@ -96,17 +116,7 @@ type Connector struct {
 	log    *slog.Logger
 	client *transport.Client
 	tokens *transport.TokenCache // nil with SAS
-	target atomic.Pointer[target]
 	closed atomic.Bool
-}
-
-// target is the callback URL in use, checked, cached by the version of
-// the secret value it came from (url_file may change under us).
-type target struct {
-	version uint64
-	raw     string
-	sig     string
-	err     error
 }
 
 var _ connectors.Connector = (*Connector)(nil)
@@ -183,14 +193,20 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		h.Set("traceparent", n.TraceParent)
 	}
 
-	tg := c.currentTarget()
+	if n.Projection != "" {
+		h.Set("ce-fanoutprojection", n.Projection)
+	}
+
+	ep := c.cfg.endpointFor(n)
+	tg := ep.current(c.cfg)
 	if tg.err != nil {
 		// url_file now holds something unusable: no record can go out
 		// until the operator fixes it.
 		return c.fail(n, &connectors.Error{Class: connectors.Halt, Code: "InvalidCallbackURL", Message: tg.err.Error()})
 	}
 	for attempt := 1; ; attempt++ {
-		secrets := []string{tg.sig}
+		// Every URL's sig, not only this one's: a message may quote any.
+		secrets := c.cfg.sigs()
 		if c.cfg.clientSecret != nil {
 			secrets = append(secrets, c.cfg.clientSecret.Current())
 		}
@@ -215,7 +231,7 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 			c.log.Debug("logicapps: delivered",
-				"connector", c.name, "notification_id", n.ID, "status", resp.StatusCode,
+				"connector", c.name, "notification_id", n.ID, "url_field", ep.field, "status", resp.StatusCode,
 				"run_id", resp.Header.Get("x-ms-workflow-run-id"), "attempts", resp.Attempts)
 			return nil
 		}
@@ -229,25 +245,8 @@ func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) err
 				continue
 			}
 		}
-		return c.fail(n, c.classify(resp, secrets))
+		return c.fail(n, c.classify(resp, ep.field, secrets))
 	}
-}
-
-// currentTarget returns the callback URL to call, re-checked when the
-// secret value it comes from changed.
-func (c *Connector) currentTarget() *target {
-	raw, version := c.cfg.urlValue.Get()
-	if t := c.target.Load(); t != nil && t.version == version {
-		return t
-	}
-	t := &target{version: version, raw: strings.TrimSpace(raw)}
-	if u, err := c.cfg.checkURL(raw); err != nil {
-		t.err = err
-	} else {
-		t.sig = u.Query().Get("sig")
-	}
-	c.target.Store(t)
-	return t
 }
 
 // fail logs a failed delivery at debug level (the delivery layer logs the
@@ -258,8 +257,9 @@ func (c *Connector) fail(n *connectors.Notification, err error) error {
 	return err
 }
 
-// classify turns a non-2xx response into a *connectors.Error.
-func (c *Connector) classify(resp *transport.Response, secrets []string) *connectors.Error {
+// classify turns a non-2xx response from the URL of setting urlField
+// into a *connectors.Error.
+func (c *Connector) classify(resp *transport.Response, urlField string, secrets []string) *connectors.Error {
 	code, msg := transport.ParseErrorBody(resp.Body)
 	msg = transport.RedactSecrets(msg, secrets...)
 	if msg == "" {
@@ -279,22 +279,22 @@ func (c *Connector) classify(resp *transport.Response, secrets []string) *connec
 		e.Message = hint(e.Message, "a freshly fetched bearer token was refused: check the workflow's authorization policy (issuer, audience, claims) and the app registration")
 	case s == http.StatusUnauthorized:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the callback URL's sig is not valid (wrong URL, or the access key was regenerated): update "+c.cfg.urlField)
+		e.Message = hint(e.Message, "the callback URL's sig is not valid (wrong URL, or the access key was regenerated): update "+urlField)
 	case s == http.StatusForbidden:
 		e.Class = connectors.Halt
 		e.Message = hint(e.Message, "the trigger refused the caller (IP restrictions or access policy)")
 	case s == http.StatusNotFound:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "check "+c.cfg.urlField+": the workflow or trigger does not exist")
+		e.Message = hint(e.Message, "check "+urlField+": the workflow or trigger does not exist")
 	case haltCodes[code]:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the trigger cannot accept any call as configured: check "+c.cfg.urlField+" and the workflow's state")
+		e.Message = hint(e.Message, "the trigger cannot accept any call as configured: check "+urlField+" and the workflow's state")
 	case s == http.StatusGone:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "the trigger is gone: update "+c.cfg.urlField)
+		e.Message = hint(e.Message, "the trigger is gone: update "+urlField)
 	case s >= 300 && s < 400:
 		e.Class = connectors.Halt
-		e.Message = hint(e.Message, "unexpected redirect from the trigger (Logic Apps never redirects): check "+c.cfg.urlField)
+		e.Message = hint(e.Message, "unexpected redirect from the trigger (Logic Apps never redirects): check "+urlField)
 	default:
 		// 400 TriggerInputSchemaMismatch, 413: this record is wrong.
 		e.Class = connectors.Permanent

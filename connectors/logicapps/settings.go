@@ -1,6 +1,7 @@
 package logicapps
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,81 @@ type Settings struct {
 	// Source is the CloudEvents source (ce-source) used when a
 	// notification has none; default "/fanout/connectors/<name>".
 	Source string `yaml:"source"`
+	// Projections give the notifications of some projections (the
+	// fanout_projection header) their own callback URL, and optionally
+	// one per trigger type within the projection.
+	Projections map[string]ProjectionURLs `yaml:"projections"`
+	// TriggerTypes give the notifications of some trigger types (from
+	// the routing rules) their own callback URL. The most specific URL
+	// wins: the projection's for the trigger type, the projection's, the
+	// trigger type's, then url.
+	TriggerTypes map[string]URLSettings `yaml:"trigger_types"`
+}
+
+// URLSettings give one callback URL the three ways url, url_env and
+// url_file do, with the same rules: exactly one, the sig a secret,
+// url_file re-read when it changes and on SIGHUP.
+type URLSettings struct {
+	URL     string `yaml:"url"`
+	URLEnv  string `yaml:"url_env"`
+	URLFile string `yaml:"url_file"`
+}
+
+// String hides the URL's query.
+func (u URLSettings) String() string {
+	return fmt.Sprintf("{url:%s url_env:%s url_file:%s}", redactedURL(u.URL), u.URLEnv, u.URLFile)
+}
+
+// LogValue hides the URL's query from slog.
+func (u URLSettings) LogValue() slog.Value { return slog.StringValue(u.String()) }
+
+// GoString hides the URL's query from %#v.
+func (u URLSettings) GoString() string { return u.String() }
+
+// MarshalJSON hides the URL's query from encoding/json (and so from slog
+// handlers that marshal a map of these).
+func (u URLSettings) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"url": redactedURL(u.URL), "url_env": u.URLEnv, "url_file": u.URLFile})
+}
+
+// redactedURL is RedactURL, keeping an unset URL empty.
+func redactedURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	return transport.RedactURL(u)
+}
+
+// set reports whether any of the three is given.
+func (u URLSettings) set() bool { return u.URL != "" || u.URLEnv != "" || u.URLFile != "" }
+
+// ProjectionURLs are the callback URLs of one projection's
+// notifications: one for the projection (optional when TriggerTypes
+// covers what it needs) and one per trigger type.
+type ProjectionURLs struct {
+	URLSettings  `yaml:",inline"`
+	TriggerTypes map[string]URLSettings `yaml:"trigger_types"`
+}
+
+// String hides the URLs' queries.
+func (p ProjectionURLs) String() string {
+	return fmt.Sprintf("{url:%s url_env:%s url_file:%s trigger_types:%v}", redactedURL(p.URL), p.URLEnv, p.URLFile, p.TriggerTypes)
+}
+
+// LogValue hides the URLs' queries from slog.
+func (p ProjectionURLs) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// GoString hides the URLs' queries from %#v.
+func (p ProjectionURLs) GoString() string { return p.String() }
+
+// MarshalJSON hides the URLs' queries from encoding/json.
+func (p ProjectionURLs) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		URL          string                 `json:"url"`
+		URLEnv       string                 `json:"url_env"`
+		URLFile      string                 `json:"url_file"`
+		TriggerTypes map[string]URLSettings `json:"trigger_types,omitempty"`
+	}{redactedURL(p.URL), p.URLEnv, p.URLFile, p.TriggerTypes})
 }
 
 // AuthSettings select the authentication scheme, optionally with the Entra
@@ -134,12 +210,15 @@ func (s Settings) String() string {
 	if s.ClientSecret != "" {
 		secret = transport.Redacted
 	}
-	return fmt.Sprintf("{url:%s url_env:%s url_file:%s auth:%v tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s client_secret_file:%s scope:%s token_url:%s timeout:%v max_attempts:%d}",
-		transport.RedactURL(s.URL), s.URLEnv, s.URLFile, s.Auth, s.TenantID, s.ClientID, secret, s.ClientSecretEnv, s.ClientSecretFile, s.Scope, s.TokenURL, s.Timeout, s.MaxAttempts)
+	return fmt.Sprintf("{url:%s url_env:%s url_file:%s auth:%v tenant_id:%s client_id:%s client_secret:%s client_secret_env:%s client_secret_file:%s scope:%s token_url:%s timeout:%v max_attempts:%d projections:%v trigger_types:%v}",
+		transport.RedactURL(s.URL), s.URLEnv, s.URLFile, s.Auth, s.TenantID, s.ClientID, secret, s.ClientSecretEnv, s.ClientSecretFile, s.Scope, s.TokenURL, s.Timeout, s.MaxAttempts, s.Projections, s.TriggerTypes)
 }
 
 // LogValue hides secrets from slog.
 func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// GoString hides secrets from %#v.
+func (s Settings) GoString() string { return s.String() }
 
 var (
 	consumptionPath = regexp.MustCompile(`^/workflows/[^/]+/triggers/[^/]+/paths/invoke(/.*)?$`)
@@ -159,9 +238,13 @@ func reservedHeader(h string) bool {
 
 // resolved are validated settings with the secrets loaded.
 type resolved struct {
-	url          *url.URL // as first read; callURL gives the current one
-	urlValue     *secret.Value
-	urlField     string // "url", "url_env" or "url_file", for messages
+	// def is the url setting's callback URL; byProjection and byTrigger
+	// the more specific ones (see endpointFor); endpoints all of them,
+	// whose sigs every call scrubs from what it reports.
+	def          *endpoint
+	byProjection map[string]*projectionEndpoints
+	byTrigger    map[string]*endpoint
+	endpoints    []*endpoint
 	auth         string
 	tenantID     string
 	clientID     string
@@ -223,39 +306,11 @@ func resolve(name string, s Settings, log *slog.Logger, secrets *secret.Store) (
 		}
 	}
 
-	// The callback URL.
-	r.urlValue, err = secrets.Resolve(secret.Source{Name: "url", Inline: s.URL, Env: s.URLEnv, File: s.URLFile})
-	switch {
-	case errors.Is(err, secret.ErrUnset):
-		return nil, errors.New("url is required: set url, url_env or url_file to the trigger's callback URL (portal: the trigger's HTTP URL; API: listCallbackUrl)")
-	case err != nil:
+	// The callback URLs.
+	if err := r.resolveEndpoints(name, s, log, secrets); err != nil {
 		return nil, err
 	}
-	switch {
-	case s.URLFile != "":
-		r.urlField = "url_file"
-	case s.URLEnv != "":
-		r.urlField = "url_env"
-	default:
-		r.urlField = "url"
-	}
-	if r.url, err = r.checkURL(r.urlValue.Current()); err != nil {
-		return nil, err
-	}
-	q := r.url.Query()
-	switch r.auth {
-	case AuthSAS:
-		for _, k := range []string{"api-version", "sp", "sv"} {
-			if q.Get(k) == "" {
-				log.Warn("logicapps: callback URL lacks a SAS query parameter; the trigger will likely refuse the call",
-					"connector", name, "field", r.urlField, "parameter", k, "url", transport.RedactURL(r.url))
-			}
-		}
-	case AuthEntra:
-		if q.Get("api-version") == "" {
-			log.Warn("logicapps: callback URL has no api-version query parameter; the trigger will likely refuse the call",
-				"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
-		}
+	if r.auth == AuthEntra {
 		if r.clientID == "" {
 			return nil, errors.New("client_id is required with auth: entra: set it to the application (client) id of the app registration")
 		}
@@ -278,14 +333,6 @@ func resolve(name string, s Settings, log *slog.Logger, secrets *secret.Store) (
 		if _, err := transport.ValidateURL(r.tokenURL); err != nil {
 			return nil, fmt.Errorf("token_url: %w", err)
 		}
-	}
-	if !consumptionPath.MatchString(r.url.Path) && !standardPath.MatchString(r.url.Path) {
-		log.Warn("logicapps: callback URL path has neither the Consumption shape /workflows/{id}/triggers/{trigger}/paths/invoke nor the Standard shape /api/{workflow}/triggers/{trigger}/invoke",
-			"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
-	}
-	if r.url.Scheme == "http" && !isLoopback(r.url.Hostname()) {
-		log.Warn("logicapps: callback URL uses plain http: its credential travels in clear",
-			"connector", name, "field", r.urlField, "url", transport.RedactURL(r.url))
 	}
 
 	// Headers.
@@ -327,20 +374,20 @@ func resolve(name string, s Settings, log *slog.Logger, secrets *secret.Store) (
 	return r, nil
 }
 
-// checkURL parses a callback URL and checks it fits the auth mode: it is
-// run at start and again whenever url_file changes. Its errors name the
-// setting and never quote the sig.
-func (r *resolved) checkURL(raw string) (*url.URL, error) {
+// checkURL parses a callback URL given by the setting field and checks it
+// fits the auth mode: it is run at start and again whenever url_file
+// changes. Its errors name the setting and never quote the sig.
+func (r *resolved) checkURL(field, raw string) (*url.URL, error) {
 	u, err := transport.ValidateURL(strings.TrimSpace(raw))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.urlField, err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	hasSig := u.Query().Get("sig") != ""
 	switch {
 	case r.auth == AuthSAS && !hasSig:
-		return nil, fmt.Errorf("%s %s has no sig query parameter: with auth: %s use the full callback URL, with api-version, sp, sv and sig", r.urlField, transport.RedactURL(u), AuthSAS)
+		return nil, fmt.Errorf("%s %s has no sig query parameter: with auth: %s use the full callback URL, with api-version, sp, sv and sig", field, transport.RedactURL(u), AuthSAS)
 	case r.auth == AuthEntra && u.Query().Has("sig"):
-		return nil, fmt.Errorf("%s %s carries a sig (SAS) query parameter but auth is %s: a request may use only one scheme, so remove sig (and sp, sv) from the URL or use auth: %s", r.urlField, transport.RedactURL(u), AuthEntra, AuthSAS)
+		return nil, fmt.Errorf("%s %s carries a sig (SAS) query parameter but auth is %s: a request may use only one scheme, so remove sig (and sp, sv) from the URL or use auth: %s", field, transport.RedactURL(u), AuthEntra, AuthSAS)
 	}
 	return u, nil
 }

@@ -10,79 +10,98 @@ import (
 	"github.com/fanout-dev/fanout/connectors/transport"
 )
 
-// item is one notification of a batch with its record fields.
+// item is one notification of a batch with its mapping and record fields.
 type item struct {
 	i      int
 	n      *notification
+	m      *mapping
 	fields map[string]any
 }
+
+// orderKey is the key whose order the delivery layer keeps: the aggregate
+// id within its projection (equal ids of two projections are two keys).
+func orderKey(n *notification) string { return n.Projection + "\x00" + n.Key }
 
 // DeliverBatch delivers ns in as few calls as it can and returns one result
 // per notification.
 //
 // In upsert mode it sends sObject Collections upserts (PATCH
 // /composite/sobjects/{object}/{extField}, allOrNone false) of at most
-// max_records records; a chunk never holds one key twice (Salesforce
-// refuses duplicate external ids in one request), so a key seen again starts
-// a new chunk, sent after the first. Per-record failures fail only their
-// notification. A failure of a whole call (401 after re-authentication,
-// 403 limits, 5xx, network, 400 for the request as a whole) applies to
-// every notification of that call, and a retryable one also to the chunks
-// not yet sent, which are then not sent. A notification whose key failed
-// retryably earlier in the batch is not sent either, so that an older
-// version can never land after a newer one.
+// max_records records. One call takes one object and external id field,
+// so the batch is first split by the projections' mappings, keeping the
+// order of each key (a key's notifications all have one mapping); each
+// part is sent in turn. A call never holds one external id twice
+// (Salesforce refuses duplicate external ids in one request), so a key
+// seen again starts a new chunk, sent after the first. Per-record
+// failures fail only their notification. A failure of a whole call (401
+// after re-authentication, 403 limits, 5xx, network, 400 for the request
+// as a whole) applies to every notification of that call, and a
+// retryable one also to the chunks not yet sent, which are then not sent.
+// A notification whose key failed retryably earlier in the batch is not
+// sent either, so that an older version can never land after a newer one.
 //
 // In platform_event mode it publishes through sObject Collections create
-// (POST /composite/sobjects) when batch.platform_event_collections is set;
-// otherwise it publishes one call per notification, in order (and MaxBatch
-// is 1, so the delivery layer normally sends single notifications).
+// (POST /composite/sobjects), one call per event type, when
+// batch.platform_event_collections is set; otherwise it publishes one call
+// per notification, in order (and MaxBatch is 1, so the delivery layer
+// normally sends single notifications).
 func (c *Connector) DeliverBatch(ctx context.Context, ns []*connectors.Notification) []error {
 	out := make([]error, len(ns))
 	if c.cfg.Mode == ModePlatformEvent && !c.cfg.Batch.PlatformEventCollections {
 		c.deliverEach(ctx, ns, out)
 		return out
 	}
-	items := make([]item, 0, len(ns))
+	var groups [][]item
+	groupOf := make(map[string]int)
 	for i, n := range ns {
-		fields, err := c.buildFields(n)
+		m := c.mappingFor(n)
+		fields, err := buildFields(m, n)
 		if err != nil {
 			out[i] = err
 			continue
 		}
 		if c.cfg.Mode == ModeUpsert && n.Key == "" {
-			out[i] = permanent("notification %s has no key (aggregate id) to use as the %s value", n.ID, c.cfg.ExternalIDField)
+			out[i] = noKey(m, n)
 			continue
 		}
-		items = append(items, item{i: i, n: n, fields: fields})
+		g, ok := groupOf[m.batchGroup()]
+		if !ok {
+			g = len(groups)
+			groupOf[m.batchGroup()] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], item{i: i, n: n, m: m, fields: fields})
 	}
 
 	failedKeys := make(map[string]bool)
 	var abort *connectors.Error
-	for _, chunk := range c.chunks(items) {
-		send := chunk[:0:0]
-		for _, it := range chunk {
-			switch {
-			case abort != nil:
-				out[it.i] = notSent(abort, "an earlier call of this batch failed")
-			case ctx.Err() != nil:
-				out[it.i] = &connectors.Error{Class: connectors.Retryable, Message: "not sent", Err: ctx.Err()}
-			case c.cfg.Mode == ModeUpsert && failedKeys[it.n.Key]:
-				out[it.i] = &connectors.Error{Class: connectors.Retryable, Message: "not sent: an earlier notification for the same key in this batch failed"}
-			default:
-				send = append(send, it)
+	for _, group := range groups {
+		for _, chunk := range c.chunks(group) {
+			send := chunk[:0:0]
+			for _, it := range chunk {
+				switch {
+				case abort != nil:
+					out[it.i] = notSent(abort, "an earlier call of this batch failed")
+				case ctx.Err() != nil:
+					out[it.i] = &connectors.Error{Class: connectors.Retryable, Message: "not sent", Err: ctx.Err()}
+				case c.cfg.Mode == ModeUpsert && failedKeys[orderKey(it.n)]:
+					out[it.i] = &connectors.Error{Class: connectors.Retryable, Message: "not sent: an earlier notification for the same key in this batch failed"}
+				default:
+					send = append(send, it)
+				}
 			}
-		}
-		if len(send) == 0 {
-			continue
-		}
-		whole := c.sendChunk(ctx, send, out)
-		for _, it := range send {
-			if connectors.Classify(out[it.i]) != connectors.Permanent && out[it.i] != nil {
-				failedKeys[it.n.Key] = true
+			if len(send) == 0 {
+				continue
 			}
-		}
-		if affectsAll(whole) {
-			abort = whole
+			whole := c.sendChunk(ctx, send, out)
+			for _, it := range send {
+				if connectors.Classify(out[it.i]) != connectors.Permanent && out[it.i] != nil {
+					failedKeys[orderKey(it.n)] = true
+				}
+			}
+			if affectsAll(whole) {
+				abort = whole
+			}
 		}
 	}
 	return out
@@ -112,19 +131,22 @@ func (c *Connector) deliverEach(ctx context.Context, ns []*notification, out []e
 		case ctx.Err() != nil:
 			out[i] = &connectors.Error{Class: connectors.Retryable, Message: "not sent", Err: ctx.Err()}
 			continue
-		case failedKeys[n.Key]:
+		case failedKeys[orderKey(n)]:
 			out[i] = &connectors.Error{Class: connectors.Retryable, Message: "not sent: an earlier notification for the same key in this batch failed"}
 			continue
 		}
 		out[i] = c.Deliver(ctx, n)
 		if out[i] != nil && connectors.Classify(out[i]) != connectors.Permanent {
-			failedKeys[n.Key] = true
+			failedKeys[orderKey(n)] = true
 		}
 	}
 }
 
-// chunks splits items into calls of at most max_records, never with one
-// upsert key twice in a call, keeping the order of each key.
+// chunks splits the items of one batch group (one object and external id
+// field, or one event) into calls of at most max_records, never with one
+// external id twice in a call, keeping the order of each key. Within a
+// group the external id (the aggregate id) names the record, so equal ids
+// of two projections mapped to one object are kept apart too.
 func (c *Connector) chunks(items []item) [][]item {
 	var out [][]item
 	for len(items) > 0 {
@@ -156,13 +178,15 @@ type collectionRequest struct {
 	Records   []map[string]any `json:"records"`
 }
 
-// sendChunk sends one chunk and fills out for its items. It returns the
-// error of the whole call, if the call as a whole failed.
+// sendChunk sends one chunk, whose items share one batch group, and fills
+// out for its items. It returns the error of the whole call, if the call
+// as a whole failed.
 func (c *Connector) sendChunk(ctx context.Context, chunk []item, out []error) *connectors.Error {
+	m := chunk[0].m
 	if len(chunk) == 1 && c.cfg.Mode == ModeUpsert {
 		// One record: the single-record upsert costs the same one API call
 		// and reports 300 for several matches.
-		err := c.upsert(ctx, chunk[0].n, chunk[0].fields)
+		err := c.upsert(ctx, m, chunk[0].n, chunk[0].fields)
 		if err == nil {
 			return nil
 		}
@@ -170,10 +194,10 @@ func (c *Connector) sendChunk(ctx context.Context, chunk []item, out []error) *c
 		ce, _ := err.(*connectors.Error)
 		return ce
 	}
-	typ, method, path := c.cfg.Event, http.MethodPost, c.dataPath("/composite/sobjects")
+	typ, method, path := m.event, http.MethodPost, c.dataPath("/composite/sobjects")
 	if c.cfg.Mode == ModeUpsert {
-		typ, method = c.cfg.Object, http.MethodPatch
-		path = c.dataPath("/composite/sobjects/" + transport.PathSegment(c.cfg.Object) + "/" + transport.PathSegment(c.cfg.ExternalIDField))
+		typ, method = m.object, http.MethodPatch
+		path = c.dataPath("/composite/sobjects/" + transport.PathSegment(m.object) + "/" + transport.PathSegment(m.extField))
 	}
 	req := collectionRequest{Records: make([]map[string]any, len(chunk))}
 	for j, it := range chunk {
@@ -183,7 +207,7 @@ func (c *Connector) sendChunk(ctx context.Context, chunk []item, out []error) *c
 		}
 		rec["attributes"] = map[string]string{"type": typ}
 		if c.cfg.Mode == ModeUpsert {
-			rec[c.cfg.ExternalIDField] = it.n.Key
+			rec[m.extField] = it.n.Key
 		}
 		req.Records[j] = rec
 	}

@@ -44,6 +44,12 @@
 //	        event_hourly: 10m                          # LIMIT_EXCEEDED (platform event hourly allocation)
 //	      token_max_age: 0                             # >0: refresh the token proactively at this age
 //	      allow_http: false                            # http login_url on a non-loopback host (simulators only)
+//	      projections:                                 # per projection (fanout_projection); others use the above
+//	        orders:
+//	          object: Order__c                         # upsert; or event: Order_Change__e in platform_event mode
+//	          external_id_field: Order_Ext_Id__c
+//	          fields: {Total__c: amount}               # replaces fields whole; fields: {} copies the payload
+//	          # notification_id_field, version_field: when the object names them otherwise
 //
 // # Field mapping
 //
@@ -52,8 +58,9 @@
 // deduplicate replays and reject stale versions. The rest comes from fields:
 // a source is a dotted path in the envelope's payload object ("amount",
 // "profile_snapshot.email"), a path from the envelope root when it starts
-// with "$." ("$.event_type"), or a notification attribute: @id, @key, @type,
-// @source, @version, @time (RFC 3339), @priority, @trigger_type. A source
+// with "$." ("$.event_type"), or a notification attribute: @id, @key,
+// @projection, @type, @source, @version, @time (RFC 3339), @priority,
+// @trigger_type. A source
 // that is absent leaves the Salesforce field untouched; JSON null clears it;
 // an object or array is sent as its JSON text (for a long text field).
 //
@@ -62,6 +69,17 @@
 // use Salesforce API names (Amount__c); nested members are skipped, as are
 // Id, the external id field and the two fields above. Explicit fields are
 // recommended.
+//
+// # Projections
+//
+// A notification's key is its aggregate id, unique within its projection.
+// projections maps a projection to its own object and external id field
+// (or event) and fields; what an entry leaves out comes from the top-level
+// settings, and a notification whose projection has no entry (or that has
+// no projection) uses them. DeliverBatch splits a batch by mapping, since
+// one sObject Collections call takes one object type, and treats a key as
+// the projection and the aggregate id when it holds back the later
+// notifications of a key that failed.
 //
 // # Behaviour
 //

@@ -25,11 +25,12 @@ type fieldMapping struct {
 }
 
 // metaSources lists the notification attributes a mapping can name with "@".
-const metaSources = "@id, @key, @type, @source, @version, @time, @priority, @trigger_type"
+const metaSources = "@id, @key, @projection, @type, @source, @version, @time, @priority, @trigger_type"
 
-// parseMappings validates the fields setting. reserved are the field names
+// parseMappings validates the fields setting; prefix ("" or
+// "projections.NAME.") names where it is. reserved are the field names
 // the connector sets itself, with the reason.
-func parseMappings(m map[string]string, reserved map[string]string) ([]fieldMapping, error) {
+func parseMappings(prefix string, m map[string]string, reserved map[string]string) ([]fieldMapping, error) {
 	names := make([]string, 0, len(m))
 	for k := range m {
 		names = append(names, k)
@@ -39,17 +40,17 @@ func parseMappings(m map[string]string, reserved map[string]string) ([]fieldMapp
 	for _, name := range names {
 		src := strings.TrimSpace(m[name])
 		if !apiNameRE.MatchString(name) {
-			return nil, fmt.Errorf("fields: %q is not a Salesforce field API name", name)
+			return nil, fmt.Errorf("%sfields: %q is not a Salesforce field API name", prefix, name)
 		}
 		if why, ok := reserved[name]; ok {
-			return nil, fmt.Errorf("fields: %s cannot be mapped: %s", name, why)
+			return nil, fmt.Errorf("%sfields: %s cannot be mapped: %s", prefix, name, why)
 		}
 		fm := fieldMapping{field: name}
 		switch {
 		case strings.HasPrefix(src, "@"):
 			fm.meta = strings.TrimPrefix(src, "@")
-			if _, ok := metaValue(&notification{Type: "x", Source: "x", Time: time.Unix(1, 0), Priority: "x", TriggerType: "x"}, fm.meta); !ok {
-				return nil, fmt.Errorf("fields.%s: unknown source %q; notification attributes are %s", name, src, metaSources)
+			if _, ok := metaValue(&notification{Type: "x", Source: "x", Time: time.Unix(1, 0), Priority: "x", TriggerType: "x", Projection: "x"}, fm.meta); !ok {
+				return nil, fmt.Errorf("%sfields.%s: unknown source %q; notification attributes are %s", prefix, name, src, metaSources)
 			}
 		case strings.HasPrefix(src, "$."):
 			fm.root = true
@@ -57,12 +58,12 @@ func parseMappings(m map[string]string, reserved map[string]string) ([]fieldMapp
 			fallthrough
 		default:
 			if src == "" {
-				return nil, fmt.Errorf("fields.%s: empty source; give a payload key such as amount, a path such as profile_snapshot.email, $.event_type or @key", name)
+				return nil, fmt.Errorf("%sfields.%s: empty source; give a payload key such as amount, a path such as profile_snapshot.email, $.event_type or @key", prefix, name)
 			}
 			fm.path = strings.Split(src, ".")
 			for _, p := range fm.path {
 				if p == "" {
-					return nil, fmt.Errorf("fields.%s: source %q has an empty path segment", name, m[name])
+					return nil, fmt.Errorf("%sfields.%s: source %q has an empty path segment", prefix, name, m[name])
 				}
 			}
 		}
@@ -78,12 +79,12 @@ func permanent(format string, args ...any) *connectors.Error {
 }
 
 // buildFields turns a notification into the Salesforce fields of its
-// record: the mapped (or default) fields, then the notification id and
-// version fields.
-func (c *Connector) buildFields(n *notification) (map[string]any, error) {
-	out := make(map[string]any, len(c.cfg.fields)+2)
-	needBody := len(c.cfg.fields) == 0
-	for _, fm := range c.cfg.fields {
+// record under mapping m: the mapped (or default) fields, then the
+// notification id and version fields.
+func buildFields(m *mapping, n *notification) (map[string]any, error) {
+	out := make(map[string]any, len(m.fields)+2)
+	needBody := len(m.fields) == 0
+	for _, fm := range m.fields {
 		needBody = needBody || fm.meta == ""
 	}
 	var env map[string]any
@@ -96,9 +97,9 @@ func (c *Connector) buildFields(n *notification) (map[string]any, error) {
 	}
 	payload, _ := env["payload"].(map[string]any)
 
-	if len(c.cfg.fields) == 0 {
+	if len(m.fields) == 0 {
 		for k, v := range payload {
-			if _, reserved := c.reserved[k]; reserved {
+			if _, reserved := m.reserved[k]; reserved {
 				continue
 			}
 			switch v.(type) {
@@ -107,7 +108,7 @@ func (c *Connector) buildFields(n *notification) (map[string]any, error) {
 			}
 		}
 	}
-	for _, fm := range c.cfg.fields {
+	for _, fm := range m.fields {
 		var v any
 		var ok bool
 		switch {
@@ -125,14 +126,14 @@ func (c *Connector) buildFields(n *notification) (map[string]any, error) {
 		case map[string]any, []any:
 			b, err := json.Marshal(v)
 			if err != nil {
-				return nil, permanent("fields.%s: encode nested value: %v", fm.field, err)
+				return nil, permanent("%sfields.%s: encode nested value: %v", m.field, fm.field, err)
 			}
 			v = string(b)
 		}
 		out[fm.field] = v
 	}
-	out[c.cfg.NotificationIDField] = n.ID
-	out[c.cfg.VersionField] = n.Version
+	out[m.notificationIDField] = n.ID
+	out[m.versionField] = n.Version
 	return out, nil
 }
 
@@ -146,6 +147,8 @@ func metaValue(n *notification, name string) (any, bool) {
 		return n.ID, true
 	case "key":
 		return n.Key, true
+	case "projection":
+		return n.Projection, n.Projection != ""
 	case "type":
 		return n.Type, n.Type != ""
 	case "source":

@@ -37,10 +37,9 @@ func Factory(ctx context.Context, cfg connectors.Config) (connectors.Connector, 
 // Connector delivers notifications to one Salesforce org, by sObject upsert
 // or platform event. It is safe for concurrent use.
 type Connector struct {
-	name     string
-	cfg      *resolved
-	log      *slog.Logger
-	reserved map[string]struct{}
+	name string
+	cfg  *resolved
+	log  *slog.Logger
 
 	client *transport.Client
 	fetch  fetchFunc
@@ -72,13 +71,9 @@ func newConnector(_ context.Context, name string, s Settings, logger *slog.Logge
 		logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Connector{
-		name:     name,
-		cfg:      cfg,
-		log:      logger.With("connector", name, "type", TypeName),
-		reserved: map[string]struct{}{"Id": {}, cfg.NotificationIDField: {}, cfg.VersionField: {}},
-	}
-	if cfg.ExternalIDField != "" {
-		c.reserved[cfg.ExternalIDField] = struct{}{}
+		name: name,
+		cfg:  cfg,
+		log:  logger.With("connector", name, "type", TypeName),
 	}
 	cfg.maxConcurrency = maxInFlight
 	client, err := newClient(cfg, func(li LimitInfo) { c.limits.Store(&li) })
@@ -205,21 +200,22 @@ func (c *Connector) send(ctx context.Context, s *session, method, path string, b
 // that deliver it.
 type traceParentKey struct{}
 
-// Deliver upserts or publishes one notification. Its requests carry the
-// notification's traceparent; batched calls (DeliverBatch) serve several
-// traces and carry none.
+// Deliver upserts or publishes one notification, to the object or event
+// of its projection. Its requests carry the notification's traceparent;
+// batched calls (DeliverBatch) serve several traces and carry none.
 func (c *Connector) Deliver(ctx context.Context, n *connectors.Notification) error {
 	if n.TraceParent != "" {
 		ctx = context.WithValue(ctx, traceParentKey{}, n.TraceParent)
 	}
-	fields, err := c.buildFields(n)
+	m := c.mappingFor(n)
+	fields, err := buildFields(m, n)
 	if err != nil {
 		return err
 	}
 	if c.cfg.Mode == ModePlatformEvent {
-		return c.publish(ctx, fields)
+		return c.publish(ctx, m, fields)
 	}
-	return c.upsert(ctx, n, fields)
+	return c.upsert(ctx, m, n, fields)
 }
 
 func (c *Connector) dataPath(rest string) string {
@@ -228,15 +224,15 @@ func (c *Connector) dataPath(rest string) string {
 
 // upsert sends PATCH /sobjects/{object}/{extField}/{key}. Any 2xx is
 // success: 201 created, 200 or 204 updated.
-func (c *Connector) upsert(ctx context.Context, n *notification, fields map[string]any) error {
+func (c *Connector) upsert(ctx context.Context, m *mapping, n *notification, fields map[string]any) error {
 	if n.Key == "" {
-		return permanent("notification %s has no key (aggregate id) to use as the %s value", n.ID, c.cfg.ExternalIDField)
+		return noKey(m, n)
 	}
 	body, err := json.Marshal(fields)
 	if err != nil {
 		return permanent("encode record: %v", err)
 	}
-	path := c.dataPath("/sobjects/" + transport.PathSegment(c.cfg.Object) + "/" + transport.PathSegment(c.cfg.ExternalIDField) + "/" + transport.PathSegment(n.Key))
+	path := c.dataPath("/sobjects/" + transport.PathSegment(m.object) + "/" + transport.PathSegment(m.extField) + "/" + transport.PathSegment(n.Key))
 	resp, cerr := c.call(ctx, http.MethodPatch, path, body)
 	if cerr != nil {
 		return cerr
@@ -245,6 +241,11 @@ func (c *Connector) upsert(ctx context.Context, n *notification, fields map[stri
 		return nil
 	}
 	return c.classifyResponse(http.MethodPatch+" "+path, resp.status, resp.body)
+}
+
+// noKey is the error of an upsert notification without an aggregate id.
+func noKey(m *mapping, n *notification) *connectors.Error {
+	return permanent("notification %s has no key (aggregate id) to use as the %s value", n.ID, m.extField)
 }
 
 // recordResult is one result of sObject Collections, or a platform event
@@ -258,12 +259,12 @@ type recordResult struct {
 
 // publish sends POST /sobjects/{Event__e}/. A 2xx with success:true is
 // success even when errors holds OPERATION_ENQUEUED (the event is queued).
-func (c *Connector) publish(ctx context.Context, fields map[string]any) error {
+func (c *Connector) publish(ctx context.Context, m *mapping, fields map[string]any) error {
 	body, err := json.Marshal(fields)
 	if err != nil {
 		return permanent("encode event: %v", err)
 	}
-	path := c.dataPath("/sobjects/" + transport.PathSegment(c.cfg.Event) + "/")
+	path := c.dataPath("/sobjects/" + transport.PathSegment(m.event) + "/")
 	resp, cerr := c.call(ctx, http.MethodPost, path, body)
 	if cerr != nil {
 		return cerr

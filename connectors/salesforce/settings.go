@@ -108,6 +108,12 @@ type Settings struct {
 	// RetryAfter are the waits the connector asks for when Salesforce
 	// refuses for a limit; Salesforce itself never sends Retry-After.
 	RetryAfter RetryAfterSettings `yaml:"retry_after"`
+	// Projections map notifications of some projections to their own
+	// object (or event) and fields, keyed by projection name (the
+	// fanout_projection header). What an entry leaves out comes from the
+	// settings above; a notification whose projection has no entry, or
+	// that has no projection, uses the settings above.
+	Projections map[string]ProjectionSettings `yaml:"projections"`
 	// TokenMaxAge, when set, refreshes the access token proactively once
 	// it is this old (set it below the org's session timeout); by default
 	// the token is kept until Salesforce answers 401.
@@ -209,8 +215,12 @@ type resolved struct {
 	loginURL       *url.URL
 	clientSecret   *secret.Value
 	privateKey     *secret.Value // PEM
-	fields         []fieldMapping
 	store          *secret.Store
+	// def is the mapping of notifications whose projection has no entry
+	// in projections (and of records without a projection).
+	def *mapping
+	// byProjection holds the projections' mappings, each complete.
+	byProjection map[string]*mapping
 }
 
 // resolve applies defaults, validates s and loads its secrets. Errors name
@@ -242,52 +252,23 @@ func resolve(s Settings, store *secret.Store) (*resolved, error) {
 		return nil, err
 	}
 
-	switch r.Mode {
-	case ModeUpsert:
-		if !apiNameRE.MatchString(r.Object) {
-			return nil, fmt.Errorf("object %q: upsert mode needs the sObject API name, e.g. Quote__c", r.Object)
-		}
-		if !apiNameRE.MatchString(r.ExternalIDField) || r.ExternalIDField == "Id" {
-			return nil, fmt.Errorf("external_id_field %q: upsert mode needs the API name of an external id field, e.g. Quote_Ext_Id__c", r.ExternalIDField)
-		}
-		if r.Event != "" {
-			return nil, errors.New("event is only for mode platform_event; remove it")
-		}
-	case ModePlatformEvent:
-		if !apiNameRE.MatchString(r.Event) || !strings.HasSuffix(r.Event, "__e") {
-			return nil, fmt.Errorf("event %q: platform_event mode needs the event API name, ending in __e, e.g. Quote_Change__e", r.Event)
-		}
-		if r.Object != "" || r.ExternalIDField != "" {
-			return nil, errors.New("object and external_id_field are only for mode upsert; remove them")
-		}
-	default:
+	if r.Mode != ModeUpsert && r.Mode != ModePlatformEvent {
 		return nil, fmt.Errorf("mode %q: want %q or %q", r.Mode, ModeUpsert, ModePlatformEvent)
 	}
-
 	if r.NotificationIDField == "" {
 		r.NotificationIDField = DefaultNotificationIDField
 	}
 	if r.VersionField == "" {
 		r.VersionField = DefaultVersionField
 	}
-	for name, v := range map[string]string{"notification_id_field": r.NotificationIDField, "version_field": r.VersionField} {
-		if !apiNameRE.MatchString(v) || v == "Id" || v == r.ExternalIDField {
-			return nil, fmt.Errorf("%s %q: want a field API name other than Id and the external id field", name, v)
-		}
-	}
-	if r.NotificationIDField == r.VersionField {
-		return nil, errors.New("notification_id_field and version_field must differ")
-	}
-	reserved := map[string]string{
-		"Id":                  "Salesforce refuses Id in an upsert body",
-		r.NotificationIDField: "it is notification_id_field, set by the connector",
-		r.VersionField:        "it is version_field, set by the connector",
-	}
-	if r.ExternalIDField != "" {
-		reserved[r.ExternalIDField] = "it is the external id field, whose value is the notification key"
-	}
-	r.fields, err = parseMappings(r.Fields, reserved)
+	r.def, err = resolveMapping("", r.Mode, ProjectionSettings{
+		Object: r.Object, ExternalIDField: r.ExternalIDField, Event: r.Event, Fields: r.Fields,
+		NotificationIDField: r.NotificationIDField, VersionField: r.VersionField,
+	})
 	if err != nil {
+		return nil, err
+	}
+	if err := r.resolveProjections(); err != nil {
 		return nil, err
 	}
 

@@ -188,7 +188,7 @@ func TestBuildFields(t *testing.T) {
 			if tt.body != "" {
 				nn.Body = []byte(tt.body)
 			}
-			got, err := c.buildFields(&nn)
+			got, err := buildFields(c.mappingFor(&nn), &nn)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || connectors.Classify(err) != connectors.Permanent {
 					t.Fatalf("error %v, want a permanent one with %q", err, tt.wantErr)

@@ -16,7 +16,9 @@ const ceStructuredType = "application/cloudevents+json"
 
 // ceAttributes are the context attributes of a notification as a
 // CloudEvent 1.0: the same id, source, type and time the notification has
-// on Kafka (ce_* headers), and the aggregate id as subject.
+// on Kafka (ce_* headers), the aggregate id as subject, and the projection
+// as the extension attribute fanoutprojection, since the subject is
+// unique only within it.
 type ceAttributes struct {
 	ID              string `json:"id"`
 	Source          string `json:"source"`
@@ -25,10 +27,11 @@ type ceAttributes struct {
 	Time            string `json:"time,omitempty"`
 	Subject         string `json:"subject,omitempty"`
 	DataContentType string `json:"datacontenttype,omitempty"`
+	Projection      string `json:"fanoutprojection,omitempty"`
 }
 
 func attributes(n *connectors.Notification, ctype string) (ceAttributes, error) {
-	a := ceAttributes{ID: n.ID, Source: n.Source, SpecVersion: "1.0", Type: n.Type, Subject: n.Key, DataContentType: ctype}
+	a := ceAttributes{ID: n.ID, Source: n.Source, SpecVersion: "1.0", Type: n.Type, Subject: n.Key, DataContentType: ctype, Projection: n.Projection}
 	if !n.Time.IsZero() {
 		a.Time = n.Time.UTC().Format(time.RFC3339Nano)
 	}
@@ -75,6 +78,7 @@ func binaryHeaders(h http.Header, n *connectors.Notification, ctype string) erro
 	for k, v := range map[string]string{
 		"ce-id": a.ID, "ce-source": a.Source, "ce-specversion": a.SpecVersion,
 		"ce-type": a.Type, "ce-time": a.Time, "ce-subject": a.Subject,
+		"ce-fanoutprojection": a.Projection,
 	} {
 		if v != "" {
 			h[http.CanonicalHeaderKey(k)] = []string{headerEncode(v)}

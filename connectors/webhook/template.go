@@ -24,8 +24,12 @@ import (
 // missing from .Data fails the delivery as Permanent rather than sending
 // "<no value>".
 type TemplateData struct {
-	ID          string
-	Key         string
+	ID  string
+	Key string
+	// Projection names the notification's projection (quotes, orders,
+	// ...); Key is unique within it. Empty for records from before
+	// projections.
+	Projection  string
 	Type        string
 	Source      string
 	Version     int64
@@ -59,7 +63,7 @@ func parseTemplate(text string) (*template.Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("body_template: %w", err)
 	}
-	sample := &connectors.Notification{ID: "sample", Key: "k", Type: "t", Source: "s", Version: 1, Time: time.Unix(0, 0).UTC(), Body: []byte(`{}`), Attempt: 1}
+	sample := &connectors.Notification{ID: "sample", Key: "k", Projection: "p", Type: "t", Source: "s", Version: 1, Time: time.Unix(0, 0).UTC(), Body: []byte(`{}`), Attempt: 1}
 	if _, err := render(t, sample); err != nil && !strings.Contains(err.Error(), "map has no entry for key") &&
 		!strings.Contains(err.Error(), "nil pointer evaluating") {
 		// Missing keys in .Data depend on the real bodies; anything else
@@ -72,7 +76,7 @@ func parseTemplate(text string) (*template.Template, error) {
 // render executes t on n.
 func render(t *template.Template, n *connectors.Notification) ([]byte, error) {
 	d := TemplateData{
-		ID: n.ID, Key: n.Key, Type: n.Type, Source: n.Source, Version: n.Version, Time: n.Time,
+		ID: n.ID, Key: n.Key, Projection: n.Projection, Type: n.Type, Source: n.Source, Version: n.Version, Time: n.Time,
 		Priority: n.Priority, TriggerType: n.TriggerType, Attempt: n.Attempt, TraceParent: n.TraceParent,
 		Body: string(n.Body),
 	}

@@ -102,10 +102,13 @@ func containsFold(s, sub string) bool {
 
 // deadLetterInfo is what the admin API shows of a dead letter.
 type deadLetterInfo struct {
-	Partition    int32     `json:"partition"`
-	Offset       int64     `json:"offset"`
-	Timestamp    time.Time `json:"timestamp"`
-	Key          string    `json:"key"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Timestamp time.Time `json:"timestamp"`
+	Key       string    `json:"key"`
+	// Projection names the notification's projection (fanout_projection):
+	// Key is unique only within it.
+	Projection   string    `json:"projection,omitempty"`
 	ID           string    `json:"id"`
 	Type         string    `json:"type,omitempty"`
 	Version      int64     `json:"version"`
@@ -172,6 +175,8 @@ func describe(r *kgo.Record, detail bool) *deadLetterInfo {
 			src.Offset, _ = strconv.ParseInt(v, 10, 64)
 		case envelope.HeaderReplayedFrom:
 			d.ReplayedFrom = v
+		case envelope.HeaderProjection:
+			d.Projection = v
 		}
 	}
 	if hasSrc {

@@ -228,18 +228,18 @@ func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int, do
 }
 
 // domainWriteCounter counts the projector's READ model write calls
-// (ApplyDomainGuarded) and the upserts they carry.
+// (ApplyDomainGuardedIn) and the upserts they carry.
 type domainWriteCounter struct {
 	*store.Store
 	calls, writes atomic.Int64
 }
 
-func (d *domainWriteCounter) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
+func (d *domainWriteCounter) ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) ([]string, error) {
 	if len(ws) > 0 {
 		d.calls.Add(1)
 		d.writes.Add(int64(len(ws)))
 	}
-	return d.Store.ApplyDomainGuarded(ctx, ws)
+	return d.Store.ApplyDomainGuardedIn(ctx, rm, ws)
 }
 
 // seedPipeline measures the seed's design (internal/baseline) on the same

@@ -353,8 +353,8 @@ func (t *timedProjectorStore) reset() {
 	t.writes.clear()
 }
 
-func (t *timedProjectorStore) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
-	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.st.Versions(ctx, ids) })
+func (t *timedProjectorStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error) {
+	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.st.VersionsIn(ctx, rm, ids) })
 }
 
 func (t *timedProjectorStore) InsertOutboxNew(ctx context.Context, es []store.OutboxEntry) ([]string, error) {
@@ -363,10 +363,10 @@ func (t *timedProjectorStore) InsertOutboxNew(ctx context.Context, es []store.Ou
 	return t.st.InsertOutboxNew(ctx, es)
 }
 
-func (t *timedProjectorStore) ApplyDomainGuarded(ctx context.Context, ws []store.DomainWrite) ([]string, error) {
+func (t *timedProjectorStore) ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, ws []store.DomainWrite) ([]string, error) {
 	t0 := time.Now()
 	defer func() { t.writes.add(time.Since(t0)) }()
-	return t.st.ApplyDomainGuarded(ctx, ws)
+	return t.st.ApplyDomainGuardedIn(ctx, rm, ws)
 }
 
 func (t *timedProjectorStore) AdvanceReady(ctx context.Context, writer string, seq int64) error {
@@ -415,8 +415,8 @@ func timed[T any](s *samples, n int, f func() (T, error)) (T, error) {
 	return f()
 }
 
-func (t *timedRelayStore) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
-	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.Store.Versions(ctx, ids) })
+func (t *timedRelayStore) VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error) {
+	return timed(&t.versions, len(ids), func() (map[string]int64, error) { return t.Store.VersionsIn(ctx, rm, ids) })
 }
 
 func (t *timedRelayStore) DeleteOutbox(ctx context.Context, ids []string) error {

@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fanout-dev/fanout/connectors"
+	"github.com/fanout-dev/fanout/internal/envelope"
 )
 
 func TestSummarize(t *testing.T) {
@@ -93,7 +95,7 @@ func TestGenWorkloadAndExpectations(t *testing.T) {
 		last[ev.QuoteID] = ev.Version
 	}
 	var la, sf, laPerm, sfPerm int
-	for _, e := range expectations(w) {
+	for _, e := range expectations(w, nil) {
 		switch e.target {
 		case RouteLogicApps:
 			la++
@@ -349,5 +351,271 @@ func TestSmokeChecks(t *testing.T) {
 	fails := smokeFailures(smokeChecks(rep))
 	if len(fails) != 2 || !strings.Contains(fails[0], "B1 events/s") || !strings.Contains(fails[1], "B7 did not produce") {
 		t.Fatalf("failures %q", fails)
+	}
+}
+
+// TestChaosProjectionsConfig: the chaos run's three-projection setup is a
+// valid configuration whose projections, READ models and routing are the
+// ones the ledger expects, and both connectors open with its
+// per-projection mappings.
+func TestChaosProjectionsConfig(t *testing.T) {
+	names := NewNames("r", "s")
+	projs := ChaosProjections(names.Events, names.Events+"-shared")
+	for i := range projs {
+		projs[i].LogicAppsURL = "http://127.0.0.1:3/workflows/" + projs[i].Name + "/triggers/manual/paths/invoke?api-version=2016-10-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=x"
+	}
+	s := Setup{Brokers: []string{"127.0.0.1:1"}, MongoURI: "mongodb://127.0.0.1:2/", Names: names, Routing: RouteChaos,
+		LogicAppsURL: projs[0].LogicAppsURL, SFLoginURL: "http://127.0.0.1:4", SFClientID: "id", SFSecret: "secret", SFMaxRecords: 200,
+		Projections: projs}
+	cfg, err := s.Config()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, s.YAML())
+	}
+	if !cfg.MultiProjection() || len(cfg.ProjectionList()) != 3 {
+		t.Fatalf("projections %+v", cfg.ProjectionList())
+	}
+	for _, p := range projs {
+		got, ok := cfg.Projection(p.Name)
+		if !ok || got.Collection != p.Collection || got.IDField != p.IDField || got.Topics[0] != p.Topic {
+			t.Fatalf("projection %s: %+v", p.Name, got)
+		}
+	}
+	if got := cfg.SourceTopics(); len(got) != 2 {
+		t.Fatalf("source topics %v, want the events topic and the shared one", got)
+	}
+	for _, name := range []string{RouteLogicApps, RouteSalesforce} {
+		c, err := OpenConnector(context.Background(), cfg, name, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, s.YAML())
+		}
+		_ = c.Close()
+	}
+}
+
+// TestProjectedWorkloadAndExpectations: a multi-projection workload keeps
+// per-(projection, aggregate) version order, reuses aggregate and event
+// ids across projections, and each projection's routing decides its
+// targets.
+func TestProjectedWorkloadAndExpectations(t *testing.T) {
+	names := NewNames("r", "s")
+	projs := ChaosProjections(names.Events, names.Events+"-shared")
+	o := WorkloadOptions{Events: 6000, Aggregates: 300, Seed: 3, DupStalePct: 5, PermanentEvery: 50}
+	for _, p := range projs {
+		o.Projections = append(o.Projections, WorkloadProjection{Name: p.Name, Type: p.AggregateType, Share: chaosShare(p.Name)})
+	}
+	w := GenWorkload(o)
+	if len(w.Events) != 6000 || w.Dups == 0 || w.Stale == 0 {
+		t.Fatalf("events %d dups %d stale %d", len(w.Events), w.Dups, w.Stale)
+	}
+	last := map[string]int64{}
+	seen := map[string]bool{}
+	aggsOf := map[string]map[string]bool{}
+	idsOf := map[string]map[string]bool{}
+	for _, ev := range w.Events {
+		if aggsOf[ev.Proj] == nil {
+			aggsOf[ev.Proj], idsOf[ev.Proj] = map[string]bool{}, map[string]bool{}
+		}
+		aggsOf[ev.Proj][ev.QuoteID] = true
+		idsOf[ev.Proj][ev.ID] = true
+		if _, due := w.Expected[ev.Ref()]; !due || seen[ev.Ref()] {
+			continue
+		}
+		seen[ev.Ref()] = true
+		if ev.Version != last[ev.KeyRef()]+1 {
+			t.Fatalf("%s: v%d after v%d", ev.KeyRef(), ev.Version, last[ev.KeyRef()])
+		}
+		last[ev.KeyRef()] = ev.Version
+		if !strings.HasPrefix(ev.Type, map[string]string{"quotes": "quote_", "orders": "order_", "invoices": "invoice_"}[ev.Proj]) {
+			t.Fatalf("%s has event type %s", ev.Ref(), ev.Type)
+		}
+	}
+	for _, p := range []string{"orders", "invoices"} {
+		for agg := range aggsOf[p] {
+			if !aggsOf["quotes"][agg] {
+				t.Fatalf("%s aggregate %s is no quote id: ids must repeat across projections", p, agg)
+			}
+		}
+		shared := 0
+		for id := range idsOf[p] {
+			if idsOf["quotes"][id] {
+				shared++
+			}
+		}
+		if shared < len(idsOf[p])/2 {
+			t.Fatalf("%d of %d %s event ids are quote event ids too: they must repeat across projections", shared, len(idsOf[p]), p)
+		}
+	}
+	count := map[string]int{}
+	for _, e := range expectations(w, projs) {
+		ev := w.Expected[e.id]
+		if e.proj != ev.Proj || e.key != ev.Proj+":"+ev.QuoteID || e.id != ev.Proj+"/"+ev.ID {
+			t.Fatalf("expectation %+v of %+v", e, ev)
+		}
+		count[e.proj+" "+e.target]++
+		if e.permanent {
+			count[e.proj+" "+e.target+" permanent"]++
+		}
+	}
+	for _, k := range []string{"quotes logic_apps", "quotes salesforce", "orders logic_apps", "orders salesforce", "invoices logic_apps", "invoices salesforce",
+		"quotes logic_apps permanent", "orders salesforce permanent"} {
+		if count[k] == 0 {
+			t.Fatalf("no expectation %q: %v", k, count)
+		}
+	}
+	// Every quote and invoice goes to Logic Apps, every order to Salesforce.
+	n := map[string]int{}
+	for _, ev := range w.Expected {
+		n[ev.Proj]++
+	}
+	if count["quotes logic_apps"] != n["quotes"] || count["invoices logic_apps"] != n["invoices"] || count["orders salesforce"] != n["orders"] {
+		t.Fatalf("routing: %v for %v notifications", count, n)
+	}
+}
+
+// TestRecorderProjections: the recorder qualifies ids and keys by the
+// body's projection and reports a call that reached another projection's
+// workflow or object, or named another projection.
+func TestRecorderProjections(t *testing.T) {
+	ps := []RecorderProjection{
+		{Name: "quotes", AggregateType: "quote", IDField: "quote_id", Workflow: "quotes", SFObject: "Quote__c", SFExternalID: "Quote_Ext_Id__c"},
+		{Name: "orders", AggregateType: "order", IDField: "order_id", Workflow: "orders", SFObject: "Order__c", SFExternalID: "Order_Ext_Id__c"},
+	}
+	la := &Recorder{kind: kindLogicApps}
+	laCall := func(workflow, header, body string) []Item {
+		req := httptest.NewRequest(http.MethodPost, "/workflows/"+workflow+"/triggers/manual/paths/invoke?api-version=x", nil)
+		if header != "" {
+			req.Header.Set("ce-fanoutprojection", header)
+		}
+		return la.parseProjected(req, []byte(body), ps)
+	}
+	order := `{"id":"evt-1","aggregate_type":"order","order_id":"A1","version":3}`
+	if got := laCall("orders", "orders", order); len(got) != 1 || got[0].ID != "orders/evt-1" || got[0].Key != "orders:A1" || got[0].Version != 3 || got[0].Misrouted != "" {
+		t.Fatalf("right workflow: %+v", got)
+	}
+	for _, c := range []struct{ workflow, header string }{{"quotes", "orders"}, {"orders", "quotes"}, {"orders", ""}} {
+		if got := laCall(c.workflow, c.header, order); len(got) != 1 || got[0].Key != "orders:A1" || got[0].Misrouted == "" {
+			t.Fatalf("workflow %s, header %q: %+v", c.workflow, c.header, got)
+		}
+	}
+	sf := &Recorder{kind: kindSalesforce}
+	sfCall := func(object, field string, recs ...string) []Item {
+		req := httptest.NewRequest(http.MethodPatch, "/services/data/v60.0/composite/sobjects/"+object+"/"+field, nil)
+		return sf.parseProjected(req, []byte(`{"allOrNone":false,"records":[`+strings.Join(recs, ",")+`]}`), ps)
+	}
+	q := `{"attributes":{"type":"Quote__c"},"Quote_Ext_Id__c":"A1","Fanout_Notification_Id__c":"evt-1","Fanout_Version__c":2,"Event_Type__c":"quote_updated","Fanout_Projection__c":"quotes"}`
+	got := sfCall("Quote__c", "Quote_Ext_Id__c", q)
+	if len(got) != 1 || got[0].ID != "quotes/evt-1" || got[0].Key != "quotes:A1" || got[0].Version != 2 || got[0].Misrouted != "" {
+		t.Fatalf("right object: %+v", got)
+	}
+	wrong := `{"attributes":{"type":"Order__c"},"Order_Ext_Id__c":"A1","Fanout_Notification_Id__c":"evt-1","Fanout_Version__c":2,"Event_Type__c":"quote_updated","Fanout_Projection__c":"quotes"}`
+	if got := sfCall("Order__c", "Order_Ext_Id__c", wrong); len(got) != 1 || got[0].Key != "quotes:A1" || got[0].Misrouted == "" {
+		t.Fatalf("a quote in Order__c: %+v", got)
+	}
+	req := httptest.NewRequest(http.MethodPatch, "/services/data/v60.0/sobjects/Order__c/Order_Ext_Id__c/A%2F2", nil)
+	one := sf.parseProjected(req, []byte(`{"Fanout_Notification_Id__c":"evt-9","Fanout_Version__c":1,"Event_Type__c":"order_created","Fanout_Projection__c":"orders"}`), ps)
+	if len(one) != 1 || one[0].Key != "orders:A/2" || one[0].ID != "orders/evt-9" || one[0].Misrouted != "" {
+		t.Fatalf("single upsert: %+v", one)
+	}
+}
+
+// TestTargetLedgerProjections: equal event and aggregate ids of two
+// projections are two notifications and two keys in the ledger, and a
+// notification at another projection's target is a violation.
+func TestTargetLedgerProjections(t *testing.T) {
+	rc := func(seq int64, proj, id, key string, v int64, misrouted string) Receipt {
+		return Receipt{Seq: seq, Item: Item{ID: proj + "/" + id, Key: proj + ":" + key, Version: v, Projection: proj, Misrouted: misrouted}, OK: true}
+	}
+	due := []expectation{
+		{id: "quotes/evt-1", key: "quotes:A1", proj: "quotes", version: 1, target: RouteLogicApps},
+		{id: "quotes/evt-2", key: "quotes:A1", proj: "quotes", version: 2, target: RouteLogicApps},
+		{id: "orders/evt-1", key: "orders:A1", proj: "orders", version: 1, target: RouteLogicApps},
+		{id: "orders/evt-2", key: "orders:A1", proj: "orders", version: 2, target: RouteLogicApps},
+	}
+	// orders v1 arriving after quotes v2 is no order violation: other key.
+	tl := targetLedger(RouteLogicApps, []Receipt{
+		rc(1, "quotes", "evt-1", "A1", 1, ""), rc(2, "quotes", "evt-2", "A1", 2, ""), rc(3, "orders", "evt-1", "A1", 1, ""),
+	}, due, nil, false)
+	if tl.Delivered != 3 || tl.Missing != 1 || len(tl.MissingIDs) != 1 || !strings.HasPrefix(tl.MissingIDs[0], "orders/evt-2") ||
+		len(tl.OrderViolations) != 0 || tl.Duplicates != 0 || len(tl.IDConflicts) != 0 || len(tl.WrongProjection) != 0 {
+		t.Fatalf("ledger %+v", tl)
+	}
+	tl = targetLedger(RouteLogicApps, []Receipt{
+		rc(1, "quotes", "evt-1", "A1", 1, ""), rc(2, "quotes", "evt-2", "A1", 2, ""), rc(3, "orders", "evt-1", "A1", 1, ""),
+		rc(4, "orders", "evt-2", "A1", 2, "a notification of orders reached the target of \"quotes\" naming projection \"orders\""),
+	}, due, nil, false)
+	if tl.Delivered != 4 || len(tl.WrongProjection) != 1 || !strings.Contains(tl.WrongProjection[0], "orders/evt-2") {
+		t.Fatalf("misrouted: %+v", tl)
+	}
+}
+
+// TestRecorderProjectionsOverHTTP: the real connectors, configured as the
+// chaos run configures them, send a quote and an order with equal event
+// and aggregate ids to their own workflow and object; the recorders keep
+// them apart and see nothing misrouted.
+func TestRecorderProjectionsOverHTTP(t *testing.T) {
+	ctx := context.Background()
+	sims, err := StartSims(ctx, SimOptions{Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	names := NewNames("r", "s")
+	projs := ChaosProjections(names.Events, names.Events+"-shared")
+	var rps []RecorderProjection
+	for i, p := range projs {
+		projs[i].LogicAppsURL = sims.LogicAppsURL(p.Name)
+		rps = append(rps, RecorderProjection{Name: p.Name, AggregateType: p.AggregateType, IDField: p.IDField, Workflow: p.Name,
+			SFObject: p.SFObject, SFExternalID: p.SFExternalID})
+	}
+	sims.LARec.SetProjections(rps)
+	sims.SFRec.SetProjections(rps)
+	s := sims.Setup(Setup{Brokers: []string{"127.0.0.1:1"}, MongoURI: "mongodb://127.0.0.1:2/", Names: names, SFMaxRecords: 200, Projections: projs})
+	cfg, err := s.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns []*connectors.Notification
+	for _, p := range projs[:2] {
+		payload := []byte(`{"amount":5,"currency":"EUR"}`)
+		n := envelope.Notification{ID: "evt-1", EventType: p.AggregateType + "_created", AggregateType: p.AggregateType, AggregateIDField: p.IDField,
+			AggregateID: "A1", Version: 1, Timestamp: time.Now().UTC().Format(time.RFC3339Nano), Payload: payload}
+		body, err := n.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, &connectors.Notification{ID: "evt-1", Key: "A1", Type: n.EventType, Version: 1, Body: body, Attempt: 1,
+			Projection: p.Name, Source: "/fanout/" + p.Name, Time: time.Now()})
+	}
+	for _, target := range []string{RouteLogicApps, RouteSalesforce} {
+		conn, err := OpenConnector(ctx, cfg, target, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bc, ok := conn.(connectors.BatchConnector); ok {
+			for i, err := range bc.DeliverBatch(ctx, ns) {
+				if err != nil {
+					t.Fatalf("%s: deliver %s: %v", target, ns[i].Projection, err)
+				}
+			}
+		} else {
+			for _, n := range ns {
+				if err := conn.Deliver(ctx, n); err != nil {
+					t.Fatalf("%s: deliver %s: %v", target, n.Projection, err)
+				}
+			}
+		}
+		_ = conn.Close()
+	}
+	for _, rec := range []*Recorder{sims.LARec, sims.SFRec} {
+		got := map[string]string{}
+		for _, r := range rec.Receipts() {
+			if !r.OK || r.Misrouted != "" {
+				t.Fatalf("%s: receipt %+v", rec.target, r)
+			}
+			got[r.ID] = r.Key
+		}
+		if len(got) != 2 || got["quotes/evt-1"] != "quotes:A1" || got["orders/evt-1"] != "orders:A1" {
+			t.Fatalf("%s: receipts %v, want quotes/evt-1 and orders/evt-1", rec.target, got)
+		}
 	}
 }

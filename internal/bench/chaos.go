@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fanout-dev/fanout/internal/envelope"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
@@ -56,7 +57,42 @@ type ChaosOptions struct {
 	// LogLevel is the roles' log level (default info; debug logs every
 	// skipped stale event, for diagnosing a lost notification).
 	LogLevel string
-	Seed     uint64
+	// SingleProjection runs the configuration without a projections:
+	// list (top-level source: and routing:), one READ model, as before
+	// projections; by default the run serves three projections (see
+	// ChaosProjections).
+	SingleProjection bool
+	Seed             uint64
+}
+
+// ChaosProjections are the projections of a chaos run: quotes on the
+// events topic, and orders and invoices sharing a second topic, told
+// apart by event type. Their aggregate ids and event ids repeat across
+// projections (A00001 and evt-7 exist in each). Every quote and invoice
+// goes to Logic Apps, every order to Salesforce; creations and the events
+// built to fail go to both. Each has its own READ model collection, Logic
+// Apps workflow and Salesforce object.
+func ChaosProjections(events, shared string) []SetupProjection {
+	return []SetupProjection{
+		{Name: "quotes", AggregateType: "quote", IDField: "quote_id", Topic: events, Collection: "quotes_read",
+			Primary: RouteLogicApps, SFObject: "Quote__c", SFExternalID: "Quote_Ext_Id__c"},
+		{Name: "orders", AggregateType: "order", IDField: "order_id", Topic: shared, EventTypes: []string{"order_created", "order_updated"},
+			Collection: "orders_read", Primary: RouteSalesforce, SFObject: "Order__c", SFExternalID: "Order_Ext_Id__c"},
+		{Name: "invoices", AggregateType: "invoice", IDField: "invoice_id", Topic: shared, EventTypes: []string{"invoice_created", "invoice_updated"},
+			Collection: "invoices_read", Primary: RouteLogicApps, SFObject: "Invoice__c", SFExternalID: "Invoice_Ext_Id__c"},
+	}
+}
+
+// chaosShare weighs a chaos projection's events and aggregates: half
+// quotes, a third orders, a sixth invoices.
+func chaosShare(name string) int {
+	switch name {
+	case "quotes":
+		return 3
+	case "orders":
+		return 2
+	}
+	return 1
 }
 
 // DefaultChaos is `make chaos`: 20,000 events over 2,000 aggregates.
@@ -84,6 +120,12 @@ type ChaosResult struct {
 	// built to fail there.
 	Expected, Permanent map[string]int
 	Targets             map[string]*TargetLedger
+	// Projections names the run's projections (none with
+	// SingleProjection); ByProjection holds each target's ledger per
+	// projection (target -> projection -> ledger), the rows the ledger
+	// prints above each target's total.
+	Projections  []string
+	ByProjection map[string]map[string]*TargetLedger
 	// Kills, Starts and Exits count per role: SIGKILLs, starts, and ends
 	// the harness did not cause; Pauses the SIGSTOP/SIGCONT pauses.
 	Kills, Starts, Exits, Pauses map[string]int
@@ -100,6 +142,11 @@ type ChaosResult struct {
 	KafkaLink, StoreLink LinkStats
 	ReadModelBad         []string
 	ReadModelChecked     int
+	// ReadModels counts, per projection, the aggregates checked and those
+	// not at their last version; ReadModelLeaked lists documents in a
+	// projection's collection that are none of its aggregates.
+	ReadModels      map[string][2]int
+	ReadModelLeaked []string
 	// SettledIn is how long after the window every notification was
 	// accounted for; TimedOut is true when the settle time ran out first.
 	SettledIn  time.Duration
@@ -117,6 +164,8 @@ type LinkStats struct{ Cuts, Delays, Stalls, Blackholes int }
 // TargetLedger is the ledger of one target.
 type TargetLedger struct {
 	Expected, Delivered, DeadPermanent, Missing, Duplicates int
+	// Permanent counts the notifications due that were built to fail.
+	Permanent int
 	// Calls counts calls with notifications the simulator saw (after the
 	// driver's injections); ServerErrors those it answered 5xx.
 	Calls, ServerErrors int
@@ -141,6 +190,10 @@ type TargetLedger struct {
 	// accepted.
 	AcceptedPermanent []string
 	MissingIDs        []string
+	// WrongProjection lists notifications that reached the target (Logic
+	// Apps workflow, Salesforce object) of another projection, or named
+	// another projection than their body's.
+	WrongProjection []string
 }
 
 // Violations lists every breach of the ledger's rules.
@@ -164,6 +217,8 @@ type chaos struct {
 	roles  []*Role
 	sims   *Sims
 	names  Names
+	// projs are the run's projections (nil with SingleProjection).
+	projs []SetupProjection
 
 	// roleMu is held while a role is killed and restarted, so that the
 	// supervisor never takes a kill for a crash.
@@ -266,7 +321,13 @@ func (c *chaos) run(ctx context.Context) error {
 	direct := []string{c.broker.DirectAddr()}
 
 	c.names = NewNames("chaos-"+time.Now().UTC().Format("150405")+"-"+randomHex(2), "c")
-	if err := CreateTopics(ctx, direct, Partitions, c.names.Topics(RouteLogicApps, RouteSalesforce)...); err != nil {
+	topics := c.names.Topics(RouteLogicApps, RouteSalesforce)
+	if !o.SingleProjection {
+		shared := c.names.Events + "-shared"
+		c.projs = ChaosProjections(c.names.Events, shared)
+		topics = append(topics, shared)
+	}
+	if err := CreateTopics(ctx, direct, Partitions, topics...); err != nil {
 		return err
 	}
 	st, err := OpenStore(ctx, "mongodb://"+c.ferret.Addr()+"/", c.names.Database, nil)
@@ -279,7 +340,7 @@ func (c *chaos) run(ctx context.Context) error {
 		_ = st.Close(dctx)
 		cancel()
 	}()
-	vb := newKeyVersions(st, 24)
+	vb := newKeyVersions(st, 24, c.projs)
 
 	// Simulators: their own 5xx, the driver's 429s and timeouts, and
 	// permanent refusals (Salesforce: currency XXX; Logic Apps: schema).
@@ -292,13 +353,22 @@ func (c *chaos) run(ctx context.Context) error {
 		return err
 	}
 	defer c.sims.Close()
+	var rps []RecorderProjection
+	for i, p := range c.projs {
+		c.projs[i].LogicAppsURL = c.sims.LogicAppsURL(p.Name)
+		rps = append(rps, RecorderProjection{Name: p.Name, AggregateType: p.AggregateType, IDField: p.IDField, Workflow: p.Name,
+			SFObject: p.SFObject, SFExternalID: p.SFExternalID})
+	}
 	for _, rec := range []*Recorder{c.sims.LARec, c.sims.SFRec} {
 		rec.SetFaults(Faults{ThrottleRate: 0.05, TimeoutRate: 0.01, Delay: chaosTimeout + 500*time.Millisecond})
+		if len(rps) > 0 {
+			rec.SetProjections(rps)
+		}
 	}
 
 	setup := c.sims.Setup(Setup{Brokers: []string{c.kLink.Addr()}, MongoURI: "mongodb://" + c.sLink.Addr() + "/", Names: c.names,
 		Routing: RouteChaos, SFMaxRecords: 200, ConnectorTimeout: chaosTimeout, LeaseTTL: 6 * time.Second, ProduceTimeout: time.Second, Transactional: o.Transactional,
-		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: strOr(o.LogLevel, "info"),
+		SessionTimeout: 6 * time.Second, MongoTimeout: 10 * time.Second, LogLevel: strOr(o.LogLevel, "info"), Projections: c.projs,
 		Delivery: "    max_in_flight: 32\n    min_backoff: 100ms\n    max_backoff: 2s\n    revoke_timeout: 5s\n    takeover_grace: 5s\n    breaker: {consecutive_failures: 5, open_timeout: 2s, half_open_probes: 1}\n"})
 	if _, err := setup.Config(); err != nil {
 		return err
@@ -329,18 +399,34 @@ func (c *chaos) run(ctx context.Context) error {
 		}
 	}
 
-	w := GenWorkload(WorkloadOptions{Events: o.Events, Aggregates: o.Aggregates, Seed: o.Seed, DupStalePct: 5, PermanentEvery: o.PermanentEvery})
-	expect := expectations(w)
+	wo := WorkloadOptions{Events: o.Events, Aggregates: o.Aggregates, Seed: o.Seed, DupStalePct: 5, PermanentEvery: o.PermanentEvery}
+	for _, p := range c.projs {
+		wo.Projections = append(wo.Projections, WorkloadProjection{Name: p.Name, Type: p.AggregateType, Share: chaosShare(p.Name)})
+		c.res.Projections = append(c.res.Projections, p.Name)
+	}
+	w := GenWorkload(wo)
+	expect := expectations(w, c.projs)
 	c.res.Expected, c.res.Permanent = map[string]int{}, map[string]int{}
+	perProj := map[string]int{}
 	for _, e := range expect {
 		c.res.Expected[e.target]++
 		if e.permanent {
 			c.res.Permanent[e.target]++
 		}
 	}
+	for _, ev := range w.Events {
+		perProj[ev.Proj]++
+	}
 	c.logf("workload: %d events over %d aggregates (%d duplicates, %d stale); notifications due: logic_apps %d (%d built to fail), salesforce %d (%d built to fail)",
-		len(w.Events), o.Aggregates, w.Dups, w.Stale, c.res.Expected[RouteLogicApps], c.res.Permanent[RouteLogicApps],
+		len(w.Events), len(w.Final), w.Dups, w.Stale, c.res.Expected[RouteLogicApps], c.res.Permanent[RouteLogicApps],
 		c.res.Expected[RouteSalesforce], c.res.Permanent[RouteSalesforce])
+	if len(c.projs) > 0 {
+		parts := make([]string, 0, len(c.projs))
+		for _, p := range c.projs {
+			parts = append(parts, fmt.Sprintf("%s %d (topic %s)", p.Name, perProj[p.Name], p.Topic))
+		}
+		c.logf("projections, events each: %s; aggregate and event ids repeat across projections", strings.Join(parts, ", "))
+	}
 
 	// Background work, each with an owner: the DLQ reader, the producer,
 	// the supervisor.
@@ -354,8 +440,16 @@ func (c *chaos) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, err := ProduceEvents(bg, direct, c.names.Events, w.Events, rate)
-		produceErr <- err
+		if len(c.projs) == 0 {
+			_, err := ProduceEvents(bg, direct, c.names.Events, w.Events, rate)
+			produceErr <- err
+			return
+		}
+		topics, fields := map[string]string{}, map[string]string{}
+		for _, p := range c.projs {
+			topics[p.Name], fields[p.Name] = p.Topic, p.IDField
+		}
+		produceErr <- ProduceProjected(bg, direct, topics, fields, w.Events, rate)
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); c.supervise(bg) }()
@@ -482,27 +576,44 @@ func (c *chaos) pauseBusyWorker() {
 	}
 }
 
-// expectation is one notification due at one target.
+// expectation is one notification due at one target. id and key are
+// qualified by the projection (Event.Ref, Event.KeyRef), as the recorders
+// qualify what they receive.
 type expectation struct {
 	id, target string
 	key        string
+	proj       string
 	version    int64
 	permanent  bool
 }
 
-// expectations applies RouteChaos to the workload.
-func expectations(w *Workload) []expectation {
+// expectations applies RouteChaos (without projections) or each
+// projection's routing (SetupProjection.Routes) to the workload.
+func expectations(w *Workload, projs []SetupProjection) []expectation {
 	var out []expectation
 	ids := make([]string, 0, len(w.Expected))
 	for id := range w.Expected {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	byName := map[string]SetupProjection{}
+	for _, p := range projs {
+		byName[p.Name] = p
+	}
 	for _, id := range ids {
 		ev := w.Expected[id]
-		out = append(out, expectation{id: id, target: RouteLogicApps, key: ev.QuoteID, version: ev.Version, permanent: ev.Amount == BadAmount})
-		if ev.Type == "quote_created" || ev.Cur == RejectedCurrency {
-			out = append(out, expectation{id: id, target: RouteSalesforce, key: ev.QuoteID, version: ev.Version, permanent: ev.Cur == RejectedCurrency})
+		e := expectation{id: id, key: ev.KeyRef(), proj: ev.Proj, version: ev.Version}
+		la, sf := true, ev.Type == "quote_created" || ev.Cur == RejectedCurrency
+		if p, ok := byName[ev.Proj]; ok {
+			la, sf = p.Routes(RouteLogicApps, ev.Type, ev.Cur, ev.Amount), p.Routes(RouteSalesforce, ev.Type, ev.Cur, ev.Amount)
+		}
+		if la {
+			e.target, e.permanent = RouteLogicApps, ev.Amount == BadAmount
+			out = append(out, e)
+		}
+		if sf {
+			e.target, e.permanent = RouteSalesforce, ev.Cur == RejectedCurrency
+			out = append(out, e)
 		}
 	}
 	return out
@@ -730,9 +841,16 @@ func (c *chaos) readDLQ(ctx context.Context, brokers []string) {
 		fs := cl.PollFetches(ctx)
 		for _, r := range fs.Records() {
 			class, _ := envelope.Header(r, envelope.HeaderDLQErrorClass)
+			m := envelope.ParseMeta(r)
+			id := m.ID
+			if len(c.projs) > 0 {
+				// Event ids repeat across projections: qualify them as
+				// the recorders and the expectations do.
+				id = m.Projection + "/" + m.ID
+			}
 			c.mu.Lock()
 			conn := topics[r.Topic]
-			c.dlq[conn] = append(c.dlq[conn], dlqEntry{id: envelope.ParseMeta(r).ID, class: class})
+			c.dlq[conn] = append(c.dlq[conn], dlqEntry{id: id, class: class})
 			c.mu.Unlock()
 		}
 	}
@@ -802,115 +920,44 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 	violate := func(format string, args ...any) {
 		res.violations = append(res.violations, fmt.Sprintf(format, args...))
 	}
+	res.ByProjection = map[string]map[string]*TargetLedger{}
 	for _, target := range []string{RouteLogicApps, RouteSalesforce} {
 		rec := c.sims.LARec
 		if target == RouteSalesforce {
 			rec = c.sims.SFRec
 		}
 		rs := rec.Receipts()
-		first, dups, order, conflicts := analyzeReceipts(rs)
 		dead := c.dead(target)
-		tl := &TargetLedger{Expected: len(byTarget[target]), Duplicates: dups, OrderViolations: order, IDConflicts: conflicts,
-			Injected: rec.Injected(), Overloaded: rec.Overloaded()}
+		tl := targetLedger(target, rs, byTarget[target], dead, res.TimedOut)
+		tl.Injected, tl.Overloaded = rec.Injected(), rec.Overloaded()
 		res.Targets[target] = tl
-		var lags []time.Duration
-		seq := map[int64]bool{}
-		for _, rc := range rs {
-			if !seq[rc.Seq] {
-				seq[rc.Seq] = true
-				tl.Calls++
-				if rc.Status >= 500 {
-					tl.ServerErrors++
+		// The same ledger per projection, for the printout: ids and keys
+		// are qualified by projection, so each row is a subset of the
+		// total's receipts, expectations and dead letters.
+		if len(c.projs) > 0 {
+			res.ByProjection[target] = map[string]*TargetLedger{}
+			for _, p := range c.projs {
+				var prs []Receipt
+				for _, rc := range rs {
+					if rc.Projection == p.Name {
+						prs = append(prs, rc)
+					}
 				}
-			}
-			if !rc.Checked {
-				continue
-			}
-			if rc.ReadModel < 0 {
-				tl.Unverified++
-				continue
-			}
-			tl.Checked++
-			lags = append(lags, rc.CheckLag)
-			if rc.ReadModel < rc.Version {
-				tl.Durability = append(tl.Durability, fmt.Sprintf("%s (key %s v%d) reached %s while the READ model was at v%d",
-					rc.ID, rc.Key, rc.Version, target, rc.ReadModel))
-			}
-		}
-		tl.CheckLag = Summarize(lags)
-		// Each target must end on every aggregate's last version due
-		// there: the last accepted call per key (in arrival order; rs is
-		// sorted by Seq) carries it. A late call of an old version after
-		// the newest one (a zombie's) leaves the target behind.
-		final := map[string]Receipt{}
-		for _, rc := range rs {
-			if rc.OK {
-				final[rc.Key] = rc
-			}
-		}
-		wantFinal := map[string]int64{}
-		for _, e := range byTarget[target] {
-			if !e.permanent && e.version > wantFinal[e.key] {
-				wantFinal[e.key] = e.version
-			}
-		}
-		for k, v := range wantFinal {
-			if got, ok := final[k]; ok && got.Version < v {
-				how := ""
-				if got.Injected != "" {
-					how = ", a call the driver delayed past the client's " + got.Injected
+				var pes []expectation
+				for _, e := range byTarget[target] {
+					if e.proj == p.Name {
+						pes = append(pes, e)
+					}
 				}
-				tl.FinalBehind = append(tl.FinalBehind, fmt.Sprintf("key %s ends at v%d (%s%s), want v%d", k, got.Version, got.ID, how, v))
+				pdead := map[string][]string{}
+				for id, cl := range dead {
+					if strings.HasPrefix(id, p.Name+"/") {
+						pdead[id] = cl
+					}
+				}
+				res.ByProjection[target][p.Name] = targetLedger(target, prs, pes, pdead, res.TimedOut)
 			}
 		}
-		sort.Strings(tl.FinalBehind)
-		due := map[string]bool{}
-		for _, e := range byTarget[target] {
-			due[e.id] = true
-			_, delivered := first[e.id]
-			permanentDLQ := false
-			for _, cl := range dead[e.id] {
-				if cl == envelope.ClassPermanent {
-					permanentDLQ = true
-				}
-			}
-			switch {
-			case e.permanent && permanentDLQ:
-				tl.DeadPermanent++
-			case e.permanent && delivered:
-				tl.AcceptedPermanent = append(tl.AcceptedPermanent, e.id)
-			case delivered:
-				tl.Delivered++
-			default:
-				tl.Missing++
-				why := "never delivered"
-				if res.TimedOut {
-					why = "not delivered when the settle time ran out"
-				}
-				if len(dead[e.id]) > 0 {
-					why = "dead-lettered as " + strings.Join(dead[e.id], ",") + " without an injected permanent error"
-				}
-				tl.MissingIDs = append(tl.MissingIDs, fmt.Sprintf("%s (key %s v%d): %s", e.id, e.key, e.version, why))
-			}
-		}
-		for id, classes := range dead {
-			permanentDue := false
-			for _, e := range byTarget[target] {
-				if e.id == id && e.permanent {
-					permanentDue = true
-				}
-			}
-			if !permanentDue {
-				tl.DeadOther = append(tl.DeadOther, id+" ("+strings.Join(classes, ",")+")")
-			}
-		}
-		sort.Strings(tl.DeadOther)
-		for id := range first {
-			if !due[id] {
-				tl.Unexpected = append(tl.Unexpected, id)
-			}
-		}
-		sort.Strings(tl.Unexpected)
 		for _, m := range tl.MissingIDs {
 			violate("%s: %s", target, m)
 		}
@@ -932,52 +979,237 @@ func (c *chaos) ledger(ctx context.Context, w *Workload, expect []expectation, s
 		for _, m := range tl.Unexpected {
 			violate("%s: %s delivered but never due (a stale or duplicate event was published)", target, m)
 		}
+		for _, m := range tl.WrongProjection {
+			violate("%s: wrong projection: %s", target, m)
+		}
 	}
-	// The READ model ends at every aggregate's last version.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	keys := make([]string, 0, len(w.Final))
-	for k := range w.Final {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i := 0; i < len(keys); i += 500 {
-		part := keys[i:min(i+500, len(keys))]
-		vs, err := st.Versions(rctx, part)
-		if err != nil {
-			violate("read the READ model: %v", err)
-			break
-		}
-		for _, k := range part {
-			res.ReadModelChecked++
-			if vs[k] != w.Final[k].Version {
-				res.ReadModelBad = append(res.ReadModelBad, fmt.Sprintf("%s at v%d, want v%d", k, vs[k], w.Final[k].Version))
-			}
+	if len(c.projs) == 0 {
+		c.checkReadModel(rctx, st, w, store.ReadModel{}, "", violate)
+	} else {
+		for _, p := range c.projs {
+			c.checkReadModel(rctx, st, w, store.ReadModel{Collection: p.Collection}, p.Name, violate)
 		}
 	}
 	for _, m := range res.ReadModelBad {
 		violate("READ model: %s", m)
 	}
+	sort.Strings(res.ReadModelLeaked)
+	for _, m := range res.ReadModelLeaked {
+		violate("READ model: %s", m)
+	}
 }
 
-// Ledger renders the result as the table `make chaos` prints.
+// checkReadModel checks that rm ends at the last version of every
+// aggregate of projection proj ("" without projections) and, with
+// projections, holds no other document (no projection's aggregates leak
+// into another's collection).
+func (c *chaos) checkReadModel(ctx context.Context, st *store.Store, w *Workload, rm store.ReadModel, proj string, violate func(string, ...any)) {
+	res := c.res
+	var keys []string // bare aggregate ids
+	for _, ev := range w.Final {
+		if ev.Proj == proj {
+			keys = append(keys, ev.QuoteID)
+		}
+	}
+	sort.Strings(keys)
+	final := func(id string) Event {
+		if proj == "" {
+			return w.Final[id]
+		}
+		return w.Final[proj+":"+id]
+	}
+	label := func(id string) string {
+		if proj == "" {
+			return id
+		}
+		return proj + ":" + id
+	}
+	checked, bad := 0, 0
+	for i := 0; i < len(keys); i += 500 {
+		part := keys[i:min(i+500, len(keys))]
+		vs, err := st.VersionsIn(ctx, rm, part)
+		if err != nil {
+			violate("read the READ model %s: %v", strOr(rm.Collection, "(default)"), err)
+			break
+		}
+		for _, k := range part {
+			checked++
+			if want := final(k).Version; vs[k] != want {
+				bad++
+				res.ReadModelBad = append(res.ReadModelBad, fmt.Sprintf("%s at v%d, want v%d", label(k), vs[k], want))
+			}
+		}
+	}
+	if proj != "" {
+		docs, err := st.AllDomainIn(ctx, rm)
+		if err != nil {
+			violate("read the READ model %s: %v", rm.Collection, err)
+		}
+		for id := range docs {
+			if _, due := w.Final[proj+":"+id]; !due {
+				res.ReadModelLeaked = append(res.ReadModelLeaked, fmt.Sprintf("%s (collection %s) holds %s, which is no %s aggregate", proj, rm.Collection, id, proj))
+			}
+		}
+		if res.ReadModels == nil {
+			res.ReadModels = map[string][2]int{}
+		}
+		res.ReadModels[proj] = [2]int{checked, bad}
+	}
+	res.ReadModelChecked += checked
+}
+
+// targetLedger checks one target's receipts (rs, in arrival order)
+// against the notifications due there and the dead letters of its
+// connector; the caller adds the recorder's injection counts.
+func targetLedger(target string, rs []Receipt, due []expectation, dead map[string][]string, timedOut bool) *TargetLedger {
+	first, dups, order, conflicts := analyzeReceipts(rs)
+	tl := &TargetLedger{Expected: len(due), Duplicates: dups, OrderViolations: order, IDConflicts: conflicts}
+	var lags []time.Duration
+	seq := map[int64]bool{}
+	wrong := map[string]bool{}
+	for _, rc := range rs {
+		if !seq[rc.Seq] {
+			seq[rc.Seq] = true
+			tl.Calls++
+			if rc.Status >= 500 {
+				tl.ServerErrors++
+			}
+		}
+		if rc.Misrouted != "" && !wrong[rc.ID] {
+			wrong[rc.ID] = true
+			tl.WrongProjection = append(tl.WrongProjection, fmt.Sprintf("%s (key %s v%d): %s", rc.ID, rc.Key, rc.Version, rc.Misrouted))
+		}
+		if !rc.Checked {
+			continue
+		}
+		if rc.ReadModel < 0 {
+			tl.Unverified++
+			continue
+		}
+		tl.Checked++
+		lags = append(lags, rc.CheckLag)
+		if rc.ReadModel < rc.Version {
+			tl.Durability = append(tl.Durability, fmt.Sprintf("%s (key %s v%d) reached %s while the READ model was at v%d",
+				rc.ID, rc.Key, rc.Version, target, rc.ReadModel))
+		}
+	}
+	sort.Strings(tl.WrongProjection)
+	tl.CheckLag = Summarize(lags)
+	// Each target must end on every aggregate's last version due there:
+	// the last accepted call per key (in arrival order; rs is sorted by
+	// Seq) carries it. A late call of an old version after the newest one
+	// (a zombie's) leaves the target behind.
+	final := map[string]Receipt{}
+	for _, rc := range rs {
+		if rc.OK {
+			final[rc.Key] = rc
+		}
+	}
+	wantFinal := map[string]int64{}
+	for _, e := range due {
+		if !e.permanent && e.version > wantFinal[e.key] {
+			wantFinal[e.key] = e.version
+		}
+	}
+	for k, v := range wantFinal {
+		if got, ok := final[k]; ok && got.Version < v {
+			how := ""
+			if got.Injected != "" {
+				how = ", a call the driver delayed past the client's " + got.Injected
+			}
+			tl.FinalBehind = append(tl.FinalBehind, fmt.Sprintf("key %s ends at v%d (%s%s), want v%d", k, got.Version, got.ID, how, v))
+		}
+	}
+	sort.Strings(tl.FinalBehind)
+	dueIDs := map[string]bool{}
+	permanentDue := map[string]bool{}
+	for _, e := range due {
+		dueIDs[e.id] = true
+		if e.permanent {
+			tl.Permanent++
+			permanentDue[e.id] = true
+		}
+		_, delivered := first[e.id]
+		permanentDLQ := false
+		for _, cl := range dead[e.id] {
+			if cl == envelope.ClassPermanent {
+				permanentDLQ = true
+			}
+		}
+		switch {
+		case e.permanent && permanentDLQ:
+			tl.DeadPermanent++
+		case e.permanent && delivered:
+			tl.AcceptedPermanent = append(tl.AcceptedPermanent, e.id)
+		case delivered:
+			tl.Delivered++
+		default:
+			tl.Missing++
+			why := "never delivered"
+			if timedOut {
+				why = "not delivered when the settle time ran out"
+			}
+			if len(dead[e.id]) > 0 {
+				why = "dead-lettered as " + strings.Join(dead[e.id], ",") + " without an injected permanent error"
+			}
+			tl.MissingIDs = append(tl.MissingIDs, fmt.Sprintf("%s (key %s v%d): %s", e.id, e.key, e.version, why))
+		}
+	}
+	for id, classes := range dead {
+		if !permanentDue[id] {
+			tl.DeadOther = append(tl.DeadOther, id+" ("+strings.Join(classes, ",")+")")
+		}
+	}
+	sort.Strings(tl.DeadOther)
+	for id := range first {
+		if !dueIDs[id] {
+			tl.Unexpected = append(tl.Unexpected, id)
+		}
+	}
+	sort.Strings(tl.Unexpected)
+	return tl
+}
+
+// Ledger renders the result as the table `make chaos` prints: with
+// projections, one row per target and projection, then the target's
+// total (the injected 429s and timeouts are counted per target only).
 func (r *ChaosResult) Ledger() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	o := r.Options
-	p("chaos ledger: %d events over %d aggregates, window %v, seed %d, relay transactional %t, %v in all\n\n", o.Events, o.Aggregates, o.Duration, o.Seed, o.Transactional, r.Elapsed.Round(time.Second))
-	p("| target | due | delivered | dead-lettered (injected permanent) | missing | duplicates (same id) | order violations | ahead of READ model | checked (read p50 / p99 after arrival) | unverified (store away) | one change, two ids | never due | other dead letters | calls | 5xx from sim | 429 (+Retry-After) | timeouts |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("chaos ledger: %d events over %d aggregates, window %v, seed %d, relay transactional %t, %v in all\n", o.Events, o.Aggregates, o.Duration, o.Seed, o.Transactional, r.Elapsed.Round(time.Second))
+	if len(r.Projections) > 0 {
+		p("projections: %s (aggregate and event ids repeat across them)\n", strings.Join(r.Projections, ", "))
+	}
+	p("\n| target | projection | due | delivered | dead-lettered (injected permanent) | missing | duplicates (same id) | order violations | ahead of READ model | checked (read p50 / p99 after arrival) | unverified (store away) | one change, two ids | never due | wrong projection | other dead letters | calls | 5xx from sim | 429 (+Retry-After) | timeouts |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	row := func(t, proj string, tl *TargetLedger, injected bool) {
+		inj := "- | -"
+		if injected {
+			inj = fmt.Sprintf("%d (+%d) | %d", tl.Injected.Throttled, tl.Injected.ThrottledRetryAfter, tl.Injected.TimedOut)
+		}
+		p("| %s | %s | %d | %d | %d of %d | %d | %d | %d | %d | %d (%s / %s) | %d | %d | %d | %d | %d | %d | %d | %s |\n", t, proj, tl.Expected, tl.Delivered,
+			tl.DeadPermanent, tl.Permanent, tl.Missing, tl.Duplicates, len(tl.OrderViolations), len(tl.Durability), tl.Checked,
+			msLabel(tl.CheckLag.P50), msLabel(tl.CheckLag.P99), tl.Unverified,
+			len(tl.IDConflicts), len(tl.Unexpected), len(tl.WrongProjection), len(tl.DeadOther), tl.Calls, tl.ServerErrors, inj)
+	}
 	for _, t := range []string{RouteLogicApps, RouteSalesforce} {
 		tl := r.Targets[t]
 		if tl == nil {
 			continue
 		}
-		p("| %s | %d | %d | %d of %d | %d | %d | %d | %d | %d (%s / %s) | %d | %d | %d | %d | %d | %d | %d (+%d) | %d |\n", t, tl.Expected, tl.Delivered,
-			tl.DeadPermanent, r.Permanent[t], tl.Missing, tl.Duplicates, len(tl.OrderViolations), len(tl.Durability), tl.Checked,
-			msLabel(tl.CheckLag.P50), msLabel(tl.CheckLag.P99), tl.Unverified,
-			len(tl.IDConflicts), len(tl.Unexpected), len(tl.DeadOther), tl.Calls, tl.ServerErrors, tl.Injected.Throttled, tl.Injected.ThrottledRetryAfter,
-			tl.Injected.TimedOut)
+		for _, proj := range r.Projections {
+			if pl := r.ByProjection[t][proj]; pl != nil {
+				row(t, proj, pl, false)
+			}
+		}
+		total := "all"
+		if len(r.Projections) == 0 {
+			total = "-"
+		}
+		row(t, total, tl, true)
 	}
 	p("\n| role | starts | SIGKILLs | SIGSTOP pauses (%v) | ended on its own |\n|---|---|---|---|---|\n", o.PauseFor)
 	names := make([]string, 0, len(r.Starts))
@@ -997,7 +1229,16 @@ func (r *ChaosResult) Ledger() string {
 	p("kafka link: %d cuts, %d delays, %d stalls, %d blackholes; store link: %d cuts, %d delays, %d stalls, %d blackholes\n",
 		r.KafkaLink.Cuts, r.KafkaLink.Delays, r.KafkaLink.Stalls, r.KafkaLink.Blackholes,
 		r.StoreLink.Cuts, r.StoreLink.Delays, r.StoreLink.Stalls, r.StoreLink.Blackholes)
-	p("READ model: %d of %d aggregates at their last version\n", r.ReadModelChecked-len(r.ReadModelBad), r.ReadModelChecked)
+	p("READ model: %d of %d aggregates at their last version", r.ReadModelChecked-len(r.ReadModelBad), r.ReadModelChecked)
+	if len(r.Projections) > 0 {
+		parts := make([]string, 0, len(r.Projections))
+		for _, proj := range r.Projections {
+			cb := r.ReadModels[proj]
+			parts = append(parts, fmt.Sprintf("%s %d of %d", proj, cb[0]-cb[1], cb[0]))
+		}
+		p(" (%s); documents of no aggregate of their collection's projection: %d", strings.Join(parts, ", "), len(r.ReadModelLeaked))
+	}
+	p("\n")
 	for _, t := range []string{RouteLogicApps, RouteSalesforce} {
 		if tl := r.Targets[t]; tl != nil {
 			p("%s: final state: %d aggregates behind their last version; fenced by the worker: %d stale (version fence), %d zombie relay writes (lease-token fence)\n",
@@ -1032,13 +1273,37 @@ func first(ss []string, n int) []string { return ss[:min(n, len(ss))] }
 // the check, not the pipeline, the bottleneck of the first chaos runs.
 type keyVersions struct {
 	st *store.Store
+	// rms are the projections' READ models by name; keys are then
+	// projection:aggregate id (nil: bare ids in the default READ model).
+	rms map[string]store.ReadModel
 	// sem bounds the queries in flight, so that checks do not swamp the
 	// store the pipeline is using.
 	sem chan struct{}
 }
 
-func newKeyVersions(st *store.Store, parallel int) *keyVersions {
-	return &keyVersions{st: st, sem: make(chan struct{}, parallel)}
+func newKeyVersions(st *store.Store, parallel int, projs []SetupProjection) *keyVersions {
+	k := &keyVersions{st: st, sem: make(chan struct{}, parallel)}
+	if len(projs) > 0 {
+		k.rms = map[string]store.ReadModel{}
+		for _, p := range projs {
+			k.rms[p.Name] = store.ReadModel{Collection: p.Collection}
+		}
+	}
+	return k
+}
+
+// domain reads key's READ model document: from its projection's
+// collection when keys are projection:aggregate id.
+func (k *keyVersions) domain(ctx context.Context, key string) (bson.M, error) {
+	if k.rms == nil {
+		return k.st.Domain(ctx, key)
+	}
+	name, id, _ := strings.Cut(key, ":")
+	rm, ok := k.rms[name]
+	if !ok {
+		return nil, nil // a notification of no known projection: reads as v0
+	}
+	return k.st.DomainIn(ctx, rm, id)
 }
 
 // Versions implements VersionReader.
@@ -1060,7 +1325,7 @@ func (k *keyVersions) Versions(ctx context.Context, keys []string) (map[string]i
 		go func() {
 			defer wg.Done()
 			defer func() { <-k.sem }()
-			doc, err := k.st.Domain(ctx, key)
+			doc, err := k.domain(ctx, key)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -16,11 +16,33 @@ import (
 	"time"
 )
 
-// Item is one notification inside a call to a target.
+// Item is one notification inside a call to a target. With projections
+// (Recorder.SetProjections) ID is projection/notification id and Key
+// projection:aggregate id, the projection being the one the notification's
+// body belongs to (its aggregate type), so that equal ids of two
+// projections stay apart in the ledger.
 type Item struct {
 	ID      string
 	Key     string
 	Version int64
+	// Projection is the notification's projection ("" without
+	// projections); Misrouted, when set, says how the call's target (the
+	// Logic Apps workflow, the Salesforce object), the projection the call
+	// names (ce-fanoutprojection, Fanout_Projection__c) and the body's
+	// aggregate type disagree.
+	Projection string
+	Misrouted  string
+}
+
+// RecorderProjection tells a Recorder how to recognise one projection's
+// notifications: its aggregate type (the body's aggregate_type, and the
+// prefix of its event types), the body field holding its aggregate id,
+// its Logic Apps workflow (the callback URL's) and its Salesforce object
+// and external id field.
+type RecorderProjection struct {
+	Name, AggregateType, IDField string
+	Workflow                     string
+	SFObject, SFExternalID       string
 }
 
 // Receipt is one notification as a target received it: the ledger's unit.
@@ -104,14 +126,15 @@ type Recorder struct {
 	pending atomic.Int64
 	wg      sync.WaitGroup
 
-	mu         sync.Mutex
-	faults     Faults
-	rng        *rand.Rand
-	seq        int64
-	receipts   []Receipt
-	injected   Injected
-	accepted   map[string]struct{}
-	overloaded int
+	mu          sync.Mutex
+	projections []RecorderProjection
+	faults      Faults
+	rng         *rand.Rand
+	seq         int64
+	receipts    []Receipt
+	injected    Injected
+	accepted    map[string]struct{}
+	overloaded  int
 	// durable is the highest READ model version read so far per key:
 	// the READ model only grows, so a notification at or below it when it
 	// arrives is proven durable without another read.
@@ -141,6 +164,14 @@ func NewRecorder(target string, next http.Handler, check VersionReader, seed uin
 		}
 	}
 	return r
+}
+
+// SetProjections makes the recorder tell projections apart (see Item);
+// call it before the first notification arrives.
+func (r *Recorder) SetProjections(ps []RecorderProjection) {
+	r.mu.Lock()
+	r.projections = append([]RecorderProjection(nil), ps...)
+	r.mu.Unlock()
 }
 
 // SetFaults changes the injected faults.
@@ -201,7 +232,15 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	items := r.parse(req, body)
+	r.mu.Lock()
+	projections := r.projections
+	r.mu.Unlock()
+	var items []Item
+	if len(projections) > 0 {
+		items = r.parseProjected(req, body, projections)
+	} else {
+		items = r.parse(req, body)
+	}
 	if len(items) == 0 {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		r.next.ServeHTTP(w, req)
@@ -449,6 +488,123 @@ func (r *Recorder) parse(req *http.Request, body []byte) []Item {
 			}
 			return []Item{sfItem(rec, key)}
 		}
+	}
+	return nil
+}
+
+// parseProjected extracts the notifications of a call when the target
+// serves several projections, qualifying ids and keys by projection and
+// checking that the call reached the target of its projection.
+func (r *Recorder) parseProjected(req *http.Request, body []byte, ps []RecorderProjection) []Item {
+	byType := func(typ string) *RecorderProjection {
+		for i := range ps {
+			if ps[i].AggregateType == typ {
+				return &ps[i]
+			}
+		}
+		return nil
+	}
+	// item qualifies a notification found at target (the projection the
+	// URL or object belongs to), naming claimed, of aggregate type typ.
+	item := func(id, key string, version int64, target, claimed string, body *RecorderProjection) Item {
+		it := Item{Version: version, Projection: target}
+		if body != nil {
+			it.Projection = body.Name
+		}
+		it.ID, it.Key = it.Projection+"/"+id, it.Projection+":"+key
+		bodyName := "an unknown aggregate type"
+		if body != nil {
+			bodyName = body.Name
+		}
+		if target != it.Projection || claimed != it.Projection {
+			it.Misrouted = fmt.Sprintf("a notification of %s reached the target of %q naming projection %q", bodyName, target, claimed)
+		}
+		return it
+	}
+	// Split the escaped path: an external id may hold a slash.
+	segs := strings.Split(strings.Trim(req.URL.EscapedPath(), "/"), "/")
+	switch r.kind {
+	case kindLogicApps:
+		var n map[string]any
+		if json.Unmarshal(body, &n) != nil {
+			return nil
+		}
+		id, _ := n["id"].(string)
+		if id == "" {
+			return nil
+		}
+		target := ""
+		if len(segs) >= 2 && (segs[0] == "workflows" || segs[0] == "api") {
+			for _, p := range ps {
+				if strings.EqualFold(p.Workflow, segs[1]) {
+					target = p.Name
+				}
+			}
+		}
+		typ, _ := n["aggregate_type"].(string)
+		bp := byType(typ)
+		key := ""
+		if bp != nil {
+			key, _ = n[bp.IDField].(string)
+		}
+		v, _ := strconv.ParseInt(fmt.Sprint(n["version"]), 10, 64)
+		return []Item{item(id, key, v, target, req.Header.Get("ce-fanoutprojection"), bp)}
+	case kindSalesforce:
+		// .../sobjects/{object}/{field}/{value} or
+		// .../composite/sobjects/{object}/{field}
+		var object, field, value string
+		for i, s := range segs {
+			if s != "sobjects" {
+				continue
+			}
+			rest := segs[i+1:]
+			if len(rest) >= 2 {
+				object, field = rest[0], rest[1]
+			}
+			if len(rest) >= 3 && i > 0 && segs[i-1] != "composite" {
+				value, _ = url.PathUnescape(rest[2])
+			}
+			break
+		}
+		if object == "" {
+			return nil
+		}
+		target := ""
+		for _, p := range ps {
+			if p.SFObject == object && p.SFExternalID == field {
+				target = p.Name
+			}
+		}
+		one := func(rec map[string]any, key string) Item {
+			base := sfItem(rec, key)
+			et, _ := rec["Event_Type__c"].(string)
+			var bp *RecorderProjection
+			for i := range ps {
+				if strings.HasPrefix(et, ps[i].AggregateType+"_") {
+					bp = &ps[i]
+				}
+			}
+			claimed, _ := rec["Fanout_Projection__c"].(string)
+			return item(base.ID, base.Key, base.Version, target, claimed, bp)
+		}
+		if value != "" {
+			var rec map[string]any
+			if json.Unmarshal(body, &rec) != nil {
+				return nil
+			}
+			return []Item{one(rec, value)}
+		}
+		var c struct {
+			Records []map[string]any `json:"records"`
+		}
+		if json.Unmarshal(body, &c) != nil {
+			return nil
+		}
+		out := make([]Item, 0, len(c.Records))
+		for _, rec := range c.Records {
+			out = append(out, one(rec, fmt.Sprint(rec[field])))
+		}
+		return out
 	}
 	return nil
 }

@@ -105,6 +105,61 @@ type Setup struct {
 	SessionTimeout time.Duration
 	MongoTimeout   time.Duration
 	LogLevel       string
+	// Projections, if set, replace the top-level routing with a
+	// projections: list, and give each projection its own Logic Apps URL
+	// and Salesforce object.
+	Projections []SetupProjection
+}
+
+// SetupProjection is one projection of a Setup. Its routing: every
+// notification goes to Primary (RouteLogicApps or RouteSalesforce);
+// creations, currency XXX (refused by the Salesforce simulator) and amount
+// n/a (refused by the Logic Apps trigger's schema) go to both.
+type SetupProjection struct {
+	Name, AggregateType, IDField string
+	// Topic is its source topic; EventTypes its event types, needed when
+	// it shares the topic with another projection.
+	Topic      string
+	EventTypes []string
+	Collection string
+	Primary    string
+	// LogicAppsURL is its callback URL; SFObject and SFExternalID its
+	// Salesforce object and external id field.
+	LogicAppsURL           string
+	SFObject, SFExternalID string
+}
+
+// Routes reports whether a notification of p with event type typ,
+// currency cur and amount amount goes to target, as the routing YAML
+// renders it: what the chaos ledger expects.
+func (p SetupProjection) Routes(target, typ, cur string, amount any) bool {
+	return target == p.Primary || typ == p.AggregateType+"_created" || cur == RejectedCurrency || amount == BadAmount
+}
+
+// projectionsYAML renders the projections: list.
+func (s Setup) projectionsYAML(b *strings.Builder) {
+	b.WriteString("projections:\n")
+	for _, p := range s.Projections {
+		fmt.Fprintf(b, "  - name: %s\n    topics: [%q]\n    aggregate_type: %s\n    id_field: %s\n    collection: %s\n    cloudevents_source: /fanout/%s\n",
+			p.Name, p.Topic, p.AggregateType, p.IDField, p.Collection, p.Name)
+		if len(p.EventTypes) > 0 {
+			fmt.Fprintf(b, "    event_types: [%s]\n", strings.Join(p.EventTypes, ", "))
+		}
+		fmt.Fprintf(b, `    routing:
+      default: {targets: [%s], priority: normal, trigger_type: %s_lifecycle}
+      rules:
+        - name: created
+          event_types: [%s_created]
+          targets: [logic_apps, salesforce]
+          priority: high
+        - name: rejected-currency
+          fields: {currency: XXX}
+          targets: [logic_apps, salesforce]
+        - name: bad-amount
+          fields: {amount: %q}
+          targets: [logic_apps, salesforce]
+`, p.Primary, p.Name, p.AggregateType, BadAmount)
+	}
 }
 
 // YAML renders the configuration file.
@@ -125,6 +180,12 @@ func (s Setup) YAML() string {
 	b.WriteString("connectors:\n  logic_apps:\n    type: logicapps\n")
 	if s.LogicAppsURL != "" {
 		fmt.Fprintf(&b, "    settings:\n      url: %s\n      timeout: %s\n", q(s.LogicAppsURL), timeout)
+		if len(s.Projections) > 0 {
+			b.WriteString("      projections:\n")
+			for _, p := range s.Projections {
+				fmt.Fprintf(&b, "        %s: {url: %s}\n", p.Name, q(p.LogicAppsURL))
+			}
+		}
 	}
 	b.WriteString("  salesforce:\n    type: salesforce\n")
 	if s.SFLoginURL != "" {
@@ -139,10 +200,35 @@ func (s Setup) YAML() string {
       batch: {max_records: %d}
       timeout: %s
 `, q(s.SFLoginURL), q(s.SFClientID), q(s.SFSecret), max(s.SFMaxRecords, 1), timeout)
+		if len(s.Projections) > 0 {
+			b.WriteString("      projections:\n")
+			for _, p := range s.Projections {
+				fmt.Fprintf(&b, "        %s:\n          object: %s\n          external_id_field: %s\n"+
+					"          fields: {Amount__c: amount, Currency__c: currency, Event_Type__c: \"@type\", Fanout_Projection__c: \"@projection\"}\n",
+					p.Name, p.SFObject, p.SFExternalID)
+			}
+		}
 	}
+	if len(s.Projections) > 0 {
+		s.projectionsYAML(&b)
+	} else {
+		s.routingYAML(&b)
+	}
+	if s.Delivery != "" {
+		b.WriteString("delivery:\n" + s.Delivery)
+		if !strings.HasSuffix(s.Delivery, "\n") {
+			b.WriteString("\n")
+		}
+	}
+	fmt.Fprintf(&b, "admin:\n  listen: 127.0.0.1:0\nlog:\n  level: %s\n  format: json\n", strOr(s.LogLevel, "warn"))
+	return b.String()
+}
+
+// routingYAML renders the top-level routing of a single projection.
+func (s Setup) routingYAML(b *strings.Builder) {
 	switch s.Routing {
 	case RouteLogicApps, RouteSalesforce:
-		fmt.Fprintf(&b, "routing:\n  default: {targets: [%s], priority: normal, trigger_type: quote_lifecycle}\n", s.Routing)
+		fmt.Fprintf(b, "routing:\n  default: {targets: [%s], priority: normal, trigger_type: quote_lifecycle}\n", s.Routing)
 	case RouteChaos:
 		b.WriteString(`routing:
   default: {targets: [logic_apps], priority: normal, trigger_type: quote_lifecycle}
@@ -158,14 +244,6 @@ func (s Setup) YAML() string {
 	default:
 		b.WriteString("routing:\n  default: {targets: [logic_apps, salesforce], priority: normal, trigger_type: quote_lifecycle}\n")
 	}
-	if s.Delivery != "" {
-		b.WriteString("delivery:\n" + s.Delivery)
-		if !strings.HasSuffix(s.Delivery, "\n") {
-			b.WriteString("\n")
-		}
-	}
-	fmt.Fprintf(&b, "admin:\n  listen: 127.0.0.1:0\nlog:\n  level: %s\n  format: json\n", strOr(s.LogLevel, "warn"))
-	return b.String()
 }
 
 // Env is the environment a role needs besides the file: settings given

@@ -51,9 +51,11 @@ type Sims struct {
 	// LAURL is the signed callback URL; SFURL is the login URL.
 	LAURL, SFURL   string
 	SFID, SFSecret string
-	servers        []*http.Server
-	wg             sync.WaitGroup
-	closeOnce      sync.Once
+	// laBase and laKey sign further callback URLs (LogicAppsURL).
+	laBase, laKey string
+	servers       []*http.Server
+	wg            sync.WaitGroup
+	closeOnce     sync.Once
 }
 
 // StartSims starts both simulators.
@@ -96,9 +98,16 @@ func StartSims(ctx context.Context, o SimOptions) (*Sims, error) {
 		s.Close()
 		return nil, err
 	}
+	s.laBase, s.laKey = laBase, key
 	s.LAURL = lasim.SignURL(laBase, key, "quotes", "manual", false)
 	s.SFURL = sfBase
 	return s, nil
+}
+
+// LogicAppsURL returns a signed callback URL of workflow on the Logic Apps
+// simulator, behind its recorder.
+func (s *Sims) LogicAppsURL(workflow string) string {
+	return lasim.SignURL(s.laBase, s.laKey, workflow, "manual", false)
 }
 
 // serve serves h on a free loopback port and returns its base URL.

@@ -26,6 +26,29 @@ type Event struct {
 	// Apps simulator's schema refuses (a permanent failure).
 	Amount any    `json:"amount"`
 	Cur    string `json:"currency"`
+	// Proj is the projection of an event of a multi-projection workload
+	// ("" in a single-projection one): QuoteID then holds its aggregate
+	// id, which other projections may use too.
+	Proj string `json:"-"`
+}
+
+// Ref identifies the notification of ev across projections: the event id,
+// qualified by the projection when there is one (equal event ids of two
+// projections are two notifications). Recorders qualify ids the same way.
+func (e Event) Ref() string {
+	if e.Proj == "" {
+		return e.ID
+	}
+	return e.Proj + "/" + e.ID
+}
+
+// KeyRef identifies ev's aggregate across projections: projection:id, or
+// the bare id in a single-projection workload.
+func (e Event) KeyRef() string {
+	if e.Proj == "" {
+		return e.QuoteID
+	}
+	return e.Proj + ":" + e.QuoteID
 }
 
 // Markers of events built to fail permanently at one target.
@@ -41,9 +64,11 @@ const (
 // Workload is a generated event stream and what it must produce.
 type Workload struct {
 	Events []Event
-	// Expected holds every event that must become a notification, by id.
+	// Expected holds every event that must become a notification, by id
+	// (Event.Ref).
 	Expected map[string]Event
-	// Final is the expected READ model version per aggregate.
+	// Final is the expected READ model version per aggregate
+	// (Event.KeyRef).
 	Final map[string]Event
 	// Dups and Stale count replays of an event and new ids carrying an
 	// old version; neither may be published.
@@ -63,11 +88,30 @@ type WorkloadOptions struct {
 	// Prefix starts every event id and aggregate id, so that workloads of
 	// one run never collide.
 	Prefix string
+	// Projections, if set, spread the events over several projections
+	// (Event.Proj), each with its own aggregates and event ids, which
+	// repeat across projections on purpose: A00001 is an aggregate of
+	// each, evt-7 an event of each.
+	Projections []WorkloadProjection
+}
+
+// WorkloadProjection is one projection of a multi-projection workload.
+type WorkloadProjection struct {
+	// Name is the projection's name; Type its aggregate type, which
+	// names its event types (TYPE_created, TYPE_updated).
+	Name, Type string
+	// Share is its weight among the projections, for its events and its
+	// aggregates alike (so every projection has about as many events per
+	// aggregate).
+	Share int
 }
 
 // GenWorkload makes a stream over the aggregates in per-aggregate version
 // order, with duplicates and stale events mixed in as asked.
 func GenWorkload(o WorkloadOptions) *Workload {
+	if len(o.Projections) > 0 {
+		return genProjected(o)
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, 42))
 	w := &Workload{Expected: map[string]Event{}, Final: map[string]Event{}}
 	last := make(map[string]Event)
@@ -107,6 +151,95 @@ func GenWorkload(o WorkloadOptions) *Workload {
 		w.Events = append(w.Events, ev)
 	}
 	return w
+}
+
+// genProjected is GenWorkload over o.Projections: each event goes to a
+// projection drawn by share; aggregate ids are A00000 up to the
+// projection's share of o.Aggregates, so that the smaller projections'
+// ids are all ids of the larger ones too; event ids count per projection.
+func genProjected(o WorkloadOptions) *Workload {
+	rng := rand.New(rand.NewPCG(o.Seed, 42))
+	w := &Workload{Expected: map[string]Event{}, Final: map[string]Event{}}
+	total := 0
+	for _, p := range o.Projections {
+		total += max(p.Share, 1)
+	}
+	last := make(map[string]Event)
+	seq := make(map[string]int)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	perm := 0
+	for len(w.Events) < o.Events {
+		p := o.Projections[len(o.Projections)-1]
+		r := rng.IntN(total)
+		for _, c := range o.Projections {
+			if r < max(c.Share, 1) {
+				p = c
+				break
+			}
+			r -= max(c.Share, 1)
+		}
+		aggs := max(o.Aggregates*max(p.Share, 1)/total, 1)
+		agg := fmt.Sprintf("%sA%05d", o.Prefix, rng.IntN(aggs))
+		k := p.Name + ":" + agg
+		prev, seen := last[k]
+		seq[p.Name]++
+		n := seq[p.Name]
+		r = rng.IntN(100)
+		switch {
+		case seen && r < o.DupStalePct:
+			w.Events = append(w.Events, prev)
+			w.Dups++
+			continue
+		case seen && r < 2*o.DupStalePct && prev.Version > 1:
+			w.Events = append(w.Events, Event{ID: fmt.Sprintf("%sstale-%d", o.Prefix, n), Type: p.Type + "_updated", QuoteID: agg,
+				Version: prev.Version - 1, Time: now, Amount: -1, Cur: "OLD", Proj: p.Name})
+			w.Stale++
+			continue
+		}
+		ev := Event{ID: fmt.Sprintf("%sevt-%d", o.Prefix, n), Type: p.Type + "_updated", QuoteID: agg, Version: prev.Version + 1,
+			Time: now, Amount: rng.IntN(100000), Cur: []string{"INR", "EUR", "USD"}[rng.IntN(3)], Proj: p.Name}
+		if !seen {
+			ev.Type = p.Type + "_created"
+		}
+		if o.PermanentEvery > 0 && rng.IntN(o.PermanentEvery) == 0 {
+			if perm%2 == 0 {
+				ev.Cur = RejectedCurrency
+			} else {
+				ev.Amount = BadAmount
+			}
+			perm++
+		}
+		last[k] = ev
+		w.Final[k] = ev
+		w.Expected[ev.Ref()] = ev
+		w.Events = append(w.Events, ev)
+	}
+	return w
+}
+
+// ProduceProjected produces the events of a multi-projection workload,
+// each to its projection's topic (topics) with its aggregate id under the
+// projection's id field (idFields), keyed by aggregate id, at rate events
+// per second, as ProduceEvents does.
+func ProduceProjected(ctx context.Context, brokers []string, topics, idFields map[string]string, evs []Event, rate float64) error {
+	recs := make([]*kgo.Record, len(evs))
+	for i, ev := range evs {
+		topic, field := topics[ev.Proj], idFields[ev.Proj]
+		if topic == "" || field == "" {
+			return fmt.Errorf("event %s: projection %q has no topic or id field", ev.ID, ev.Proj)
+		}
+		b, err := json.Marshal(map[string]any{"id": ev.ID, "event_type": ev.Type, field: ev.QuoteID, "version": ev.Version,
+			"timestamp": ev.Time, "amount": ev.Amount, "currency": ev.Cur})
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", ev.ID, err)
+		}
+		recs[i] = &kgo.Record{Topic: topic, Key: []byte(ev.QuoteID), Value: b}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	_, err := produceRecords(ctx, brokers, recs[0].Topic, recs, rate, nil)
+	return err
 }
 
 // ProduceStats are what a producer saw.

@@ -24,18 +24,22 @@ import (
 // Config is the whole configuration of a fanout deployment. Every role
 // reads the same file and uses the parts it needs.
 type Config struct {
-	Kafka      Kafka                `yaml:"kafka"`
-	Topics     Topics               `yaml:"topics"`
-	Groups     Groups               `yaml:"groups"`
-	Mongo      Mongo                `yaml:"mongo"`
-	Source     Source               `yaml:"source"`
-	Projector  Projector            `yaml:"projector"`
-	Relay      Relay                `yaml:"relay"`
-	Routing    Routing              `yaml:"routing"`
-	Connectors map[string]Connector `yaml:"connectors"`
-	Delivery   Delivery             `yaml:"delivery"`
-	Admin      Admin                `yaml:"admin"`
-	Log        Log                  `yaml:"log"`
+	Kafka     Kafka     `yaml:"kafka"`
+	Topics    Topics    `yaml:"topics"`
+	Groups    Groups    `yaml:"groups"`
+	Mongo     Mongo     `yaml:"mongo"`
+	Source    Source    `yaml:"source"`
+	Projector Projector `yaml:"projector"`
+	Relay     Relay     `yaml:"relay"`
+	Routing   Routing   `yaml:"routing"`
+	// Projections lists the aggregate types served, each with its own
+	// source, READ model and routing (projection.go). Empty: one
+	// projection made of source: and routing:.
+	Projections []Projection         `yaml:"projections"`
+	Connectors  map[string]Connector `yaml:"connectors"`
+	Delivery    Delivery             `yaml:"delivery"`
+	Admin       Admin                `yaml:"admin"`
+	Log         Log                  `yaml:"log"`
 	// Observability configures tracing export.
 	Observability Observability `yaml:"observability"`
 	// Trace configures the per-notification trace (fanout trace ID).
@@ -46,6 +50,11 @@ type Config struct {
 	// deliveryNodes are the connectors' delivery blocks as written, merged
 	// over Delivery by mergeDeliveryOverrides (override.go).
 	deliveryNodes map[string]*yaml.Node
+	// projectionNodes are the projections: entries as written, decoded
+	// over Source by mergeProjectionSources; routingSet tells whether the
+	// file has a top-level routing: block.
+	projectionNodes []*yaml.Node
+	routingSet      bool
 }
 
 // Kafka is how every role reaches the broker.
@@ -751,6 +760,12 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	if err := cfg.mergeDeliveryOverrides(); err != nil {
 		return nil, err
 	}
+	if err := cfg.mergeProjectionSources(); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		cfg.resolveProjectionSchemaPaths(filepath.Dir(path))
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -779,6 +794,17 @@ func Parse(data []byte, cfg *Config) error {
 		for k, v := range nodes {
 			cfg.deliveryNodes[k] = v
 		}
+	}
+	pnodes, routingSet, err := projectionNodes(data)
+	if err != nil {
+		return &Errors{List: []FieldError{{Field: "file", Problem: yamlProblem(err), Fix: "correct the YAML; fanout.example.yaml lists every field"}}}
+	}
+	if len(pnodes) > 0 {
+		cfg.projectionNodes = pnodes
+	}
+	cfg.routingSet = cfg.routingSet || routingSet
+	if err := cfg.mergeProjectionSources(); err != nil {
+		return err
 	}
 	return cfg.mergeDeliveryOverrides()
 }

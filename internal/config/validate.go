@@ -118,33 +118,13 @@ func (c *Config) Validate() error {
 	}
 	positive(&e, "mongo.timeout", c.Mongo.Timeout)
 
-	nonEmpty(&e, "source.aggregate_type", c.Source.AggregateType)
-	for _, f := range []struct{ name, v string }{
-		{"source.id_field", c.Source.IDField},
-		{"source.version_field", c.Source.VersionField},
-		{"source.event_id_field", c.Source.EventIDField},
-		{"source.event_type_field", c.Source.EventTypeField},
-	} {
-		if f.v == "" {
-			e.add(f.name, "is empty", "name the event's JSON field")
-		} else if strings.HasPrefix(f.v, "$") || strings.Contains(f.v, ".") {
-			e.add(f.name, "%q is not a plain field name", "use a top-level field name without '$' or '.'", f.v)
-		}
+	if len(c.Projections) == 0 {
+		c.Source.validate(&e, "source.", c.Kafka.MaxRecordBytes)
+	} else {
+		c.Source.validateFormat(&e, "source.")
 	}
-	switch c.Source.MissingVersion {
-	case "reject", "offset":
-	default:
-		e.add("source.missing_version", "%q is not valid", "use reject (dead-letter events without a version) or offset", c.Source.MissingVersion)
-	}
-	if c.Source.MaxEventBytes < 64 || c.Source.MaxEventBytes > 16<<20 {
-		e.add("source.max_event_bytes", "%d is out of range", "use a value between 64 and 16777216 (MongoDB's document limit)", c.Source.MaxEventBytes)
-	}
-	if c.Kafka.MaxRecordBytes >= 1024 && c.Source.MaxEventBytes+NotificationOverhead > int(c.Kafka.MaxRecordBytes) {
-		e.add("source.max_event_bytes", "%d plus up to %d bytes of notification envelope and headers exceeds kafka.max_record_bytes (%d): the largest accepted event could never be published",
-			"lower source.max_event_bytes to at most kafka.max_record_bytes - 8192, or raise kafka.max_record_bytes (and the notifications topic's max.message.bytes) to at least source.max_event_bytes + 8192",
-			c.Source.MaxEventBytes, NotificationOverhead, c.Kafka.MaxRecordBytes)
-	}
-	c.Source.validateStrict(&e)
+	c.validateProjections(&e, c.routingSet)
+	c.validateConnectorProjections(&e)
 
 	if c.Projector.MaxBatch < 1 || c.Projector.MaxBatch > 100000 {
 		e.add("projector.max_batch", "%d is out of range", "use 1..100000 (default 500)", c.Projector.MaxBatch)
@@ -210,28 +190,8 @@ func (c *Config) Validate() error {
 	}
 	validateDelivery(&e, "delivery", c.Delivery)
 
-	checkTargets := func(field string, ra RouteAction) {
-		for i, t := range ra.Targets {
-			if _, ok := c.Connectors[t]; !ok {
-				e.add(fmt.Sprintf("%s.targets[%d]", field, i), "names connector %q, which is not configured", fixTarget(t, names), t)
-			}
-		}
-	}
-	checkTargets("routing.default", c.Routing.Default)
-	for i, r := range c.Routing.Rules {
-		field := fmt.Sprintf("routing.rules[%d]", i)
-		if r.Name != "" {
-			field = fmt.Sprintf("routing.rules[%d](%s)", i, r.Name)
-		}
-		if len(r.Targets) == 0 {
-			e.add(field+".targets", "is empty", "list the connectors this rule routes to")
-		}
-		checkTargets(field, r.RouteAction)
-		for k := range r.Fields {
-			if k == "" || strings.HasPrefix(k, "$") {
-				e.add(field+".fields", "field name %q is not valid", "use a field name or dotted path", k)
-			}
-		}
+	if len(c.Projections) == 0 {
+		c.validateRouting(&e, "routing", c.Routing)
 	}
 
 	switch strings.ToLower(c.Log.Level) {
@@ -268,6 +228,39 @@ func (c *Config) Validate() error {
 		return &e
 	}
 	return nil
+}
+
+// validateRouting checks a routing block (prefix: "routing" or a
+// projection's "projections[i](name).routing").
+func (c *Config) validateRouting(e *Errors, prefix string, rt Routing) {
+	names := make([]string, 0, len(c.Connectors))
+	for name := range c.Connectors {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	checkTargets := func(field string, ra RouteAction) {
+		for i, t := range ra.Targets {
+			if _, ok := c.Connectors[t]; !ok {
+				e.add(fmt.Sprintf("%s.targets[%d]", field, i), "names connector %q, which is not configured", fixTarget(t, names), t)
+			}
+		}
+	}
+	checkTargets(prefix+".default", rt.Default)
+	for i, r := range rt.Rules {
+		field := fmt.Sprintf("%s.rules[%d]", prefix, i)
+		if r.Name != "" {
+			field = fmt.Sprintf("%s.rules[%d](%s)", prefix, i, r.Name)
+		}
+		if len(r.Targets) == 0 {
+			e.add(field+".targets", "is empty", "list the connectors this rule routes to")
+		}
+		checkTargets(field, r.RouteAction)
+		for k := range r.Fields {
+			if k == "" || strings.HasPrefix(k, "$") {
+				e.add(field+".fields", "field name %q is not valid", "use a field name or dotted path", k)
+			}
+		}
+	}
 }
 
 // validPort reports whether port is a TCP port number.
@@ -457,37 +450,70 @@ func setFields(prefix string, names []string, vals ...string) []string {
 	return set
 }
 
+// validate checks a source block; prefix names where it is (empty for
+// the top-level source:, "source."; "projections[i](name)." for a
+// projection); maxRecordBytes is kafka.max_record_bytes.
+func (s *Source) validate(e *Errors, prefix string, maxRecordBytes int32) {
+	nonEmpty(e, prefix+"aggregate_type", s.AggregateType)
+	for _, f := range []struct{ name, v string }{
+		{prefix + "id_field", s.IDField},
+		{prefix + "version_field", s.VersionField},
+		{prefix + "event_id_field", s.EventIDField},
+		{prefix + "event_type_field", s.EventTypeField},
+	} {
+		if f.v == "" {
+			e.add(f.name, "is empty", "name the event's JSON field")
+		} else if strings.HasPrefix(f.v, "$") || strings.Contains(f.v, ".") {
+			e.add(f.name, "%q is not a plain field name", "use a top-level field name without '$' or '.'", f.v)
+		}
+	}
+	switch s.MissingVersion {
+	case "reject", "offset":
+	default:
+		e.add(prefix+"missing_version", "%q is not valid", "use reject (dead-letter events without a version) or offset", s.MissingVersion)
+	}
+	if s.MaxEventBytes < 64 || s.MaxEventBytes > 16<<20 {
+		e.add(prefix+"max_event_bytes", "%d is out of range", "use a value between 64 and 16777216 (MongoDB's document limit)", s.MaxEventBytes)
+	}
+	if maxRecordBytes >= 1024 && s.MaxEventBytes+NotificationOverhead > int(maxRecordBytes) {
+		e.add(prefix+"max_event_bytes", "%d plus up to %d bytes of notification envelope and headers exceeds kafka.max_record_bytes (%d): the largest accepted event could never be published",
+			"lower source.max_event_bytes to at most kafka.max_record_bytes - 8192, or raise kafka.max_record_bytes (and the notifications topic's max.message.bytes) to at least source.max_event_bytes + 8192",
+			s.MaxEventBytes, NotificationOverhead, maxRecordBytes)
+	}
+	s.validateStrict(e, prefix)
+}
+
 // validateStrict checks the settings of strict decoding, and compiles the
 // schemas so that a broken one stops every role (and config check) before
 // any event is read.
-func (s *Source) validateStrict(e *Errors) {
+func (s *Source) validateStrict(e *Errors, prefix string) {
 	if s.CloudEventsSource == "" {
-		e.add("source.cloudevents_source", "is empty, but ce_source is required", "set a URI-reference naming this pipeline, e.g. /fanout/quotes")
+		e.add(prefix+"cloudevents_source", "is empty, but ce_source is required", "set a URI-reference naming this pipeline, e.g. /fanout/quotes")
 	} else if _, err := url.Parse(s.CloudEventsSource); err != nil || strings.ContainsAny(s.CloudEventsSource, " \t\r\n") {
-		e.add("source.cloudevents_source", "%q is not a URI-reference (RFC 3986)", "use a URI-reference, e.g. /fanout/quotes or urn:example:quotes; percent-encode spaces", s.CloudEventsSource)
+		e.add(prefix+"cloudevents_source", "%q is not a URI-reference (RFC 3986)", "use a URI-reference, e.g. /fanout/quotes or urn:example:quotes; percent-encode spaces", s.CloudEventsSource)
 	}
 	if s.MaxIDBytes < 1 || s.MaxIDBytes > 4096 {
-		e.add("source.max_id_bytes", "%d is out of range", "use 1..4096 (default 512)", s.MaxIDBytes)
+		e.add(prefix+"max_id_bytes", "%d is out of range", "use 1..4096 (default 512)", s.MaxIDBytes)
 	}
 	if s.MaxDepth < 2 || s.MaxDepth > 1000 {
-		e.add("source.max_depth", "%d is out of range", "use 2..1000 (default 64)", s.MaxDepth)
+		e.add(prefix+"max_depth", "%d is out of range", "use 2..1000 (default 64)", s.MaxDepth)
 	}
 	if s.IDPattern != "" {
 		if _, err := regexp.Compile(s.IDPattern); err != nil {
-			e.add("source.id_pattern", "does not compile: %v", "write an RE2 regular expression (https://github.com/google/re2/wiki/Syntax), e.g. ^[A-Za-z0-9_-]+$", err)
+			e.add(prefix+"id_pattern", "does not compile: %v", "write an RE2 regular expression (https://github.com/google/re2/wiki/Syntax), e.g. ^[A-Za-z0-9_-]+$", err)
 		}
 	}
 	for i, l := range s.Lenient {
 		switch l {
 		case LenientNumericIDs, LenientStringVersions:
 		default:
-			e.add(fmt.Sprintf("source.lenient[%d]", i), "%q is not a known leniency", "use numeric_ids or string_versions, or remove it", l)
+			e.add(fmt.Sprintf(prefix+"lenient[%d]", i), "%q is not a known leniency", "use numeric_ids or string_versions, or remove it", l)
 		}
 	}
 	declared := make(map[string]bool, len(s.EventTypes))
 	for i, t := range s.EventTypes {
 		if t == "" {
-			e.add(fmt.Sprintf("source.event_types[%d]", i), "is empty", "remove it; every event type is non-empty")
+			e.add(fmt.Sprintf(prefix+"event_types[%d]", i), "is empty", "remove it; every event type is non-empty")
 		}
 		declared[t] = true
 	}
@@ -498,53 +524,53 @@ func (s *Source) validateStrict(e *Errors) {
 	sort.Strings(types)
 	for _, t := range types {
 		if len(s.EventTypes) > 0 && !declared[t] {
-			e.add("source.schemas."+t, "names an event type that source.event_types does not list", "add it to source.event_types or remove the schema")
+			e.add(prefix+"schemas."+t, "names an event type that source.event_types does not list", "add it to source.event_types or remove the schema")
 		}
 	}
 	_, errs := eventschema.Compile(s.Schemas)
 	for _, ce := range errs {
-		e.add("source.schemas."+ce.EventType, "%s: %v", "point it at a readable JSON Schema file that compiles (draft 2020-12 unless $schema says otherwise)", ce.Path, ce.Err)
+		e.add(prefix+"schemas."+ce.EventType, "%s: %v", "point it at a readable JSON Schema file that compiles (draft 2020-12 unless $schema says otherwise)", ce.Path, ce.Err)
 	}
-	s.validateFormat(e)
+	s.validateFormat(e, prefix)
 }
 
 // validateFormat checks source.format and, for registry, the registry
 // client's settings.
-func (s *Source) validateFormat(e *Errors) {
+func (s *Source) validateFormat(e *Errors, prefix string) {
 	switch s.Format {
 	case FormatJSON, "":
 		return
 	case FormatRegistry:
 	default:
-		e.add("source.format", "%q is not a known format", "use json (plain JSON values) or registry (schema-registry framed Avro, Protobuf or JSON Schema)", s.Format)
+		e.add(prefix+"format", "%q is not a known format", "use json (plain JSON values) or registry (schema-registry framed Avro, Protobuf or JSON Schema)", s.Format)
 		return
 	}
 	r := s.Registry
 	u, err := url.Parse(r.URL)
 	switch {
 	case r.URL == "":
-		e.add("source.registry.url", "is empty, but source.format is registry", "set the registry's base URL, e.g. https://schema-registry.example.com:8081")
+		e.add(prefix+"registry.url", "is empty, but source.format is registry", "set the registry's base URL, e.g. https://schema-registry.example.com:8081")
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		e.add("source.registry.url", "%q is not an http(s) URL", "set the registry's base URL, e.g. https://schema-registry.example.com:8081", r.URL)
+		e.add(prefix+"registry.url", "%q is not an http(s) URL", "set the registry's base URL, e.g. https://schema-registry.example.com:8081", r.URL)
 	case u.User != nil:
-		e.add("source.registry.url", "holds credentials", "remove them from the URL; set source.registry.username and password_env or password_file")
+		e.add(prefix+"registry.url", "holds credentials", "remove them from the URL; set source.registry.username and password_env or password_file")
 	}
 	if r.PasswordEnv != "" && r.PasswordFile != "" {
-		e.add("source.registry.password_env", "is set together with source.registry.password_file", "set only one of them")
+		e.add(prefix+"registry.password_env", "is set together with source.registry.password_file", "set only one of them")
 	}
 	if (r.PasswordEnv != "" || r.PasswordFile != "") && r.Username == "" {
-		e.add("source.registry.username", "is empty but a password is set", "set the basic-auth user name, or remove the password")
+		e.add(prefix+"registry.username", "is empty but a password is set", "set the basic-auth user name, or remove the password")
 	}
 	if r.Username != "" && r.PasswordEnv == "" && r.PasswordFile == "" {
-		e.add("source.registry.password_env", "is empty but source.registry.username is set", "name the environment variable holding the password, or set source.registry.password_file")
+		e.add(prefix+"registry.password_env", "is empty but source.registry.username is set", "name the environment variable holding the password, or set source.registry.password_file")
 	}
 	if r.CAFile != "" {
 		if _, err := os.Stat(r.CAFile); err != nil {
-			e.add("source.registry.ca_file", "cannot be read: %v", "point it at a PEM file of the CAs that sign the registry's certificate", err)
+			e.add(prefix+"registry.ca_file", "cannot be read: %v", "point it at a PEM file of the CAs that sign the registry's certificate", err)
 		}
 	}
 	if r.Timeout <= 0 || r.Timeout > 5*time.Minute {
-		e.add("source.registry.timeout", "%s is out of range", "use a duration between 1ms and 5m (default 5s)", r.Timeout)
+		e.add(prefix+"registry.timeout", "%s is out of range", "use a duration between 1ms and 5m (default 5s)", r.Timeout)
 	}
 }
 

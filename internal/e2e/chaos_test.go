@@ -17,10 +17,14 @@ import (
 // role as a child process against a broker and a store of its own behind
 // toxiproxy links, random SIGKILLs, one broker and one store restart, cut
 // and slow links, simulators answering 5xx, 429 and timeouts, and records
-// built to fail permanently. It fails on any ledger violation: a
+// built to fail permanently, over three projections (quotes; orders and
+// invoices sharing a topic) whose aggregate and event ids repeat. It fails
+// on any ledger violation, each keyed by (projection, aggregate id): a
 // notification neither delivered nor dead-lettered for an injected
 // permanent error, versions going backwards at a target, a notification
-// ahead of its READ model write, one change under two ids.
+// ahead of its own projection's READ model write, one change under two
+// ids, a notification at another projection's workflow or object, a READ
+// model collection not at its projection's final state.
 //
 // It starts its own broker (from the jars deploy/local/kafka.sh fetches)
 // because restarting the shared one would break the tests running beside

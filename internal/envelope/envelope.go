@@ -45,6 +45,10 @@ const (
 	// HeaderLeaseToken is the relay lease's fencing token under which the
 	// record was published: a reader can tell a zombie relay's records.
 	HeaderLeaseToken = "fanout_lease_token"
+	// HeaderProjection names the projection (config projections:) the
+	// notification comes from: quotes, orders, ... An aggregate id is
+	// unique within its projection only.
+	HeaderProjection = "fanout_projection"
 )
 
 // SpecVersion is the CloudEvents version fanout emits.
@@ -143,6 +147,7 @@ type Meta struct {
 	CommitTime  time.Time
 	TraceParent string
 	LeaseToken  int64
+	Projection  string
 }
 
 // RoutedTo reports whether the record's targets include connector, reading
@@ -203,6 +208,8 @@ func ParseMeta(r *kgo.Record) Meta {
 			m.TraceParent = v
 		case HeaderLeaseToken:
 			m.LeaseToken, _ = strconv.ParseInt(v, 10, 64)
+		case HeaderProjection:
+			m.Projection = v
 		}
 	}
 	return m

@@ -280,6 +280,17 @@ func Workers(cfg *config.Config, opts Options) ([]byte, error) {
 		d.add(comment, deployment(cfg, opts, w, port))
 		d.add("", pdb(w.name, SelectorLabels("worker", w.connector), workerLabels(w)))
 	}
+	for _, p := range cfg.ProjectionList() {
+		if !p.OwnDeployment {
+			continue
+		}
+		obj, err := projectorDeployment(cfg, opts, p.Name, port)
+		if err != nil {
+			return nil, err
+		}
+		d.add(fmt.Sprintf("# projector-%s projects %s (topics %s) into %s in consumer group %s-%s (own_deployment: true);\n# the projector of projector.yaml leaves it out.\n",
+			p.Name, p.Name, strings.Join(p.Topics, ","), p.Collection, cfg.Groups.Projector, p.Name), obj)
+	}
 	if opts.KEDA {
 		so, err := scaledObjects(cfg, opts, ws)
 		if err != nil {
@@ -444,7 +455,7 @@ func deployment(cfg *config.Config, opts Options, w worker, port int) object {
 			items = append(items, keyToPath{Key: r.Env, Path: r.Env})
 			continue
 		}
-		env = append(env, envVar{Name: r.Env, ValueFrom: &envVarSource{SecretKeyRef: secretKeyRef{Name: opts.Secret, Key: r.Env}}})
+		env = append(env, envVar{Name: r.Env, ValueFrom: &envVarSource{SecretKeyRef: &secretKeyRef{Name: opts.Secret, Key: r.Env}}})
 	}
 	mounts := []volumeMount{
 		{Name: "config", MountPath: ConfigDir, ReadOnly: true},
@@ -526,6 +537,33 @@ func deployment(cfg *config.Config, opts Options, w worker, port int) object {
 			},
 		},
 	}
+}
+
+// projectorDeployment is the Deployment of a projection with
+// own_deployment: projector.yaml's conventions (static membership under
+// the pod name, probes, security) with `--projection NAME`.
+func projectorDeployment(cfg *config.Config, opts Options, projection string, port int) (object, error) {
+	name := "projector-" + strings.ReplaceAll(projection, "_", "-")
+	if len(name) > 63 || !dnsLabel.MatchString(name) {
+		return object{}, fmt.Errorf("projection %q: %q is not a valid Kubernetes name: shorten or rename the projection", projection, name)
+	}
+	obj := deployment(cfg, opts, worker{name: name}, port)
+	labels := yamlMap(SelectorLabels("projector", ""))
+	labels["fanout.dev/projection"] = projection
+	labels["app.kubernetes.io/instance"] = name
+	sel := map[string]string(SelectorLabels("projector", ""))
+	sel["fanout.dev/projection"] = projection
+	spec := obj.Spec.(deploymentSpec)
+	obj.Metadata.Labels = labels
+	spec.Selector = labelSelector{MatchLabels: sel}
+	spec.Template.Metadata.Labels = labels
+	spec.Template.Spec.TopologySpreadConstraints[0].LabelSelector = labelSelector{MatchLabels: sel}
+	spec.Template.Spec.TerminationGracePeriodSeconds = max(30, int(math.Ceil(cfg.Projector.ShutdownGrace.Seconds()))+20)
+	c := &spec.Template.Spec.Containers[0]
+	c.Args = []string{"projector", "--projection", projection, "--config", ConfigDir + "/" + ConfigFile}
+	c.Env = append(c.Env, envVar{Name: config.EnvPrefix + "GROUPS_PROJECTOR_INSTANCE_ID", ValueFrom: &envVarSource{FieldRef: &fieldRef{FieldPath: "metadata.name"}}})
+	obj.Spec = spec
+	return obj, nil
 }
 
 func pdb(name string, selector map[string]string, labels yamlMap) object {

@@ -381,3 +381,54 @@ func secretFilesOf(t *testing.T, d, c any) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// TestProjectionDeployments: a projection with own_deployment gets a
+// projector Deployment of its own running `projector --projection NAME`
+// under its pod name as static member; the others stay with projector.yaml.
+func TestProjectionDeployments(t *testing.T) {
+	cfg := parseConfig(t, `
+connectors:
+  hook: {type: webhook, settings: {url_env: HOOK_URL}}
+projections:
+  - {name: quotes, aggregate_type: quote, cloudevents_source: /fanout/quotes, routing: {default: {targets: [hook]}}}
+  - {name: orders, topics: [order-events], aggregate_type: order, id_field: order_id, cloudevents_source: /fanout/orders, own_deployment: true, routing: {default: {targets: [hook]}}}
+`)
+	out, err := render.Workers(cfg, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var projectors []map[string]any
+	for _, d := range decodeAll(t, out) {
+		if str(d, "kind") == "Deployment" && str(d, "metadata", "labels", "app.kubernetes.io/component") == "projector" {
+			projectors = append(projectors, d)
+		}
+	}
+	if len(projectors) != 1 {
+		t.Fatalf("%d projector Deployments rendered, want 1 (orders)", len(projectors))
+	}
+	d := projectors[0]
+	if n := str(d, "metadata", "name"); n != "projector-orders" {
+		t.Errorf("name %q, want projector-orders", n)
+	}
+	c := list(d, "spec", "template", "spec", "containers")[0]
+	var args []string
+	for _, a := range list(c, "args") {
+		args = append(args, a.(string))
+	}
+	if strings.Join(args, " ") != "projector --projection orders --config /etc/fanout/fanout.yaml" {
+		t.Errorf("args %v", args)
+	}
+	instance := false
+	for _, e := range list(c, "env") {
+		if str(e, "name") == "FANOUT_GROUPS_PROJECTOR_INSTANCE_ID" && str(e, "valueFrom", "fieldRef", "fieldPath") == "metadata.name" {
+			instance = true
+		}
+	}
+	if !instance {
+		t.Error("no static membership under the pod name")
+	}
+	sel := dict(d, "spec", "selector", "matchLabels")
+	if sel["fanout.dev/projection"] != "orders" || sel["app.kubernetes.io/component"] != "projector" {
+		t.Errorf("selector %v does not tell projector-orders from projector", sel)
+	}
+}

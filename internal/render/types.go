@@ -109,7 +109,12 @@ type envVar struct {
 }
 
 type envVarSource struct {
-	SecretKeyRef secretKeyRef `yaml:"secretKeyRef"`
+	SecretKeyRef *secretKeyRef `yaml:"secretKeyRef,omitempty"`
+	FieldRef     *fieldRef     `yaml:"fieldRef,omitempty"`
+}
+
+type fieldRef struct {
+	FieldPath string `yaml:"fieldPath"`
 }
 
 type secretKeyRef struct {

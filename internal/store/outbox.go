@@ -36,6 +36,19 @@ type OutboxEntry struct {
 	TraceParent string   `bson:"traceparent,omitempty"`
 	// Value is the notification envelope (JSON) to publish as-is.
 	Value string `bson:"value"`
+	// Projection names the entry's projection when the deployment serves
+	// several (config.Projection); empty for a single one.
+	Projection string `bson:"projection,omitempty"`
+	// EventID is the source event id when ID is not (with several
+	// projections ID is "projection:event id", so that equal event ids of
+	// two projections do not collide); empty when ID is the event id.
+	EventID string `bson:"event_id,omitempty"`
+	// Key is the aggregate id when AggregateID is not: with several
+	// projections AggregateID is "projection:aggregate id", which keeps
+	// equal ids of two projections apart in the relay's per-aggregate
+	// order, and Key is what the notification's record key and subject
+	// carry. Empty when AggregateID is the aggregate id.
+	Key string `bson:"key,omitempty"`
 	// Ready is set by the projector once the READ model has durably
 	// reached Version (MarkOutboxReady): the relay publishes a ready entry
 	// without reading the READ model. Entries written before projectors
@@ -47,6 +60,22 @@ type OutboxEntry struct {
 	// (AdvanceReady). Empty for entries of an older projector, and for
 	// those a projector unclaimed (UnclaimOutbox).
 	Writer string `bson:"writer,omitempty"`
+}
+
+// RecordKey returns the aggregate id of e: its notification's record key.
+func (e *OutboxEntry) RecordKey() string {
+	if e.Key != "" {
+		return e.Key
+	}
+	return e.AggregateID
+}
+
+// NotificationID returns the notification id (the source event id) of e.
+func (e *OutboxEntry) NotificationID() string {
+	if e.EventID != "" {
+		return e.EventID
+	}
+	return e.ID
 }
 
 // InsertOutbox inserts entries, ignoring those already present (a replay).

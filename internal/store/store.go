@@ -305,17 +305,44 @@ func (s *Store) Drop(ctx context.Context) error {
 	return hd.db.Drop(ctx)
 }
 
+// ReadModel names one projection's READ model: its collection and the
+// version field of its documents. The zero value is the store's own
+// (Options.Domain and Options.VersionField).
+type ReadModel struct {
+	Collection   string
+	VersionField string
+}
+
+// domainOf returns rm's collection handle and version field.
+func (s *Store) domainOf(hd *conn, rm ReadModel) (*mongo.Collection, string) {
+	coll, vf := hd.domain, s.versionField
+	if rm.Collection != "" && rm.Collection != hd.domain.Name() {
+		coll = hd.db.Collection(rm.Collection)
+	}
+	if rm.VersionField != "" {
+		vf = rm.VersionField
+	}
+	return coll, vf
+}
+
 // Versions returns the stored version of each aggregate id that has a
 // domain document.
 func (s *Store) Versions(ctx context.Context, ids []string) (map[string]int64, error) {
+	return s.VersionsIn(ctx, ReadModel{}, ids)
+}
+
+// VersionsIn returns the stored version of each aggregate id that has a
+// document in rm.
+func (s *Store) VersionsIn(ctx context.Context, rm ReadModel, ids []string) (map[string]int64, error) {
 	hd := s.cur()
 	out := make(map[string]int64, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
-	err := s.findByIDs(ctx, hd.domain, ids, bson.D{{Key: s.versionField, Value: 1}}, func(d bson.Raw) {
+	coll, vf := s.domainOf(hd, rm)
+	err := s.findByIDs(ctx, coll, ids, bson.D{{Key: vf, Value: 1}}, func(d bson.Raw) {
 		id, _ := d.Lookup("_id").StringValueOK()
-		out[id] = numberOf(d.Lookup(s.versionField))
+		out[id] = numberOf(d.Lookup(vf))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: read domain versions: %w", err)
@@ -345,7 +372,13 @@ type DomainWrite struct {
 // change's version. A guarded upsert that finds a newer document fails with
 // a duplicate-key error on its _id; that is the guard working, not an error.
 func (s *Store) ApplyDomain(ctx context.Context, writes []DomainWrite) error {
-	_, err := s.ApplyDomainGuarded(ctx, writes)
+	_, err := s.ApplyDomainGuardedIn(ctx, ReadModel{}, writes)
+	return err
+}
+
+// ApplyDomainIn is ApplyDomain on rm.
+func (s *Store) ApplyDomainIn(ctx context.Context, rm ReadModel, writes []DomainWrite) error {
+	_, err := s.ApplyDomainGuardedIn(ctx, rm, writes)
 	return err
 }
 
@@ -355,9 +388,15 @@ func (s *Store) ApplyDomain(ctx context.Context, writes []DomainWrite) error {
 // guard's $lt matches neither, and the upsert meets the _id). Of those, the
 // caller knows only that a document exists, not its version.
 func (s *Store) ApplyDomainGuarded(ctx context.Context, writes []DomainWrite) ([]string, error) {
+	return s.ApplyDomainGuardedIn(ctx, ReadModel{}, writes)
+}
+
+// ApplyDomainGuardedIn is ApplyDomainGuarded on rm.
+func (s *Store) ApplyDomainGuardedIn(ctx context.Context, rm ReadModel, writes []DomainWrite) ([]string, error) {
 	hd := s.cur()
-	refused, err := s.guardedUpsertsRefused(ctx, hd.domain, len(writes), func(i int) (bson.D, bson.D) {
-		return s.guard(writes[i]), s.update(writes[i])
+	coll, vf := s.domainOf(hd, rm)
+	refused, err := s.guardedUpsertsRefused(ctx, coll, len(writes), func(i int) (bson.D, bson.D) {
+		return guard(vf, writes[i]), update(vf, writes[i])
 	}, "write domain documents")
 	if err != nil || len(refused) == 0 {
 		return nil, err
@@ -433,18 +472,18 @@ func (s *Store) guardedUpsertsRefused(ctx context.Context, coll *mongo.Collectio
 	return refused, nil
 }
 
-func (s *Store) guard(w DomainWrite) bson.D {
-	return bson.D{{Key: "_id", Value: w.ID}, {Key: s.versionField, Value: bson.D{{Key: "$lt", Value: w.Version}}}}
+func guard(versionField string, w DomainWrite) bson.D {
+	return bson.D{{Key: "_id", Value: w.ID}, {Key: versionField, Value: bson.D{{Key: "$lt", Value: w.Version}}}}
 }
 
-func (s *Store) update(w DomainWrite) bson.D {
+func update(versionField string, w DomainWrite) bson.D {
 	set := make(bson.D, 0, len(w.Set)+1)
 	for _, e := range w.Set {
-		if e.Key != s.versionField && e.Key != "_id" {
+		if e.Key != versionField && e.Key != "_id" {
 			set = append(set, e)
 		}
 	}
-	set = append(set, bson.E{Key: s.versionField, Value: w.Version})
+	set = append(set, bson.E{Key: versionField, Value: w.Version})
 	return bson.D{{Key: "$set", Value: set}}
 }
 
@@ -495,9 +534,15 @@ func forEachConcurrently(ctx context.Context, n, workers int, do func(ctx contex
 
 // Domain returns the domain document of id, nil if there is none.
 func (s *Store) Domain(ctx context.Context, id string) (bson.M, error) {
+	return s.DomainIn(ctx, ReadModel{}, id)
+}
+
+// DomainIn returns rm's document of id, nil if there is none.
+func (s *Store) DomainIn(ctx context.Context, rm ReadModel, id string) (bson.M, error) {
 	hd := s.cur()
+	coll, _ := s.domainOf(hd, rm)
 	var doc bson.M
-	err := hd.domain.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -510,8 +555,14 @@ func (s *Store) Domain(ctx context.Context, id string) (bson.M, error) {
 // AllDomain returns every domain document keyed by id (tests and tools;
 // keep the collection small).
 func (s *Store) AllDomain(ctx context.Context) (map[string]bson.M, error) {
+	return s.AllDomainIn(ctx, ReadModel{})
+}
+
+// AllDomainIn returns every document of rm keyed by id (tests and tools).
+func (s *Store) AllDomainIn(ctx context.Context, rm ReadModel) (map[string]bson.M, error) {
 	hd := s.cur()
-	cur, err := hd.domain.Find(ctx, bson.D{})
+	coll, _ := s.domainOf(hd, rm)
+	cur, err := coll.Find(ctx, bson.D{})
 	if err != nil {
 		return nil, fmt.Errorf("store: read domain documents: %w", err)
 	}

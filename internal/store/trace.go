@@ -30,10 +30,13 @@ const TracePrefix = "trace_"
 // delivered, dead-lettered or parked it, an operator replayed it.
 type TraceEntry struct {
 	// ID is "<event>/<unique suffix>"; the recorder sets it.
-	ID        string    `bson:"_id" json:"-"`
-	Event     string    `bson:"event" json:"event"`
-	Aggregate string    `bson:"aggregate,omitempty" json:"aggregate,omitempty"`
-	At        time.Time `bson:"at" json:"at"`
+	ID        string `bson:"_id" json:"-"`
+	Event     string `bson:"event" json:"event"`
+	Aggregate string `bson:"aggregate,omitempty" json:"aggregate,omitempty"`
+	// Projection names the event's projection (config projections:);
+	// an event or aggregate id is unique only within it.
+	Projection string    `bson:"projection,omitempty" json:"projection,omitempty"`
+	At         time.Time `bson:"at" json:"at"`
 	// Stage is source, projector, relay, worker or admin.
 	Stage string `bson:"stage" json:"stage"`
 	// What happened: received, projected, stale, duplicate, dead_lettered,

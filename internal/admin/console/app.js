@@ -250,7 +250,7 @@ async function loadDLQ(more) {
       cb.addEventListener("change", resetReplay);
       td0.appendChild(cb);
       cell(tr, d.partition + "/" + d.offset);
-      cell(tr, d.key, "key");
+      cell(tr, d.projection ? d.projection + ":" + d.key : d.key, "key");
       cell(tr, d.id);
       cell(tr, d.version, "num");
       cell(tr, d.error_class);
@@ -281,7 +281,7 @@ async function inspect(p, o) {
   try {
     const d = await api("GET", "/v1/connectors/" + encodeURIComponent(state.connector) + "/dead-letters/" + p + "/" + o);
     $("detail-summary").textContent = "Dead letter " + d.partition + "/" + d.offset + " of " + state.connector +
-      ": key " + d.key + ", event " + (d.id || "(no id)") + ", version " + d.version + ", " + d.attempts + " attempt(s)" +
+      ": key " + (d.projection ? d.projection + ":" : "") + d.key + ", event " + (d.id || "(no id)") + ", version " + d.version + ", " + d.attempts + " attempt(s)" +
       (d.source ? ", read from " + d.source.topic + "/" + d.source.partition + "@" + d.source.offset : "");
     const err = [d.error_class + (d.http_status ? ", HTTP " + d.http_status : ", no HTTP response") + (d.error_code ? ", " + d.error_code : "")];
     if (d.error) err.push(d.error);
@@ -366,6 +366,7 @@ async function confirmReplay() {
 // traceDetail is the detail column of one trace entry (as fanout trace).
 function traceDetail(e) {
   const parts = [];
+  if (e.projection) parts.push("projection " + e.projection);
   if (e.topic) parts.push(e.topic + "/" + e.partition + "@" + e.offset);
   if (e.token) parts.push("lease token " + e.token);
   if (e.attempt && (e.what === "attempt" || e.what === "replayed")) parts.push("attempt " + e.attempt);
