@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"container/heap"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -190,6 +191,12 @@ func simulate(l *Limiter, tg target, d time.Duration) (median, refused int) {
 	return seen[len(seen)/2], refused
 }
 
+// randomShare refuses that share of calls at random, whatever the load.
+func randomShare(share float64) func(int) bool {
+	rng := rand.New(rand.NewPCG(1, 2))
+	return func(int) bool { return rng.Float64() < share }
+}
+
 // TestLimiterFindsCapacity runs the limiter against downstreams that slow
 // down past a capacity: it settles near the capacity, not at the cap.
 func TestLimiterFindsCapacity(t *testing.T) {
@@ -220,6 +227,14 @@ func TestLimiterFindsCapacity(t *testing.T) {
 			target{latency: func(int) time.Duration { return base }, over: func(n int) bool { return n > capacity }}, capacity / 2, capacity * 13 / 10},
 		{"a healthy target keeps the cap", Config{Min: 1, Initial: 8, Max: 256},
 			target{latency: func(int) time.Duration { return base }}, 256, 256},
+		// A few 429s that do not come from our load (a shared tenant's
+		// throttling, a fault injector) must not drive the limit to the
+		// floor: the chaos run's 5% throttles did, and the worker then
+		// delivered about 10 notifications a second.
+		{"a healthy target with 5% random 429s keeps most of the cap", Config{Min: 1, Initial: 64, Max: 64},
+			target{latency: func(int) time.Duration { return base }, over: randomShare(0.05)}, 48, 64},
+		{"a healthy target with 2% random 429s keeps the cap", Config{Min: 1, Initial: 8, Max: 256},
+			target{latency: func(int) time.Duration { return base }, over: randomShare(0.02)}, 192, 256},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
