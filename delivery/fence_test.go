@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/connectors/logicapps"
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
@@ -302,22 +303,7 @@ func TestAmbiguousTimeoutHoldsKey(t *testing.T) {
 			e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
 				d.TakeoverGrace = 2 * time.Second
 			})
-			sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{RunsAfterCallerGone: true,
-				Script: []lasim.Step{{Count: 1, Delay: lasim.Duration(1500 * time.Millisecond)}}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = sim.Close() })
-			conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
-				URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: inCall, Timeout: time.Second,
-			}, testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = conn.Close() })
+			sim, conn := lateLogicApps(t, e, 1500*time.Millisecond, inCall)
 			e.start(t, conn)
 			e.produce(t, note{key: "A1", version: 1, id: "A1-v1"}, note{key: "A1", version: 2, id: "A1-v2"})
 			// v1 is accepted twice (the late first call and the retry), v2 once.
@@ -342,22 +328,7 @@ func TestAmbiguousHoldSurvivesRelease(t *testing.T) {
 	})
 	// The first call reaches the workflow 5 s after it was sent, long
 	// after the caller's 1 s timeout.
-	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{RunsAfterCallerGone: true,
-		Script: []lasim.Step{{Count: 1, Delay: lasim.Duration(5 * time.Second)}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
-		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: 1, Timeout: time.Second,
-	}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	sim, conn := lateLogicApps(t, e, 5*time.Second, 1)
 
 	a := e.start(t, conn)
 	e.produce(t, note{key: "H1", version: 1, id: "H1-v1"}, note{key: "H1", version: 2, id: "H1-v2"})
@@ -373,4 +344,28 @@ func TestAmbiguousHoldSurvivesRelease(t *testing.T) {
 	if got := versionsOf(calls, "H1"); got[len(got)-1] != 2 {
 		t.Errorf("H1 versions by completion %v: the target ends on v%d, want v2", got, got[len(got)-1])
 	}
+}
+
+// lateLogicApps is a Logic Apps simulator whose first call runs delay
+// after it arrived, even when the caller gave up (1 s timeout) — a call
+// that lands late — and a connector to it making inCall attempts a call.
+func lateLogicApps(t *testing.T, e *tenv, delay time.Duration, inCall int) (*lasim.Server, connectors.Connector) {
+	t.Helper()
+	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{RunsAfterCallerGone: true,
+		Script: []lasim.Step{{Count: 1, Delay: lasim.Duration(delay)}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.Start(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
+		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: inCall, Timeout: time.Second,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return sim, conn
 }
