@@ -6,7 +6,7 @@
 // (in the spirit of TCP Vegas and Netflix's concurrency-limits):
 //
 //   - Samples are gathered in windows of about half a limit's worth of
-//     calls. At the end of a window its mean latency is compared with the
+//     calls, and at least 32. At the end of a window its mean latency is compared with the
 //     baseline, the lowest window mean since the last probe (below): the
 //     latency the downstream shows when it is not loaded.
 //
@@ -56,6 +56,12 @@ const (
 	OverloadShare = 0.15
 	// overloadAlpha weighs one answer in the moving share of overloads.
 	overloadAlpha = 1.0 / 32
+	// minWindow is the fewest calls a window averages: the baseline is the
+	// lowest window mean, and means of a few calls of a downstream whose
+	// latency varies call to call (10-100 ms, whatever the load) reach so
+	// low that ordinary windows then look like queueing: with 8, such a
+	// downstream held the limit at 1.
+	minWindow = 32
 )
 
 // Config configures a Limiter.
@@ -91,6 +97,13 @@ type Limiter struct {
 	// the limit to go back to.
 	probing bool
 	saved   float64
+	// settling: the window under way is the first after a change of the
+	// limit. Its calls all started after the change, so the first of
+	// them to finish are the fast ones: its mean is biased low, and taken
+	// as the baseline it made every ordinary window look like queueing
+	// (a downstream with latency spread 10-100 ms ratcheted the limit to
+	// 1). It is dropped.
+	settling bool
 
 	// smoothed is an exponential moving average of call latency: the
 	// cool-down between two overload decreases.
@@ -156,12 +169,16 @@ func (l *Limiter) Sample(now time.Time, latency time.Duration, inFlight int) {
 	l.winN++
 	l.winSum += latency
 	l.winMaxInUse = max(l.winMaxInUse, inFlight)
-	if l.winN < max(8, int(l.limit/2)) {
+	if l.winN < max(minWindow, int(l.limit/2)) {
 		return
 	}
 	mean := l.winSum / time.Duration(l.winN)
 	inUse := l.winMaxInUse
 	l.winN, l.winSum, l.winMaxInUse = 0, 0, 0
+	if l.settling {
+		l.settling = false
+		return
+	}
 
 	if l.probing {
 		// The probe's window is the new baseline; back to the limit.
@@ -219,6 +236,7 @@ func (l *Limiter) lower(now time.Time, f float64) {
 	}
 	l.limit = next
 	l.lastDecrease = now
+	l.settling = true
 	l.winN, l.winSum, l.winMaxInUse = 0, 0, 0
 }
 
@@ -247,5 +265,6 @@ func (l *Limiter) rollEpoch(now time.Time) {
 	}
 	l.probing, l.saved, l.limit = true, l.limit, probe
 	l.lastDecrease = now // a window of calls started under the probe
+	l.settling = true
 	l.winN, l.winSum, l.winMaxInUse = 0, 0, 0
 }

@@ -197,6 +197,25 @@ func randomShare(share float64) func(int) bool {
 	return func(int) bool { return rng.Float64() < share }
 }
 
+// randomTail answers share of calls after slow, the others after fast,
+// whatever the load.
+func randomTail(share float64, fast, slow time.Duration) func(int) time.Duration {
+	rng := rand.New(rand.NewPCG(3, 4))
+	return func(int) time.Duration {
+		if rng.Float64() < share {
+			return slow
+		}
+		return fast
+	}
+}
+
+// randomSpread answers after a latency drawn evenly from lo..hi, whatever
+// the load.
+func randomSpread(lo, hi time.Duration) func(int) time.Duration {
+	rng := rand.New(rand.NewPCG(5, 6))
+	return func(int) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
+}
+
 // TestLimiterFindsCapacity runs the limiter against downstreams that slow
 // down past a capacity: it settles near the capacity, not at the cap.
 func TestLimiterFindsCapacity(t *testing.T) {
@@ -235,6 +254,16 @@ func TestLimiterFindsCapacity(t *testing.T) {
 			target{latency: func(int) time.Duration { return base }, over: randomShare(0.05)}, 48, 64},
 		{"a healthy target with 2% random 429s keeps the cap", Config{Min: 1, Initial: 8, Max: 256},
 			target{latency: func(int) time.Duration { return base }, over: randomShare(0.02)}, 192, 256},
+		// A long tail that does not grow with our load (a slow call now
+		// and then) is no queueing: a window's mean moved by one slow call
+		// held the chaos run's worker at a limit of 1.
+		{"a healthy target with a 5% tail of 1 s calls keeps most of the cap", Config{Min: 1, Initial: 8, Max: 64},
+			target{latency: randomTail(0.05, base, time.Second)}, 48, 64},
+		// Latency that varies call to call, whatever the load: the
+		// lowest window seen must not become a bar that ordinary windows
+		// fail.
+		{"a healthy target with latency spread 10-100 ms keeps most of the cap", Config{Min: 1, Initial: 16, Max: 64},
+			target{latency: randomSpread(10*time.Millisecond, 100*time.Millisecond)}, 48, 64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
