@@ -26,7 +26,10 @@
 //     one burst count once. A share, not every answer: a few throttles that
 //     our load does not cause (a shared tenant's quota, a fault injector)
 //     would otherwise drive the limit to its floor, where 5% of random
-//     429s held it at a sixth of the capacity.
+//     429s held it at a sixth of the capacity. And more than at a low load
+//     (a probe, or the limit near its floor): a downstream that answers
+//     11% of calls 503 whatever the load (the chaos run's) held the limit
+//     at 1 until the limit learnt that share as its background.
 //
 //   - Every epoch (30 s) the limit drops to a quarter for one window, a probe
 //     (like BBR's ProbeRTT): the baseline is measured again at a low load
@@ -110,8 +113,10 @@ type Limiter struct {
 	smoothed     time.Duration
 	lastDecrease time.Time
 	decreases    int64
-	// overRate is the moving share of overload answers among answers.
-	overRate float64
+	// overRate is the moving share of overload answers among answers;
+	// background the same share measured at a low load (a probe, or the
+	// limit near its floor): overload answers that come whatever the load.
+	overRate, background float64
 }
 
 // New returns a Limiter for cfg; fields left zero take their defaults,
@@ -159,6 +164,9 @@ func (l *Limiter) Sample(now time.Time, latency time.Duration, inFlight int) {
 		latency = time.Microsecond
 	}
 	l.overRate -= l.overRate * overloadAlpha
+	if l.lowLoad() {
+		l.background -= l.background * overloadAlpha
+	}
 	l.smooth(latency)
 	l.rollEpoch(now)
 	if now.Add(-latency).Before(l.lastDecrease) {
@@ -217,13 +225,22 @@ func (l *Limiter) Overload(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.overRate += (1 - l.overRate) * overloadAlpha
-	if l.overRate <= OverloadShare {
-		return // a few throttles among many answers: not our load
+	if l.lowLoad() {
+		l.background += (1 - l.background) * overloadAlpha
+	}
+	if l.overRate <= max(OverloadShare, l.background+OverloadShare/2) {
+		return // a few throttles among many answers, or as many as at a low load: not our load
 	}
 	if !l.lastDecrease.IsZero() && now.Sub(l.lastDecrease) < max(l.smoothed, time.Millisecond) {
 		return // the same burst
 	}
 	l.lower(now, l.cfg.Backoff)
+}
+
+// lowLoad reports whether the limit is low enough (a probe, or near its
+// floor) that the overload answers now are not ours.
+func (l *Limiter) lowLoad() bool {
+	return l.probing || l.limit <= float64(2*l.cfg.Min)
 }
 
 func (l *Limiter) lower(now time.Time, f float64) {

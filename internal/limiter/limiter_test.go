@@ -252,6 +252,11 @@ func TestLimiterFindsCapacity(t *testing.T) {
 		// delivered about 10 notifications a second.
 		{"a healthy target with 5% random 429s keeps most of the cap", Config{Min: 1, Initial: 64, Max: 64},
 			target{latency: func(int) time.Duration { return base }, over: randomShare(0.05)}, 48, 64},
+		// The chaos run's Logic Apps: 5% 429s from the driver, 10% 5xx
+		// from the simulator of which half 503 or 504, answered whatever
+		// the load.
+		{"a healthy target with 11% random overload answers keeps half the cap", Config{Min: 1, Initial: 16, Max: 32},
+			target{latency: func(int) time.Duration { return 20 * time.Millisecond }, over: randomShare(0.11)}, 16, 32},
 		{"a healthy target with 2% random 429s keeps the cap", Config{Min: 1, Initial: 8, Max: 256},
 			target{latency: func(int) time.Duration { return base }, over: randomShare(0.02)}, 192, 256},
 		// A long tail that does not grow with our load (a slow call now
