@@ -52,8 +52,11 @@ func (w *Worker) callLimit() int {
 // context, started when it began with inFlight calls in flight (itself
 // included). A call the worker cancelled says nothing; a failure that is
 // neither an overload nor the downstream's answer on the record's merits
-// (a 500, a network error) says nothing about its capacity either.
-func (w *Worker) noteCall(ctx context.Context, started time.Time, inFlight int, errs []error) {
+// (a 500, a network error) says nothing about its capacity either. Nor
+// does the duration of a call the connector retried within itself
+// (retried): it includes the connector's backoff and Retry-After waits,
+// which taken for latency held the chaos run's limit at 1.
+func (w *Worker) noteCall(ctx context.Context, started time.Time, inFlight int, errs []error, retried bool) {
 	if w.conc == nil {
 		return
 	}
@@ -68,15 +71,22 @@ func (w *Worker) noteCall(ctx context.Context, started time.Time, inFlight int, 
 			return
 		}
 	}
-	if outcome(errs) == nil {
+	if outcome(errs) == nil && !retried {
 		w.conc.Sample(now, now.Sub(started), inFlight)
+		return
 	}
+	w.conc.Answer()
 }
 
 // noteAttempt feeds a failed in-call attempt (the connector's own retry)
 // to the adaptive limit: a 429 inside a call shrinks it at once.
 func (w *Worker) noteAttempt(err error) {
-	if w.conc != nil && connectors.Overloaded(err) {
-		w.conc.Overload(time.Now())
+	if w.conc == nil {
+		return
 	}
+	if connectors.Overloaded(err) {
+		w.conc.Overload(time.Now())
+		return
+	}
+	w.conc.Answer()
 }

@@ -22,8 +22,10 @@ func TestAdaptiveLimitIgnoresInCallRetries(t *testing.T) {
 		d.MaxInFlight = 64
 		d.Concurrency = config.ConcurrencyAdaptive
 	})
-	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{Latency: lasim.Duration(20 * time.Millisecond),
-		FailRate: 0.1, FailStatuses: []int{500}}})
+	// As the chaos run's Logic Apps answers: 5% 429 with Retry-After: 1
+	// (the connector waits and retries within the call) and 10% 5xx.
+	sim, err := lasim.New(lasim.Config{Key: "test-key", Faults: lasim.Faults{Latency: lasim.Duration(5 * time.Millisecond),
+		FailRate: 0.1, FailStatuses: []int{500, 502, 503, 504}, ThrottleRate: 0.05, RetryAfter: true, RetryAfterSeconds: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,20 +34,25 @@ func TestAdaptiveLimitIgnoresInCallRetries(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sim.Close() })
 	conn, err := logicapps.New(context.Background(), e.name, logicapps.Settings{
-		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: 3, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second, Timeout: 5 * time.Second,
+		URL: sim.CallbackURL("wf1", "manual", false), MaxAttempts: 3, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Timeout: 5 * time.Second,
 	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	var ns []note
-	for i := range 3000 {
-		ns = append(ns, note{key: fmt.Sprintf("K%03d", i%600), version: int64(i/600 + 1), id: fmt.Sprintf("n-%d", i)})
+	for i := range 2000 {
+		ns = append(ns, note{key: fmt.Sprintf("K%03d", i%400), version: int64(i/400 + 1), id: fmt.Sprintf("n-%d", i)})
 	}
 	e.produce(t, ns...)
 	w := e.start(t, conn)
 	var limits []int64
-	waitFor(t, 3*time.Minute, "all delivered", func() bool {
+	last := time.Now()
+	waitFor(t, 90*time.Second, "all delivered", func() bool {
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			t.Logf("limit %d, delivered %d, in flight %d", w.w.Status().ConcurrencyLimit, w.w.Stats().Delivered.Load(), w.w.Stats().InFlight.Load())
+		}
 		if w.w.Stats().Delivered.Load() > 300 {
 			limits = append(limits, w.w.Status().ConcurrencyLimit)
 		}

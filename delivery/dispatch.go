@@ -55,8 +55,11 @@ func (l *loop) dispatch() {
 // start runs one downstream call on its own goroutine.
 func (l *loop) start(recs []*rec, breakerDone func(error)) {
 	ctx, cancel := context.WithTimeout(l.hardCtx, l.w.d.CallTimeout)
-	ctx = connectors.WithRetryGate(ctx, l.w.inCallRetry)
 	c := &call{recs: recs, cancel: cancel}
+	ctx = connectors.WithRetryGate(ctx, func(attempt error) bool {
+		c.retried.Store(true)
+		return l.w.inCallRetry(attempt)
+	})
 	// An in-call attempt that timed out may still land: the keys' next
 	// versions then wait (holdKeyAfter).
 	ctx = connectors.WithAmbiguityNotice(ctx, func() { c.ambiguous.Store(true) })
@@ -114,7 +117,7 @@ func (l *loop) start(recs []*rec, breakerDone func(error)) {
 				w.haltTrip.Store(true)
 			}
 			breakerDone(outcome(errs))
-			w.noteCall(ctx, started, inFlight, errs)
+			w.noteCall(ctx, started, inFlight, errs, c.retried.Load())
 		}
 		l.resCh <- callResult{c: c, errs: errs}
 	}()

@@ -129,6 +129,9 @@ type call struct {
 	// ambiguous: an attempt may still be processed by the downstream
 	// (connectors.NoteAmbiguous); set on the call's goroutine.
 	ambiguous atomic.Bool
+	// retried: the connector retried within the call (its RetryGate was
+	// asked), so the call's duration includes its backoff waits.
+	retried atomic.Bool
 }
 
 // callResult is what a delivery goroutine reports.

@@ -21,8 +21,8 @@
 //
 //   - Overload answers (429, 503, 504, Salesforce's REQUEST_LIMIT_EXCEEDED,
 //     a call timeout) shrink it by Backoff once they are more than
-//     OverloadShare of the recent answers (a moving average over about 32
-//     calls), at most once per smoothed round trip, so that the answers to
+//     OverloadShare of the recent answers (a moving average over about 128
+//     answers), at most once per smoothed round trip, so that the answers to
 //     one burst count once. A share, not every answer: a few throttles that
 //     our load does not cause (a shared tenant's quota, a fault injector)
 //     would otherwise drive the limit to its floor, where 5% of random
@@ -57,14 +57,20 @@ const (
 	// OverloadShare is the share of recent answers that must be overload
 	// answers before the limit shrinks for them.
 	OverloadShare = 0.15
-	// overloadAlpha weighs one answer in the moving share of overloads.
-	overloadAlpha = 1.0 / 32
+	// overloadAlpha weighs one answer in the moving share of overloads:
+	// about the last 128 answers, so that the share of a downstream that
+	// answers 11% of calls 503 whatever the load does not wander past the
+	// threshold by chance.
+	overloadAlpha = 1.0 / 128
 	// minWindow is the fewest calls a window averages: the baseline is the
 	// lowest window mean, and means of a few calls of a downstream whose
 	// latency varies call to call (10-100 ms, whatever the load) reach so
 	// low that ordinary windows then look like queueing: with 8, such a
 	// downstream held the limit at 1.
 	minWindow = 32
+	// overloadMargin is how far above the share seen at a low load the
+	// share of overload answers must be to count as caused by our load.
+	overloadMargin = 0.1
 )
 
 // Config configures a Limiter.
@@ -228,13 +234,26 @@ func (l *Limiter) Overload(now time.Time) {
 	if l.lowLoad() {
 		l.background += (1 - l.background) * overloadAlpha
 	}
-	if l.overRate <= max(OverloadShare, l.background+OverloadShare/2) {
+	if l.overRate <= max(OverloadShare, l.background+overloadMargin) {
 		return // a few throttles among many answers, or as many as at a low load: not our load
 	}
 	if !l.lastDecrease.IsZero() && now.Sub(l.lastDecrease) < max(l.smoothed, time.Millisecond) {
 		return // the same burst
 	}
 	l.lower(now, l.cfg.Backoff)
+}
+
+// Answer records an answer that is no overload but whose latency says
+// nothing (a failure for the record's own fault, a 500, a call the
+// connector retried within itself): it counts in the share of overload
+// answers, which would otherwise be a share of clean calls only.
+func (l *Limiter) Answer() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.overRate -= l.overRate * overloadAlpha
+	if l.lowLoad() {
+		l.background -= l.background * overloadAlpha
+	}
 }
 
 // lowLoad reports whether the limit is low enough (a probe, or near its

@@ -67,7 +67,7 @@ func TestLimiterSteps(t *testing.T) {
 			cfg:  Config{Min: 1, Initial: 100, Max: 100, Backoff: 0.5},
 			run: func(l *Limiter, now *time.Time) {
 				feed(l, now, 100, 50*time.Millisecond, full)
-				for range 20 { // one burst of 429s within 20 ms
+				for range 40 { // one burst of 429s within 40 ms
 					*now = now.Add(time.Millisecond)
 					l.Overload(*now)
 				}
@@ -75,11 +75,24 @@ func TestLimiterSteps(t *testing.T) {
 			lo: 50, hi: 50,
 		},
 		{
-			name: "overloads a round trip apart back off each time, down to min",
-			cfg:  Config{Min: 10, Initial: 100, Max: 100, Backoff: 0.5},
+			name: "a few overloads among many answers keep the limit",
+			cfg:  Config{Min: 1, Initial: 100, Max: 100, Backoff: 0.5},
 			run: func(l *Limiter, now *time.Time) {
 				feed(l, now, 100, 50*time.Millisecond, full)
 				for range 10 {
+					*now = now.Add(100 * time.Millisecond)
+					l.Overload(*now)
+					feed(l, now, 10, 50*time.Millisecond, full)
+				}
+			},
+			lo: 100, hi: 100,
+		},
+		{
+			name: "overloads that are every answer back off a round trip apart, down to min",
+			cfg:  Config{Min: 10, Initial: 100, Max: 100, Backoff: 0.5},
+			run: func(l *Limiter, now *time.Time) {
+				feed(l, now, 100, 50*time.Millisecond, full)
+				for range 60 { // every answer a 429, for 6 s
 					*now = now.Add(100 * time.Millisecond)
 					l.Overload(*now)
 				}
