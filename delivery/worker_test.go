@@ -38,7 +38,14 @@ func TestPerKeyOrderedConcurrency(t *testing.T) {
 	uri := testenv.Mongo(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) { d.MaxInFlight = 256 })
+			// Fixed concurrency: this is about per-key order with many
+			// calls in flight, not about how fast the adaptive limit
+			// (TestAdaptiveLimitIgnoresInCallRetries, internal/limiter)
+			// climbs to the cap.
+			e := newEnv(t, "logic_apps", "logicapps", func(d *config.Delivery) {
+				d.MaxInFlight = 256
+				d.Concurrency = config.ConcurrencyFixed
+			})
 			st, err := store.Open(context.Background(), store.Options{URI: uri, Database: testenv.Database(t), Timeout: 20 * time.Second})
 			if err != nil {
 				t.Fatal(err)

@@ -250,7 +250,8 @@ async function loadDLQ(more) {
       cb.addEventListener("change", resetReplay);
       td0.appendChild(cb);
       cell(tr, d.partition + "/" + d.offset);
-      cell(tr, d.projection ? d.projection + ":" + d.key : d.key, "key");
+      const kc = cell(tr, d.key, "key");
+      if (d.projection) kc.title = "projection " + d.projection;
       cell(tr, d.id);
       cell(tr, d.version, "num");
       cell(tr, d.error_class);
