@@ -128,14 +128,8 @@ func (p *Projector) startCaches() {
 // takes.
 func (p *Projector) projectionOf(r *kgo.Record) (*projection, *PoisonError) {
 	cands := p.byTopic[r.Topic]
-	all := p.cfg.ProjectionList()
-	shared := 0
-	for _, c := range all {
-		if slices.Contains(c.Topics, r.Topic) {
-			shared++
-		}
-	}
-	if shared <= 1 {
+	st, shared := p.shared[r.Topic]
+	if !shared {
 		if len(cands) == 0 {
 			return nil, nil
 		}
@@ -144,8 +138,7 @@ func (p *Projector) projectionOf(r *kgo.Record) (*projection, *PoisonError) {
 	// A shared topic: the event type decides (config check made sure the
 	// projections of a topic share one event type field and list disjoint
 	// types).
-	field := all[slices.IndexFunc(all, func(c config.Projection) bool { return slices.Contains(c.Topics, r.Topic) })].EventTypeField
-	typ, pe := peekType(r.Value, field)
+	typ, pe := peekType(r.Value, st.typeField)
 	if pe != nil {
 		return nil, pe
 	}
@@ -154,12 +147,42 @@ func (p *Projector) projectionOf(r *kgo.Record) (*projection, *PoisonError) {
 			return pj, nil
 		}
 	}
-	for _, c := range all {
-		if slices.Contains(c.Topics, r.Topic) && slices.Contains(c.EventTypes, typ) {
-			return nil, nil // served by another deployment (--projection)
-		}
+	if st.types[typ] {
+		return nil, nil // served by another deployment (--projection)
 	}
 	return nil, poison(envelope.ReasonUnknownEventType, "event type %q belongs to no projection of topic %q", typ, r.Topic)
+}
+
+// sharedTopic is what the projector knows of a topic several projections
+// read: the event type field that tells them apart, and every event type
+// some configured projection takes from it (served here or not).
+type sharedTopic struct {
+	typeField string
+	types     map[string]bool
+}
+
+// sharedTopics returns the topics of cfg that several projections read.
+func sharedTopics(cfg *config.Config) map[string]sharedTopic {
+	readers := map[string][]config.Projection{}
+	for _, c := range cfg.ProjectionList() {
+		for _, t := range c.Topics {
+			readers[t] = append(readers[t], c)
+		}
+	}
+	out := map[string]sharedTopic{}
+	for t, cs := range readers {
+		if len(cs) < 2 {
+			continue
+		}
+		st := sharedTopic{typeField: cs[0].EventTypeField, types: map[string]bool{}}
+		for _, c := range cs {
+			for _, typ := range c.EventTypes {
+				st.types[typ] = true
+			}
+		}
+		out[t] = st
+	}
+	return out
 }
 
 // peekType reads the event type field of a JSON value without decoding

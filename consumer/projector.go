@@ -103,7 +103,9 @@ type Projector struct {
 	// does not compile, an unknown --projection).
 	projs   []*projection
 	byTopic map[string][]*projection
-	decErr  error
+	// shared holds the topics several configured projections read.
+	shared map[string]sharedTopic
+	decErr error
 	// only names the one projection served (WithProjection); empty: all.
 	only    string
 	getenv  func(string) string
@@ -147,6 +149,7 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 		dopts = append(dopts, DecoderGetenv(p.getenv))
 	}
 	p.projs, p.byTopic, p.decErr = newProjections(cfg, p.only, dopts)
+	p.shared = sharedTopics(cfg)
 	return p
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -13,15 +14,23 @@ import (
 // equal ids of two projections apart with no change, and only the READ
 // model read needs to know which collection an aggregate lives in.
 
+// indexProjections resolves the configuration's projections once: the
+// relay looks one up per record it publishes.
+func (r *Relay) indexProjections() {
+	ps := r.cfg.ProjectionList()
+	r.firstProjection = ps[0]
+	r.projections = make(map[string]config.Projection, len(ps))
+	for _, p := range ps {
+		r.projections[p.Name] = p
+	}
+}
+
 // readVersions returns the READ model versions of ids (AggregateID values
 // of entries), each read from its projection's READ model.
 func (r *Relay) readVersions(ctx context.Context, ids []string) (map[string]int64, error) {
 	if !r.cfg.MultiProjection() {
 		return r.st.VersionsIn(ctx, store.ReadModel{}, ids)
 	}
-	// An id without a projection was written before the deployment had
-	// several: it belongs to the first projection (the former single one).
-	first := r.cfg.ProjectionList()[0].Name
 	byProj := make(map[string][]string)
 	for _, id := range ids {
 		name, bare, ok := strings.Cut(id, ":")
@@ -32,9 +41,11 @@ func (r *Relay) readVersions(ctx context.Context, ids []string) (map[string]int6
 	}
 	out := make(map[string]int64, len(ids))
 	for name, bare := range byProj {
-		p, ok := r.cfg.Projection(name)
+		p, ok := r.projections[name]
 		if name == "" {
-			p, ok = r.cfg.Projection(first)
+			// Written before the deployment had several projections: it
+			// belongs to the first (the former single one).
+			p, ok = r.firstProjection, true
 		}
 		if !ok {
 			continue // a projection no longer configured: held
@@ -59,16 +70,14 @@ func (r *Relay) projectionOf(e *store.OutboxEntry) string {
 	if e.Projection != "" {
 		return e.Projection
 	}
-	return r.cfg.ProjectionList()[0].Name
+	return r.firstProjection.Name
 }
 
 // ceSource returns the ce_source of an entry's notification: its
 // projection's.
 func (r *Relay) ceSource(e *store.OutboxEntry) string {
-	if e.Projection != "" {
-		if p, ok := r.cfg.Projection(e.Projection); ok {
-			return p.CloudEventsSource
-		}
+	if p, ok := r.projections[e.Projection]; ok {
+		return p.CloudEventsSource
 	}
-	return r.cfg.ProjectionList()[0].CloudEventsSource
+	return r.firstProjection.CloudEventsSource
 }

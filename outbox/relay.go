@@ -70,13 +70,17 @@ type Stats struct {
 
 // Relay publishes the outbox.
 type Relay struct {
-	cfg    *config.Config
-	st     Store
-	log    *slog.Logger
-	opts   []kgo.Opt
-	holder string
-	wake   chan struct{}
-	del    *deleter
+	cfg *config.Config
+	// projections and firstProjection are cfg's projections, by name and
+	// the first (projection.go).
+	projections     map[string]config.Projection
+	firstProjection config.Projection
+	st              Store
+	log             *slog.Logger
+	opts            []kgo.Opt
+	holder          string
+	wake            chan struct{}
+	del             *deleter
 	// OnPublished, if set, is called with the entries the broker
 	// acknowledged (tests and latency measurement).
 	onPublished func([]store.OutboxEntry, time.Time)
@@ -124,6 +128,7 @@ func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
 func New(cfg *config.Config, st Store, opts ...Option) *Relay {
 	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64,
 		unready: newUnready(), recheck: map[string]bool{}}
+	r.indexProjections()
 	for _, o := range opts {
 		o(r)
 	}
