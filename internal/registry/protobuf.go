@@ -57,10 +57,24 @@ func decodeProto(fd protoreflect.FileDescriptor, body []byte) (any, error) {
 		msgs = md.Messages()
 	}
 	m := dynamicpb.NewMessage(md)
-	if err := (proto.UnmarshalOptions{}).Unmarshal(rest, m); err != nil {
+	if err := unmarshalProto(rest, m); err != nil {
 		return nil, fmt.Errorf("%s: %v", md.FullName(), err)
 	}
 	return protoMessage(m)
+}
+
+// unmarshalProto is proto.Unmarshal that turns a panic into an error:
+// google.golang.org/protobuf v1.36 panics on some malformed map entries of
+// a dynamic message ("cannot convert nil to map key", found by
+// FuzzDecodeProtobuf), and a record must be dead-lettered, never crash the
+// projector.
+func unmarshalProto(b []byte, m *dynamicpb.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed message: %v", r)
+		}
+	}()
+	return proto.UnmarshalOptions{}.Unmarshal(b, m)
 }
 
 // protoMessage converts a message field by field, with the field names of
