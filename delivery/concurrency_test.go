@@ -64,7 +64,11 @@ func TestAdaptiveLimitIgnoresInCallRetries(t *testing.T) {
 	}
 	median := limits[len(limits)/2]
 	t.Logf("median adaptive limit %d of 64 over %d samples", median, len(limits))
-	if median < 16 {
+	// Before the fix the median was 2 on a quiet machine. Under CI load
+	// (race detector, two cores shared by every package's tests) the
+	// machine's own latency noise reads as queueing too and it was 9:
+	// the bound tells the defect from that noise, not a speed goal.
+	if median < 4 {
 		t.Errorf("median adaptive limit %d: in-call retries' waits were taken for queueing", median)
 	}
 }
