@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/fanout-dev/fanout/internal/store"
@@ -33,7 +34,9 @@ type LatencyRun struct {
 	// and the relay sent, by command name (fanout only).
 	StoreCommands map[string]Dist `json:"store_command_ms,omitempty"`
 	// Probe times two reads of one READ model document after the run.
-	Probe   *StoreProbe     `json:"store_probe,omitempty"`
+	Probe *StoreProbe `json:"store_probe,omitempty"`
+	// Load is the machine's 1-minute load average before and after the run.
+	Load    LoadSpan        `json:"load"`
 	samples []time.Duration // for the plot
 }
 
@@ -55,6 +58,30 @@ type B2Result struct {
 	Fanout   *LatencyRun  `json:"fanout"`
 	Attempts []LatencyRun `json:"fanout_attempts"`
 	Seed     *LatencyRun  `json:"seed_baseline"`
+	// Fixed is a run at FixedRate, the rate the issue's relay p99 target
+	// is stated at, whatever the highest sustained rate turns out to be.
+	Fixed *LatencyRun `json:"fanout_fixed_rate,omitempty"`
+	// Ceiling is the store's own guarded-upsert rate, measured in the same
+	// run: the projector's READ writes are one guarded upsert per event, so
+	// no pipeline rate can pass it.
+	Ceiling *UpsertCeiling `json:"store_guarded_upsert_ceiling,omitempty"`
+}
+
+// FixedRate is the offered rate of B2's fixed-rate run (events/s).
+const FixedRate = 300
+
+// UpsertCeiling is the store's guarded-upsert throughput, driven the way the
+// projector drives it (store.ApplyDomainGuardedIn, one batch at a time, its
+// writes on the store's own concurrency) but with full batches and nothing
+// else to do: an upper bound for the pipeline's event rate.
+type UpsertCeiling struct {
+	Writes  int     `json:"writes"`
+	Batch   int     `json:"batch"`
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"per_s"`
+	// Call is the duration of one batch call.
+	Call Dist     `json:"call_ms"`
+	Load LoadSpan `json:"load"`
 }
 
 // SustainedCatchUp bounds the catch-up of a sustained run: at a rate the
@@ -66,6 +93,20 @@ func (r *runner) b2(ctx context.Context) error {
 	res := &B2Result{Target: 1000}
 	r.rep.B2 = res
 	dur := r.d(15*time.Second, 5*time.Second)
+	ceil, err := r.upsertCeiling(ctx, r.d(10*time.Second, 3*time.Second))
+	if err != nil {
+		return err
+	}
+	res.Ceiling = &ceil
+	r.logf("B2 store guarded-upsert ceiling: %d writes in %.1fs, %.0f/s (batches of %d, call p50 %.1f ms p99 %.1f ms)",
+		ceil.Writes, ceil.Seconds, ceil.PerSec, ceil.Batch, ceil.Call.P50, ceil.Call.P99)
+	fixed, err := r.fanoutSteady(ctx, FixedRate, dur)
+	if err != nil {
+		return err
+	}
+	res.Fixed = &fixed
+	r.logf("B2 fanout at a fixed %d/s for %v: published %d/%d, sustained %v, p50 %.1f ms p99 %.1f ms (load %s)",
+		FixedRate, dur, fixed.Published, fixed.Produced, fixed.Sustained, fixed.Latency.P50, fixed.Latency.P99, fixed.Load)
 	// Search for the highest sustained rate: start at the target, step
 	// down below what a lagging run achieved, then bisect.
 	rate, lo, hi := res.Target, 0.0, math.Inf(1)
@@ -75,8 +116,8 @@ func (r *runner) b2(ctx context.Context) error {
 			return err
 		}
 		res.Attempts = append(res.Attempts, run)
-		r.logf("B2 fanout at %4.0f/s for %v: published %d/%d, catch-up %.1fs (sustained %v), achieved %.0f/s, p50 %.1f ms p99 %.1f ms",
-			rate, dur, run.Published, run.Produced, run.CatchUp, run.Sustained, run.Achieved, run.Latency.P50, run.Latency.P99)
+		r.logf("B2 fanout at %4.0f/s for %v: published %d/%d, catch-up %.1fs (sustained %v), achieved %.0f/s, p50 %.1f ms p99 %.1f ms (load %s)",
+			rate, dur, run.Published, run.Produced, run.CatchUp, run.Sustained, run.Achieved, run.Latency.P50, run.Latency.P99, run.Load)
 		if run.Sustained {
 			lo = rate
 		} else {
@@ -141,6 +182,7 @@ func (r *runner) fanoutSteady(ctx context.Context, rate float64, dur time.Durati
 		return LatencyRun{}, err
 	}
 	durs.reset()
+	load0 := loadAvg()
 	start := time.Now()
 	if _, err := ProduceEvents(ctx, s.setup.Brokers, s.names.Events, w.Events, rate); err != nil {
 		return LatencyRun{}, err
@@ -154,7 +196,7 @@ func (r *runner) fanoutSteady(ctx context.Context, rate float64, dur time.Durati
 	}
 	end := time.Unix(0, last.Load())
 	run := LatencyRun{Design: DesignFanout, Rate: rate, Seconds: dur.Seconds(), Produced: n, Published: int(published.Load()),
-		CatchUp: max(0, end.Sub(produced).Seconds()), samples: lat.take()}
+		CatchUp: max(0, end.Sub(produced).Seconds()), Load: LoadSpan{Before: load0, After: loadAvg()}, samples: lat.take()}
 	run.Achieved = float64(run.Published) / end.Sub(start).Seconds()
 	run.Sustained = run.Published >= n && end.Sub(produced) <= SustainedCatchUp
 	run.Latency = Summarize(run.samples)
@@ -237,6 +279,7 @@ func (r *runner) seedSteady(ctx context.Context, rate float64, dur time.Duration
 	defer s.close()
 	n := int(rate * dur.Seconds())
 	w := GenWorkload(WorkloadOptions{Events: n, Aggregates: 2000, Seed: 5})
+	load0 := loadAvg()
 	lat, elapsed, _, err := r.runSeed(ctx, s, s.setup.MongoURI, w.Events, rate, n)
 	if err != nil {
 		return LatencyRun{}, err
@@ -244,7 +287,45 @@ func (r *runner) seedSteady(ctx context.Context, rate float64, dur time.Duration
 	catchUp := elapsed - dur
 	run := LatencyRun{Design: DesignSeed, Rate: rate, Seconds: dur.Seconds(), Produced: n, Published: len(lat),
 		CatchUp: max(0, catchUp.Seconds()), Sustained: catchUp <= seedPollPeriod+SustainedCatchUp,
-		Achieved: float64(len(lat)) / elapsed.Seconds(), samples: lat}
+		Achieved: float64(len(lat)) / elapsed.Seconds(), Load: LoadSpan{Before: load0, After: loadAvg()}, samples: lat}
 	run.Latency = Summarize(lat)
 	return run, nil
+}
+
+// upsertCeiling drives guarded upserts at the store for dur, in batches of
+// 256 over 2,000 aggregates with rising versions (every write goes through),
+// one batch at a time as the projector calls it.
+func (r *runner) upsertCeiling(ctx context.Context, dur time.Duration) (UpsertCeiling, error) {
+	s, err := r.newScenario(ctx, "b2ceil-"+randomHex(2), "", nil, nil)
+	if err != nil {
+		return UpsertCeiling{}, err
+	}
+	defer s.close()
+	const aggregates, batch = 2000, 256
+	// The store's first write creates the collection and its indexes.
+	if err := s.st.ApplyDomain(ctx, []store.DomainWrite{{ID: "warm", Version: 1}}); err != nil {
+		return UpsertCeiling{}, fmt.Errorf("b2 ceiling: %w", err)
+	}
+	var calls []time.Duration
+	res := UpsertCeiling{Batch: batch, Load: LoadSpan{Before: loadAvg()}}
+	start := time.Now()
+	for i := 0; time.Since(start) < dur; i++ {
+		ws := make([]store.DomainWrite, batch)
+		for j := range ws {
+			n := i*batch + j
+			ws[j] = store.DomainWrite{ID: fmt.Sprintf("Q%05d", n%aggregates), Version: int64(n/aggregates + 1),
+				Set: bson.D{{Key: "status", Value: "open"}, {Key: "amount", Value: n}}}
+		}
+		t0 := time.Now()
+		if _, err := s.st.ApplyDomainGuardedIn(ctx, store.ReadModel{}, ws); err != nil {
+			return UpsertCeiling{}, fmt.Errorf("b2 ceiling: %w", err)
+		}
+		calls = append(calls, time.Since(t0))
+		res.Writes += batch
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.PerSec = float64(res.Writes) / res.Seconds
+	res.Call = Summarize(calls)
+	res.Load.After = loadAvg()
+	return res, nil
 }

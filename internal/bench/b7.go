@@ -329,6 +329,22 @@ func resetVersions(ctx context.Context, uri, db string, aggregates int) error {
 	return nil
 }
 
+// LoadSpan is the machine's 1-minute load average (/proc/loadavg) before and
+// after a measurement: the figures of a run on a busy machine are not those
+// of a quiet one.
+type LoadSpan struct {
+	Before string `json:"before"`
+	After  string `json:"after"`
+}
+
+// String prints the span as "before → after".
+func (l LoadSpan) String() string {
+	if l.Before == "" && l.After == "" {
+		return "?"
+	}
+	return l.Before + " → " + l.After
+}
+
 // loadAvg returns the 1-minute load average, or "?".
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")

@@ -64,6 +64,8 @@ type Report struct {
 	B7      *B7Result `json:"b7_store_cost_vs_read_size,omitempty"`
 	B8      *B8Result `json:"b8_adaptive_concurrency,omitempty"`
 	B9      *B9Result `json:"b9_trace_cost,omitempty"`
+	// Loads is the machine's load around each benchmark, by name ("B1"...).
+	Loads map[string]LoadSpan `json:"load_by_benchmark,omitempty"`
 	// Smoke holds the checks of a smoke run.
 	Smoke    []SmokeCheck `json:"smoke,omitempty"`
 	Failures []string     `json:"failures,omitempty"`
@@ -142,9 +144,14 @@ func RunBench(ctx context.Context, o BenchOptions) (*Report, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		t0 := time.Now()
-		r.logf("%s: start", s.name)
-		if err := s.fn(ctx); err != nil {
+		t0, l0 := time.Now(), loadAvg()
+		r.logf("%s: start (load %s)", s.name, l0)
+		err := s.fn(ctx)
+		if r.rep.Loads == nil {
+			r.rep.Loads = map[string]LoadSpan{}
+		}
+		r.rep.Loads[s.name] = LoadSpan{Before: l0, After: loadAvg()}
+		if err != nil {
 			r.logf("%s: FAILED: %v", s.name, err)
 			r.rep.Failures = append(r.rep.Failures, fmt.Sprintf("%s: %v", s.name, err))
 		} else {

@@ -60,50 +60,62 @@ func RenderMarkdown(rep *Report) string {
 	p("| `nproc` | %d |\n| memory | %s GiB |\n| CPU | %s |\n| OS | %s |\n| Go | %s |\n| broker | %s |\n| store | FerretDB %s |\n| PostgreSQL | %s |\n| command | `%s` |\n\n",
 		m.CPUs, m.MemoryGiB, m.CPUModel, m.OS, m.Go, m.Kafka, m.FerretDB, m.Postgres, rep.Command)
 
-	p("## Summary\n\n| | figure | fanout | baseline |\n|---|---|---|---|\n")
+	p("## Summary\n\nLoad is the machine's 1-minute load average (`/proc/loadavg`) when the benchmark started and when it ended: 2 cores, so above 2 the roles, the broker and the store were queueing for CPU.\n\n")
+	p("| | figure | fanout | baseline | load |\n|---|---|---|---|---|\n")
+	row := func(name, format string, args ...any) {
+		p("%s %s |\n", strings.TrimSuffix(fmt.Sprintf(format, args...), "\n"), rep.Loads[name])
+	}
 	if b1 := rep.B1; b1 != nil {
 		for _, link := range []string{LinkDirect, LinkToxi2ms} {
 			f, s := findRun(b1.Runs, DesignFanout, link), findRun(b1.Runs, DesignSeed, link)
 			if f == nil || s == nil {
 				continue
 			}
-			p("| B1 | projector + relay, events/s (store %s) | %.0f | %.0f (seed) |\n", link, f.EventsPerSec, s.EventsPerSec)
-			p("| B1 | store commands per event (store %s) | %.3f | %.2f (seed) |\n", link, f.StoreCmdsPerEvent, s.StoreCmdsPerEvent)
+			row("B1", "| B1 | projector + relay, events/s (store %s) | %.0f | %.0f (seed) |\n", link, f.EventsPerSec, s.EventsPerSec)
+			row("B1", "| B1 | store commands per event (store %s) | %.3f | %.2f (seed) |\n", link, f.StoreCmdsPerEvent, s.StoreCmdsPerEvent)
 		}
 		if m, sd := findRun(b1.Runs, DesignFanoutMongo, LinkDirect), findRun(b1.Runs, DesignSeed, LinkDirect); m != nil && sd != nil {
-			p("| B1 | store commands per event, MongoDB code path (`id_reads: in`, a batch's READ upserts counted as one bulkWrite; store %s) | %.3f | %.2f (seed) |\n", LinkDirect, m.StoreCmdsPerEvent, sd.StoreCmdsPerEvent)
+			row("B1", "| B1 | store commands per event, MongoDB code path (`id_reads: in`, a batch's READ upserts counted as one bulkWrite; store %s) | %.3f | %.2f (seed) |\n", LinkDirect, m.StoreCmdsPerEvent, sd.StoreCmdsPerEvent)
 		}
 	}
 	if b2 := rep.B2; b2 != nil && b2.Fanout != nil && b2.Seed != nil {
-		p("| B2 | relay latency p50 / p99 | %s / %s at %.0f/s%s | %s / %s at %.0f/s (seed, 5 s poller) |\n",
+		row("B2", "| B2 | relay latency p50 / p99 | %s / %s at %.0f/s%s | %s / %s at %.0f/s (seed, 5 s poller) |\n",
 			msLabel(b2.Fanout.Latency.P50), msLabel(b2.Fanout.Latency.P99), b2.Fanout.Rate, sustainedNote(*b2.Fanout),
 			msLabel(b2.Seed.Latency.P50), msLabel(b2.Seed.Latency.P99), b2.Seed.Rate)
 	}
+	if b2 := rep.B2; b2 != nil && b2.Fixed != nil {
+		row("B2", "| B2 | relay latency p50 / p99 at a fixed %d/s | %s / %s%s | target p99 50 ms |\n",
+			FixedRate, msLabel(b2.Fixed.Latency.P50), msLabel(b2.Fixed.Latency.P99), map[bool]string{true: " (sustained)", false: " (not sustained)"}[b2.Fixed.Sustained])
+	}
+	if b2 := rep.B2; b2 != nil && b2.Ceiling != nil && b2.Fanout != nil && b2.Fanout.Sustained {
+		row("B2", "| B2 | highest sustained rate vs the store's guarded-upsert ceiling (same run) | %.0f/s | %.0f/s (%.0f%%) |\n",
+			b2.Fanout.Rate, b2.Ceiling.PerSec, 100*b2.Fanout.Rate/b2.Ceiling.PerSec)
+	}
 	if b3 := rep.B3; b3 != nil {
-		p("| B3 | worker deliveries/s (Logic Apps sim %d ms, %d keys) | %.0f | %.0f (`Sequential()`) |\n",
+		row("B3", "| B3 | worker deliveries/s (Logic Apps sim %d ms, %d keys) | %.0f | %.0f (`Sequential()`) |\n",
 			b3.SimLatencyMS, b3.Concurrent.Keys, b3.Concurrent.PerSec, b3.Sequential.PerSec)
-		p("| B3 | per-key order violations | %d | %d |\n", b3.Concurrent.OrderViolations, b3.Sequential.OrderViolations)
+		row("B3", "| B3 | per-key order violations | %d | %d |\n", b3.Concurrent.OrderViolations, b3.Sequential.OrderViolations)
 		if ad := b3.Adaptive; ad != nil {
-			p("| B3 | adaptive (cap %d) against a %d-call target: deliveries/s, duplicates, limit at the end | %.0f, %d, %d | capacity %d |\n",
+			row("B3", "| B3 | adaptive (cap %d) against a %d-call target: deliveries/s, duplicates, limit at the end | %.0f, %d, %d | capacity %d |\n",
 				ad.MaxInFlight, b3.AdaptiveCapacity, ad.PerSec, ad.Duplicates, ad.FinalLimit, b3.AdaptiveCapacity)
 		}
 		if pr := b3.Process; pr != nil {
-			p("| B3 | worker process: deliveries/s; delivered-version flush mean / longest | %.0f; %.0f / %.0f ms | flush every 1,000 ms |\n",
+			row("B3", "| B3 | worker process: deliveries/s; delivered-version flush mean / longest | %.0f; %.0f / %.0f ms | flush every 1,000 ms |\n",
 				pr.PerSec, pr.FlushMeanMS, pr.FlushMaxMS)
 		}
 	}
 	if b8 := rep.B8; b8 != nil {
 		ad, fx := findConcurrency(b8.Runs, "adaptive", 1024), findConcurrency(b8.Runs, "fixed", 1024)
 		if ad != nil && fx != nil {
-			p("| B8 | slowing target: deliveries/s, p99, duplicates, timeouts | %.0f/s, %.0f ms, %d, %d (adaptive) | %.0f/s, %.0f ms, %d, %d (fixed 1024) |\n",
+			row("B8", "| B8 | slowing target: deliveries/s, p99, duplicates, timeouts | %.0f/s, %.0f ms, %d, %d (adaptive) | %.0f/s, %.0f ms, %d, %d (fixed 1024) |\n",
 				ad.PerSec, ad.P99MS, ad.Duplicates, ad.Timeouts, fx.PerSec, fx.P99MS, fx.Duplicates, fx.Timeouts)
 		}
 	}
 	if b4 := rep.B4; b4 != nil {
-		p("| B4 | Salesforce API calls per event | %.3f | %.3f (max_records 1) |\n", b4.Batched.CallsPerEvent, b4.Single.CallsPerEvent)
+		row("B4", "| B4 | Salesforce API calls per event | %.3f | %.3f (max_records 1) |\n", b4.Batched.CallsPerEvent, b4.Single.CallsPerEvent)
 	}
 	if b5 := rep.B5; b5 != nil {
-		p("| B5 | end to end p50 / p99, both targets, %.0f/s (see B5), sims %d ms | %s / %s | %s / %s (`Sequential()` workers%s) |\n",
+		row("B5", "| B5 | end to end p50 / p99, both targets, %.0f/s (see B5), sims %d ms | %s / %s | %s / %s (`Sequential()` workers%s) |\n",
 			b5.Rate, b5.SimLatencyMS, msLabel(b5.Fanout.Both.P50), msLabel(b5.Fanout.Both.P99),
 			msLabel(b5.Sequential.Both.P50), msLabel(b5.Sequential.Both.P99), incomplete(b5.Sequential))
 	}
@@ -113,19 +125,19 @@ func RenderMarkdown(rep *Report) string {
 			if before == nil || after == nil {
 				continue
 			}
-			p("| B7 | projector read commands per event / its version read p50, %d READ documents | %.3f / %s (point reads, version cache) | %.3f / %s (`in`, no cache) |\n",
+			row("B7", "| B7 | projector read commands per event / its version read p50, %d READ documents | %.3f / %s (point reads, version cache) | %.3f / %s (`in`, no cache) |\n",
 				d, after.ProjectorReadsPerEvent(), msLabel(after.ProjectorVersions.P50), before.ProjectorReadsPerEvent(), msLabel(before.ProjectorVersions.P50))
 		}
 	}
 	if b9 := rep.B9; b9 != nil {
 		for _, run := range b9.Runs {
 			if run.Trace {
-				p("| B9 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
+				row("B9", "| B9 | trace store commands per event (%s) | %.4f | goal 0.05 |\n", workloadName(run.Rate), run.TraceCmdsPerEvent)
 			}
 		}
 	}
 	if b6 := rep.B6; b6 != nil {
-		p("| B6 | peak RSS, %d-record backlog, breakers open | %s | %s (same roles idle) |\n", b6.EventsBacklog, memList(b6.Roles), memList(b6.Idle))
+		row("B6", "| B6 | peak RSS, %d-record backlog, breakers open | %s | %s (same roles idle) |\n", b6.EventsBacklog, memList(b6.Roles), memList(b6.Idle))
 	}
 
 	if b1 := rep.B1; b1 != nil {
@@ -140,21 +152,29 @@ func RenderMarkdown(rep *Report) string {
 	}
 	if b2 := rep.B2; b2 != nil && b2.Fanout != nil {
 		p("\n## B2: relay latency at a steady rate\n\n")
-		p("Events are offered at a steady rate; latency runs from the outbox write (`OutboxEntry.CreatedAt`, set when the projector writes the batch) to the broker's acknowledgement (`outbox.WithOnPublished`). The target was %.0f events/s. A rate counts as sustained when the last notification was published within %v of the last event produced; when it was not, the driver stepped down below the rate it achieved. ", b2.Target, SustainedCatchUp)
+		p("Events are offered at a steady rate; latency runs from the outbox write (`OutboxEntry.CreatedAt`, set when the projector writes the batch) to the broker's acknowledgement (`outbox.WithOnPublished`). The first fanout row is a fixed %d events/s (the rate of the relay's p99 target); then the search for the highest sustained rate starts at %.0f events/s. A rate counts as sustained when the last notification was published within %v of the last event produced; when it was not, the driver stepped down below the rate it achieved. ", FixedRate, b2.Target, SustainedCatchUp)
 		if b2.Fanout.Sustained {
 			p("**The highest sustained rate found here: %.0f events/s.**", b2.Fanout.Rate)
 		} else {
 			p("**No attempted rate was sustained; the table shows each attempt.**")
 		}
 		p(" The seed baseline was offered 50 events/s (its poller publishes at most 100/s), so its latency is the 5 s poll period and nothing else.\n\n")
-		p("| design | offered/s | seconds | produced | published | catch-up s | sustained | achieved/s | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-		runs := append([]LatencyRun{}, b2.Attempts...)
+		if c := b2.Ceiling; c != nil {
+			p("The store's own ceiling, measured first in the same run: guarded upserts (`store.ApplyDomainGuardedIn`, the projector's READ write) in batches of %d over 2,000 aggregates, one batch at a time as the projector calls it, nothing else running: **%.0f writes/s** (%d in %.1f s; a batch call p50 %s, p99 %s; load %s). Each event costs the pipeline one such write plus its share of the outbox insert, the ready mark, the relay's reads, its produce and its delete, all on the same 2 cores as the store; the command table below shows where that time goes.\n\n",
+				c.Batch, c.PerSec, c.Writes, c.Seconds, msLabel(c.Call.P50), msLabel(c.Call.P99), c.Load)
+		}
+		p("| design | offered/s | seconds | produced | published | catch-up s | sustained | achieved/s | p50 | p90 | p99 | max | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		runs := []LatencyRun{}
+		if b2.Fixed != nil {
+			runs = append(runs, *b2.Fixed)
+		}
+		runs = append(runs, b2.Attempts...)
 		if b2.Seed != nil {
 			runs = append(runs, *b2.Seed)
 		}
 		for _, r := range runs {
-			p("| %s | %.0f | %.0f | %d | %d | %.1f | %v | %.0f | %s | %s | %s | %s |\n", r.Design, r.Rate, r.Seconds, r.Produced, r.Published,
-				r.CatchUp, r.Sustained, r.Achieved, msLabel(r.Latency.P50), msLabel(r.Latency.P90), msLabel(r.Latency.P99), msLabel(r.Latency.Max))
+			p("| %s | %.0f | %.0f | %d | %d | %.1f | %v | %.0f | %s | %s | %s | %s | %s |\n", r.Design, r.Rate, r.Seconds, r.Produced, r.Published,
+				r.CatchUp, r.Sustained, r.Achieved, msLabel(r.Latency.P50), msLabel(r.Latency.P90), msLabel(r.Latency.P99), msLabel(r.Latency.Max), r.Load)
 		}
 		if sc := b2.Fanout.StoreCommands; len(sc) > 0 {
 			p("\nStore command durations during the fanout run at %.0f events/s (driver command monitor; the relay's page, versions and per-aggregate reads are `find`, the projector's guarded upserts `update`):\n\n| command | count | p50 | p99 | max |\n|---|---|---|---|---|\n", b2.Fanout.Rate)
