@@ -294,3 +294,82 @@ func TestNeverAheadOfTheReadModelWithMarks(t *testing.T) {
 	}
 	t.Logf("%d marks delayed (crash before the mark), %d never marked; %d aggregates checked against the READ model", crashed.Load(), unmarked.Load(), r.Stats.Checked.Load())
 }
+
+// laggingPageStore hides, from the first page that holds both, the lower of
+// two entries of one aggregate, and raises their writer's watermark over both
+// right after that page's read: an insert the page's read did not see yet
+// (FerretDB commits an insertMany document by document), covered by a mark
+// the relay reads only after its page.
+type laggingPageStore struct {
+	*store.Store
+	t        *testing.T
+	hide     string
+	writer   string
+	seq      int64
+	hidden   atomic.Bool
+	outboxOf atomic.Int64
+}
+
+func (l *laggingPageStore) PendingOutbox(ctx context.Context, after int64, limit int) ([]store.OutboxEntry, error) {
+	page, err := l.Store.PendingOutbox(ctx, after, limit)
+	if err != nil || l.hidden.Load() {
+		return page, err
+	}
+	for i, e := range page {
+		if e.ID == l.hide {
+			l.hidden.Store(true)
+			page = append(page[:i:i], page[i+1:]...)
+			if err := l.Store.AdvanceReady(ctx, l.writer, l.seq); err != nil {
+				l.t.Error(err)
+			}
+			break
+		}
+	}
+	return page, nil
+}
+
+func (l *laggingPageStore) OutboxOf(ctx context.Context, ids []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error) {
+	l.outboxOf.Add(1)
+	return l.Store.OutboxOf(ctx, ids, maxEntries, maxBytes)
+}
+
+// TestPageOnlyPublishWaitsForMarksReadBeforeThePage: in steady state the
+// relay publishes from its page alone, without reading the ready aggregates'
+// entries again, which is safe only for entries covered by a watermark read
+// before the page. Here the page misses L-1 and the mark covering L-1 and
+// L-2 is raised after the page's read: L-2 must not go out before L-1.
+func TestPageOnlyPublishWaitsForMarksReadBeforeThePage(t *testing.T) {
+	e := newRelayEnv(t, nil)
+	e.cfg.Relay.ReadyGrace = time.Hour
+	ins := func(agg string, v int64, seq int64) {
+		t.Helper()
+		en := store.OutboxEntry{ID: fmt.Sprintf("%s-%d", agg, v), AggregateID: agg, Version: v, Seq: seq, CreatedAt: time.Now(), Targets: []string{"la"}, EventType: "quote_updated", Value: `{}`, Writer: "p1"}
+		if _, err := e.st.InsertOutbox(context.Background(), []store.OutboxEntry{en}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A steady stream first, so that the relay knows p1 and reads its
+	// watermark before each page.
+	for v := int64(1); v <= 5; v++ {
+		ins("S", v, v)
+		if err := e.st.AdvanceReady(context.Background(), "p1", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ls := &laggingPageStore{Store: e.st, t: t, hide: "L-1", writer: "p1", seq: 7}
+	r := e.run(t, ls)
+	e.consume(t, e.cfg.Topics.Notifications, 5, 30*time.Second)
+	ins("L", 1, 6)
+	ins("L", 2, 7)
+	recs := e.consume(t, e.cfg.Topics.Notifications, 7, 30*time.Second)
+	if got := fmt.Sprint(ids(recs)); got != "[S-1 S-2 S-3 S-4 S-5 L-1 L-2]" {
+		t.Fatalf("published %s, want [S-1 S-2 S-3 S-4 S-5 L-1 L-2]", got)
+	}
+	if !ls.hidden.Load() {
+		t.Fatal("no page held L-1: the test did not hide it")
+	}
+	if n := r.Stats.PageOnly.Load(); n == 0 {
+		t.Fatalf("no iteration published from its page alone (%d entry reads)", ls.outboxOf.Load())
+	}
+	t.Logf("%d iterations, %d published from their page alone, %d entry reads", r.Stats.Iterations.Load(), r.Stats.PageOnly.Load(), ls.outboxOf.Load())
+}

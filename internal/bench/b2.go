@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,24 +231,47 @@ func probeStore(ctx context.Context, st *store.Store, w *Workload) *StoreProbe {
 }
 
 // commandDurations is a driver command monitor that keeps each command's
-// duration by name.
+// duration by name and collection ("find outbox"), so that a run shows
+// which of the roles' steps its time went to.
 type commandDurations struct {
-	mu     sync.Mutex
-	byName map[string][]time.Duration
+	mu      sync.Mutex
+	byName  map[string][]time.Duration
+	started map[int64]string // request id -> "command collection"
 }
 
 func (c *commandDurations) monitor() *event.CommandMonitor {
-	done := func(name string, d time.Duration) {
+	done := func(id int64, name string, d time.Duration) {
 		c.mu.Lock()
 		if c.byName == nil {
 			c.byName = map[string][]time.Duration{}
+		}
+		if key, ok := c.started[id]; ok {
+			name = key
+			delete(c.started, id)
 		}
 		c.byName[name] = append(c.byName[name], d)
 		c.mu.Unlock()
 	}
 	return &event.CommandMonitor{
-		Succeeded: func(_ context.Context, ev *event.CommandSucceededEvent) { done(ev.CommandName, ev.Duration) },
-		Failed:    func(_ context.Context, ev *event.CommandFailedEvent) { done(ev.CommandName, ev.Duration) },
+		Started: func(_ context.Context, ev *event.CommandStartedEvent) {
+			// The command document's first element names the collection.
+			el, err := ev.Command.IndexErr(0)
+			if err != nil {
+				return
+			}
+			coll, ok := el.Value().StringValueOK()
+			if !ok {
+				return
+			}
+			c.mu.Lock()
+			if c.started == nil {
+				c.started = map[int64]string{}
+			}
+			c.started[ev.RequestID] = ev.CommandName + " " + coll
+			c.mu.Unlock()
+		},
+		Succeeded: func(_ context.Context, ev *event.CommandSucceededEvent) { done(ev.RequestID, ev.CommandName, ev.Duration) },
+		Failed:    func(_ context.Context, ev *event.CommandFailedEvent) { done(ev.RequestID, ev.CommandName, ev.Duration) },
 	}
 }
 
@@ -262,7 +286,7 @@ func (c *commandDurations) summary() map[string]Dist {
 	defer c.mu.Unlock()
 	out := map[string]Dist{}
 	for name, ds := range c.byName {
-		if name == "endSessions" {
+		if strings.HasPrefix(name, "endSessions") {
 			continue
 		}
 		out[name] = Summarize(ds)

@@ -177,7 +177,7 @@ func RenderMarkdown(rep *Report) string {
 				r.CatchUp, r.Sustained, r.Achieved, msLabel(r.Latency.P50), msLabel(r.Latency.P90), msLabel(r.Latency.P99), msLabel(r.Latency.Max), r.Load)
 		}
 		if sc := b2.Fanout.StoreCommands; len(sc) > 0 {
-			p("\nStore command durations during the fanout run at %.0f events/s (driver command monitor; the relay's page, versions and per-aggregate reads are `find`, the projector's guarded upserts `update`):\n\n| command | count | p50 | p99 | max |\n|---|---|---|---|---|\n", b2.Fanout.Rate)
+			p("\nStore command durations during the fanout run at %.0f events/s (driver command monitor, by command and collection: the relay reads `outbox` (its page and the ready aggregates' entries) and `outbox_ready` (the writers' watermarks), the projector inserts into `outbox`, upserts the READ model with guarded `update`s and raises its watermark in `outbox_ready`):\n\n| command | count | p50 | p99 | max |\n|---|---|---|---|---|\n", b2.Fanout.Rate)
 			names := make([]string, 0, len(sc))
 			for n := range sc {
 				names = append(names, n)
