@@ -270,8 +270,10 @@ func (c *commandDurations) monitor() *event.CommandMonitor {
 			c.started[ev.RequestID] = ev.CommandName + " " + coll
 			c.mu.Unlock()
 		},
-		Succeeded: func(_ context.Context, ev *event.CommandSucceededEvent) { done(ev.RequestID, ev.CommandName, ev.Duration) },
-		Failed:    func(_ context.Context, ev *event.CommandFailedEvent) { done(ev.RequestID, ev.CommandName, ev.Duration) },
+		Succeeded: func(_ context.Context, ev *event.CommandSucceededEvent) {
+			done(ev.RequestID, ev.CommandName, ev.Duration)
+		},
+		Failed: func(_ context.Context, ev *event.CommandFailedEvent) { done(ev.RequestID, ev.CommandName, ev.Duration) },
 	}
 }
 
