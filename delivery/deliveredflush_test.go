@@ -45,6 +45,7 @@ func TestDeliveredFlushKeepsProgress(t *testing.T) {
 	cfg := config.Default()
 	w := New(&cfg, "flush", nil, WithDeliveredStore(fs), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 
+	w.deliveredChunk = 1000 // three chunks, in less time than three of 8,192
 	const keys = 3000
 	for i := range keys {
 		w.delivered.note(fmt.Sprintf("k%05d", i), int64(i+1))

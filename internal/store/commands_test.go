@@ -82,8 +82,14 @@ func TestStoreCommandsPerBatch(t *testing.T) {
 			if err := st.ApplyDomain(ctx, writes); err != nil {
 				t.Fatal(err)
 			}
-			if got := names(log.take()); idReads == "in" && !equal(got, "update") {
-				t.Errorf("ApplyDomain of %d writes sent %v, want one update", n, got)
+			// One update on MongoDB; FerretDB gets bulks of 16 statements
+			// (more can exhaust its connection pool for good).
+			wantUpdates := 1
+			if st.IsFerretDB() {
+				wantUpdates = (n + 15) / 16
+			}
+			if got := names(log.take()); idReads == "in" && (len(got) != wantUpdates || !allNamed(got, "update")) {
+				t.Errorf("ApplyDomain of %d writes sent %v, want %d update(s)", n, got, wantUpdates)
 			}
 			if _, err := st.InsertOutbox(ctx, entries); err != nil {
 				t.Fatal(err)
@@ -144,6 +150,15 @@ func equal(got []string, want ...string) bool {
 	}
 	for i := range got {
 		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func allNamed(got []string, name string) bool {
+	for _, g := range got {
+		if g != name {
 			return false
 		}
 	}

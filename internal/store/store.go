@@ -424,27 +424,42 @@ func (s *Store) guardedUpsertsRefused(ctx context.Context, coll *mongo.Collectio
 		return nil, nil
 	}
 	if !s.parallel {
-		models := make([]mongo.WriteModel, 0, n)
-		for i := range n {
-			f, u := model(i)
-			models = append(models, mongo.NewUpdateOneModel().SetFilter(f).SetUpdate(u).SetUpsert(true))
+		// FerretDB (domain_writes: bulk forced on it) holds a pooled
+		// PostgreSQL connection per statement of a bulk write until the
+		// write ends: 50 statements exhaust its pool for good.
+		step := n
+		if s.ferret {
+			step = ferretBulkMax
 		}
-		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		if err == nil {
-			return nil, nil
-		}
-		var bwe mongo.BulkWriteException
-		if !errors.As(err, &bwe) {
-			return nil, fmt.Errorf("store: %s: %w", what, err)
-		}
-		// Duplicates alone are the guard working, but only if the server
-		// went on after them: FerretDB stops an unordered bulk write at
-		// the first error, so check that the counts add up.
-		if onlyDuplicates(err) && res != nil && res.MatchedCount+res.UpsertedCount+int64(len(bwe.WriteErrors)) >= int64(n) {
-			refused := make([]int, 0, len(bwe.WriteErrors))
-			for _, we := range bwe.WriteErrors {
-				refused = append(refused, we.Index)
+		var refused []int
+		bulk := true
+		for lo := 0; lo < n && bulk; lo += step {
+			hi := min(n, lo+step)
+			models := make([]mongo.WriteModel, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				f, u := model(i)
+				models = append(models, mongo.NewUpdateOneModel().SetFilter(f).SetUpdate(u).SetUpsert(true))
 			}
+			res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+			if err == nil {
+				continue
+			}
+			var bwe mongo.BulkWriteException
+			if !errors.As(err, &bwe) {
+				return nil, fmt.Errorf("store: %s: %w", what, err)
+			}
+			// Duplicates alone are the guard working, but only if the
+			// server went on after them: FerretDB stops an unordered bulk
+			// write at the first error, so check that the counts add up.
+			if onlyDuplicates(err) && res != nil && res.MatchedCount+res.UpsertedCount+int64(len(bwe.WriteErrors)) >= int64(hi-lo) {
+				for _, we := range bwe.WriteErrors {
+					refused = append(refused, lo+we.Index)
+				}
+				continue
+			}
+			bulk = false // redo all one by one: every write is idempotent
+		}
+		if bulk {
 			return refused, nil
 		}
 	}
