@@ -54,6 +54,9 @@ type PipelineRun struct {
 	// RelayLatency is outbox write to broker acknowledgement, with the
 	// whole backlog produced at once (so it includes queueing).
 	RelayLatency Dist `json:"relay_latency_under_backlog"`
+	// CPU is the machine's CPU time during the run, ms per event, by
+	// process group: what the run was bound by.
+	CPU *CPUShare `json:"cpu_ms_per_event,omitempty"`
 }
 
 // B1Result is B1: projector + relay throughput and store commands.
@@ -204,6 +207,7 @@ func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int, do
 		dw.calls.Store(0)
 		dw.writes.Store(0)
 	}
+	cpu0 := sampleCPU()
 	start := time.Now()
 	if _, err := ProduceEvents(ctx, s.setup.Brokers, s.names.Events, w.Events, 0); err != nil {
 		return PipelineRun{}, err
@@ -224,7 +228,7 @@ func (r *runner) fanoutPipeline(ctx context.Context, name, uri string, n int, do
 	}
 	return PipelineRun{Design: DesignFanout, Events: len(w.Events), Notifications: int(want), Seconds: elapsed.Seconds(),
 		EventsPerSec: float64(len(w.Events)) / elapsed.Seconds(), StoreCmdsPerEvent: float64(total) / float64(len(w.Events)),
-		Commands: commands, RelayLatency: Summarize(lat.take())}, nil
+		Commands: commands, RelayLatency: Summarize(lat.take()), CPU: cpu0.share(len(w.Events))}, nil
 }
 
 // domainWriteCounter counts the projector's READ model write calls
@@ -252,13 +256,14 @@ func (r *runner) seedPipeline(ctx context.Context, name, uri string, n int) (Pip
 	}
 	defer s.close()
 	w := GenWorkload(WorkloadOptions{Events: n, Aggregates: max(n/10, 1), Seed: 3, DupStalePct: 5})
+	cpu0 := sampleCPU()
 	lat, elapsed, cmds, err := r.runSeed(ctx, s, uri, w.Events, 0, len(w.Events))
 	if err != nil {
 		return PipelineRun{}, err
 	}
 	return PipelineRun{Design: DesignSeed, Events: len(w.Events), Notifications: len(w.Events), Seconds: elapsed.Seconds(),
 		EventsPerSec: float64(len(w.Events)) / elapsed.Seconds(), StoreCmdsPerEvent: float64(cmds.total.Load()) / float64(len(w.Events)),
-		Commands: cmds.snapshot(), RelayLatency: Summarize(lat)}, nil
+		Commands: cmds.snapshot(), RelayLatency: Summarize(lat), CPU: cpu0.share(len(w.Events))}, nil
 }
 
 // runSeed runs the seed's consumer and poller, produces evs at rate (0:

@@ -37,7 +37,10 @@ type LatencyRun struct {
 	// Probe times two reads of one READ model document after the run.
 	Probe *StoreProbe `json:"store_probe,omitempty"`
 	// Load is the machine's 1-minute load average before and after the run.
-	Load    LoadSpan        `json:"load"`
+	Load LoadSpan `json:"load"`
+	// CPU is the machine's CPU time during the run, ms per event, by
+	// process group (fanout only).
+	CPU     *CPUShare       `json:"cpu_ms_per_event,omitempty"`
 	samples []time.Duration // for the plot
 }
 
@@ -183,7 +186,7 @@ func (r *runner) fanoutSteady(ctx context.Context, rate float64, dur time.Durati
 		return LatencyRun{}, err
 	}
 	durs.reset()
-	load0 := loadAvg()
+	load0, cpu0 := loadAvg(), sampleCPU()
 	start := time.Now()
 	if _, err := ProduceEvents(ctx, s.setup.Brokers, s.names.Events, w.Events, rate); err != nil {
 		return LatencyRun{}, err
@@ -202,6 +205,7 @@ func (r *runner) fanoutSteady(ctx context.Context, rate float64, dur time.Durati
 	run.Sustained = run.Published >= n && end.Sub(produced) <= SustainedCatchUp
 	run.Latency = Summarize(run.samples)
 	run.StoreCommands = durs.summary()
+	run.CPU = cpu0.share(n)
 	run.Probe = probeStore(ctx, s.st, w)
 	return run, nil
 }

@@ -44,15 +44,15 @@ func TestRelayAtFixedRate(t *testing.T) {
 		cmds = append(cmds, name+" n="+strconv.Itoa(d.Count)+" p50="+strconv.FormatFloat(d.P50, 'f', 1, 64)+" p99="+strconv.FormatFloat(d.P99, 'f', 1, 64))
 	}
 	sort.Strings(cmds)
-	t.Logf("B2 at %.0f/s: published %d/%d sustained %v, relay p50 %.1f ms p99 %.1f ms (load before %s, after %s)\n  store commands (ms): %s",
-		rate, run.Published, run.Produced, run.Sustained, run.Latency.P50, run.Latency.P99, l0, load(), strings.Join(cmds, "; "))
+	t.Logf("B2 at %.0f/s: published %d/%d sustained %v, relay p50 %.1f ms p99 %.1f ms (load before %s, after %s)\n  store commands (ms): %s\n  CPU ms/event: %s",
+		rate, run.Published, run.Produced, run.Sustained, run.Latency.P50, run.Latency.P99, l0, load(), strings.Join(cmds, "; "), run.CPU)
 	for _, v := range []struct{ name, domainWrites, idReads string }{{"b1", "", ""}, {"b1mongo", "parallel", "in"}} {
 		l0 = load()
 		b1, err := r.fanoutPipeline(ctx, v.name, r.svc.MongoURI, 5000, v.domainWrites, v.idReads)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("B1 %s: %d events in %.1fs, %.1f events/s, %.3f store cmds/event %v, relay p50 %.0f ms (load before %s, after %s)",
-			v.name, b1.Events, b1.Seconds, b1.EventsPerSec, b1.StoreCmdsPerEvent, b1.Commands, b1.RelayLatency.P50, l0, load())
+		t.Logf("B1 %s: %d events in %.1fs, %.1f events/s, %.3f store cmds/event %v, relay p50 %.0f ms (load before %s, after %s); CPU ms/event: %s",
+			v.name, b1.Events, b1.Seconds, b1.EventsPerSec, b1.StoreCmdsPerEvent, b1.Commands, b1.RelayLatency.P50, l0, load(), b1.CPU)
 	}
 }

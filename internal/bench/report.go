@@ -143,11 +143,12 @@ func RenderMarkdown(rep *Report) string {
 	if b1 := rep.B1; b1 != nil {
 		p("\n## B1: projector + relay throughput\n\n")
 		p("A backlog of source events (5%% duplicates, 5%% stale versions, one aggregate per 10 events) is produced at once; the clock runs from the first produce to the last notification acknowledged by the broker. Store commands are counted with the driver's command monitor (`store.Options.Monitor`), background polls included. fanout's projector and relay run in one process (the relay woken by the projector, as in `fanout run`). The seed baseline (`internal/baseline`) handles one event at a time with a commit each, and its outbox poller reads **500** pending entries every 5 s: the seed's own 10 per poll would cap it at 2 events/s. The second pair of runs reaches the store through a toxiproxy link that adds 2 ms to every round trip, the cost of a MongoDB replica-set majority write.\n\n")
-		p("| design | store link | events | notifications | seconds | events/s | store cmds/event | commands |\n|---|---|---|---|---|---|---|---|\n")
+		p("| design | store link | events | notifications | seconds | events/s | store cmds/event | commands | CPU ms/event: FerretDB / PostgreSQL / Kafka / bench process / other |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range b1.Runs {
-			p("| %s | %s | %d | %d | %.1f | %.0f | %.3f | %s |\n", r.Design, r.StoreLink, r.Events, r.Notifications, r.Seconds,
-				r.EventsPerSec, r.StoreCmdsPerEvent, fmtCommands(r.Commands))
+			p("| %s | %s | %d | %d | %.1f | %.0f | %.3f | %s | %s |\n", r.Design, r.StoreLink, r.Events, r.Notifications, r.Seconds,
+				r.EventsPerSec, r.StoreCmdsPerEvent, fmtCommands(r.Commands), cpuCells(r.CPU))
 		}
+		p("\nCPU is read from `/proc/<pid>/stat` before and after each run (all processes of the machine, by group; the bench process runs the roles, the load generator and, for the seed, its consumer and poller): on 2 cores, a run whose CPU per event adds up to about 2,000 ms / (its events/s) was bound by CPU, and the groups say whose.\n")
 		p("\nRelay latency under a backlog is queueing time and depends on the backlog's size; B2 measures it at steady rates (the JSON keeps these figures as `relay_latency_under_backlog`).\n")
 	}
 	if b2 := rep.B2; b2 != nil && b2.Fanout != nil {
@@ -175,6 +176,11 @@ func RenderMarkdown(rep *Report) string {
 		for _, r := range runs {
 			p("| %s | %.0f | %.0f | %d | %d | %.1f | %v | %.0f | %s | %s | %s | %s | %s |\n", r.Design, r.Rate, r.Seconds, r.Produced, r.Published,
 				r.CatchUp, r.Sustained, r.Achieved, msLabel(r.Latency.P50), msLabel(r.Latency.P90), msLabel(r.Latency.P99), msLabel(r.Latency.Max), r.Load)
+		}
+		for _, r := range []*LatencyRun{b2.Fixed, b2.Fanout} {
+			if r != nil && r.CPU != nil {
+				p("\nCPU per event during the fanout run at %.0f events/s, ms: %s.\n", r.Rate, r.CPU)
+			}
 		}
 		if sc := b2.Fanout.StoreCommands; len(sc) > 0 {
 			p("\nStore command durations during the fanout run at %.0f events/s (driver command monitor, by command and collection: the relay reads `outbox` (its page and the ready aggregates' entries) and `outbox_ready` (the writers' watermarks), the projector inserts into `outbox`, upserts the READ model with guarded `update`s and raises its watermark in `outbox_ready`):\n\n| command | count | p50 | p99 | max |\n|---|---|---|---|---|\n", b2.Fanout.Rate)
@@ -450,4 +456,12 @@ func concurrencyTable(b *strings.Builder, runs []ConcurrencyRun) {
 			map[bool]string{true: "", false: " (time limit)"}[r.Complete], r.Seconds, r.PerSec, r.P50MS, r.P99MS, r.Duplicates, r.Timeouts, r.Throttled,
 			r.OrderViolations, r.MaxConcurrent, r.FinalLimit)
 	}
+}
+
+// cpuCells prints a CPUShare as "a / b / c / d / e".
+func cpuCells(c *CPUShare) string {
+	if c == nil {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f / %.2f / %.2f / %.2f / %.2f", c.FerretDB, c.Postgres, c.Kafka, c.Roles, c.Other)
 }
