@@ -5,10 +5,9 @@
 //
 // The projector marks entries ready after its READ model write (a mark per
 // entry, or its watermark: every entry it inserted up to a seq), so one
-// relay iteration is, in steady state, a read of the known writers'
-// watermarks (a few small documents), a page read (the covered entries are
-// published from the page itself), one produce and one delete; it reads the
-// READ model
+// relay iteration is, in steady state, a page read, a read of the page's
+// writers' watermarks (a few small documents), a read of the ready
+// aggregates' entries, one produce and one delete; it reads the READ model
 // only for entries left unmarked longer than relay.ready_grace (a crashed
 // projector whose batch is never re-read, an older projector).
 //
@@ -64,10 +63,7 @@ type Stats struct {
 	DeadLettered atomic.Int64
 	// Fenced counts iterations whose transaction the broker fenced (a
 	// newer leader took over while this relay was paused).
-	Fenced atomic.Int64
-	// PageOnly counts iterations that published from their page alone
-	// (no read of the ready aggregates' entries: the steady state).
-	PageOnly atomic.Int64
+	Fenced   atomic.Int64
 	IsLeader atomic.Bool
 	Token    atomic.Int64
 }
@@ -104,9 +100,6 @@ type Relay struct {
 	// reads because their lowest entry waited past relay.ready_grace.
 	unready *unready
 	recheck map[string]bool
-	// writers are the writers of the last page's unready entries, whose
-	// watermarks the next iteration reads before its page.
-	writers []string
 
 	// Stats are the relay's counters.
 	Stats Stats
@@ -197,7 +190,6 @@ func (r *Relay) Run(ctx context.Context) error {
 				r.unready.reset()
 				clear(r.recheck)
 				clear(r.suspects)
-				r.writers = nil
 				r.cursor = math.MinInt64
 				p.close()
 				p = nil
@@ -352,25 +344,11 @@ func (r *Relay) publishStatus(ctx context.Context, token int64) {
 func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, error) {
 	r.Stats.Iterations.Add(1)
 	r.del.prune()
-	// The watermarks of the writers the last page named are read before
-	// this page: an entry they cover has every lower version of its
-	// aggregate inserted before the mark, so before this page's read, and
-	// a complete page (from the start, not full) holds all of them. Then
-	// the page alone is what the entries' read would return (see below).
-	whole := r.cursor == math.MinInt64
-	var early map[string]int64
-	if len(r.writers) > 0 {
-		var err error
-		if early, err = r.st.ReadyWatermarks(ctx, r.writers); err != nil {
-			return 0, err
-		}
-	}
 	page, err := r.st.PendingOutbox(ctx, r.cursor, r.cfg.Relay.BatchSize)
 	if err != nil {
 		return 0, err
 	}
 	full := len(page) >= r.cfg.Relay.BatchSize
-	whole = whole && !full
 	var lastSeq int64
 	if len(page) > 0 {
 		lastSeq = page[len(page)-1].Seq
@@ -390,19 +368,13 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 			writers = append(writers, e.Writer)
 		}
 	}
-	marks := early
+	var marks map[string]int64
 	if len(writers) > 0 {
 		slices.Sort(writers)
 		writers = slices.Compact(writers)
-		if !r.knownWriters(writers, early) {
-			// A writer the early read did not cover: read them all now,
-			// after the page, and re-read the entries below.
-			if marks, err = r.st.ReadyWatermarks(ctx, writers); err != nil {
-				return 0, err
-			}
-			whole = false
+		if marks, err = r.st.ReadyWatermarks(ctx, writers); err != nil {
+			return 0, err
 		}
-		r.writers = writers
 	}
 	covered := func(es []store.OutboxEntry) {
 		for i := range es {
@@ -419,7 +391,6 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	checkIDs := make([]string, 0, len(r.recheck))
 	for id := range r.recheck {
 		checkIDs = append(checkIDs, id)
-		whole = false
 	}
 	clear(r.recheck)
 	for _, e := range page {
@@ -431,7 +402,6 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		case r.unready.overdue(&e, now, r.cfg.Relay.ReadyGrace):
 			check = append(check, e)
 			checkIDs = append(checkIDs, e.AggregateID)
-			whole = false
 		}
 	}
 	var versions map[string]int64
@@ -484,23 +454,11 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		ready = append(ready, id)
 	}
 	slices.Sort(ready)
-	var all []store.OutboxEntry
-	if whole {
-		// Every ready aggregate was made ready by a mark read before the
-		// page, and the page holds every pending entry: it is what the
-		// entries' read would return, one round trip sooner.
-		for _, e := range page {
-			if readySet[e.AggregateID] {
-				all = append(all, e)
-			}
-		}
-		r.Stats.PageOnly.Add(1)
-	} else {
-		if all, _, err = r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes); err != nil {
-			return 0, err
-		}
-		all = r.unpublished(all)
+	all, _, err := r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes)
+	if err != nil {
+		return 0, err
 	}
+	all = r.unpublished(all)
 	// Only watermarks read before this read count: an entry covered by a
 	// later one could have a lower version this read did not see.
 	covered(all)
@@ -524,20 +482,6 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
 	defer cancel()
 	return r.publish(ctx, pctx, send, publish, token)
-}
-
-// knownWriters reports whether the early watermark read asked for every one
-// of writers (a writer with no watermark yet is known and absent).
-func (r *Relay) knownWriters(writers []string, early map[string]int64) bool {
-	if early == nil {
-		return false
-	}
-	for _, w := range writers {
-		if !slices.Contains(r.writers, w) {
-			return false
-		}
-	}
-	return true
 }
 
 // sender produces one group of records: per-record results, and an error

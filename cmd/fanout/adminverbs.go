@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -36,15 +37,18 @@ Exit status: 0 printed, 3 unknown connector, 1 the admin API could not
 answer (or refused the token), 2 bad command line.
 `
 
-const helpDLQ = `usage: fanout dlq list CONNECTOR [--key K] [--class C] [--limit N]
+const helpDLQ = `usage: fanout dlq list CONNECTOR [--key K] [--class C] [--reason TEXT] [--since T] [--until T] [--limit N]
        fanout dlq show CONNECTOR PARTITION/OFFSET
        fanout dlq replay CONNECTOR (PARTITION/OFFSET... | --all | --key K | --class C) [--force] [--rate R] [--limit N] [--yes]
 
 The dead letters of one connector.
 
 list   the dead letters (GET /v1/connectors/{name}/dead-letters), oldest
-       first per partition, filtered by record key and error class
-       (permanent, retryable, reauthenticate, parked, invalid).
+       first per partition, filtered by record key, error class
+       (permanent, retryable, reauthenticate, parked, invalid), text in
+       the error or its code (--reason, case-insensitive) and the time of
+       the last failure (--since, --until: RFC 3339, or a duration back
+       from now such as 90m).
 show   one dead letter with its error, headers and payload.
 replay sends dead letters back to the connector's retry topic (POST
        /v1/connectors/{name}/replay). Without --yes it is a dry run: it
@@ -264,6 +268,9 @@ func dlqList(ctx context.Context, e *env, args []string) error {
 	af := addAdminFlags(fs, "read")
 	key := fs.String("key", "", "only the dead letters of this record key (aggregate id)")
 	class := fs.String("class", "", "only this error class: permanent, retryable, reauthenticate, parked, invalid")
+	reason := fs.String("reason", "", "only dead letters whose error or error code contains this text (case-insensitive)")
+	since := fs.String("since", "", "only dead letters that last failed at or after this time (RFC 3339, or a duration back from now: 90m)")
+	until := fs.String("until", "", "only dead letters that last failed before this time (RFC 3339, or a duration back from now)")
 	limit := fs.Int("limit", 50, "at most this many (the API allows 500)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -271,6 +278,17 @@ func dlqList(ctx context.Context, e *env, args []string) error {
 	}
 	if len(pos) != 1 {
 		return usageError{"give exactly one connector; see fanout dlq --help"}
+	}
+	times := map[string]string{}
+	for name, v := range map[string]string{"since": *since, "until": *until} {
+		if v == "" {
+			continue
+		}
+		t, err := cliTime(v, time.Now())
+		if err != nil {
+			return usageError{fmt.Sprintf("--%s %q: %v", name, v, err)}
+		}
+		times[name] = t.UTC().Format(time.RFC3339)
 	}
 	c, err := af.client(e)
 	if err != nil {
@@ -282,6 +300,12 @@ func dlqList(ctx context.Context, e *env, args []string) error {
 	}
 	if *class != "" {
 		q.Set("error_class", *class)
+	}
+	if *reason != "" {
+		q.Set("reason", *reason)
+	}
+	for name, t := range times {
+		q.Set(name, t)
 	}
 	body, err := c.get(ctx, "/v1/connectors/"+url.PathEscape(pos[0])+"/dead-letters?"+q.Encode())
 	if err != nil {
@@ -523,4 +547,17 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// cliTime reads a time given on the command line: RFC 3339, or a duration
+// back from now ("90m", "2h").
+func cliTime(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, errors.New("give an RFC 3339 time (2026-12-01T08:00:00Z) or a duration back from now (90m)")
+	}
+	return now.Add(-d), nil
 }

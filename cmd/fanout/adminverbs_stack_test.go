@@ -115,6 +115,23 @@ func TestAdminVerbsStack(t *testing.T) {
 			t.Fatalf("dlq list -o json: %+v, want av-1", page.Items)
 		}
 		ref = fmt.Sprintf("%d/%d", page.Items[0].Partition, page.Items[0].Offset)
+		// The filters of the console, on the command line: text of the
+		// error (any case), and the time of the last failure.
+		if e := page.Items[0].Error; len(e) >= 6 {
+			if out := mustRun("dlq", "list", "logic_apps", "--reason", strings.ToUpper(e[:6]), "--since", "1h"); !strings.Contains(out, "av-1") {
+				t.Errorf("dlq list --reason %q --since 1h lacks av-1:\n%s", strings.ToUpper(e[:6]), out)
+			}
+		} else {
+			t.Errorf("dead letter av-1 has no error text: %+v", page.Items[0])
+		}
+		for _, args := range [][]string{{"--reason", "no such text anywhere"}, {"--until", "1h"}} {
+			if code, _, errOut := run(append([]string{"dlq", "list", "logic_apps"}, args...)...); code != exitNotFound {
+				t.Errorf("dlq list %v: exit %d (%s), want %d (nothing matches)", args, code, errOut, exitNotFound)
+			}
+		}
+		if code, _, errOut := run("dlq", "list", "logic_apps", "--since", "yesterday"); code != 2 || !strings.Contains(errOut, "RFC 3339") {
+			t.Errorf("dlq list --since yesterday: exit %d (%s), want 2 naming the formats", code, errOut)
+		}
 		out = mustRun("dlq", "show", "logic_apps", ref)
 		for _, want := range []string{"id:", "av-1", "http status:", "400", "payload:"} {
 			if !strings.Contains(out, want) {
