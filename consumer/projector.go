@@ -9,6 +9,13 @@
 // reached them, so the relay need not read it); and only then commits the
 // offsets. Records that can
 // never be projected go to the events DLQ with the reason in headers.
+//
+// New takes a Config of the projector's own, in types another module can
+// fill (Source, Routing and the store's types are declared here), fills
+// its zero fields with documented defaults and refuses invalid ones with
+// an error naming the field. A projector serves Config.Projections in one
+// consumer group; another projection is another instance, with this one's
+// projections in its Config.ServedElsewhere.
 package consumer
 
 import (

@@ -85,6 +85,13 @@
 // operator's pause before it fetches anything, polls it every second
 // (pausing fetches and starting no new delivery while paused) and
 // publishes its status every few seconds.
+//
+// # Configuration
+//
+// New takes a Config of the worker's own, in types another module can fill
+// (the delivery Policy and the store's types are declared here), fills its
+// zero fields with documented defaults and refuses invalid ones with an
+// error naming the field.
 package delivery
 
 import (

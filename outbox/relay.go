@@ -16,6 +16,11 @@
 // an entry ready by a mark or watermark read before the entries' read has
 // every lower version of its aggregate inserted before that mark, so the
 // read sees them, and an unmarked one holds back the versions above it.
+//
+// New takes a Config of the relay's own, in types another module can fill
+// (the store's types are declared here: Entry, ReadModel, ...), fills its
+// zero fields with documented defaults and refuses invalid ones with an
+// error naming the field.
 package outbox
 
 import (
