@@ -74,7 +74,7 @@ func poison(reason, format string, args ...any) *PoisonError {
 // Decoder decodes and validates source records strictly, per the source
 // configuration; build it once with NewDecoder.
 type Decoder struct {
-	src       config.Source
+	src       Source
 	idPattern *regexp.Regexp
 	types     map[string]struct{}
 	schemas   *eventschema.Set
@@ -93,7 +93,7 @@ type decoderOptions struct {
 // DecoderSecrets registers source.registry.password_file with secrets, so
 // that its Reload (SIGHUP) re-reads the file at once; the file is followed
 // by polling without it.
-func DecoderSecrets(s *secret.Store) DecoderOption {
+func DecoderSecrets(s *Secrets) DecoderOption {
 	return func(o *decoderOptions) { o.secrets = s }
 }
 
@@ -106,13 +106,13 @@ func DecoderGetenv(getenv func(string) string) DecoderOption {
 // NewDecoder compiles the source configuration's id pattern and schemas,
 // and with source.format registry builds the registry client (it does not
 // contact the registry).
-func NewDecoder(src config.Source, opts ...DecoderOption) (*Decoder, error) {
+func NewDecoder(src Source, opts ...DecoderOption) (*Decoder, error) {
 	o := decoderOptions{getenv: os.Getenv}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	d := &Decoder{src: src}
-	if src.Format == config.FormatRegistry {
+	if src.Format == FormatRegistry {
 		rc, err := registry.New(src.Registry, o.getenv, registry.WithSecrets(o.secrets))
 		if err != nil {
 			return nil, fmt.Errorf("build the schema registry client: %w", err)
@@ -152,7 +152,7 @@ func NewDecoder(src config.Source, opts ...DecoderOption) (*Decoder, error) {
 // each time: a long-lived caller builds a Decoder once instead. A source
 // configuration that does not compile is reported as a poison record of
 // reason not_json, which cannot happen after config validation.
-func Decode(r *kgo.Record, src config.Source) (*Event, *PoisonError) {
+func Decode(r *kgo.Record, src Source) (*Event, *PoisonError) {
 	d, err := NewDecoder(src)
 	if err != nil {
 		return nil, poison(ReasonNotJSON, "decoder: %v", err)
@@ -310,7 +310,7 @@ func (d *Decoder) id(fields map[string]any, name, missing string) (string, *Pois
 	case nil:
 		return "", poison(missing, "field %q is missing", name)
 	case json.Number:
-		if !d.src.IsLenient(config.LenientNumericIDs) {
+		if !d.src.IsLenient(LenientNumericIDs) {
 			return "", poison(envelope.ReasonTypeMismatch, "field %q is a number, must be a string (source.lenient: [numeric_ids] accepts integers)", name)
 		}
 		if _, err := strconv.ParseInt(v.String(), 10, 64); err != nil {
@@ -398,7 +398,7 @@ func (d *Decoder) version(v any) (int64, *PoisonError) {
 	case json.Number:
 		digits = x.String()
 	case string:
-		if !d.src.IsLenient(config.LenientStringVersions) {
+		if !d.src.IsLenient(LenientStringVersions) {
 			return 0, poison(envelope.ReasonTypeMismatch, "field %q is a string, must be an integer (source.lenient: [string_versions] accepts decimal strings)", name)
 		}
 		digits = x

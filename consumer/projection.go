@@ -4,25 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/routing"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
 // projection is one aggregate type the projector serves
-// (config.Projection): its decoder, router and READ model, and the
+// (Projection): its decoder, router and READ model, and the
 // version cache of its partitions.
 type projection struct {
 	name   string
-	cfg    config.Projection
+	cfg    Projection
 	topics []string
 	dec    *Decoder
 	router *routing.Router
@@ -38,36 +36,24 @@ type projection struct {
 	projected, stale atomic.Int64
 }
 
-// WithProjection makes the projector serve only the projection called
-// name, in a consumer group of its own (groups.projector-NAME): `fanout
-// projector --projection NAME` runs a projection as its own deployment.
-// Events of the other projections on a shared topic are left to them.
-// Without it, the projector serves every projection that has no
-// own_deployment.
-func WithProjection(name string) Option { return func(p *Projector) { p.only = name } }
-
-// newProjections builds the projections of cfg (only the one called only,
-// when set) and indexes them by source topic.
-func newProjections(cfg *config.Config, only string, dopts []DecoderOption) ([]*projection, map[string][]*projection, error) {
+// newProjections builds the projections cfg serves and indexes them by
+// source topic.
+func newProjections(cfg Config, dopts []DecoderOption) ([]*projection, map[string][]*projection, error) {
 	var out []*projection
 	byTopic := make(map[string][]*projection)
-	all := cfg.ProjectionList()
-	for _, c := range all {
-		if (only != "" && c.Name != only) || (only == "" && c.OwnDeployment) {
-			continue
-		}
+	for _, c := range cfg.Projections {
 		dec, err := NewDecoder(c.Source, dopts...)
 		if err != nil {
-			if len(all) > 1 {
+			if cfg.multiProjection() {
 				err = fmt.Errorf("projection %s: %w", c.Name, err)
 			}
 			return nil, nil, err
 		}
 		pj := &projection{
 			name: c.Name, cfg: c, topics: c.Topics, dec: dec, router: routing.New(c.Routing),
-			rm: store.ReadModel{Collection: c.Collection, VersionField: c.VersionField}, types: map[string]bool{},
+			rm: store.ReadModel{Collection: c.Collection, VersionField: c.Source.VersionField}, types: map[string]bool{},
 		}
-		for _, t := range c.EventTypes {
+		for _, t := range c.Source.EventTypes {
 			pj.types[t] = true
 		}
 		out = append(out, pj)
@@ -75,26 +61,7 @@ func newProjections(cfg *config.Config, only string, dopts []DecoderOption) ([]*
 			byTopic[t] = append(byTopic[t], pj)
 		}
 	}
-	if len(out) == 0 && only == "" {
-		return nil, nil, errors.New("every projection has own_deployment: true: start each projector with --projection NAME")
-	}
-	if len(out) == 0 {
-		names := make([]string, 0, len(all))
-		for _, c := range all {
-			names = append(names, c.Name)
-		}
-		return nil, nil, fmt.Errorf("--projection %q: no such projection (configured: %v)", only, names)
-	}
 	return out, byTopic, nil
-}
-
-// group is the projector's consumer group: its own per projection when it
-// serves one alone.
-func (p *Projector) group() string {
-	if p.only != "" {
-		return p.cfg.Groups.Projector + "-" + p.only
-	}
-	return p.cfg.Groups.Projector
 }
 
 // topics returns the source topics of the projections served.
@@ -113,10 +80,10 @@ func (p *Projector) topics() []string {
 // startCaches gives each projection that reads a single topic its version
 // cache.
 func (p *Projector) startCaches() {
-	n := p.cfg.Projector.VersionCacheSize
+	n := p.cfg.VersionCacheSize
 	for _, pj := range p.projs {
 		if n > 0 && len(pj.topics) == 1 {
-			pj.cache = newVersionCache(n, p.cfg.Kafka.SessionTimeout/3)
+			pj.cache = newVersionCache(n, p.cfg.SessionTimeout/3)
 		}
 	}
 }
@@ -161,10 +128,11 @@ type sharedTopic struct {
 	types     map[string]bool
 }
 
-// sharedTopics returns the topics of cfg that several projections read.
-func sharedTopics(cfg *config.Config) map[string]sharedTopic {
-	readers := map[string][]config.Projection{}
-	for _, c := range cfg.ProjectionList() {
+// sharedTopics returns the topics several of the pipeline's projections
+// read (served here or elsewhere).
+func sharedTopics(cfg Config) map[string]sharedTopic {
+	readers := map[string][]Projection{}
+	for _, c := range slices.Concat(cfg.Projections, cfg.ServedElsewhere) {
 		for _, t := range c.Topics {
 			readers[t] = append(readers[t], c)
 		}
@@ -174,9 +142,9 @@ func sharedTopics(cfg *config.Config) map[string]sharedTopic {
 		if len(cs) < 2 {
 			continue
 		}
-		st := sharedTopic{typeField: cs[0].EventTypeField, types: map[string]bool{}}
+		st := sharedTopic{typeField: cs[0].Source.EventTypeField, types: map[string]bool{}}
 		for _, c := range cs {
-			for _, typ := range c.EventTypes {
+			for _, typ := range c.Source.EventTypes {
 				st.types[typ] = true
 			}
 		}
@@ -229,7 +197,7 @@ func (p *Projector) projectAll(ctx context.Context, events []*Event) error {
 // with the projection when the deployment serves several (equal event ids
 // of two projections must not collide).
 func (p *Projector) outboxID(pj *projection, eventID string) string {
-	if p.cfg.MultiProjection() {
+	if p.multi {
 		return pj.name + ":" + eventID
 	}
 	return eventID
@@ -240,7 +208,7 @@ func (p *Projector) outboxID(pj *projection, eventID string) string {
 // several, so that the relay's per-aggregate order keeps equal ids of two
 // projections apart.
 func (p *Projector) outboxAggregate(pj *projection, aggregateID string) string {
-	if p.cfg.MultiProjection() {
+	if p.multi {
 		return pj.name + ":" + aggregateID
 	}
 	return aggregateID

@@ -9,12 +9,20 @@
 // reached them, so the relay need not read it); and only then commits the
 // offsets. Records that can
 // never be projected go to the events DLQ with the reason in headers.
+//
+// New takes a Config of the projector's own, in types another module can
+// fill (Source, Routing and the store's types are declared here), fills
+// its zero fields with documented defaults and refuses invalid ones with
+// an error naming the field. A projector serves Config.Projections in one
+// consumer group; another projection is another instance, with this one's
+// projections in its Config.ServedElsewhere.
 package consumer
 
 import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,24 +35,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/routing"
-	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
 // Store is what the projector needs from the store.
 type Store interface {
-	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
+	// VersionsIn returns the stored version of each of ids that has a
+	// READ model document in rm.
+	VersionsIn(ctx context.Context, rm ReadModel, ids []string) (map[string]int64, error)
 	// InsertOutboxNew inserts entries and returns the ids already present.
-	InsertOutboxNew(ctx context.Context, entries []store.OutboxEntry) ([]string, error)
+	InsertOutboxNew(ctx context.Context, entries []OutboxEntry) ([]string, error)
 	// ApplyDomainGuarded writes the READ model with a version guard and
 	// returns the ids of the writes the guard refused.
-	ApplyDomainGuardedIn(ctx context.Context, rm store.ReadModel, writes []store.DomainWrite) ([]string, error)
+	ApplyDomainGuardedIn(ctx context.Context, rm ReadModel, writes []DomainWrite) ([]string, error)
 	// MarkOutboxReady tells the relay which entries the READ model has
 	// durably reached: it publishes those without reading the READ model.
-	MarkOutboxReady(ctx context.Context, marks []store.ReadyMark) error
+	MarkOutboxReady(ctx context.Context, marks []ReadyMark) error
 	// AdvanceReady marks ready, in one write, every entry this projector
 	// instance (writer) inserted up to seq.
 	AdvanceReady(ctx context.Context, writer string, seq int64) error
@@ -84,7 +92,9 @@ type Stats struct {
 
 // Projector consumes the events topic.
 type Projector struct {
-	cfg   *config.Config
+	cfg Config
+	// multi: the pipeline has several projections (Config.multiProjection).
+	multi bool
 	store Store
 	log   *slog.Logger
 	opts  []kgo.Opt
@@ -98,18 +108,13 @@ type Projector struct {
 	// model write (the batch may be abandoned), and the next batch's
 	// watermark must not cover them.
 	writer atomic.Pointer[string]
-	// projs are the projections served, byTopic them per source topic;
-	// decErr is why one could not be built (a source configuration that
-	// does not compile, an unknown --projection).
+	// projs are the projections served, byTopic them per source topic.
 	projs   []*projection
 	byTopic map[string][]*projection
 	// shared holds the topics several configured projections read.
-	shared map[string]sharedTopic
-	decErr error
-	// only names the one projection served (WithProjection); empty: all.
-	only    string
+	shared  map[string]sharedTopic
 	getenv  func(string) string
-	secrets *secret.Store
+	secrets *Secrets
 	trace   TraceRecorder // nil: no per-notification trace
 	// Stats are the projector's counters.
 	Stats Stats
@@ -130,16 +135,26 @@ func WithGetenv(getenv func(string) string) Option { return func(p *Projector) {
 
 // WithSecrets registers the projector's file-backed secrets (the schema
 // registry's password_file) with s, which cmd/fanout reloads on SIGHUP.
-func WithSecrets(s *secret.Store) Option { return func(p *Projector) { p.secrets = s } }
+func WithSecrets(s *Secrets) Option { return func(p *Projector) { p.secrets = s } }
 
 // WithKafkaOptions adds franz-go client options (brokers, TLS, SASL).
 func WithKafkaOptions(opts ...kgo.Opt) Option {
 	return func(p *Projector) { p.opts = append(p.opts, opts...) }
 }
 
-// New returns a projector. cfg must be validated.
-func New(cfg *config.Config, st Store, opts ...Option) *Projector {
-	p := &Projector{cfg: cfg, store: st, log: slog.Default()}
+// New returns a projector of cfg's projections writing to st. Zero fields
+// of cfg take their documented defaults; an invalid one, or a projection
+// whose decoder cannot be built (a schema that does not compile, a
+// registry client that cannot be made), is an error naming it.
+func New(cfg Config, st Store, opts ...Option) (*Projector, error) {
+	if st == nil {
+		return nil, errors.New("consumer: the Store is nil: pass the store the READ model and the outbox live in")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p := &Projector{cfg: cfg, multi: cfg.multiProjection(), store: st, log: slog.Default()}
 	p.newWriter()
 	for _, o := range opts {
 		o(p)
@@ -148,26 +163,25 @@ func New(cfg *config.Config, st Store, opts ...Option) *Projector {
 	if p.getenv != nil {
 		dopts = append(dopts, DecoderGetenv(p.getenv))
 	}
-	p.projs, p.byTopic, p.decErr = newProjections(cfg, p.only, dopts)
+	if p.projs, p.byTopic, err = newProjections(cfg, dopts); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
 	p.shared = sharedTopics(cfg)
-	return p
+	return p, nil
 }
 
 // Run consumes until ctx is done, then finishes or abandons the batch in
 // hand within projector.shutdown_grace, commits what is durable and leaves
 // the group. It returns nil on a clean stop.
 func (p *Projector) Run(ctx context.Context) error {
-	if p.decErr != nil {
-		return fmt.Errorf("projector: %w", p.decErr)
-	}
 	opts := append(slices.Clone(p.opts),
-		kgo.ConsumerGroup(p.group()),
+		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.topics()...),
 		kgo.DisableAutoCommit(),
 		// A rebalance waits until the batch in hand is durable and
 		// committed, so no other member re-projects it concurrently.
 		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(p.cfg.Kafka.SessionTimeout),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AllowAutoTopicCreation(),
@@ -203,7 +217,7 @@ func (p *Projector) Run(ctx context.Context) error {
 			p.Stats.Assigned.Add(-count(m))
 		}),
 	)
-	if id := p.cfg.Groups.ProjectorInstanceID; id != "" {
+	if id := p.cfg.InstanceID; id != "" {
 		opts = append(opts, kgo.InstanceID(id))
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -218,7 +232,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	}()
 
 	for {
-		fetches := cl.PollRecords(ctx, p.cfg.Projector.MaxBatch)
+		fetches := cl.PollRecords(ctx, p.cfg.MaxBatch)
 		if ctx.Err() != nil {
 			cl.AllowRebalance()
 			return nil
@@ -233,7 +247,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		}
 		// The batch gets its own context: SIGTERM cancels ctx, but the
 		// batch may finish within the grace period.
-		bctx, cancel := graceContext(ctx, p.cfg.Projector.ShutdownGrace)
+		bctx, cancel := graceContext(ctx, p.cfg.ShutdownGrace)
 		err := p.handleWithRetry(bctx, cl, recs)
 		if err == nil {
 			err = cl.CommitRecords(bctx, recs...)
@@ -262,7 +276,7 @@ func (p *Projector) Run(ctx context.Context) error {
 // rebalance), not a stop: the pod is going away and its replacement may
 // have another name.
 func (p *Projector) leaveStatic(ctx context.Context) {
-	id := p.cfg.Groups.ProjectorInstanceID
+	id := p.cfg.InstanceID
 	if id == "" {
 		return
 	}
@@ -274,7 +288,7 @@ func (p *Projector) leaveStatic(ctx context.Context) {
 	defer cl.Close()
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := kadm.NewClient(cl).LeaveGroup(lctx, kadm.LeaveGroup(p.cfg.Groups.Projector).InstanceIDs(id).Reason("projector stopped"))
+	res, err := kadm.NewClient(cl).LeaveGroup(lctx, kadm.LeaveGroup(p.cfg.Group).InstanceIDs(id).Reason("projector stopped"))
 	if err == nil {
 		err = res.Error()
 	}
@@ -324,7 +338,7 @@ func (p *Projector) handleWithRetry(ctx context.Context, cl Producer, recs []*kg
 // retry runs step until it succeeds or ctx ends, with jittered
 // exponential backoff.
 func (p *Projector) retry(ctx context.Context, what string, step func() error) error {
-	backoff := p.cfg.Projector.RetryMinBackoff
+	backoff := p.cfg.RetryMinBackoff
 	for attempt := 1; ; attempt++ {
 		err := step()
 		if err == nil {
@@ -341,7 +355,7 @@ func (p *Projector) retry(ctx context.Context, what string, step func() error) e
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		backoff = min(backoff*2, p.cfg.Projector.RetryMaxBackoff)
+		backoff = min(backoff*2, p.cfg.RetryMaxBackoff)
 	}
 }
 
@@ -355,9 +369,6 @@ type Producer interface {
 // outbox entries inserted, READ model written, each step tried once. It
 // is safe to call again with the same records after any failure.
 func (p *Projector) HandleBatch(ctx context.Context, prod Producer, recs []*kgo.Record) error {
-	if p.decErr != nil {
-		return fmt.Errorf("projector: %w", p.decErr)
-	}
 	p.Stats.Batches.Add(1)
 	events, poisons, err := p.decode(ctx, recs)
 	if err != nil {
@@ -708,8 +719,8 @@ func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now tim
 	n := envelope.Notification{
 		ID:               ev.ID,
 		EventType:        ev.Type,
-		AggregateType:    pj.cfg.AggregateType,
-		AggregateIDField: pj.cfg.IDField,
+		AggregateType:    pj.cfg.Source.AggregateType,
+		AggregateIDField: pj.cfg.Source.IDField,
 		AggregateID:      ev.AggregateID,
 		Version:          ev.Version,
 		Timestamp:        ev.Timestamp,
@@ -721,7 +732,7 @@ func (p *Projector) entry(pj *projection, ev *Event, d routing.Decision, now tim
 		return store.OutboxEntry{}, fmt.Errorf("encode notification %s: %w", ev.ID, err)
 	}
 	var eventID, key, projName string
-	if p.cfg.MultiProjection() {
+	if p.multi {
 		eventID, key, projName = ev.ID, ev.AggregateID, pj.name
 	}
 	return store.OutboxEntry{
@@ -782,9 +793,9 @@ func (p *Projector) dlqRecord(r *kgo.Record, pe *PoisonError) *kgo.Record {
 	value := r.Value
 	// A value the broker would refuse would stall the partition: keep its
 	// head and say so.
-	if limit := int(p.cfg.Kafka.MaxRecordBytes) - 16<<10; len(value) > limit {
+	if limit := int(p.cfg.MaxRecordBytes) - 16<<10; len(value) > limit {
 		h = append(h, kgo.RecordHeader{Key: HeaderDLQTruncated, Value: []byte(strconv.Itoa(len(value)))})
 		value = value[:max(limit, 0)]
 	}
-	return &kgo.Record{Topic: p.cfg.Topics.EventsDLQ, Key: r.Key, Value: value, Headers: h}
+	return &kgo.Record{Topic: p.cfg.DLQTopic, Key: r.Key, Value: value, Headers: h}
 }

@@ -101,18 +101,34 @@ func rec(offset int64, format string, args ...any) *kgo.Record {
 	return &kgo.Record{Topic: "quote-events", Offset: offset, Value: fmt.Appendf(nil, format, args...)}
 }
 
-func testConfig() *config.Config {
-	cfg := config.Default()
-	cfg.Connectors = map[string]config.Connector{"la": {Type: "logicapps"}}
-	cfg.Routing.Default.Targets = []string{"la"}
-	cfg.Projector.RetryMinBackoff = time.Millisecond
-	cfg.Projector.RetryMaxBackoff = 2 * time.Millisecond
-	return &cfg
+// testConfig is the projector of fanout's default configuration (one
+// projection, quote, on quote-events), routing everything to la.
+func testConfig() Config {
+	def := config.Default()
+	return Config{
+		Projections: []Projection{{
+			Name: def.Source.AggregateType, Topics: []string{def.Topics.Events}, Collection: def.Mongo.Collections.Domain,
+			Source: def.Source, Routing: Routing{Default: RouteAction{Targets: []string{"la"}, Priority: "normal"}},
+		}},
+		DLQTopic:        def.Topics.EventsDLQ,
+		RetryMinBackoff: time.Millisecond,
+		RetryMaxBackoff: 2 * time.Millisecond,
+	}
+}
+
+// mustNew is New, failing the test on an error.
+func mustNew(t testing.TB, cfg Config, st Store, opts ...Option) *Projector {
+	t.Helper()
+	p, err := New(cfg, st, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestHandleBatch(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{"A": 2}}
-	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	p := mustNew(t, testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	prod := &fakeProducer{}
 	recs := []*kgo.Record{
 		rec(0, `{"id":"a1","event_type":"quote_updated","quote_id":"A","version":1,"amount":1}`), // stale: stored is 2
@@ -188,7 +204,7 @@ func TestHandleBatch(t *testing.T) {
 
 func TestStoreErrorsAreRetried(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
-	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	p := mustNew(t, testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	err := p.handleWithRetry(context.Background(), &fakeProducer{}, []*kgo.Record{rec(0, `{"id":"x","event_type":"quote_updated","quote_id":"X","version":1}`)})
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +226,7 @@ func TestStoreErrorsAreRetried(t *testing.T) {
 // outage): decode and dead-letter once, retry only the store part.
 func TestPoisonDeadLetteredOncePerBatch(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{}, failNext: 3}
-	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	p := mustNew(t, testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	prod := &fakeProducer{}
 	recs := []*kgo.Record{rec(0, `not json`), rec(1, `{"id":"x","event_type":"quote_updated","quote_id":"X","version":1}`)}
 	if err := p.handleWithRetry(context.Background(), prod, recs); err != nil {
@@ -236,12 +252,12 @@ func TestStaticMemberLeavesOnCleanStop(t *testing.T) {
 	testenv.RequireRealKafka(t)
 	brokers := testenv.Kafka(t)
 	cfg := testConfig()
-	cfg.Topics.Events = testenv.Topic(t, "events")
-	cfg.Groups.Projector = testenv.Topic(t, "group")
-	cfg.Groups.ProjectorInstanceID = "projector-0"
-	cfg.Kafka.SessionTimeout = 60 * time.Second
-	testenv.CreateTopic(t, brokers, cfg.Topics.Events, 2)
-	p := New(cfg, &fakeStore{versions: map[string]int64{}}, WithLogger(slog.New(slog.DiscardHandler)), WithKafkaOptions(kgo.SeedBrokers(brokers...)))
+	cfg.Projections[0].Topics = []string{testenv.Topic(t, "events")}
+	cfg.Group = testenv.Topic(t, "group")
+	cfg.InstanceID = "projector-0"
+	cfg.SessionTimeout = 60 * time.Second
+	testenv.CreateTopic(t, brokers, cfg.Projections[0].Topics[0], 2)
+	p := mustNew(t, cfg, &fakeStore{versions: map[string]int64{}}, WithLogger(slog.New(slog.DiscardHandler)), WithKafkaOptions(kgo.SeedBrokers(brokers...)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -263,11 +279,11 @@ func TestStaticMemberLeavesOnCleanStop(t *testing.T) {
 	defer cl.Close()
 	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer dcancel()
-	groups, err := kadm.NewClient(cl).DescribeGroups(dctx, cfg.Groups.Projector)
+	groups, err := kadm.NewClient(cl).DescribeGroups(dctx, cfg.Group)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := groups[cfg.Groups.Projector]; len(g.Members) != 0 {
+	if g := groups[cfg.Group]; len(g.Members) != 0 {
 		t.Fatalf("after a clean stop the group still has %d member(s) (state %s): their partitions stay reserved for the session timeout", len(g.Members), g.State)
 	}
 }

@@ -96,7 +96,7 @@ func TestCrashBetweenReadWriteAndMark(t *testing.T) {
 		rec(1, `{"id":"c2","event_type":"quote_updated","quote_id":"C","version":2,"amount":2}`),
 		rec(2, `{"id":"d1","event_type":"quote_updated","quote_id":"D","version":1,"amount":3}`),
 	}
-	first := New(testConfig(), &crashingStore{Store: st, crashBeforeMark: true}, WithLogger(slog.New(slog.DiscardHandler)))
+	first := mustNew(t, testConfig(), &crashingStore{Store: st, crashBeforeMark: true}, WithLogger(slog.New(slog.DiscardHandler)))
 	if err := first.HandleBatch(ctx, &fakeProducer{}, recs); err == nil {
 		t.Fatal("the batch succeeded although its mark failed: it would be committed with its entries unmarked")
 	}
@@ -107,7 +107,7 @@ func TestCrashBetweenReadWriteAndMark(t *testing.T) {
 		t.Fatalf("READ model %v, want C at 2 and D at 1", v)
 	}
 
-	next := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+	next := mustNew(t, testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	if err := next.HandleBatch(ctx, &fakeProducer{}, recs); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestRefusedWritesAreNotMarked(t *testing.T) {
 		rec(1, `{"id":"n3","event_type":"quote_updated","quote_id":"NEWER","version":3,"amount":2}`),
 		rec(2, `{"id":"f1","event_type":"quote_updated","quote_id":"FRESH","version":1,"amount":3}`),
 	}
-	p := New(testConfig(), &crashingStore{Store: st, hideVersions: map[string]bool{"NEWER": true}}, WithLogger(slog.New(slog.DiscardHandler)))
+	p := mustNew(t, testConfig(), &crashingStore{Store: st, hideVersions: map[string]bool{"NEWER": true}}, WithLogger(slog.New(slog.DiscardHandler)))
 	if err := p.HandleBatch(ctx, &fakeProducer{}, recs); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func (f *failDomainOnce) ApplyDomainGuardedIn(ctx context.Context, rm store.Read
 func TestAbandonedAttemptIsNotCoveredByTheNextWatermark(t *testing.T) {
 	st := openTestStore(t)
 	ctx := context.Background()
-	p := New(testConfig(), &failDomainOnce{Store: st}, WithLogger(slog.New(slog.DiscardHandler)))
+	p := mustNew(t, testConfig(), &failDomainOnce{Store: st}, WithLogger(slog.New(slog.DiscardHandler)))
 	abandoned := []*kgo.Record{rec(0, `{"id":"x1","event_type":"quote_updated","quote_id":"X","version":1,"amount":1}`)}
 	if err := p.HandleBatch(ctx, &fakeProducer{}, abandoned); err == nil {
 		t.Fatal("the READ model write failed but the batch succeeded")

@@ -11,29 +11,25 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/registry/registrytest"
 )
 
-func registryConfig(fake *registrytest.Registry) *config.Config {
+func registryConfig(fake *registrytest.Registry) Config {
 	cfg := testConfig()
-	cfg.Source.Format = config.FormatRegistry
-	cfg.Source.Registry = config.Registry{URL: fake.URL, Username: fake.User, PasswordEnv: "REG_PASSWORD", Timeout: 2 * time.Second}
+	cfg.Projections[0].Source.Format = FormatRegistry
+	cfg.Projections[0].Source.Registry = Registry{URL: fake.URL, Username: fake.User, PasswordEnv: "REG_PASSWORD", Timeout: 2 * time.Second}
 	return cfg
 }
 
 func registryProjector(t *testing.T, fake *registrytest.Registry, st Store) *Projector {
 	t.Helper()
-	p := New(registryConfig(fake), st, WithLogger(slog.New(slog.DiscardHandler)), WithGetenv(func(k string) string {
+	p := mustNew(t, registryConfig(fake), st, WithLogger(slog.New(slog.DiscardHandler)), WithGetenv(func(k string) string {
 		if k == "REG_PASSWORD" {
 			return fake.Password
 		}
 		return ""
 	}))
-	if p.decErr != nil {
-		t.Fatal(p.decErr)
-	}
 	return p
 }
 

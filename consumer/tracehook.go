@@ -10,7 +10,7 @@ import (
 // TraceRecorder takes the per-notification trace entries
 // (internal/eventtrace); Record must not block.
 type TraceRecorder interface {
-	Record(e store.TraceEntry)
+	Record(e TraceEntry)
 }
 
 // WithTrace records what the projector does with each event: written to

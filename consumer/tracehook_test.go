@@ -30,7 +30,7 @@ func (s *traceSink) Record(e store.TraceEntry) {
 func TestProjectorTrace(t *testing.T) {
 	st := &fakeStore{versions: map[string]int64{"A": 2}, failNext: 2}
 	sink := &traceSink{}
-	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)), WithTrace(sink))
+	p := mustNew(t, testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)), WithTrace(sink))
 	recs := []*kgo.Record{
 		rec(0, `{"id":"a1","event_type":"quote_updated","quote_id":"A","version":1}`),
 		rec(1, `{"id":"a3","event_type":"quote_updated","quote_id":"A","version":3}`),

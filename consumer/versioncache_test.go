@@ -23,8 +23,8 @@ func keyed(part int32, offset int64, id, evID string, version int64) *kgo.Record
 	return r
 }
 
-func cachedProjector(st Store) *Projector {
-	p := New(testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
+func cachedProjector(t testing.TB, st Store) *Projector {
+	p := mustNew(t, testConfig(), st, WithLogger(slog.New(slog.DiscardHandler)))
 	p.projs[0].cache = newVersionCache(1000, time.Hour)
 	return p
 }
@@ -44,7 +44,7 @@ func TestVersionCache(t *testing.T) {
 	prod := &fakeProducer{}
 	t.Run("steady state reads nothing", func(t *testing.T) {
 		st := &fakeStore{versions: map[string]int64{"A": 5}}
-		p := cachedProjector(st)
+		p := cachedProjector(t, st)
 		for i, v := range []int64{6, 7, 7, 3, 8} {
 			if err := p.HandleBatch(ctx, prod, []*kgo.Record{keyed(0, int64(i), "A", fmt.Sprint("a", i), v)}); err != nil {
 				t.Fatal(err)
@@ -65,7 +65,7 @@ func TestVersionCache(t *testing.T) {
 	})
 	t.Run("revoked partition reads again", func(t *testing.T) {
 		st := &fakeStore{versions: map[string]int64{}}
-		p := cachedProjector(st)
+		p := cachedProjector(t, st)
 		if err := p.HandleBatch(ctx, prod, []*kgo.Record{keyed(0, 0, "A", "a1", 1), keyed(1, 0, "B", "b1", 1)}); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +84,7 @@ func TestVersionCache(t *testing.T) {
 	})
 	t.Run("store error drops everything", func(t *testing.T) {
 		st := &fakeStore{versions: map[string]int64{}}
-		p := cachedProjector(st)
+		p := cachedProjector(t, st)
 		if err := p.HandleBatch(ctx, prod, []*kgo.Record{keyed(0, 0, "A", "a1", 1)}); err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestVersionCache(t *testing.T) {
 	})
 	t.Run("only records keyed by their aggregate, from one partition", func(t *testing.T) {
 		st := &fakeStore{versions: map[string]int64{}}
-		p := cachedProjector(st)
+		p := cachedProjector(t, st)
 		other := keyed(0, 0, "A", "a1", 1)
 		other.Key = []byte("not-A")
 		split := []*kgo.Record{keyed(0, 1, "B", "b1", 1), keyed(1, 1, "B", "b2", 2)}
@@ -209,15 +209,16 @@ func TestVersionCacheFollowsPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig()
-	cfg.Topics.Events = testenv.Topic(t, "events")
-	cfg.Groups.Projector = testenv.Topic(t, "group")
-	cfg.Kafka.SessionTimeout = 45 * time.Second // idle bound 15s: only the revoke may drop A's versions here
-	testenv.CreateTopic(t, brokers, cfg.Topics.Events, 2)
+	events := testenv.Topic(t, "events")
+	cfg.Projections[0].Topics = []string{events}
+	cfg.Group = testenv.Topic(t, "group")
+	cfg.SessionTimeout = 45 * time.Second // idle bound 15s: only the revoke may drop A's versions here
+	testenv.CreateTopic(t, brokers, events, 2)
 	shared := &lockedStore{st: st}
 	kopts := WithKafkaOptions(kgo.SeedBrokers(brokers...), kgo.FetchMaxWait(50*time.Millisecond))
-	newP := func() *Projector { return New(cfg, shared, WithLogger(slog.New(slog.DiscardHandler)), kopts) }
+	newP := func() *Projector { return mustNew(t, cfg, shared, WithLogger(slog.New(slog.DiscardHandler)), kopts) }
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(cfg.Topics.Events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(events), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func TestVersionCacheFollowsPartitions(t *testing.T) {
 	produce := func(evID string, part int32, version int64) {
 		t.Helper()
 		r := keyed(part, 0, fmt.Sprint("P", part), evID, version)
-		r.Topic, r.Offset = cfg.Topics.Events, 0
+		r.Topic, r.Offset = events, 0
 		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatalf("produce %s: %v", evID, err)
 		}

@@ -117,7 +117,7 @@ func (w *Worker) publishStatus(ctx context.Context, final bool) {
 }
 
 // Status returns the worker's status as it publishes it.
-func (w *Worker) Status() store.WorkerStatus {
+func (w *Worker) Status() WorkerStatus {
 	s := &w.stats
 	now := time.Now()
 	lat := s.Latency.Snapshot()

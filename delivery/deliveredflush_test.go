@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanout-dev/fanout/internal/config"
+	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
 )
@@ -42,8 +42,10 @@ func TestDeliveredFlushKeepsProgress(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	fs := &failingDelivered{Store: st, failKey: "k01500"}
-	cfg := config.Default()
-	w := New(&cfg, "flush", nil, WithDeliveredStore(fs), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	w, err := New(Config{Topic: "notif"}, "flush", struct{ connectors.Connector }{}, WithDeliveredStore(fs), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	w.deliveredChunk = 1000 // three chunks, in less time than three of 8,192
 	const keys = 3000

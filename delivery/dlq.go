@@ -16,7 +16,7 @@ func (l *loop) deadLetter(r *rec, dl deadLetter) {
 	p := r.p
 	p.busy++
 	l.dlqs++
-	full := capDeadLetter(dlqRecord(l.w.dlqTopic, l.w.name, r.r, dl), l.w.cfg.Kafka.MaxRecordBytes)
+	full := capDeadLetter(dlqRecord(l.w.dlqTopic, l.w.name, r.r, dl), l.w.cfg.MaxRecordBytes)
 	out := full
 	ctx := p.ctx
 	w, cl := l.w, l.cl

@@ -20,6 +20,7 @@ import (
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	"github.com/fanout-dev/fanout/internal/testenv"
 )
@@ -172,7 +173,10 @@ type running struct {
 func (e *tenv) start(t *testing.T, conn connectors.Connector, opts ...delivery.Option) *running {
 	t.Helper()
 	opts = append([]delivery.Option{delivery.WithLogger(testLogger(t)), delivery.WithKafkaOptions(kgo.SeedBrokers(e.brokers...))}, opts...)
-	w := delivery.New(e.cfg, e.name, conn, opts...)
+	w, nerr := delivery.New(roleconfig.Worker(e.cfg, e.name), e.name, conn, opts...)
+	if nerr != nil {
+		t.Fatal(nerr)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

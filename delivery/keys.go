@@ -238,7 +238,7 @@ func recordSize(r *kgo.Record) int64 {
 // plain aggregate ids, as before projections existed, so the delivered
 // versions stored by earlier workers still apply.
 func (w *Worker) keyOf(kr *kgo.Record, meta envelope.Meta) string {
-	if len(kr.Key) == 0 || meta.Projection == "" || !w.cfg.MultiProjection() {
+	if len(kr.Key) == 0 || meta.Projection == "" || !w.cfg.MultiProjection {
 		return string(kr.Key)
 	}
 	return meta.Projection + ":" + string(kr.Key)

@@ -28,10 +28,9 @@ func TestWorkerFetchCaps(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := config.Default()
-			cfg.Kafka.FetchMaxBytes, cfg.Kafka.FetchMaxPartitionBytes = c.fetch, c.part
-			cfg.Delivery.MaxBufferedBytes = c.buffered
-			w := &Worker{cfg: &cfg, d: cfg.Delivery}
+			cfg := Config{FetchMaxBytes: c.fetch, FetchMaxPartitionBytes: c.part, Policy: config.Default().Delivery}
+			cfg.Policy.MaxBufferedBytes = c.buffered
+			w := &Worker{cfg: cfg, d: cfg.Policy}
 			cl, err := kgo.NewClient(w.fetchOpts()...)
 			if err != nil {
 				t.Fatal(err)

@@ -21,9 +21,9 @@ import (
 // WithControl uses it when the control store does.
 type ParkStore interface {
 	// Park records a parked key.
-	Park(ctx context.Context, p store.ParkedKey) error
+	Park(ctx context.Context, p ParkedKey) error
 	// ParkedKeys returns the connector's parked keys.
-	ParkedKeys(ctx context.Context, connector string) ([]store.ParkedKey, error)
+	ParkedKeys(ctx context.Context, connector string) ([]ParkedKey, error)
 	// ReleaseParked releases a parked key.
 	ReleaseParked(ctx context.Context, connector, key string) (bool, error)
 }

@@ -13,7 +13,7 @@ import "time"
 
 // pauseGap is the gap between two loop iterations taken for a process
 // pause.
-func (l *loop) pauseGap() time.Duration { return max(l.w.cfg.Kafka.SessionTimeout/2, 2*time.Second) }
+func (l *loop) pauseGap() time.Duration { return max(l.w.cfg.SessionTimeout/2, 2*time.Second) }
 
 // checkPause notes a process pause between the previous iteration (prev)
 // and now.
@@ -22,7 +22,7 @@ func (l *loop) checkPause(prev time.Time) {
 		return
 	}
 	if gap := l.now.Sub(prev); gap > l.pauseGap() {
-		l.pauseHoldUntil = l.now.Add(max(l.w.cfg.Kafka.SessionTimeout, time.Second))
+		l.pauseHoldUntil = l.now.Add(max(l.w.cfg.SessionTimeout, time.Second))
 		l.w.stats.PauseHolds.Add(1)
 		l.w.log.Warn("the worker process was paused; no new calls until the group has confirmed its partitions",
 			"paused_for", gap.Round(time.Millisecond), "hold", l.pauseHoldUntil.Sub(l.now).Round(time.Millisecond))

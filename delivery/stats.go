@@ -124,7 +124,7 @@ type Stats struct {
 // Ledger returns the latest ledger the worker's loop took (every second
 // and when it stops): taken on the loop's goroutine, its equations hold
 // exactly. Before the first one it is computed from the live counters.
-func (s *Stats) Ledger() store.Ledger {
+func (s *Stats) Ledger() Ledger {
 	if p := s.ledger.Load(); p != nil {
 		l := *p
 		l.DeadLetteredByClass = maps.Clone(p.DeadLetteredByClass)

@@ -128,9 +128,8 @@ func TestOutcome(t *testing.T) {
 // session timeout (the process was paused) holds new calls for a session
 // timeout; a shorter one does not.
 func TestPauseHold(t *testing.T) {
-	cfg := config.Default()
-	cfg.Kafka.SessionTimeout = 6 * time.Second
-	l := &loop{w: &Worker{cfg: &cfg, log: slog.New(slog.DiscardHandler)}}
+	cfg := Config{SessionTimeout: 6 * time.Second}
+	l := &loop{w: &Worker{cfg: cfg, log: slog.New(slog.DiscardHandler)}}
 	t0 := time.Now()
 	cases := []struct {
 		name string
@@ -151,7 +150,7 @@ func TestPauseHold(t *testing.T) {
 				t.Fatalf("held = %v, want %v", got, tc.held)
 			}
 			if tc.held {
-				l.now = l.now.Add(cfg.Kafka.SessionTimeout - time.Millisecond)
+				l.now = l.now.Add(cfg.SessionTimeout - time.Millisecond)
 				if !l.pauseHeld() {
 					t.Error("hold ended before a session timeout")
 				}

@@ -85,6 +85,13 @@
 // operator's pause before it fetches anything, polls it every second
 // (pausing fetches and starting no new delivery while paused) and
 // publishes its status every few seconds.
+//
+// # Configuration
+//
+// New takes a Config of the worker's own, in types another module can fill
+// (the delivery Policy and the store's types are declared here), fills its
+// zero fields with documented defaults and refuses invalid ones with an
+// error naming the field.
 package delivery
 
 import (
@@ -106,7 +113,6 @@ import (
 	"github.com/fanout-dev/fanout/connectors"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/limiter"
-	"github.com/fanout-dev/fanout/internal/store"
 )
 
 // DeliveredStore keeps the newest version delivered per key and connector,
@@ -121,9 +127,9 @@ type DeliveredStore interface {
 	DeliveredVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error)
 	// RecordBudgets stores the retry budgets of failing notifications
 	// (id -> budget) and deletes those of finished ones (done).
-	RecordBudgets(ctx context.Context, connector string, set map[string]store.Budget, done []string) error
+	RecordBudgets(ctx context.Context, connector string, set map[string]Budget, done []string) error
 	// Budgets returns the stored retry budget of each of ids that has one.
-	Budgets(ctx context.Context, connector string, ids []string) (map[string]store.Budget, error)
+	Budgets(ctx context.Context, connector string, ids []string) (map[string]Budget, error)
 }
 
 // Option configures a Worker.
@@ -149,7 +155,7 @@ type ControlStore interface {
 	// ConnectorPaused reports whether the operator paused connector.
 	ConnectorPaused(ctx context.Context, connector string) (bool, error)
 	// PublishWorkerStatus stores the status of one worker instance.
-	PublishWorkerStatus(ctx context.Context, st store.WorkerStatus) error
+	PublishWorkerStatus(ctx context.Context, st WorkerStatus) error
 }
 
 // WithControl makes the worker obey the operator's pause and publish its
@@ -201,7 +207,7 @@ func Sequential() Option { return func(w *Worker) { w.sequential = true } }
 
 // Worker delivers the notifications routed to one connector.
 type Worker struct {
-	cfg      *config.Config
+	cfg      Config
 	name     string
 	conn     connectors.Connector
 	batch    connectors.BatchConnector // nil unless batching
@@ -246,20 +252,30 @@ type Worker struct {
 }
 
 // New returns a worker for the connector named name, delivering through
-// conn, which the caller keeps and closes after Run returns. cfg must be
-// validated; delivery settings left zero in a connector's override take
-// the defaults.
-func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Option) *Worker {
+// conn, which the caller keeps and closes after Run returns. Zero fields
+// of cfg (and of its Policy) take their documented defaults; an invalid
+// one is an error naming it.
+func New(cfg Config, name string, conn connectors.Connector, opts ...Option) (*Worker, error) {
+	if name == "" {
+		return nil, errors.New("delivery: the connector name is empty: name the connector, e.g. logic_apps (it names the worker's group, topics and metrics)")
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("delivery: connector %s is nil: pass the opened connector", name)
+	}
+	cfg, err := cfg.withDefaults(name)
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{
 		cfg:         cfg,
 		name:        name,
 		conn:        conn,
-		d:           withDefaults(cfg.DeliveryFor(name)),
+		d:           cfg.Policy,
 		log:         slog.Default(),
-		topic:       cfg.Topics.Notifications,
-		retryTopic:  cfg.RetryTopic(name),
-		dlqTopic:    cfg.DLQTopic(name),
-		group:       cfg.WorkerGroup(name),
+		topic:       cfg.Topic,
+		retryTopic:  cfg.RetryTopic,
+		dlqTopic:    cfg.DLQTopic,
+		group:       cfg.Group,
 		breakerCh:   make(chan struct{}, 1),
 		delivered:   deliveredTracker{pending: make(map[string]int64)},
 		pausePoll:   time.Second,
@@ -299,7 +315,7 @@ func New(cfg *config.Config, name string, conn connectors.Connector, opts ...Opt
 		IsExcluded:    func(err error) bool { return errors.Is(err, context.Canceled) },
 		OnStateChange: w.onBreakerChange,
 	})
-	return w
+	return w, nil
 }
 
 // withDefaults fills the fields of d left zero (a connector's partial
@@ -439,7 +455,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.assigned.remove(parts)
 			l.onRevoked(ctx, cl, parts, true)
 		}),
-		kgo.SessionTimeout(w.cfg.Kafka.SessionTimeout),
+		kgo.SessionTimeout(w.cfg.SessionTimeout),
 		// Short fetch waits: a resumed partition is fetched again soon.
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -819,10 +835,9 @@ func fetchMaxBytes(kafkaCap, def int32, bufferBytes int64) int32 {
 // fetchOpts are the worker's fetch size options; they replace those of
 // kafkaconf.Options.
 func (w *Worker) fetchOpts() []kgo.Opt {
-	k := w.cfg.Kafka
 	return []kgo.Opt{
-		kgo.FetchMaxBytes(fetchMaxBytes(k.FetchMaxBytes, config.DefaultFetchMaxBytes, w.d.MaxBufferedBytes)),
-		kgo.FetchMaxPartitionBytes(fetchMaxBytes(k.FetchMaxPartitionBytes, config.DefaultFetchMaxPartitionBytes, w.d.MaxBufferedBytes)),
+		kgo.FetchMaxBytes(fetchMaxBytes(w.cfg.FetchMaxBytes, config.DefaultFetchMaxBytes, w.d.MaxBufferedBytes)),
+		kgo.FetchMaxPartitionBytes(fetchMaxBytes(w.cfg.FetchMaxPartitionBytes, config.DefaultFetchMaxPartitionBytes, w.d.MaxBufferedBytes)),
 	}
 }
 

@@ -36,7 +36,7 @@ const ReasonUnproducible = "unproducible"
 // acknowledged; the entry then stays in the outbox.
 func (r *Relay) deadLetter(ctx context.Context, send sender, e *store.OutboxEntry, first string, cause error) error {
 	rec := r.record(e, r.Stats.Token.Load())
-	rec.Topic = r.cfg.RelayDLQTopic()
+	rec.Topic = r.cfg.DLQTopic
 	now := time.Now().UTC()
 	detail := cause.Error()
 	if first != "" && first != detail {
@@ -52,7 +52,7 @@ func (r *Relay) deadLetter(ctx context.Context, send sender, e *store.OutboxEntr
 		kgo.RecordHeader{Key: HeaderRelayDLQTime, Value: []byte(now.Format(time.RFC3339Nano))},
 	)
 	// Leave room for the headers: the dead letter itself must fit.
-	if limit := int(r.cfg.Kafka.MaxRecordBytes) - 16<<10; len(rec.Value) > limit {
+	if limit := int(r.cfg.MaxRecordBytes) - 16<<10; len(rec.Value) > limit {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderRelayDLQTruncated, Value: []byte(strconv.Itoa(len(rec.Value)))})
 		rec.Value = rec.Value[:max(limit, 0)]
 	}

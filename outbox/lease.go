@@ -15,10 +15,10 @@ import (
 
 // LeaseStore is the store side of the relay lease.
 type LeaseStore interface {
-	ReadLease(ctx context.Context, name string) (*store.Lease, error)
+	ReadLease(ctx context.Context, name string) (*LeaseRecord, error)
 	CreateLease(ctx context.Context, name, holder string) (bool, error)
 	RenewLease(ctx context.Context, name, holder string, token int64) (bool, error)
-	TakeLease(ctx context.Context, name, holder string, observed store.Lease) (int64, error)
+	TakeLease(ctx context.Context, name, holder string, observed LeaseRecord) (int64, error)
 	ReleaseLease(ctx context.Context, name, holder string, token int64) error
 }
 

@@ -30,11 +30,11 @@ func (r *Relay) Collectors(st Backlogger) []prometheus.Collector {
 		counter("fanout_relay_dead_lettered_total", "Outbox entries that can never be produced (too large, invalid), sent to the relay dead-letter topic.", &s.DeadLettered),
 		counter("fanout_relay_fenced_total", "Relay iterations whose transaction the broker fenced because a newer leader took over (relay.transactional).", &s.Fenced),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_relay_held_alerting", Help: "Outbox entries held longer than relay.hold_alert_after (see GET /v1/relay for their reasons)."}, func() float64 {
-			held, _ := r.status.alerting(r.cfg.Relay.HoldAlertAfter)
+			held, _ := r.status.alerting(r.cfg.HoldAlertAfter)
 			return float64(len(held))
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_relay_oldest_held_seconds", Help: "How long the longest-held outbox entry has been held."}, func() float64 {
-			_, longest := r.status.alerting(r.cfg.Relay.HoldAlertAfter)
+			_, longest := r.status.alerting(r.cfg.HoldAlertAfter)
 			return longest.Seconds()
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fanout_relay_leader", Help: "1 while this relay holds the lease."}, func() float64 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/store"
 )
 
@@ -17,9 +16,9 @@ import (
 // indexProjections resolves the configuration's projections once: the
 // relay looks one up per record it publishes.
 func (r *Relay) indexProjections() {
-	ps := r.cfg.ProjectionList()
+	ps := r.cfg.Projections
 	r.firstProjection = ps[0]
-	r.projections = make(map[string]config.Projection, len(ps))
+	r.projections = make(map[string]Projection, len(ps))
 	for _, p := range ps {
 		r.projections[p.Name] = p
 	}
@@ -28,7 +27,7 @@ func (r *Relay) indexProjections() {
 // readVersions returns the READ model versions of ids (AggregateID values
 // of entries), each read from its projection's READ model.
 func (r *Relay) readVersions(ctx context.Context, ids []string) (map[string]int64, error) {
-	if !r.cfg.MultiProjection() {
+	if len(r.cfg.Projections) < 2 {
 		return r.st.VersionsIn(ctx, store.ReadModel{}, ids)
 	}
 	byProj := make(map[string][]string)

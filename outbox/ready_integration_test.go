@@ -55,7 +55,7 @@ func TestReadyEntriesArePublishedWithoutReadingTheReadModel(t *testing.T) {
 	}
 	cs := &countingStore{Store: e.st}
 	r := e.run(t, cs)
-	recs := e.consume(t, e.cfg.Topics.Notifications, 3, 30*time.Second)
+	recs := e.consume(t, e.cfg.Topic, 3, 30*time.Second)
 	if got := fmt.Sprint(ids(recs)); got != "[R-1 R-2 R-3]" {
 		t.Fatalf("published %s, want [R-1 R-2 R-3]", got)
 	}
@@ -70,7 +70,7 @@ func TestReadyEntriesArePublishedWithoutReadingTheReadModel(t *testing.T) {
 // writer holds back the covered ones behind it.
 func TestWatermarkCoversItsWritersEntries(t *testing.T) {
 	e := newRelayEnv(t, nil)
-	e.cfg.Relay.ReadyGrace = time.Hour
+	e.cfg.ReadyGrace = time.Hour
 	ins := func(agg string, v int64, writer string, seq int64) {
 		t.Helper()
 		en := store.OutboxEntry{ID: fmt.Sprintf("%s-%d", agg, v), AggregateID: agg, Version: v, Seq: seq, CreatedAt: time.Now(), Targets: []string{"la"}, EventType: "quote_updated", Value: `{}`, Writer: writer}
@@ -91,7 +91,7 @@ func TestWatermarkCoversItsWritersEntries(t *testing.T) {
 	}
 	cs := &countingStore{Store: e.st}
 	e.run(t, cs)
-	recs := e.consume(t, e.cfg.Topics.Notifications, 3, 5*time.Second)
+	recs := e.consume(t, e.cfg.Topic, 3, 5*time.Second)
 	if got := fmt.Sprint(ids(recs)); got != "[W-1 W-2]" {
 		t.Fatalf("published %s, want [W-1 W-2]", got)
 	}
@@ -111,8 +111,8 @@ func TestWatermarkCoversItsWritersEntries(t *testing.T) {
 // checked at once.
 func TestUnmarkedEntriesGoThroughTheReadModelCheck(t *testing.T) {
 	e := newRelayEnv(t, nil)
-	e.cfg.Relay.ReadyGrace = 2 * time.Second
-	e.cfg.Relay.HoldAlertAfter = time.Millisecond
+	e.cfg.ReadyGrace = 2 * time.Second
+	e.cfg.HoldAlertAfter = time.Millisecond
 	now := time.Now()
 	// U-1 unmarked, U-2 marked: U-2 must not overtake U-1.
 	e.insertAt(t, 1, "U", 1, now)
@@ -138,7 +138,7 @@ func TestUnmarkedEntriesGoThroughTheReadModelCheck(t *testing.T) {
 			sent = append(sent, fmt.Sprintf("%s@%.1fs", en.ID, time.Since(start).Seconds()))
 		}
 	}))
-	recs := e.consume(t, e.cfg.Topics.Notifications, 3, 60*time.Second)
+	recs := e.consume(t, e.cfg.Topic, 3, 60*time.Second)
 	got := ids(recs)
 	if len(got) != 3 || got[0] != "OLD-1" || got[1] != "U-1" || got[2] != "U-2" {
 		mu.Lock()
@@ -151,11 +151,11 @@ func TestUnmarkedEntriesGoThroughTheReadModelCheck(t *testing.T) {
 		held, _ := r.status.alerting(time.Millisecond)
 		return len(held) == 1 && held[0].ID == "B-2" && held[0].Reason == HeldReadBehind
 	})
-	if more := e.consume(t, e.cfg.Topics.Notifications, 4, 3*time.Second); len(more) != 3 {
+	if more := e.consume(t, e.cfg.Topic, 4, 3*time.Second); len(more) != 3 {
 		t.Fatalf("published %v: B-2 ran ahead of its READ model", ids(more))
 	}
 	e.readModel(t, "B", int64(2))
-	if recs := e.consume(t, e.cfg.Topics.Notifications, 4, 30*time.Second); len(recs) != 4 || ids(recs)[3] != "B-2" {
+	if recs := e.consume(t, e.cfg.Topic, 4, 30*time.Second); len(recs) != 4 || ids(recs)[3] != "B-2" {
 		t.Fatalf("published %v, want B-2 last once its READ model has it", ids(recs))
 	}
 	mu.Lock()
@@ -173,7 +173,7 @@ func TestUnmarkedEntriesGoThroughTheReadModelCheck(t *testing.T) {
 // reach the broker in order, all of them.
 func TestNeverAheadOfTheReadModelWithMarks(t *testing.T) {
 	e := newRelayEnv(t, nil)
-	e.cfg.Relay.ReadyGrace = 500 * time.Millisecond
+	e.cfg.ReadyGrace = 500 * time.Millisecond
 	const aggregates, versions = 8, 12
 	var (
 		mu       sync.Mutex
@@ -207,7 +207,7 @@ func TestNeverAheadOfTheReadModelWithMarks(t *testing.T) {
 			return s(ctx, recs)
 		}
 	}
-	r := New(e.cfg, e.st, WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
+	r := mustNew(t, e.cfg, e.st, WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
 	r.wrapSend = check
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

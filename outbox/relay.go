@@ -16,6 +16,11 @@
 // an entry ready by a mark or watermark read before the entries' read has
 // every lower version of its aggregate inserted before that mark, so the
 // read sees them, and an unmarked one holds back the versions above it.
+//
+// New takes a Config of the relay's own, in types another module can fill
+// (the store's types are declared here: Entry, ReadModel, ...), fills its
+// zero fields with documented defaults and refuses invalid ones with an
+// error naming the field.
 package outbox
 
 import (
@@ -33,7 +38,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 )
@@ -41,12 +45,22 @@ import (
 // Store is what the relay needs from the store.
 type Store interface {
 	LeaseStore
-	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error)
-	VersionsIn(ctx context.Context, rm store.ReadModel, ids []string) (map[string]int64, error)
+	// PendingOutbox returns up to limit entries with a seq above
+	// afterSeq, oldest first.
+	PendingOutbox(ctx context.Context, afterSeq int64, limit int) ([]Entry, error)
+	// VersionsIn returns the stored version of each of ids that has a
+	// READ model document in rm.
+	VersionsIn(ctx context.Context, rm ReadModel, ids []string) (map[string]int64, error)
+	// ReadyWatermarks returns the seq up to which each projector instance
+	// (writer) marked its entries ready.
 	ReadyWatermarks(ctx context.Context, writers []string) (map[string]int64, error)
-	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]store.OutboxEntry, bool, error)
+	// OutboxOf returns the entries of aggregateIDs, within the bounds, and
+	// whether it stopped at one.
+	OutboxOf(ctx context.Context, aggregateIDs []string, maxEntries, maxBytes int) ([]Entry, bool, error)
+	// DeleteOutbox deletes published entries.
 	DeleteOutbox(ctx context.Context, ids []string) error
-	PublishRelayStatus(ctx context.Context, st store.RelayStatus) error
+	// PublishRelayStatus stores the relay's status for the admin API.
+	PublishRelayStatus(ctx context.Context, st RelayStatus) error
 }
 
 // Stats counts what the relay did.
@@ -70,11 +84,11 @@ type Stats struct {
 
 // Relay publishes the outbox.
 type Relay struct {
-	cfg *config.Config
+	cfg Config
 	// projections and firstProjection are cfg's projections, by name and
 	// the first (projection.go).
-	projections     map[string]config.Projection
-	firstProjection config.Projection
+	projections     map[string]Projection
+	firstProjection Projection
 	st              Store
 	log             *slog.Logger
 	opts            []kgo.Opt
@@ -120,12 +134,20 @@ func WithKafkaOptions(opts ...kgo.Opt) Option {
 func WithHolder(h string) Option { return func(r *Relay) { r.holder = h } }
 
 // WithOnPublished sets a callback run after each acknowledged batch.
-func WithOnPublished(f func([]store.OutboxEntry, time.Time)) Option {
+func WithOnPublished(f func([]Entry, time.Time)) Option {
 	return func(r *Relay) { r.onPublished = f }
 }
 
-// New returns a relay. cfg must be validated.
-func New(cfg *config.Config, st Store, opts ...Option) *Relay {
+// New returns a relay publishing st's outbox. Zero fields of cfg take
+// their documented defaults; an invalid one is an error naming it.
+func New(cfg Config, st Store, opts ...Option) (*Relay, error) {
+	if st == nil {
+		return nil, errors.New("outbox: the Store is nil: pass the store the outbox lives in")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	r := &Relay{cfg: cfg, st: st, log: slog.Default(), wake: make(chan struct{}, 1), suspects: map[string]string{}, status: newStatus(), cursor: math.MinInt64,
 		unready: newUnready(), recheck: map[string]bool{}}
 	r.indexProjections()
@@ -135,7 +157,7 @@ func New(cfg *config.Config, st Store, opts ...Option) *Relay {
 	if r.holder == "" {
 		r.holder = defaultHolder()
 	}
-	return r
+	return r, nil
 }
 
 // Wake makes an idle relay poll at once; the projector calls it when both
@@ -155,7 +177,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer close(delDone); r.del.run(delCtx) }()
 	defer func() { stopDel(); <-delDone }()
 
-	lease := NewLease(r.st, r.cfg.Relay.LeaseName, r.holder, r.cfg.Relay.LeaseTTL, r.cfg.Relay.LeaseTTL/4, r.log)
+	lease := NewLease(r.st, r.cfg.LeaseName, r.holder, r.cfg.LeaseTTL, r.cfg.LeaseTTL/4, r.log)
 	leaseCtx, stopLease := context.WithCancel(ctx)
 	leaseDone := make(chan error, 1)
 	go func() {
@@ -180,7 +202,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}()
 	for ctx.Err() == nil {
-		token, ok := lease.Token(r.cfg.Relay.ProduceTimeout)
+		token, ok := lease.Token(r.cfg.ProduceTimeout)
 		if !ok {
 			if p != nil && !r.Stats.IsLeader.Load() {
 				// Leadership lost (not only too little of it left for a
@@ -205,7 +227,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			if err != nil {
 				r.Stats.Errors.Add(1)
 				r.log.Warn("relay producer start failed", "err", err)
-				r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
+				r.sleep(ctx, r.cfg.IdleBackoff*4)
 				continue
 			}
 			p = np
@@ -225,7 +247,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			} else {
 				r.log.Warn("relay iteration failed", "err", err)
 			}
-			r.sleep(ctx, r.cfg.Relay.IdleBackoff*4)
+			r.sleep(ctx, r.cfg.IdleBackoff*4)
 			continue
 		}
 		if n > 0 {
@@ -233,7 +255,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		r.sleep(ctx, idle)
-		idle = min(idle*2, r.cfg.Relay.IdleBackoff)
+		idle = min(idle*2, r.cfg.IdleBackoff)
 	}
 	return nil
 }
@@ -262,15 +284,15 @@ func (r *Relay) newProducer(ctx context.Context, token int64) (*producer, error)
 	opts := append(slices.Clone(r.opts),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(r.cfg.Relay.ProduceTimeout),
-		kgo.ProduceRequestTimeout(r.cfg.Relay.ProduceTimeout),
+		kgo.RecordDeliveryTimeout(r.cfg.ProduceTimeout),
+		kgo.ProduceRequestTimeout(r.cfg.ProduceTimeout),
 		kgo.AllowAutoTopicCreation(),
-		kgo.MaxBufferedRecords(4*r.cfg.Relay.BatchSize+1000),
+		kgo.MaxBufferedRecords(4*r.cfg.BatchSize+1000),
 	)
-	if r.cfg.Relay.Transactional {
+	if r.cfg.Transactional {
 		opts = append(opts,
-			kgo.TransactionalID(r.cfg.TransactionalID()),
-			kgo.TransactionTimeout(r.cfg.Relay.LeaseTTL),
+			kgo.TransactionalID(r.cfg.TransactionalID),
+			kgo.TransactionTimeout(r.cfg.LeaseTTL),
 		)
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -278,14 +300,14 @@ func (r *Relay) newProducer(ctx context.Context, token int64) (*producer, error)
 		return nil, fmt.Errorf("relay: create kafka client: %w", err)
 	}
 	p := &producer{cl: cl, token: token, send: plainSender(cl)}
-	if r.cfg.Relay.Transactional {
-		ictx, cancel := context.WithTimeout(ctx, r.cfg.Relay.LeaseTTL/2)
+	if r.cfg.Transactional {
+		ictx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL/2)
 		defer cancel()
 		if _, _, err := cl.ProducerID(ictx); err != nil {
 			cl.Close()
-			return nil, fmt.Errorf("relay: initialise transactional producer %s: %w", r.cfg.TransactionalID(), err)
+			return nil, fmt.Errorf("relay: initialise transactional producer %s: %w", r.cfg.TransactionalID, err)
 		}
-		p.send = txSender(cl, r.cfg.Relay.ProduceTimeout+config.ProduceOverhead)
+		p.send = txSender(cl, r.cfg.ProduceTimeout+ProduceOverhead)
 	}
 	if r.wrapSend != nil {
 		p.send = r.wrapSend(p.send)
@@ -310,7 +332,7 @@ const statusEvery = 10 * time.Second
 // publishStatus stores the held and dead-lettered entries for the admin
 // API when they changed. Only the lease holder writes the document.
 func (r *Relay) publishStatus(ctx context.Context, token int64) {
-	st, due := r.status.snapshot(r.cfg.Relay.LeaseName, r.holder, token, r.cfg.Relay.HoldAlertAfter, statusEvery)
+	st, due := r.status.snapshot(r.cfg.LeaseName, r.holder, token, r.cfg.HoldAlertAfter, statusEvery)
 	if !due {
 		return
 	}
@@ -344,11 +366,11 @@ func (r *Relay) publishStatus(ctx context.Context, token int64) {
 func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token int64) (int, error) {
 	r.Stats.Iterations.Add(1)
 	r.del.prune()
-	page, err := r.st.PendingOutbox(ctx, r.cursor, r.cfg.Relay.BatchSize)
+	page, err := r.st.PendingOutbox(ctx, r.cursor, r.cfg.BatchSize)
 	if err != nil {
 		return 0, err
 	}
-	full := len(page) >= r.cfg.Relay.BatchSize
+	full := len(page) >= r.cfg.BatchSize
 	var lastSeq int64
 	if len(page) > 0 {
 		lastSeq = page[len(page)-1].Seq
@@ -399,7 +421,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 			readySet[e.AggregateID] = true
 			r.status.release(e.ID)
 			r.unready.forget(e.ID)
-		case r.unready.overdue(&e, now, r.cfg.Relay.ReadyGrace):
+		case r.unready.overdue(&e, now, r.cfg.ReadyGrace):
 			check = append(check, e)
 			checkIDs = append(checkIDs, e.AggregateID)
 		}
@@ -454,7 +476,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 		ready = append(ready, id)
 	}
 	slices.Sort(ready)
-	all, _, err := r.st.OutboxOf(ctx, ready, r.cfg.Relay.MaxReadEntries, r.cfg.Relay.MaxReadBytes)
+	all, _, err := r.st.OutboxOf(ctx, ready, r.cfg.MaxReadEntries, r.cfg.MaxReadBytes)
 	if err != nil {
 		return 0, err
 	}
@@ -476,7 +498,7 @@ func (r *Relay) iterate(ctx context.Context, send sender, lease *Lease, token in
 	}
 
 	// Never start a publish that could outlive the lease.
-	if _, ok := lease.Token(r.cfg.Relay.ProduceTimeout); !ok {
+	if _, ok := lease.Token(r.cfg.ProduceTimeout); !ok {
 		return 0, nil
 	}
 	pctx, cancel := context.WithDeadline(ctx, lease.ValidUntil())
@@ -684,7 +706,7 @@ func (r *Relay) unpublished(es []store.OutboxEntry) []store.OutboxEntry {
 // entry that is neither ends the aggregate's prefix, so a ready version
 // never overtakes an unmarked lower one. Entries are sorted by aggregate,
 // then version, in place; the result is a new slice.
-func Publishable(entries []store.OutboxEntry, versions map[string]int64) []store.OutboxEntry {
+func Publishable(entries []Entry, versions map[string]int64) []Entry {
 	slices.SortFunc(entries, func(a, b store.OutboxEntry) int {
 		if a.AggregateID != b.AggregateID {
 			return strings.Compare(a.AggregateID, b.AggregateID)
@@ -735,7 +757,7 @@ func (r *Relay) blocked(all, publish []store.OutboxEntry, now time.Time) {
 		if j >= len(all) || all[j].AggregateID != e.AggregateID || all[j].Ready {
 			continue
 		}
-		if r.unready.overdue(&all[j], now, r.cfg.Relay.ReadyGrace) {
+		if r.unready.overdue(&all[j], now, r.cfg.ReadyGrace) {
 			r.recheck[e.AggregateID] = true
 		}
 	}
@@ -769,7 +791,7 @@ func (r *Relay) record(e *store.OutboxEntry, token int64) *kgo.Record {
 		h = append(h, kgo.RecordHeader{Key: envelope.HeaderTraceParent, Value: []byte(e.TraceParent)})
 	}
 	return &kgo.Record{
-		Topic:   r.cfg.Topics.Notifications,
+		Topic:   r.cfg.Topic,
 		Key:     []byte(e.RecordKey()),
 		Value:   []byte(e.Value),
 		Headers: h,

@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
@@ -27,7 +26,7 @@ import (
 // (testenv: FANOUT_TEST_MONGO_URI, FANOUT_TEST_KAFKA_BROKERS).
 
 type relayEnv struct {
-	cfg     *config.Config
+	cfg     Config
 	st      *store.Store
 	brokers []string
 }
@@ -47,26 +46,27 @@ func newRelayEnv(t *testing.T, notificationsConfig map[string]*string) *relayEnv
 		t.Fatal(err)
 	}
 	brokers := testenv.Kafka(t)
-	cfg := config.Default()
-	cfg.Topics.Notifications = testenv.Topic(t, "notif")
-	cfg.Relay.LeaseTTL = 6 * time.Second
-	cfg.Relay.ProduceTimeout = time.Second
-	cfg.Relay.IdleBackoff = 20 * time.Millisecond
+	cfg := testConfig()
+	cfg.Topic = testenv.Topic(t, "notif")
+	cfg.DLQTopic = cfg.Topic + ".relay-dlq"
+	cfg.LeaseTTL = 6 * time.Second
+	cfg.ProduceTimeout = time.Second
+	cfg.IdleBackoff = 20 * time.Millisecond
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	for _, topic := range []string{cfg.Topics.Notifications, cfg.RelayDLQTopic()} {
+	for _, topic := range []string{cfg.Topic, cfg.DLQTopic} {
 		var conf map[string]*string
-		if topic == cfg.Topics.Notifications {
+		if topic == cfg.Topic {
 			conf = notificationsConfig
 		}
 		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, conf, topic); err != nil {
 			t.Fatalf("create topic %s: %v", topic, err)
 		}
 	}
-	return &relayEnv{cfg: &cfg, st: st, brokers: brokers}
+	return &relayEnv{cfg: cfg, st: st, brokers: brokers}
 }
 
 func (e *relayEnv) insert(t *testing.T, seq int64, agg string, v int64, value string) {
@@ -90,7 +90,7 @@ func (e *relayEnv) readModel(t *testing.T, id string, v any) {
 func (e *relayEnv) run(t *testing.T, st Store, opts ...Option) *Relay {
 	t.Helper()
 	opts = append([]Option{WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...))}, opts...)
-	r := New(e.cfg, st, opts...)
+	r := mustNew(t, e.cfg, st, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -161,7 +161,7 @@ func TestUnproducibleEntryOnTheRealBroker(t *testing.T) {
 	sink := &traceSink{}
 	r := e.run(t, e.st, WithTrace(sink))
 
-	got := e.consume(t, e.cfg.Topics.Notifications, 2, 60*time.Second)
+	got := e.consume(t, e.cfg.Topic, 2, 60*time.Second)
 	if fmt.Sprint(ids(got)) != "[A-2 B-1]" && fmt.Sprint(ids(got)) != "[B-1 A-2]" {
 		t.Fatalf("published %v, want A-2 and B-1", ids(got))
 	}
@@ -178,7 +178,7 @@ func TestUnproducibleEntryOnTheRealBroker(t *testing.T) {
 	if tr := traced["A-1"]; tr.What != "dead_lettered" || !strings.Contains(tr.Error, "MESSAGE_TOO_LARGE") || !strings.HasPrefix(tr.Reason, ReasonUnproducible) {
 		t.Errorf("trace of A-1: %+v, want dead_lettered, unproducible, MESSAGE_TOO_LARGE", tr)
 	}
-	dl := e.consume(t, e.cfg.RelayDLQTopic(), 1, 30*time.Second)
+	dl := e.consume(t, e.cfg.DLQTopic, 1, 30*time.Second)
 	if len(dl) != 1 || ids(dl)[0] != "A-1" {
 		t.Fatalf("relay dead letters %v, want [A-1]", ids(dl))
 	}
@@ -195,7 +195,7 @@ func TestUnproducibleEntryOnTheRealBroker(t *testing.T) {
 		t.Fatalf("dead-lettered %d, want 1", r.Stats.DeadLettered.Load())
 	}
 	waitFor(t, "the dead letter in the relay status", 30*time.Second, func() bool {
-		st, err := e.st.ReadRelayStatus(context.Background(), e.cfg.Relay.LeaseName)
+		st, err := e.st.ReadRelayStatus(context.Background(), e.cfg.LeaseName)
 		return err == nil && st != nil && len(st.DeadLetters) == 1 && st.DeadLetters[0].ID == "A-1"
 	})
 }
@@ -206,8 +206,8 @@ func TestUnproducibleEntryOnTheRealBroker(t *testing.T) {
 // and the held ones show in the status with their reason.
 func TestHeldEntriesDoNotStallThePage(t *testing.T) {
 	e := newRelayEnv(t, nil)
-	e.cfg.Relay.BatchSize = 1
-	e.cfg.Relay.HoldAlertAfter = time.Millisecond
+	e.cfg.BatchSize = 1
+	e.cfg.HoldAlertAfter = time.Millisecond
 	e.insert(t, 1, "GONE", 1, `{}`)
 	e.insert(t, 2, "NAN", 1, `{}`)
 	e.readModel(t, "NAN", "seven")
@@ -232,7 +232,7 @@ func TestHeldEntriesDoNotStallThePage(t *testing.T) {
 		return len(published) == 3
 	})
 	waitFor(t, "the held entries in the relay status", 30*time.Second, func() bool {
-		st, err := e.st.ReadRelayStatus(context.Background(), e.cfg.Relay.LeaseName)
+		st, err := e.st.ReadRelayStatus(context.Background(), e.cfg.LeaseName)
 		if err != nil || st == nil || st.HeldTotal != 2 {
 			return false
 		}
@@ -293,8 +293,8 @@ func (p *pausableStore) RenewLease(ctx context.Context, name, holder string, tok
 func TestTransactionalRelayFencesAPausedLeader(t *testing.T) {
 	testenv.RequireRealKafka(t)
 	e := newRelayEnv(t, nil)
-	e.cfg.Relay.Transactional = true
-	e.cfg.Relay.LeaseName = "relay-" + testenv.Database(t)
+	e.cfg.Transactional = true
+	e.cfg.LeaseName = "relay-" + testenv.Database(t)
 	e.insert(t, 1, "X", 1, `{}`)
 	e.readModel(t, "X", int64(1))
 
@@ -305,7 +305,7 @@ func TestTransactionalRelayFencesAPausedLeader(t *testing.T) {
 		resume     = make(chan struct{})
 		lateErr    = make(chan error, 1)
 	)
-	r1 := New(e.cfg, p1, WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...)), WithHolder("relay-1"))
+	r1 := mustNew(t, e.cfg, p1, WithLogger(testLogger()), WithKafkaOptions(kgo.SeedBrokers(e.brokers...)), WithHolder("relay-1"))
 	r1.wrapSend = func(next sender) sender {
 		return func(ctx context.Context, recs []*kgo.Record) (kgo.ProduceResults, error) {
 			if !pausedOnce.CompareAndSwap(false, true) {
@@ -361,9 +361,9 @@ func TestTransactionalRelayFencesAPausedLeader(t *testing.T) {
 	t.Logf("relay 1's late produce failed as it must: %v", err)
 	waitFor(t, "relay 1 to count the fence", 30*time.Second, func() bool { return r1.Stats.Fenced.Load() > 0 })
 
-	recs := e.consume(t, e.cfg.Topics.Notifications, 1, 20*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	recs := e.consume(t, e.cfg.Topic, 1, 20*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	// Let anything later arrive too.
-	recs = append(recs, e.consume(t, e.cfg.Topics.Notifications, len(recs)+1, 3*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))[len(recs):]...)
+	recs = append(recs, e.consume(t, e.cfg.Topic, len(recs)+1, 3*time.Second, kgo.FetchIsolationLevel(kgo.ReadCommitted()))[len(recs):]...)
 	for _, rec := range recs {
 		tok, _ := envelope.Header(rec, envelope.HeaderLeaseToken)
 		if tok == "1" {

@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/store"
 )
@@ -119,8 +118,7 @@ func fakeSender(errs map[string]error, sent *[][]string) sender {
 
 func testRelay(t *testing.T) (*Relay, func() []string) {
 	t.Helper()
-	cfg := config.Default()
-	r := New(&cfg, nil, WithLogger(slog.New(slog.DiscardHandler)))
+	r := mustNew(t, testConfig(), nil, WithLogger(slog.New(slog.DiscardHandler)))
 	var deleted []string
 	var mu sync.Mutex
 	r.del = newDeleter(func(_ context.Context, ids []string) error {
@@ -217,8 +215,7 @@ func TestUnproducibleEntryIsDeadLettered(t *testing.T) {
 // hold a timestamp that is not RFC 3339 (month 13, say).
 func TestRecordTimeIsAlwaysRFC3339(t *testing.T) {
 	created := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	cfg := config.Default()
-	r := New(&cfg, nil)
+	r := mustNew(t, testConfig(), nil)
 	for _, tc := range []struct{ eventTime, want string }{
 		{"2026-11-29T08:00:00Z", "2026-11-29T08:00:00Z"},
 		{"", created.Format(time.RFC3339Nano)},
@@ -236,4 +233,24 @@ func TestRecordTimeIsAlwaysRFC3339(t *testing.T) {
 			t.Errorf("event time %q: ce_time %q, want %q", tc.eventTime, got, tc.want)
 		}
 	}
+}
+
+// testConfig is the relay of fanout's default configuration: one
+// projection, quote.
+func testConfig() Config {
+	return Config{Topic: "quote-notifications", LeaseName: "relay", Projections: []Projection{{Name: "quote", CloudEventsSource: "/fanout/quotes"}}}
+}
+
+// mustNew is New, failing the test on an error; a nil st is a store
+// whose every call panics (tests of the relay's pure logic).
+func mustNew(t testing.TB, cfg Config, st Store, opts ...Option) *Relay {
+	t.Helper()
+	if st == nil {
+		st = struct{ Store }{}
+	}
+	r, err := New(cfg, st, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -11,7 +11,7 @@ import (
 // TraceRecorder takes the per-notification trace entries
 // (internal/eventtrace); Record must not block.
 type TraceRecorder interface {
-	Record(e store.TraceEntry)
+	Record(e TraceEntry)
 }
 
 // WithTrace records each notification the relay publishes (partition,

@@ -18,6 +18,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/memlimit"
 	"github.com/fanout-dev/fanout/internal/redact"
 	"github.com/fanout-dev/fanout/internal/render"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	"github.com/fanout-dev/fanout/internal/secret"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
@@ -300,7 +301,10 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if obs.trace != nil {
 			ropts = append(ropts, outbox.WithTrace(obs.trace))
 		}
-		relay = outbox.New(cfg, st, ropts...)
+		relay, err = outbox.New(roleconfig.Relay(cfg), st, ropts...)
+		if err != nil {
+			return configError{err}
+		}
 		obs.srv.Registry().MustRegister(relay.Collectors(st)...)
 		g.Go(func() error { return relay.Run(ctx) })
 	}
@@ -309,17 +313,21 @@ func startPipelineRoles(ctx context.Context, g *errgroup.Group, cfg *config.Conf
 		if err != nil {
 			return configError{err}
 		}
-		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv), consumer.WithSecrets(obs.secrets)}
-		if pl.projection != "" {
-			popts = append(popts, consumer.WithProjection(pl.projection))
+		pcfg, err := roleconfig.Projector(cfg, pl.projection)
+		if err != nil {
+			return configError{err}
 		}
+		popts := []consumer.Option{consumer.WithLogger(log.With("component", "projector")), consumer.WithKafkaOptions(append(kopts, obs.kafkaHooks())...), consumer.WithGetenv(e.getenv), consumer.WithSecrets(obs.secrets)}
 		if relay != nil {
 			popts = append(popts, consumer.WithNotify(relay.Wake))
 		}
 		if obs.trace != nil {
 			popts = append(popts, consumer.WithTrace(obs.trace))
 		}
-		p := consumer.New(cfg, st, popts...)
+		p, err := consumer.New(pcfg, st, popts...)
+		if err != nil {
+			return configError{err}
+		}
 		obs.srv.Registry().MustRegister(p.Collectors()...)
 		obs.srv.AddCheck("projector_assignment", assigned(p.Stats.Assigned.Load))
 		g.Go(func() error { return p.Run(ctx) })

@@ -12,6 +12,7 @@ import (
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/kafkaconf"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	"github.com/fanout-dev/fanout/internal/store"
 
 	// Connector types, registered for openConnector.
@@ -105,7 +106,11 @@ func startWorker(ctx context.Context, g *errgroup.Group, cfg *config.Config, e *
 	if obs.trace != nil {
 		opts = append(opts, delivery.WithTrace(obs.trace))
 	}
-	w := delivery.New(cfg, name, conn, opts...)
+	w, err := delivery.New(roleconfig.Worker(cfg, name), name, conn, opts...)
+	if err != nil {
+		conn.Close()
+		return configError{err}
+	}
 	ctl.worker.Store(w)
 	for _, c := range w.Collectors() {
 		if err := obs.srv.Registry().Register(c); err != nil {

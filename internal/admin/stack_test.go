@@ -24,6 +24,7 @@ import (
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/envelope"
 	"github.com/fanout-dev/fanout/internal/observe"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	lasim "github.com/fanout-dev/fanout/internal/simulator/logicapps"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
@@ -127,13 +128,16 @@ func (s *stack) start(t *testing.T, name string) *delivery.Worker {
 		t.Fatal(err)
 	}
 	s.rec[name].conn = conn
-	w := delivery.New(s.cfg, name, s.rec[name],
+	w, err := delivery.New(roleconfig.Worker(s.cfg, name), name, s.rec[name],
 		delivery.WithLogger(s.log.With("role", "worker")),
 		delivery.WithKafkaOptions(kgo.SeedBrokers(s.brokers...)),
 		delivery.WithDeliveredStore(s.st),
 		delivery.WithControl(s.st),
 		delivery.WithControlIntervals(200*time.Millisecond, 300*time.Millisecond),
 	)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fanout-dev/fanout/consumer"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -242,15 +243,25 @@ func (r *runner) storeCostRun(ctx context.Context, s *scenario, size int, v b7Va
 		once      sync.Once
 	)
 	ts := &timedRelayStore{Store: rst}
-	relay := outbox.New(cfg, ts, outbox.WithLogger(r.logger), outbox.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...)),
+	relay, err := outbox.New(roleconfig.Relay(cfg), ts, outbox.WithLogger(r.logger), outbox.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...)),
 		outbox.WithOnPublished(func(es []store.OutboxEntry, _ time.Time) {
 			if published.Add(int64(len(es))) >= want {
 				once.Do(func() { close(done) })
 			}
 		}))
 	tp := &timedProjectorStore{st: pst}
-	proj := consumer.New(cfg, tp, consumer.WithLogger(r.logger), consumer.WithNotify(relay.Wake),
+	if err != nil {
+		return StoreCostRun{}, err
+	}
+	pcfg, err := roleconfig.Projector(cfg, "")
+	if err != nil {
+		return StoreCostRun{}, err
+	}
+	proj, err := consumer.New(pcfg, tp, consumer.WithLogger(r.logger), consumer.WithNotify(relay.Wake),
 		consumer.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...)))
+	if err != nil {
+		return StoreCostRun{}, err
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {

@@ -20,6 +20,7 @@ import (
 	"github.com/fanout-dev/fanout/delivery"
 	"github.com/fanout-dev/fanout/internal/config"
 	"github.com/fanout-dev/fanout/internal/eventtrace"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -270,7 +271,10 @@ func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublish
 	if s.trace != nil {
 		ropts = append(ropts, outbox.WithTrace(s.trace))
 	}
-	relay := outbox.New(cfg, st, ropts...)
+	relay, err := outbox.New(roleconfig.Relay(cfg), st, ropts...)
+	if err != nil {
+		return nil, nil, err
+	}
 	popts := []consumer.Option{consumer.WithLogger(s.r.logger), consumer.WithNotify(relay.Wake),
 		consumer.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...))}
 	if s.trace != nil {
@@ -280,7 +284,14 @@ func (s *scenario) startPipeline(ctx context.Context, st *store.Store, onPublish
 	if len(projStore) > 0 {
 		pst = projStore[0]
 	}
-	proj := consumer.New(cfg, pst, popts...)
+	pcfg, err := roleconfig.Projector(cfg, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	proj, err := consumer.New(pcfg, pst, popts...)
+	if err != nil {
+		return nil, nil, err
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {
@@ -311,8 +322,12 @@ func (s *scenario) startWorker(ctx context.Context, name string, opts ...deliver
 	if s.trace != nil {
 		opts = append(opts, delivery.WithTrace(s.trace))
 	}
-	w := delivery.New(s.cfg, name, conn, append([]delivery.Option{delivery.WithLogger(s.r.logger),
+	w, err := delivery.New(roleconfig.Worker(s.cfg, name), name, conn, append([]delivery.Option{delivery.WithLogger(s.r.logger),
 		delivery.WithKafkaOptions(kgo.SeedBrokers(s.setup.Brokers...))}, opts...)...)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fanout-dev/fanout/consumer"
 	"github.com/fanout-dev/fanout/internal/baseline"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
 	"github.com/fanout-dev/fanout/outbox"
@@ -131,7 +132,7 @@ func benchPipelineOnce(b *testing.B, events, aggs int) {
 	w := genWorkload(events, aggs, 3)
 	want := int64(len(w.expected))
 	ctx, cancel := context.WithCancel(context.Background())
-	relay := outbox.New(e.cfg, st, outbox.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)),
+	relay, err := outbox.New(roleconfig.Relay(e.cfg), st, outbox.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)),
 		outbox.WithOnPublished(func(es []store.OutboxEntry, acked time.Time) {
 			mu.Lock()
 			for _, en := range es {
@@ -146,7 +147,17 @@ func benchPipelineOnce(b *testing.B, events, aggs int) {
 				}
 			}
 		}))
-	proj := consumer.New(e.cfg, st, consumer.WithNotify(relay.Wake), consumer.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pcfg, err := roleconfig.Projector(e.cfg, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	proj, err := consumer.New(pcfg, st, consumer.WithNotify(relay.Wake), consumer.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
+	if err != nil {
+		b.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {
 		wg.Add(1)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fanout-dev/fanout/consumer"
 	"github.com/fanout-dev/fanout/internal/envelope"
+	"github.com/fanout-dev/fanout/internal/roleconfig"
 	"github.com/fanout-dev/fanout/internal/testenv"
 	"github.com/fanout-dev/fanout/outbox"
 )
@@ -31,9 +32,19 @@ func startPipeline(t *testing.T, e *env) (*consumer.Projector, *outbox.Relay) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := testLogger(t)
-	relay := outbox.New(e.cfg, e.st, outbox.WithLogger(log), outbox.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
-	proj := consumer.New(e.cfg, e.st, consumer.WithLogger(log), consumer.WithNotify(relay.Wake),
+	relay, err := outbox.New(roleconfig.Relay(e.cfg), e.st, outbox.WithLogger(log), outbox.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg, err := roleconfig.Projector(e.cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, err := consumer.New(pcfg, e.st, consumer.WithLogger(log), consumer.WithNotify(relay.Wake),
 		consumer.WithKafkaOptions(kgo.SeedBrokers(e.brokers...)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context) error{relay.Run, proj.Run} {
 		wg.Add(1)
