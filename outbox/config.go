@@ -41,9 +41,9 @@ type Projection struct {
 	// entries. Required; with several projections it holds no ':'.
 	Name string
 	// Collection and VersionField name its READ model, read for entries
-	// left without the projector's ready mark; empty: Name and "version".
-	// With a single projection the relay reads the store's default READ
-	// model (the zero ReadModel), as fanout did before projections.
+	// left without the projector's ready mark. Empty: with several
+	// projections Name and "version"; with one, the store's default READ
+	// model (as fanout did before projections).
 	Collection, VersionField string
 	// CloudEventsSource is the ce_source of its notifications; empty:
 	// "/fanout/" + Name.
@@ -132,10 +132,12 @@ func (cfg Config) withDefaults() (Config, error) {
 			return bad(field+".Name", "%q is used twice", "give each projection its own name", p.Name)
 		}
 		names[p.Name] = true
-		if p.Collection == "" {
+		// One projection left without them reads the store's default
+		// READ model (readVersions).
+		if p.Collection == "" && len(cfg.Projections) > 1 {
 			p.Collection = p.Name
 		}
-		if p.VersionField == "" {
+		if p.VersionField == "" && len(cfg.Projections) > 1 {
 			p.VersionField = "version"
 		}
 		if p.CloudEventsSource == "" {

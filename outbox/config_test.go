@@ -60,7 +60,13 @@ func TestNewDefaults(t *testing.T) {
 		c.ReadyGrace != 10*time.Second || c.TransactionalID != "fanout-relay-relay" || c.MaxReadBytes != 4<<20 || c.MaxReadEntries != 5000 {
 		t.Errorf("defaults %+v", c)
 	}
-	if p := c.Projections[0]; p != (Projection{Name: "orders", Collection: "orders", VersionField: "version", CloudEventsSource: "/fanout/orders"}) {
+	// One projection keeps the store's default READ model; of several,
+	// each gets its name and "version".
+	if p := c.Projections[0]; p != (Projection{Name: "orders", CloudEventsSource: "/fanout/orders"}) {
+		t.Errorf("single projection defaults %+v", p)
+	}
+	two := mustNew(t, Config{Topic: "notif", Projections: []Projection{{Name: "orders"}, {Name: "quotes"}}}, nil).cfg
+	if p := two.Projections[0]; p != (Projection{Name: "orders", Collection: "orders", VersionField: "version", CloudEventsSource: "/fanout/orders"}) {
 		t.Errorf("projection defaults %+v", p)
 	}
 	if r := mustNew(t, Config{Topic: "notif", Projections: []Projection{{Name: "orders"}}, ReadyGrace: -time.Second}, nil); r.cfg.ReadyGrace != 0 {

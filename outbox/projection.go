@@ -28,7 +28,10 @@ func (r *Relay) indexProjections() {
 // of entries), each read from its projection's READ model.
 func (r *Relay) readVersions(ctx context.Context, ids []string) (map[string]int64, error) {
 	if len(r.cfg.Projections) < 2 {
-		return r.st.VersionsIn(ctx, store.ReadModel{}, ids)
+		// Its own READ model: a single projection of a projections: list
+		// names its collection and version field (empty: the store's).
+		p := r.firstProjection
+		return r.st.VersionsIn(ctx, store.ReadModel{Collection: p.Collection, VersionField: p.VersionField}, ids)
 	}
 	byProj := make(map[string][]string)
 	for _, id := range ids {

@@ -294,3 +294,26 @@ func TestNeverAheadOfTheReadModelWithMarks(t *testing.T) {
 	}
 	t.Logf("%d marks delayed (crash before the mark), %d never marked; %d aggregates checked against the READ model", crashed.Load(), unmarked.Load(), r.Stats.Checked.Load())
 }
+
+// TestSingleNamedProjectionChecksItsOwnReadModel: a deployment with one
+// projection in projections: keeps its READ model in the projection's
+// collection and version field, not the store's defaults; the relay's
+// safety net must read that one, or an unmarked entry is held forever as
+// read_document_missing.
+func TestSingleNamedProjectionChecksItsOwnReadModel(t *testing.T) {
+	e := newRelayEnv(t, nil)
+	e.cfg.Projections = []Projection{{Name: "orders", Collection: "orders_read", VersionField: "rev"}}
+	ctx := context.Background()
+	// Unmarked, written an hour ago (an older projector): checked at once.
+	e.insertAt(t, 1, "O1", 3, time.Now().Add(-time.Hour))
+	if _, err := e.st.ApplyDomainGuardedIn(ctx, store.ReadModel{Collection: "orders_read", VersionField: "rev"},
+		[]store.DomainWrite{{ID: "O1", Version: 3, Set: bson.D{{Key: "status", Value: "open"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(t, e.st)
+	recs := e.consume(t, e.cfg.Topic, 1, 20*time.Second)
+	if got := fmt.Sprint(ids(recs)); got != "[O1-3]" {
+		held, _ := r.status.alerting(0)
+		t.Fatalf("published %s, want [O1-3] (held: %+v)", got, held)
+	}
+}
