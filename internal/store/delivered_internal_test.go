@@ -25,14 +25,7 @@ func TestDeliveredKeysOfAnyShape(t *testing.T) {
 		seen[f] = k
 	}
 	ctx := context.Background()
-	st, err := Open(ctx, Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = st.Drop(context.Background())
-		_ = st.Close(context.Background())
-	})
+	st := openInternal(t)
 	in := map[string]int64{}
 	for i, k := range keys {
 		in[k] = int64(i + 1)
@@ -56,14 +49,7 @@ func TestDeliveredKeysOfAnyShape(t *testing.T) {
 // versions still count, and the newer of the two wins.
 func TestDeliveredReadsOlderPerKeyDocuments(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = st.Drop(context.Background())
-		_ = st.Close(context.Background())
-	})
+	st := openInternal(t)
 	hd := st.cur()
 	for _, d := range []struct {
 		key string
@@ -84,4 +70,18 @@ func TestDeliveredReadsOlderPerKeyDocuments(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("versions %v, want %v", got, want)
 	}
+}
+
+// openInternal opens a store on a database of the test's own, dropped after.
+func openInternal(t *testing.T) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = st.Drop(context.Background())
+		_ = st.Close(context.Background())
+	})
+	return st
 }
