@@ -7,18 +7,19 @@ import (
 	"time"
 )
 
-// The delivered versions are written in chunks of deliveredChunk keys, one
-// chunk at a time. The store hashes keys into a fixed number of bucket
-// documents per connector and writes one per bucket a chunk touches, so a
-// chunk costs at most that many writes (1,024: about a second on FerretDB
-// here) however many keys it holds, and a flush keeps up at any delivery
-// rate. A chunk stored is done for good: a flush cut short by its timeout
-// or a failed write puts back only the chunks it did not store, so a
-// backlog shrinks with every flush instead of being written again in full.
-// The tracker already keeps one version per key, the newest, so each key is
+// The delivered versions are written in chunks of deliveredChunk keys,
+// deliveredChunkWorkers chunks at a time (each chunk is itself 8
+// concurrent point upserts on FerretDB: more wedged FerretDB 1.24 once
+// its connection pool was exhausted, and bought nothing on 2 cores,
+// where its upserts are CPU-bound). A chunk stored is done for good:
+// a flush cut short by its timeout or a failed write puts back only the
+// chunks it did not store, so a backlog shrinks with every flush instead
+// of being written again in full (at 1,200 deliveries/s a single write of
+// 10,000 keys missed its 30 s timeout and started over every time). The
+// tracker already keeps one version per key, the newest, so each key is
 // written once per flush whatever the number of deliveries.
 const (
-	deliveredChunk        = 8192
+	deliveredChunk        = 256
 	deliveredChunkWorkers = 1
 )
 
@@ -28,10 +29,6 @@ const (
 // fence reads it from the store from then on.
 func (w *Worker) recordDelivered(ctx context.Context, m map[string]int64) (map[string]int64, error) {
 	total := len(m)
-	deliveredChunk := deliveredChunk
-	if w.deliveredChunk > 0 {
-		deliveredChunk = w.deliveredChunk
-	}
 	chunks := make([]map[string]int64, 0, len(m)/deliveredChunk+1)
 	cur := make(map[string]int64, min(len(m), deliveredChunk))
 	for k, v := range m {

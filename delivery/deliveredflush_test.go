@@ -47,7 +47,6 @@ func TestDeliveredFlushKeepsProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w.deliveredChunk = 1000 // three chunks, in less time than three of 8,192
 	const keys = 3000
 	for i := range keys {
 		w.delivered.note(fmt.Sprintf("k%05d", i), int64(i+1))

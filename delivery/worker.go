@@ -207,22 +207,20 @@ func Sequential() Option { return func(w *Worker) { w.sequential = true } }
 
 // Worker delivers the notifications routed to one connector.
 type Worker struct {
-	cfg      Config
-	name     string
-	conn     connectors.Connector
-	batch    connectors.BatchConnector // nil unless batching
-	maxBatch int
-	d        config.Delivery
-	log      *slog.Logger
-	kopts    []kgo.Opt
-	store    DeliveredStore
-	// deliveredChunk, when set, replaces the const of the same name (tests).
-	deliveredChunk int
-	sequential     bool
-	topic          string
-	retryTopic     string
-	dlqTopic       string
-	group          string
+	cfg        Config
+	name       string
+	conn       connectors.Connector
+	batch      connectors.BatchConnector // nil unless batching
+	maxBatch   int
+	d          config.Delivery
+	log        *slog.Logger
+	kopts      []kgo.Opt
+	store      DeliveredStore
+	sequential bool
+	topic      string
+	retryTopic string
+	dlqTopic   string
+	group      string
 
 	control     ControlStore
 	parks       ParkStore // nil: parked keys in memory only
