@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/strictjson/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeAvro$$' -fuzztime $(FUZZTIME) ./internal/registry/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeProtobuf$$' -fuzztime $(FUZZTIME) ./internal/registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpackVersions$$' -fuzztime $(FUZZTIME) ./internal/store/
 
 services-up:
 	bash deploy/local/kafka.sh start

@@ -34,6 +34,8 @@ const (
 type (
 	// Budget is the retry budget a failing notification has used.
 	Budget = store.Budget
+	// DeliveredSegment is one segment of the delivered log.
+	DeliveredSegment = store.DeliveredSegment
 	// WorkerStatus is what a worker publishes about itself.
 	WorkerStatus = store.WorkerStatus
 	// APIUsage is a connector's reported API usage (WorkerStatus.Usage).

@@ -2,84 +2,105 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/fanout-dev/fanout/internal/store"
 )
 
-// The delivered versions are written in chunks of deliveredChunk keys,
-// deliveredChunkWorkers chunks at a time (each chunk is itself 8
-// concurrent point upserts on FerretDB: more wedged FerretDB 1.24 once
-// its connection pool was exhausted, and bought nothing on 2 cores,
-// where its upserts are CPU-bound). A chunk stored is done for good:
-// a flush cut short by its timeout or a failed write puts back only the
-// chunks it did not store, so a backlog shrinks with every flush instead
-// of being written again in full (at 1,200 deliveries/s a single write of
-// 10,000 keys missed its 30 s timeout and started over every time). The
-// tracker already keeps one version per key, the newest, so each key is
-// written once per flush whatever the number of deliveries.
+// Delivered versions go to the store in two steps (internal/store's
+// deliveredlog.go):
+//
+//  1. Every flush (delivery.delivered_flush, and before every offset
+//     commit) appends the keys' newest versions to the delivered log as
+//     segments of up to segmentKeys keys, one insert each: a flush of
+//     3,000 keys is one command, where it was 3,000 guarded upserts that
+//     FerretDB could not keep up with at full delivery rate.
+//  2. The worker later folds its segments older than foldAfter into the
+//     per-key delivered documents, a key written once however many
+//     segments carry it, and drops them only then.
+//
+// The version fence of a new owner reads the log first, then the per-key
+// documents of the keys it meets (fence.go), so a version is found at
+// every step.
 const (
-	deliveredChunk        = 256
-	deliveredChunkWorkers = 1
+	// segmentKeys bounds the keys of one segment; packed, 4,096 keys of
+	// 40 bytes take 200 KB, and store.MaxSegmentBytes bounds long keys.
+	segmentKeys = 4096
+	// foldAfter is how old a segment gets before it is folded: the longer,
+	// the more deliveries of a key fold into one write, and the more
+	// segments a new owner's fence reads.
+	foldAfter = 30 * time.Second
+	// foldEvery is how often the worker looks for segments to fold.
+	foldEvery = 5 * time.Second
+	// foldMaxKeys bounds the keys of one fold, so that it ends within its
+	// timeout on a slow store (FerretDB folds about 1,100 keys/s here);
+	// folds follow each other while segments are due.
+	foldMaxKeys = 8192
+	// foldTimeout bounds one fold.
+	foldTimeout = time.Minute
+	// orphanAge is how old another writer's segment must be before this
+	// worker folds it too: its writer stopped or crashed before folding
+	// it. Two workers may fold the same orphan; the writes are guarded and
+	// the result the same.
+	orphanAge = 5 * time.Minute
+	// foldedChunk is the keys of one RecordDelivered call while folding.
+	foldedChunk = 256
 )
 
-// recordDelivered stores m in chunks and returns the versions it could not
-// store (nil when all were) with the first error. Each stored chunk is
-// taken off the tracker's flushing set at once (m may be that set): the
-// fence reads it from the store from then on.
+// recordDelivered appends m to the delivered log in segments and returns
+// the versions it could not store (nil when all were) with the first
+// error. Each stored segment is taken off the tracker's flushing set at
+// once (m may be that set) and queued for folding.
 func (w *Worker) recordDelivered(ctx context.Context, m map[string]int64) (map[string]int64, error) {
 	total := len(m)
-	chunks := make([]map[string]int64, 0, len(m)/deliveredChunk+1)
-	cur := make(map[string]int64, min(len(m), deliveredChunk))
-	for k, v := range m {
-		cur[k] = v
-		if len(cur) == deliveredChunk {
-			chunks = append(chunks, cur)
-			cur = make(map[string]int64, deliveredChunk)
-		}
-	}
-	if len(cur) > 0 {
-		chunks = append(chunks, cur)
-	}
 	var (
-		mu       sync.Mutex
 		left     map[string]int64
 		firstErr error
-		wg       sync.WaitGroup
+		cur      = make(map[string]int64, min(len(m), segmentKeys))
+		bytes    int
 	)
-	next := make(chan map[string]int64)
-	for range min(deliveredChunkWorkers, len(chunks)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range next {
-				err := ctx.Err()
-				if err == nil {
-					err = w.store.RecordDelivered(ctx, w.name, c)
-				}
-				if err == nil {
-					w.delivered.stored(c)
-					continue
-				}
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				if left == nil {
-					left = make(map[string]int64)
-				}
-				for k, v := range c {
-					left[k] = v
-				}
-				mu.Unlock()
-			}
-		}()
+	write := func(c map[string]int64) {
+		if len(c) == 0 {
+			return
+		}
+		err := ctx.Err()
+		seg := DeliveredSegment{
+			ID:        w.writer + "/" + strconv.FormatInt(w.segSeq.Add(1), 10),
+			Connector: w.name, Writer: w.writer, At: time.Now(), Versions: c,
+		}
+		if err == nil {
+			err = w.store.AppendDelivered(ctx, seg)
+		}
+		if err == nil {
+			w.delivered.stored(c)
+			w.folds.add(seg)
+			return
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if left == nil {
+			left = make(map[string]int64)
+		}
+		for k, v := range c {
+			left[k] = v
+		}
 	}
-	for _, c := range chunks {
-		next <- c
+	for k, v := range m {
+		// A key costs its length and two varints at most when packed.
+		if len(cur) == segmentKeys || bytes+len(k)+20 > store.MaxSegmentBytes {
+			write(cur)
+			cur, bytes = make(map[string]int64, segmentKeys), 0
+		}
+		cur[k] = v
+		bytes += len(k) + 20
 	}
-	close(next)
-	wg.Wait()
+	write(cur)
 	if firstErr != nil {
 		return left, fmt.Errorf("%d of %d keys not stored: %w", len(left), total, firstErr)
 	}
@@ -109,4 +130,197 @@ func (w *Worker) observeFlush(d time.Duration, n int) {
 		}
 	}
 	w.stats.DeliveredFlushLastNanos.Store(int64(d))
+}
+
+// foldQueue holds the delivered-log segments this worker is to fold, in
+// the order they were written.
+type foldQueue struct {
+	mu     sync.Mutex
+	segs   []DeliveredSegment
+	queued map[string]bool // by segment ID, including those being folded
+}
+
+// add queues segs not queued already.
+func (q *foldQueue) add(segs ...DeliveredSegment) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued == nil {
+		q.queued = make(map[string]bool)
+	}
+	for _, s := range segs {
+		if !q.queued[s.ID] {
+			q.queued[s.ID] = true
+			q.segs = append(q.segs, s)
+		}
+	}
+	slices.SortStableFunc(q.segs, func(a, b DeliveredSegment) int { return a.At.Compare(b.At) })
+}
+
+// take removes and returns the oldest segments written before before, up
+// to maxKeys keys in all (at least one segment).
+func (q *foldQueue) take(before time.Time, maxKeys int) []DeliveredSegment {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n, keys := 0, 0
+	for n < len(q.segs) && !q.segs[n].At.After(before) && (n == 0 || keys+len(q.segs[n].Versions) <= maxKeys) {
+		keys += len(q.segs[n].Versions)
+		n++
+	}
+	out := slices.Clone(q.segs[:n])
+	q.segs = slices.Delete(q.segs, 0, n)
+	return out
+}
+
+// putBack returns segments a failed fold took.
+func (q *foldQueue) putBack(segs []DeliveredSegment) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.segs = append(slices.Clone(segs), q.segs...)
+}
+
+// done forgets folded segments.
+func (q *foldQueue) done(segs []DeliveredSegment) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, s := range segs {
+		delete(q.queued, s.ID)
+	}
+}
+
+// backlog returns the segments and keys queued, and the oldest one's time.
+func (q *foldQueue) backlog() (segs, keys int, oldest time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, s := range q.segs {
+		keys += len(s.Versions)
+	}
+	if len(q.segs) > 0 {
+		oldest = q.segs[0].At
+	}
+	return len(q.segs), keys, oldest
+}
+
+// adoptOrphans queues the segments of segs that another writer left for
+// longer than orphanAge.
+func (w *Worker) adoptOrphans(segs []DeliveredSegment, now time.Time) {
+	var orphans []DeliveredSegment
+	for _, s := range segs {
+		if s.Writer != w.writer && now.Sub(s.At) > orphanAge {
+			orphans = append(orphans, s)
+		}
+	}
+	if len(orphans) > 0 {
+		w.log.Info("folding delivered-log segments another worker left", "segments", len(orphans))
+		w.folds.add(orphans...)
+	}
+}
+
+// foldLoop folds due segments every foldEvery, and adopts orphaned ones
+// every orphanAge, until ctx is done.
+func (w *Worker) foldLoop(ctx context.Context) {
+	if w.store == nil {
+		return
+	}
+	t := time.NewTicker(foldEvery)
+	defer t.Stop()
+	var lastAdopt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if now.Sub(lastAdopt) >= orphanAge {
+				lastAdopt = now
+				lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				segs, err := w.store.DeliveredLog(lctx, w.name)
+				cancel()
+				if err != nil {
+					if ctx.Err() == nil {
+						w.log.Warn("reading the delivered log for orphaned segments failed; retrying later", "err", err)
+					}
+				} else {
+					w.adoptOrphans(segs, time.Now())
+				}
+			}
+			for ctx.Err() == nil {
+				n, err := w.fold(ctx, time.Now().Add(-foldAfter))
+				if err != nil && ctx.Err() == nil {
+					w.log.Warn("folding delivered versions failed; retrying at the next fold", "err", err)
+				}
+				if n == 0 || err != nil {
+					break
+				}
+			}
+		}
+	}
+}
+
+// fold folds the queued segments written before before (up to
+// foldMaxKeys keys) into the per-key documents, then drops them from the
+// log; it returns the number of segments folded.
+func (w *Worker) fold(ctx context.Context, before time.Time) (int, error) {
+	segs := w.folds.take(before, foldMaxKeys)
+	if len(segs) == 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	fctx, cancel := context.WithTimeout(ctx, foldTimeout)
+	defer cancel()
+	merged := make(map[string]int64)
+	ids := make([]string, len(segs))
+	for i, s := range segs {
+		ids[i] = s.ID
+		for k, v := range s.Versions {
+			if v > merged[k] {
+				merged[k] = v
+			}
+		}
+	}
+	keys := make([]string, 0, len(merged))
+	for k := range merged {
+		keys = append(keys, k)
+	}
+	var err error
+	for c := range slices.Chunk(keys, foldedChunk) {
+		chunk := make(map[string]int64, len(c))
+		for _, k := range c {
+			chunk[k] = merged[k]
+		}
+		if err = w.store.RecordDelivered(fctx, w.name, chunk); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = w.store.DropDelivered(fctx, ids)
+	}
+	if err != nil {
+		w.folds.putBack(segs)
+		return 0, fmt.Errorf("fold %d segments (%d keys) of the delivered log: %w", len(segs), len(merged), err)
+	}
+	w.folds.done(segs)
+	w.stats.DeliveredFolds.Add(1)
+	w.stats.DeliveredFoldKeys.Add(int64(len(merged)))
+	w.stats.DeliveredFoldNanos.Add(int64(time.Since(start)))
+	w.log.Debug("delivered versions folded", "segments", len(segs), "keys", len(merged), "took", time.Since(start))
+	return len(segs), nil
+}
+
+// finalFold folds what it can of this worker's segments when it stops,
+// within timeout; what is left is folded by another worker after
+// orphanAge.
+func (w *Worker) finalFold(timeout time.Duration) {
+	if w.store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		n, err := w.fold(ctx, time.Now())
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			w.log.Warn("folding delivered versions at stop failed; another worker folds them later", "err", err)
+		}
+		if n == 0 || err != nil {
+			return
+		}
+	}
 }

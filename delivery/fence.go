@@ -18,7 +18,8 @@ import (
 // The fence knows a key's version from this worker's own deliveries and,
 // for a key it has not seen yet, from the DeliveredStore, where every
 // owner flushes its delivered versions before it commits offsets past
-// them. A record whose key is unknown waits (stFencing) while its key is
+// them: the delivered log, read again after every assignment (an earlier
+// owner's last flush is in it), then the key's folded record. A record whose key is unknown waits (stFencing) while its key is
 // looked up with others in one store call; one lookup runs at a time, so
 // keys that arrive meanwhile make the next batch.
 //
@@ -42,7 +43,17 @@ type versionFence struct {
 	want     []string          // keys to look up next
 	loading  bool
 	retryAt  time.Time // after a failed lookup
+	// log is the delivered log (key -> newest version) as last read, at
+	// logAt, after assignment logGen; replaced whole, never changed, so a
+	// lookup goroutine may read it.
+	log    map[string]int64
+	logAt  time.Time
+	logGen int64
 }
+
+// fenceLogMaxAge is how long a lookup uses the delivered log read by an
+// earlier one; an assignment always makes the next lookup read it again.
+const fenceLogMaxAge = time.Second
 
 func newVersionFence() *versionFence {
 	return &versionFence{cur: make(map[string]int64), old: make(map[string]int64), waiting: make(map[string][]*rec)}
@@ -79,8 +90,13 @@ func (f *versionFence) set(key string, v int64) {
 type fenceResult struct {
 	keys     []string
 	versions map[string]int64
-	budgets  map[string]store.Budget // by notification id
-	err      error
+	// log, when the lookup read the delivered log, with its time and
+	// assignment generation.
+	log     map[string]int64
+	logAt   time.Time
+	logGen  int64
+	budgets map[string]store.Budget // by notification id
+	err     error
 }
 
 // fenced reports whether r must wait for, or is dropped by, the version
@@ -144,18 +160,47 @@ func (l *loop) startFenceLookup() {
 		}
 	}
 	w, ctx := l.w, l.hardCtx
+	gen := w.assignGen.Load()
+	cached := f.log
+	if f.logGen != gen || l.now.Sub(f.logAt) > fenceLogMaxAge {
+		cached = nil
+	}
 	go func() {
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		start := time.Now()
-		versions, err := w.store.DeliveredVersions(lctx, w.name, keys)
-		var budgets map[string]store.Budget
-		if err == nil {
-			budgets, err = w.store.Budgets(lctx, w.name, ids)
+		res := fenceResult{keys: keys}
+		// The log before the folded records: a segment is dropped only
+		// once folded, so a version missing from one read is in the other.
+		log, err := cached, error(nil)
+		if log == nil {
+			var segs []DeliveredSegment
+			if segs, err = w.store.DeliveredLog(lctx, w.name); err == nil {
+				log = make(map[string]int64)
+				for _, s := range segs {
+					for k, v := range s.Versions {
+						log[k] = max(log[k], v)
+					}
+				}
+				res.log, res.logAt, res.logGen = log, start, gen
+				w.adoptOrphans(segs, start)
+			}
 		}
-		w.log.Debug("delivered versions and retry budgets looked up", "keys", len(keys), "ids", len(ids), "took", time.Since(start), "err", err)
+		if err == nil {
+			res.versions, err = w.store.RecordedVersions(lctx, w.name, keys)
+		}
+		if err == nil {
+			for _, k := range keys {
+				if v, ok := log[k]; ok && v > res.versions[k] {
+					res.versions[k] = v
+				}
+			}
+			res.budgets, err = w.store.Budgets(lctx, w.name, ids)
+		}
+		res.err = err
+		w.log.Debug("delivered versions and retry budgets looked up", "keys", len(keys), "ids", len(ids), "log_read", cached == nil, "took", time.Since(start), "err", err)
 		select {
-		case l.fenceCh <- fenceResult{keys: keys, versions: versions, budgets: budgets, err: err}:
+		case l.fenceCh <- res:
 		case <-l.loopDone:
 		}
 	}()
@@ -167,6 +212,9 @@ func (l *loop) startFenceLookup() {
 func (l *loop) handleFence(res fenceResult) {
 	f := l.fence
 	f.loading = false
+	if res.log != nil {
+		f.log, f.logAt, f.logGen = res.log, res.logAt, res.logGen
+	}
 	if res.err != nil && l.stopping {
 		return // cut short by the stop; the records are left to the next owner
 	}

@@ -65,6 +65,20 @@ func (w *Worker) Collectors() []prometheus.Collector {
 			func() float64 { return time.Duration(s.DeliveredFlushNanos.Load()).Seconds() }),
 		gauge("fanout_delivery_delivered_flush_last_seconds", "Duration of the latest flush of delivered versions; offset commits wait for it, so it should stay well under delivery.delivered_flush.",
 			func() float64 { return time.Duration(s.DeliveredFlushLastNanos.Load()).Seconds() }),
+		counter("fanout_delivery_delivered_folds_total", "Folds of the delivered log into the per-key delivered versions.", &s.DeliveredFolds),
+		counter("fanout_delivery_delivered_fold_keys_total", "Keys written by those folds: one per key per fold, however many segments carried it.", &s.DeliveredFoldKeys),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fanout_delivery_delivered_fold_seconds_total", Help: "Time spent folding the delivered log.", ConstLabels: labels},
+			func() float64 { return time.Duration(s.DeliveredFoldNanos.Load()).Seconds() }),
+		gauge("fanout_delivery_delivered_log_keys", "Keys in this worker's delivered-log segments not folded yet; it should fall back after each fold.",
+			func() float64 { _, k, _ := w.folds.backlog(); return float64(k) }),
+		gauge("fanout_delivery_delivered_log_oldest_seconds", "Age of this worker's oldest delivered-log segment not folded yet; well above 30 s, folding does not keep up.",
+			func() float64 {
+				_, _, oldest := w.folds.backlog()
+				if oldest.IsZero() {
+					return 0
+				}
+				return time.Since(oldest).Seconds()
+			}),
 		gauge("fanout_delivery_delivered_unflushed_keys", "Keys whose newest delivered version is not stored yet: the flush backlog.",
 			func() float64 { return float64(w.delivered.unflushed()) }),
 		gauge("fanout_delivery_concurrency_limit", "Downstream calls the worker may have in flight now: the adaptive limit (delivery.concurrency: adaptive), or max_in_flight when fixed.",

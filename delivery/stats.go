@@ -25,6 +25,12 @@ type Stats struct {
 	DeliveredFlushNanos     atomic.Int64
 	DeliveredFlushLastNanos atomic.Int64
 	DeliveredFlushMaxNanos  atomic.Int64
+	// DeliveredFolds counts folds of the delivered log into the per-key
+	// records, DeliveredFoldKeys the keys they wrote and
+	// DeliveredFoldNanos their total duration.
+	DeliveredFolds     atomic.Int64
+	DeliveredFoldKeys  atomic.Int64
+	DeliveredFoldNanos atomic.Int64
 	// Consumed counts records read from the notifications and retry
 	// topics, routed here or not.
 	Consumed atomic.Int64

@@ -100,6 +100,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,14 +118,23 @@ import (
 
 // DeliveredStore keeps the newest version delivered per key and connector,
 // so that a replay older than what the target already has can be refused.
-// *store.Store implements it.
+// Versions are appended to a log first and folded into per-key records
+// later (deliveredflush.go). *store.Store implements it.
 type DeliveredStore interface {
-	// RecordDelivered stores versions (key -> version) for connector,
-	// never lowering a stored version.
+	// AppendDelivered writes one segment of delivered versions to the
+	// log, as one write.
+	AppendDelivered(ctx context.Context, seg DeliveredSegment) error
+	// DeliveredLog returns connector's segments not folded yet.
+	DeliveredLog(ctx context.Context, connector string) ([]DeliveredSegment, error)
+	// RecordDelivered stores versions (key -> version) for connector in
+	// the per-key records, never lowering a stored version.
 	RecordDelivered(ctx context.Context, connector string, versions map[string]int64) error
-	// DeliveredVersions returns the stored version of each of keys that
-	// has one: the version fence of a new owner starts from them.
-	DeliveredVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error)
+	// DropDelivered deletes segments of the log, once folded.
+	DropDelivered(ctx context.Context, ids []string) error
+	// RecordedVersions returns the per-key record of each of keys that
+	// has one: with the log, the version fence of a new owner starts from
+	// them.
+	RecordedVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error)
 	// RecordBudgets stores the retry budgets of failing notifications
 	// (id -> budget) and deletes those of finished ones (done).
 	RecordBudgets(ctx context.Context, connector string, set map[string]Budget, done []string) error
@@ -242,11 +252,19 @@ type Worker struct {
 	// laneLimiters are the priorities' own rate limits (priority.go).
 	laneLimiters [lanes]*rate.Limiter
 	delivered    deliveredTracker
-	budgets      budgetTracker
-	takeover     takeovers
-	flushMu      sync.Mutex // one flush at a time: a commit waits for the one running
-	stats        Stats
-	started      atomic.Bool
+	// writer names this worker's segments of the delivered log: the
+	// instance and the time New ran, unique per run.
+	writer string
+	segSeq atomic.Int64
+	folds  foldQueue
+	// assignGen counts partition assignments: the version fence reads
+	// the delivered log again after each.
+	assignGen atomic.Int64
+	budgets   budgetTracker
+	takeover  takeovers
+	flushMu   sync.Mutex // one flush at a time: a commit waits for the one running
+	stats     Stats
+	started   atomic.Bool
 }
 
 // New returns a worker for the connector named name, delivering through
@@ -287,6 +305,7 @@ func New(cfg Config, name string, conn connectors.Connector, opts ...Option) (*W
 		w.instance = defaultInstance()
 	}
 	w.log = w.log.With("connector", name)
+	w.writer = w.instance + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if bc, ok := conn.(connectors.BatchConnector); ok && bc.MaxBatch() > 1 && !w.sequential {
 		w.batch, w.maxBatch = bc, bc.MaxBatch()
 	}
@@ -443,6 +462,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		kgo.DisableAutoCommit(),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 			w.assigned.add(parts)
+			w.assignGen.Add(1)
 			w.onAssigned(ctx, cl, parts)
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
@@ -482,10 +502,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	pollCtx, stopPoll := context.WithCancel(context.Background())
 	bgCtx, stopBg := context.WithCancel(context.Background())
-	bg.Add(4)
+	bg.Add(5)
 	go func() { defer bg.Done(); l.poll(pollCtx) }()
 	go func() { defer bg.Done(); l.committer.run(bgCtx, cl, w.log, w.flushDelivered) }()
 	go func() { defer bg.Done(); w.flushLoop(bgCtx) }()
+	go func() { defer bg.Done(); w.foldLoop(bgCtx) }()
 	go func() { defer bg.Done(); w.controlLoop(bgCtx, l) }()
 
 	final, held := l.run(ctx, stopPoll)
@@ -509,6 +530,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		commitErr = commitSync(withCommitMetadata(cctx, meta, held), cl, final)
 	}
 	cancel()
+	w.finalFold(5 * time.Second)
 	cl.Close() // leaves the group; the revoke callback sees the loop done
 	w.assigned.clear()
 	w.publishStatus(context.Background(), true)

@@ -8,7 +8,8 @@ import (
 )
 
 // The delivered collection holds, per connector and key, the newest
-// aggregate version a worker saw acknowledged: {_id: connector+"/"+key,
+// aggregate version a worker saw acknowledged and folded from the
+// delivered log (deliveredlog.go): {_id: connector+"/"+key,
 // connector, key, version}. Replays consult it to refuse a notification
 // older than what the target already has. Only the workers of one
 // connector write its documents, and the version guard makes concurrent or
@@ -50,8 +51,37 @@ func (s *Store) RecordDelivered(ctx context.Context, connector string, versions 
 }
 
 // DeliveredVersions returns the newest version recorded as delivered to
-// connector for each of keys that has one.
+// connector for each of keys that has one, from the delivered log and the
+// per-key documents. The log is read first: a segment is dropped only
+// after its versions are in the per-key documents, so a version is in
+// one read or the other.
 func (s *Store) DeliveredVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error) {
+	if len(keys) == 0 {
+		return map[string]int64{}, nil
+	}
+	segs, err := s.DeliveredLog(ctx, connector)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.RecordedVersions(ctx, connector, keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, seg := range segs {
+		for _, k := range keys {
+			if v, ok := seg.Versions[k]; ok && v > out[k] {
+				out[k] = v
+			}
+		}
+	}
+	return out, nil
+}
+
+// RecordedVersions returns the version of each of keys in connector's
+// per-key delivered documents, without the delivered log: for a caller
+// that holds the log already (a worker's version fence reads the log
+// first, then this).
+func (s *Store) RecordedVersions(ctx context.Context, connector string, keys []string) (map[string]int64, error) {
 	hd := s.cur()
 	out := make(map[string]int64, len(keys))
 	if len(keys) == 0 {

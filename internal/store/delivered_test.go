@@ -3,8 +3,12 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"strings"
 	"testing"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/fanout-dev/fanout/internal/store"
 	"github.com/fanout-dev/fanout/internal/testenv"
@@ -92,5 +96,77 @@ func TestRecordDelivered(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeliveredLog: DeliveredVersions is the newer of the delivered log
+// and the per-key records; RecordedVersions the records alone; a segment
+// too large or a corrupt one is an error, never a panic or a silent loss.
+func TestDeliveredLog(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{URI: testenv.Mongo(t), Database: testenv.Database(t), Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = st.Drop(context.Background())
+		_ = st.Close(context.Background())
+	})
+	if err := st.RecordDelivered(ctx, "la", map[string]int64{"a": 5, "b": 3}); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("k", 300) + "/é.$x" // any key round-trips
+	for i, seg := range []store.DeliveredSegment{
+		{ID: "w1/1", Connector: "la", Writer: "w1", Versions: map[string]int64{"a": 9, "c": 1, long: 1 << 40}},
+		{ID: "w1/2", Connector: "la", Writer: "w1", Versions: map[string]int64{"a": 7, "c": 2}},
+		{ID: "w2/1", Connector: "sf", Writer: "w2", Versions: map[string]int64{"b": 100}},
+	} {
+		if err := st.AppendDelivered(ctx, seg); err != nil {
+			t.Fatalf("segment %d: %v", i, err)
+		}
+	}
+	keys := []string{"a", "b", "c", "missing", long}
+	got, err := st.DeliveredVersions(ctx, "la", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{"a": 9, "b": 3, "c": 2, long: 1 << 40}; !maps.Equal(got, want) {
+		t.Errorf("DeliveredVersions = %v, want %v", got, want)
+	}
+	got, err = st.RecordedVersions(ctx, "la", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{"a": 5, "b": 3}; !maps.Equal(got, want) {
+		t.Errorf("RecordedVersions = %v, want %v", got, want)
+	}
+	segs, err := st.DeliveredLog(ctx, "la")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) != 2 || segs[0].ID != "w1/1" || segs[1].ID != "w1/2" || segs[0].Writer != "w1" || segs[0].At.IsZero() {
+		t.Fatalf("DeliveredLog(la) = %+v, want w1/1 then w1/2 with writer and time", segs)
+	}
+	if err := st.DropDelivered(ctx, []string{"w1/1", "w1/2"}); err != nil {
+		t.Fatal(err)
+	}
+	if segs, err := st.DeliveredLog(ctx, "la"); err != nil || len(segs) != 0 {
+		t.Fatalf("after the drop: %d segments, err %v", len(segs), err)
+	}
+
+	huge := map[string]int64{}
+	for i := range store.MaxSegmentBytes / 1000 {
+		huge[fmt.Sprintf("%01000d", i)] = 1
+	}
+	if err := st.AppendDelivered(ctx, store.DeliveredSegment{ID: "w1/3", Connector: "la", Versions: huge}); err == nil || !strings.Contains(err.Error(), "split it") {
+		t.Errorf("an oversize segment: err %v, want one asking to split it", err)
+	}
+
+	// A corrupt segment (written by hand) is reported with its id.
+	if err := st.PutRawDelivered(ctx, bson.D{{Key: "_id", Value: "bad/1"}, {Key: "connector", Value: "la"}, {Key: "versions", Value: bson.Binary{Data: []byte{0x05, 'a'}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DeliveredVersions(ctx, "la", keys); err == nil || !strings.Contains(err.Error(), "bad/1") {
+		t.Errorf("a corrupt segment: err %v, want one naming bad/1", err)
 	}
 }
