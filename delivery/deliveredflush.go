@@ -78,7 +78,7 @@ func (w *Worker) recordDelivered(ctx context.Context, m map[string]int64) (map[s
 		}
 		if err == nil {
 			w.delivered.stored(c)
-			w.folds.add(seg)
+			w.folds.add(segRef{id: seg.ID, at: seg.At, keys: len(c)})
 			return
 		}
 		if firstErr == nil {
@@ -132,38 +132,48 @@ func (w *Worker) observeFlush(d time.Duration, n int) {
 	w.stats.DeliveredFlushLastNanos.Store(int64(d))
 }
 
+// segRef is a segment of the delivered log queued for folding. The queue
+// keeps no versions: a fold reads its segments back from the store, so a
+// fold backlog (a store slower than the deliveries) costs the worker no
+// memory.
+type segRef struct {
+	id   string
+	at   time.Time
+	keys int
+}
+
 // foldQueue holds the delivered-log segments this worker is to fold, in
 // the order they were written.
 type foldQueue struct {
 	mu     sync.Mutex
-	segs   []DeliveredSegment
+	segs   []segRef
 	queued map[string]bool // by segment ID, including those being folded
 }
 
 // add queues segs not queued already.
-func (q *foldQueue) add(segs ...DeliveredSegment) {
+func (q *foldQueue) add(segs ...segRef) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.queued == nil {
 		q.queued = make(map[string]bool)
 	}
 	for _, s := range segs {
-		if !q.queued[s.ID] {
-			q.queued[s.ID] = true
+		if !q.queued[s.id] {
+			q.queued[s.id] = true
 			q.segs = append(q.segs, s)
 		}
 	}
-	slices.SortStableFunc(q.segs, func(a, b DeliveredSegment) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(q.segs, func(a, b segRef) int { return a.at.Compare(b.at) })
 }
 
 // take removes and returns the oldest segments written before before, up
 // to maxKeys keys in all (at least one segment).
-func (q *foldQueue) take(before time.Time, maxKeys int) []DeliveredSegment {
+func (q *foldQueue) take(before time.Time, maxKeys int) []segRef {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n, keys := 0, 0
-	for n < len(q.segs) && !q.segs[n].At.After(before) && (n == 0 || keys+len(q.segs[n].Versions) <= maxKeys) {
-		keys += len(q.segs[n].Versions)
+	for n < len(q.segs) && !q.segs[n].at.After(before) && (n == 0 || keys+q.segs[n].keys <= maxKeys) {
+		keys += q.segs[n].keys
 		n++
 	}
 	out := slices.Clone(q.segs[:n])
@@ -172,18 +182,18 @@ func (q *foldQueue) take(before time.Time, maxKeys int) []DeliveredSegment {
 }
 
 // putBack returns segments a failed fold took.
-func (q *foldQueue) putBack(segs []DeliveredSegment) {
+func (q *foldQueue) putBack(segs []segRef) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.segs = append(slices.Clone(segs), q.segs...)
 }
 
 // done forgets folded segments.
-func (q *foldQueue) done(segs []DeliveredSegment) {
+func (q *foldQueue) done(segs []segRef) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, s := range segs {
-		delete(q.queued, s.ID)
+		delete(q.queued, s.id)
 	}
 }
 
@@ -192,10 +202,10 @@ func (q *foldQueue) backlog() (segs, keys int, oldest time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, s := range q.segs {
-		keys += len(s.Versions)
+		keys += s.keys
 	}
 	if len(q.segs) > 0 {
-		oldest = q.segs[0].At
+		oldest = q.segs[0].at
 	}
 	return len(q.segs), keys, oldest
 }
@@ -203,10 +213,10 @@ func (q *foldQueue) backlog() (segs, keys int, oldest time.Time) {
 // adoptOrphans queues the segments of segs that another writer left for
 // longer than orphanAge.
 func (w *Worker) adoptOrphans(segs []DeliveredSegment, now time.Time) {
-	var orphans []DeliveredSegment
+	var orphans []segRef
 	for _, s := range segs {
 		if s.Writer != w.writer && now.Sub(s.At) > orphanAge {
-			orphans = append(orphans, s)
+			orphans = append(orphans, segRef{id: s.ID, at: s.At, keys: len(s.Versions)})
 		}
 	}
 	if len(orphans) > 0 {
@@ -259,17 +269,26 @@ func (w *Worker) foldLoop(ctx context.Context) {
 // foldMaxKeys keys) into the per-key documents, then drops them from the
 // log; it returns the number of segments folded.
 func (w *Worker) fold(ctx context.Context, before time.Time) (int, error) {
-	segs := w.folds.take(before, foldMaxKeys)
-	if len(segs) == 0 {
+	refs := w.folds.take(before, foldMaxKeys)
+	if len(refs) == 0 {
 		return 0, nil
 	}
 	start := time.Now()
 	fctx, cancel := context.WithTimeout(ctx, foldTimeout)
 	defer cancel()
+	ids := make([]string, len(refs))
+	for i, r := range refs {
+		ids[i] = r.id
+	}
+	// Segments another worker folded and dropped meanwhile are not read:
+	// their versions are in the per-key records.
+	segs, err := w.store.DeliveredSegments(fctx, ids)
+	if err != nil {
+		w.folds.putBack(refs)
+		return 0, fmt.Errorf("fold %d segments of the delivered log: read them: %w", len(refs), err)
+	}
 	merged := make(map[string]int64)
-	ids := make([]string, len(segs))
-	for i, s := range segs {
-		ids[i] = s.ID
+	for _, s := range segs {
 		for k, v := range s.Versions {
 			if v > merged[k] {
 				merged[k] = v
@@ -280,7 +299,6 @@ func (w *Worker) fold(ctx context.Context, before time.Time) (int, error) {
 	for k := range merged {
 		keys = append(keys, k)
 	}
-	var err error
 	for c := range slices.Chunk(keys, foldedChunk) {
 		chunk := make(map[string]int64, len(c))
 		for _, k := range c {
@@ -294,15 +312,15 @@ func (w *Worker) fold(ctx context.Context, before time.Time) (int, error) {
 		err = w.store.DropDelivered(fctx, ids)
 	}
 	if err != nil {
-		w.folds.putBack(segs)
-		return 0, fmt.Errorf("fold %d segments (%d keys) of the delivered log: %w", len(segs), len(merged), err)
+		w.folds.putBack(refs)
+		return 0, fmt.Errorf("fold %d segments (%d keys) of the delivered log: %w", len(refs), len(merged), err)
 	}
-	w.folds.done(segs)
+	w.folds.done(refs)
 	w.stats.DeliveredFolds.Add(1)
 	w.stats.DeliveredFoldKeys.Add(int64(len(merged)))
 	w.stats.DeliveredFoldNanos.Add(int64(time.Since(start)))
-	w.log.Debug("delivered versions folded", "segments", len(segs), "keys", len(merged), "took", time.Since(start))
-	return len(segs), nil
+	w.log.Debug("delivered versions folded", "segments", len(refs), "keys", len(merged), "took", time.Since(start))
+	return len(refs), nil
 }
 
 // finalFold folds what it can of this worker's segments when it stops,

@@ -129,6 +129,9 @@ type DeliveredStore interface {
 	// RecordDelivered stores versions (key -> version) for connector in
 	// the per-key records, never lowering a stored version.
 	RecordDelivered(ctx context.Context, connector string, versions map[string]int64) error
+	// DeliveredSegments returns the segments of the log with these IDs
+	// that are still there.
+	DeliveredSegments(ctx context.Context, ids []string) ([]DeliveredSegment, error)
 	// DropDelivered deletes segments of the log, once folded.
 	DropDelivered(ctx context.Context, ids []string) error
 	// RecordedVersions returns the per-key record of each of keys that

@@ -147,6 +147,13 @@ func TestDeliveredLog(t *testing.T) {
 	if len(segs) != 2 || segs[0].ID != "w1/1" || segs[1].ID != "w1/2" || segs[0].Writer != "w1" || segs[0].At.IsZero() {
 		t.Fatalf("DeliveredLog(la) = %+v, want w1/1 then w1/2 with writer and time", segs)
 	}
+	byID, err := st.DeliveredSegments(ctx, []string{"w1/2", "gone/1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byID) != 1 || byID[0].ID != "w1/2" || !maps.Equal(byID[0].Versions, map[string]int64{"a": 7, "c": 2}) {
+		t.Fatalf("DeliveredSegments(w1/2, gone/1) = %+v, want w1/2 alone with its versions", byID)
+	}
 	if err := st.DropDelivered(ctx, []string{"w1/1", "w1/2"}); err != nil {
 		t.Fatal(err)
 	}

@@ -131,19 +131,9 @@ func (s *Store) DeliveredLog(ctx context.Context, connector string) ([]Delivered
 	defer cur.Close(ctx)
 	var out []DeliveredSegment
 	for cur.Next(ctx) {
-		var d struct {
-			ID       string      `bson:"_id"`
-			Writer   string      `bson:"writer"`
-			At       time.Time   `bson:"at"`
-			N        int         `bson:"n"`
-			Versions bson.Binary `bson:"versions"`
-		}
-		if err := cur.Decode(&d); err != nil {
-			return nil, fmt.Errorf("store: read the delivered log of %s: decode a segment: %w", connector, err)
-		}
-		seg := DeliveredSegment{ID: d.ID, Connector: connector, Writer: d.Writer, At: d.At, Versions: make(map[string]int64, d.N)}
-		if err := unpackVersions(d.Versions.Data, seg.Versions); err != nil {
-			return nil, fmt.Errorf("store: read the delivered log of %s: segment %s: %w", connector, d.ID, err)
+		seg, err := decodeSegment(cur.Current)
+		if err != nil {
+			return nil, fmt.Errorf("store: read the delivered log of %s: %w", connector, err)
 		}
 		out = append(out, seg)
 	}
@@ -152,6 +142,52 @@ func (s *Store) DeliveredLog(ctx context.Context, connector string) ([]Delivered
 	}
 	slices.SortFunc(out, func(a, b DeliveredSegment) int { return a.At.Compare(b.At) })
 	return out, nil
+}
+
+// DeliveredSegments returns the segments of the delivered log with the
+// given IDs that are still there (another worker may have folded and
+// dropped some), oldest first.
+func (s *Store) DeliveredSegments(ctx context.Context, ids []string) ([]DeliveredSegment, error) {
+	hd := s.cur()
+	var out []DeliveredSegment
+	var bad error
+	proj := bson.D{{Key: "connector", Value: 1}, {Key: "writer", Value: 1}, {Key: "at", Value: 1}, {Key: "n", Value: 1}, {Key: "versions", Value: 1}}
+	err := s.findByIDs(ctx, hd.db.Collection(s.deliveredLog(hd)), ids, proj, func(raw bson.Raw) {
+		seg, err := decodeSegment(raw)
+		if err != nil {
+			bad = err
+			return
+		}
+		out = append(out, seg)
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read %d segments of the delivered log: %w", len(ids), err)
+	}
+	slices.SortFunc(out, func(a, b DeliveredSegment) int { return a.At.Compare(b.At) })
+	return out, nil
+}
+
+// decodeSegment decodes one document of the delivered log.
+func decodeSegment(raw bson.Raw) (DeliveredSegment, error) {
+	var d struct {
+		ID        string      `bson:"_id"`
+		Connector string      `bson:"connector"`
+		Writer    string      `bson:"writer"`
+		At        time.Time   `bson:"at"`
+		N         int         `bson:"n"`
+		Versions  bson.Binary `bson:"versions"`
+	}
+	if err := bson.Unmarshal(raw, &d); err != nil {
+		return DeliveredSegment{}, fmt.Errorf("decode a segment: %w", err)
+	}
+	seg := DeliveredSegment{ID: d.ID, Connector: d.Connector, Writer: d.Writer, At: d.At, Versions: make(map[string]int64, min(d.N, 1<<16))}
+	if err := unpackVersions(d.Versions.Data, seg.Versions); err != nil {
+		return DeliveredSegment{}, fmt.Errorf("segment %s: %w", d.ID, err)
+	}
+	return seg, nil
 }
 
 // DropDelivered deletes segments of the delivered log by ID, once their
